@@ -1,0 +1,36 @@
+# Production image: gunicorn serving Django; the same image runs migrate, worker and beat
+# (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_DEBUG=0 \
+    HOLDFAST_STORAGE_ROOT=/data/storage \
+    HOLDFAST_RESTORE_ROOTS=/data/restores
+
+RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin holdfast
+
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY . .
+# /data is where docker-compose mounts the shared named volume; a fresh volume copies this
+# ownership, so the non-root user can write vault storage and restores there.
+RUN pip install --no-deps . \
+    && SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost \
+       python manage.py collectstatic --noinput \
+    && mkdir -p /data/storage /data/restores \
+    && chown -R holdfast:holdfast /data
+
+USER holdfast
+EXPOSE 8000
+
+CMD ["gunicorn", "portal.wsgi:application", "-b", "0.0.0.0:8000", "--workers", "3"]

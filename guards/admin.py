@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from portal.admin import ReadOnlyAdmin
+
+from .models import ResourceGuard
+
+
+@admin.register(ResourceGuard)
+class ResourceGuardAdmin(ReadOnlyAdmin):
+    list_display = ["name", "owner", "created_at"]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from . import clock
+from .models import Approval
+from .roles import ROLE_LABELS, has_capability, role_of
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    """The top bar's role badge and approvals count, plus the CSP nonce for htmx's script."""
+    user = request.user
+    context: dict[str, Any] = {"csp_nonce": getattr(request, "csp_nonce", "")}
+    if not user.is_authenticated:
+        return context
+    role = role_of(user)
+    context["user_role"] = role
+    context["user_role_label"] = ROLE_LABELS.get(role, "Installation admin" if role else "No role")
+    context["can_manage"] = has_capability(user, "manage")
+    context["can_approve"] = has_capability(user, "approve")
+    context["pending_approvals"] = Approval.objects.filter(
+        status=Approval.Status.PENDING, expires_at__gt=clock.now()
+    ).count()
+    return context

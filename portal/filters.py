@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import django_filters
+
+from .models import Approval, AuditRecord
+
+
+class AuditFilter(django_filters.FilterSet):
+    vault = django_filters.CharFilter(field_name="vault_name", lookup_expr="iexact")
+    operation = django_filters.CharFilter(field_name="operation")
+    outcome = django_filters.ChoiceFilter(choices=AuditRecord.Outcome.choices)
+    actor = django_filters.CharFilter(field_name="actor_name", lookup_expr="iexact")
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", label="From")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", label="Until")
+
+    class Meta:
+        model = AuditRecord
+        fields = ["vault", "operation", "outcome", "actor", "since", "until"]
+
+
+class ApprovalFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Approval.Status.choices, method="filter_status")
+    kind = django_filters.ChoiceFilter(choices=Approval.Kind.choices)
+
+    class Meta:
+        model = Approval
+        fields = ["status", "kind"]
+
+    def filter_status(self, queryset, name, value):  # type: ignore[no-untyped-def]
+        """Filter on the status as of now: expiry is judged at read time, not by a sweep."""
+        from django.db.models import Q
+
+        from . import clock
+
+        now = clock.now()
+        pending = Approval.Status.PENDING
+        approved = Approval.Status.APPROVED
+        if value == pending:
+            return queryset.filter(status=pending, expires_at__gt=now)
+        if value == Approval.Status.EXPIRED:
+            return queryset.filter(
+                Q(status=Approval.Status.EXPIRED)
+                | Q(status=pending, expires_at__lte=now)
+                | Q(status=approved, active_until__lte=now)
+            )
+        if value == approved:
+            return queryset.filter(status=approved).exclude(active_until__lte=now)
+        return queryset.filter(status=value)

@@ -1,0 +1,411 @@
+"""The operation gate (SPEC section 4): the one way any state in Holdfast changes.
+
+Every state-changing service calls :func:`execute` with an operation name from
+:data:`OPERATIONS`. In one transaction the gate locks the vault row, checks, in order, the
+actor's role (``permission_denied``), the absolute rules of the operation (immutability, lock,
+always-on soft delete, ...) and multi-user authorization (``mua_required``); then it performs
+the change and writes the audit record. A refusal writes only the audit record and raises
+:class:`DomainError` once that record is committed.
+
+The table is the single place to read which checks an operation needs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import transaction
+
+from . import clock
+from .models import Approval, AuditRecord
+from .roles import has_capability
+
+if TYPE_CHECKING:
+    from vaults.models import Vault
+
+T = TypeVar("T")
+
+HTTP_STATUS = {
+    "permission_denied": 403,
+    "validation_error": 400,
+    "not_found": 404,
+}
+
+
+class DomainError(Exception):
+    """A refusal with a stable error code and a sentence a person can act on."""
+
+    def __init__(self, code: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.field = field
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 409)
+
+
+@dataclass
+class Check:
+    """What a rule sees: the operation, who asks, the locked vault and the service's facts."""
+
+    operation: str
+    actor: Any
+    vault: Vault | None
+    facts: dict[str, Any]
+    now: datetime
+
+
+Rule = Callable[[Check], DomainError | None]
+
+
+# --- absolute rules -------------------------------------------------------------------------
+
+
+def vault_not_locked(check: Check) -> DomainError | None:
+    if check.vault is not None and check.vault.is_locked:
+        return DomainError(
+            "immutability_locked",
+            f"Immutability of vault {check.vault.name} is locked: it cannot be changed by anyone.",
+        )
+    return None
+
+
+def no_unexpired_points_in_immutable_vault(check: Check) -> DomainError | None:
+    vault = check.vault
+    if vault is None or not vault.is_immutable:
+        return None
+    remaining = vault.unexpired_point_count(check.now)
+    if remaining:
+        return DomainError(
+            "immutable_vault",
+            f"Vault {vault.name} is immutable and still holds {remaining} unexpired recovery "
+            "point(s): it can be deleted once they have expired.",
+        )
+    return None
+
+
+def confirmation_matches(check: Check) -> DomainError | None:
+    vault = check.vault
+    if vault is not None and check.facts.get("confirmation") != vault.name:
+        return DomainError(
+            "confirmation_mismatch",
+            f"Type the vault's exact name ({vault.name}) to confirm this irreversible action.",
+            field="confirmation",
+        )
+    return None
+
+
+def approval_pending(check: Check) -> DomainError | None:
+    approval: Approval = check.facts["approval"]
+    status = approval.effective_status(check.now)
+    if status != Approval.Status.PENDING:
+        return DomainError(
+            "approval_not_pending",
+            f"This request is {status}, not pending: nothing more can be decided on it.",
+        )
+    return None
+
+
+def not_own_request(check: Check) -> DomainError | None:
+    approval: Approval = check.facts["approval"]
+    if approval.requested_by_id == check.actor.pk:
+        return DomainError(
+            "self_approval",
+            "You asked for this yourself: another security admin must decide it.",
+        )
+    return None
+
+
+def own_request(check: Check) -> DomainError | None:
+    approval: Approval = check.facts["approval"]
+    if approval.requested_by_id != check.actor.pk:
+        return DomainError(
+            "permission_denied", "Only the person who asked for it can cancel this request."
+        )
+    return None
+
+
+def active_elevation(check: Check) -> DomainError | None:
+    approval: Approval = check.facts["approval"]
+    if not approval.is_active_elevation(check.now):
+        return DomainError(
+            "approval_not_pending", "This elevation is not active: there is nothing to revoke."
+        )
+    return None
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    capability: str
+    rules: tuple[Rule, ...] = ()
+    # The Resource Guard operation (SPEC 3.4) that protects this one, if any.
+    mua: str | None = None
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("vault_create", "manage", label="Create a vault"),
+        Operation("vault_update", "manage", label="Change a vault's properties"),
+        Operation(
+            "vault_delete",
+            "manage",
+            rules=(no_unexpired_points_in_immutable_vault,),
+            mua="delete_vault",
+            label="Delete a vault",
+        ),
+        Operation(
+            "immutability_enable",
+            "manage",
+            rules=(vault_not_locked,),
+            label="Enable immutability",
+        ),
+        Operation(
+            "immutability_disable",
+            "manage",
+            rules=(vault_not_locked,),
+            mua="disable_immutability",
+            label="Disable immutability",
+        ),
+        Operation(
+            "immutability_lock_request",
+            "manage",
+            rules=(vault_not_locked, confirmation_matches),
+            label="Ask to lock immutability",
+        ),
+        Operation(
+            "immutability_lock",
+            "approve",
+            rules=(vault_not_locked,),
+            label="Lock immutability",
+        ),
+        Operation(
+            "approval_approve",
+            "approve",
+            rules=(approval_pending, not_own_request),
+            label="Approve a request",
+        ),
+        Operation(
+            "approval_deny",
+            "approve",
+            rules=(approval_pending, not_own_request),
+            label="Deny a request",
+        ),
+        Operation("approval_cancel", "view", rules=(own_request, approval_pending), label="Cancel"),
+        Operation("approval_expire", "system", label="Expire a pending request"),
+        Operation(
+            "approval_revoke", "approve", rules=(active_elevation,), label="Revoke an elevation"
+        ),
+        # Installation administration: superusers, or the server's own shell commands.
+        Operation("user_create", "installation", label="Create a user"),
+        Operation("user_update", "installation", label="Change a user's role or status"),
+    )
+}
+
+# --- where the call came from, for the audit record ------------------------------------------
+
+_entry_point: contextvars.ContextVar[str] = contextvars.ContextVar("entry_point", default="shell")
+
+
+@contextmanager
+def entry_point(name: str) -> Iterator[None]:
+    token = _entry_point.set(name)
+    try:
+        yield
+    finally:
+        _entry_point.reset(token)
+
+
+def current_entry_point() -> str:
+    return _entry_point.get()
+
+
+# --- the gate -------------------------------------------------------------------------------
+
+
+def _role_check(op: Operation, actor: Any) -> DomainError | None:
+    if op.capability == "installation" and actor is None and current_entry_point() == "command":
+        return None
+    if op.capability == "installation":
+        op = Operation(op.name, "superuser", label=op.label)
+    if op.capability == "system":
+        return (
+            None
+            if actor is None
+            else DomainError(
+                "permission_denied", f"{op.label} is done by Holdfast itself, not by a person."
+            )
+        )
+    if actor is None or not has_capability(actor, op.capability):
+        return DomainError(
+            "permission_denied",
+            f"Your role does not allow this operation ({op.label or op.name}).",
+        )
+    return None
+
+
+def _mua_check(op: Operation, check: Check) -> tuple[DomainError | None, Approval | None]:
+    """Refuse a guarded operation unless the actor holds an active elevation on the guard."""
+    vault = check.vault
+    if op.mua is None or vault is None or vault.resource_guard_id is None:
+        return None, None
+    guard = vault.resource_guard
+    if guard is None or not guard.protects(op.mua):
+        return None, None
+    elevations = Approval.objects.filter(
+        kind=Approval.Kind.ELEVATION,
+        status=Approval.Status.APPROVED,
+        guard=guard,
+        requested_by=check.actor,
+        active_until__gt=check.now,
+    ).order_by("-active_until")
+    elevation = elevations.first()
+    if elevation is None:
+        return (
+            DomainError(
+                "mua_required",
+                "Unlock privilege access is needed for this operation: it is protected by "
+                f"Resource Guard {guard.name}. Request access on that guard and ask a security "
+                "admin to approve it.",
+            ),
+            None,
+        )
+    return None, elevation
+
+
+def decide(op_name: str, *, actor: Any, vault: Vault | None, facts: dict[str, Any]) -> Check:
+    """Run every check of ``op_name`` without changing anything (for previews and dry runs)."""
+    op = OPERATIONS[op_name]
+    check = Check(op_name, actor, vault, facts, clock.now())
+    error = _role_check(op, actor)
+    for rule in op.rules:
+        if error is not None:
+            break
+        error = rule(check)
+    if error is None:
+        error, elevation = _mua_check(op, check)
+        facts["_elevation"] = elevation
+    if error is not None:
+        raise error
+    return check
+
+
+def _audit(
+    op_name: str,
+    *,
+    actor: Any,
+    vault: Vault | None,
+    vault_name: str,
+    target: str,
+    now: datetime,
+    error: DomainError | None,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    details: dict[str, Any],
+) -> AuditRecord:
+    return AuditRecord.objects.create(
+        at=now,
+        actor=actor,
+        actor_name=getattr(actor, "username", "") or "holdfast",
+        operation=op_name,
+        outcome=AuditRecord.Outcome.REFUSED if error else AuditRecord.Outcome.ALLOWED,
+        code=error.code if error else "",
+        reason=error.detail if error else "",
+        vault_name=vault.name if vault is not None else vault_name,
+        target=target[:255],
+        source=current_entry_point(),
+        before=before,
+        after=after,
+        details=details,
+    )
+
+
+def execute(
+    op_name: str,
+    *,
+    actor: Any,
+    change: Callable[[Check], T],
+    vault: Vault | None = None,
+    vault_name: str = "",
+    target: str = "",
+    facts: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+    after: Callable[[T], dict[str, Any]] | None = None,
+    precheck: Callable[[Check], None] | None = None,
+    refresh: Callable[[dict[str, Any]], None] | None = None,
+) -> T:
+    """Check ``op_name`` for ``actor`` on ``vault``, then run ``change`` and audit it.
+
+    ``change`` receives the :class:`Check`, whose ``vault`` is the row locked for this
+    transaction. ``precheck`` may raise a ``validation_error`` that depends on locked state.
+    ``refresh`` re-reads (and locks) the facts inside the transaction, after the vault row, so
+    two callers racing on the same row are decided one after the other.
+    """
+    facts = dict(facts or {})
+    error: DomainError | None = None
+    with transaction.atomic():
+        if vault is not None and vault.pk is not None:
+            vault = type(vault).objects.select_for_update().get(pk=vault.pk)
+        if refresh is not None:
+            refresh(facts)
+        before_state = before if before is not None else (vault.audit_state() if vault else {})
+        try:
+            check = decide(op_name, actor=actor, vault=vault, facts=facts)
+            if precheck is not None:
+                precheck(check)
+        except DomainError as refusal:
+            error = refusal
+            _audit(
+                op_name,
+                actor=actor,
+                vault=vault,
+                vault_name=vault_name,
+                target=target,
+                now=clock.now(),
+                error=error,
+                before=before_state,
+                after={},
+                details={},
+            )
+        else:
+            result = change(check)
+            elevation = facts.get("_elevation")
+            details: dict[str, Any] = {}
+            if elevation is not None:
+                details["elevation"] = elevation.pk
+                details["guard"] = elevation.guard.name if elevation.guard else None
+            if after is not None:
+                after_state = after(result)
+            elif check.vault is not None and check.vault.pk is not None:
+                after_state = check.vault.audit_state()
+            else:
+                after_state = {}
+            _audit(
+                op_name,
+                actor=actor,
+                vault=check.vault,
+                vault_name=vault_name,
+                target=target,
+                now=check.now,
+                error=None,
+                before=before_state,
+                after=after_state,
+                details=details,
+            )
+            return result
+    # Raised outside the atomic block so the refusal's audit record is committed.
+    assert error is not None
+    raise error

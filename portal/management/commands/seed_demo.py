@@ -1,0 +1,78 @@
+"""``manage.py seed_demo``: a user per role and a dozen vaults, for the embedded quick start.
+
+Idempotent: users and vaults that already exist are left alone. Every write goes through the
+services (and so the gate), as the demo users themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from portal import services
+from portal.gate import entry_point
+from vaults import services as vault_services
+from vaults.models import Vault
+
+DEMO_USERS = [
+    ("admin", "backup_admin", "holdfast-admin", True),
+    ("alice", "backup_admin", "holdfast-alice", False),
+    ("sam", "security_admin", "holdfast-sam", False),
+    ("sofia", "security_admin", "holdfast-sofia", False),
+    ("oscar", "operator", "holdfast-oscar", False),
+    ("rita", "reader", "holdfast-rita", False),
+]
+
+# name, kind, region, immutability, tags
+DEMO_VAULTS = [
+    ("prod-sql-weu", "recovery_services", "westeurope", "locked", {"env": "prod"}),
+    ("prod-files-weu", "recovery_services", "westeurope", "enabled", {"env": "prod"}),
+    ("prod-vm-neu", "recovery_services", "northeurope", "enabled", {"env": "prod"}),
+    ("prod-blobs-eus", "backup", "eastus", "locked", {"env": "prod"}),
+    ("prod-disks-eus", "backup", "eastus", "disabled", {"env": "prod"}),
+    ("stage-vm-weu", "recovery_services", "westeurope", "disabled", {"env": "stage"}),
+    ("stage-pg-neu", "backup", "northeurope", "enabled", {"env": "stage"}),
+    ("dev-vm-eus", "recovery_services", "eastus", "disabled", {"env": "dev"}),
+    ("dev-blobs-sea", "backup", "southeastasia", "disabled", {"env": "dev"}),
+    ("finance-archive", "archive", "westeurope", "locked", {"team": "finance"}),
+    ("legal-archive", "archive", "northeurope", "enabled", {"team": "legal"}),
+    ("hr-files-sea", "recovery_services", "southeastasia", "enabled", {"team": "hr"}),
+]
+
+
+class Command(BaseCommand):
+    help = "Load demo users (one per role) and a dozen vaults."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        with entry_point("command"):
+            for username, role, password, superuser in DEMO_USERS:
+                if not user_model.objects.filter(username=username).exists():
+                    services.user_create(
+                        actor=None,
+                        username=username,
+                        role=role,
+                        password=password,
+                        is_superuser=superuser,
+                    )
+            admin = user_model.objects.get(username="alice")
+            approver = user_model.objects.get(username="sam")
+            for name, kind, region, state, tags in DEMO_VAULTS:
+                if Vault.objects.filter(name=name).exists():
+                    continue
+                vault = vault_services.vault_create(
+                    actor=admin, name=name, kind=kind, region=region, tags=tags
+                )
+                if state in {"enabled", "locked"}:
+                    vault_services.immutability_set(actor=admin, vault=vault, state="enabled")
+                if state == "locked":
+                    approval = vault_services.immutability_lock_request(
+                        actor=admin, vault=vault, confirmation=name
+                    )
+                    services.approval_approve(actor=approver, approval=approval)
+        self.stdout.write("Demo data ready. Sign in at http://127.0.0.1:8000/ as:")
+        for username, role, password, superuser in DEMO_USERS:
+            extra = " (superuser)" if superuser else ""
+            self.stdout.write(f"  {username:<7} {role:<15} password: {password}{extra}")

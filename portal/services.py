@@ -1,0 +1,191 @@
+"""Approvals (SPEC 3.5) and user administration (SPEC 3.9), through the operation gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+
+from . import gate
+from .gate import Check, DomainError
+from .models import Approval
+from .roles import ROLES
+
+
+def _lock_approval(approval: Approval) -> Any:
+    def refresh(facts: dict[str, Any]) -> None:
+        facts["approval"] = Approval.objects.select_for_update().get(pk=approval.pk)
+
+    return refresh
+
+
+def _approval_target(approval: Approval) -> str:
+    return f"approval:{approval.pk}:{approval.kind}"
+
+
+def approval_approve(*, actor: Any, approval: Approval) -> Approval:
+    """Approve a pending request; the approved action runs in the same transaction.
+
+    The approval row is locked before it is checked, so of two approvers racing on the same
+    request exactly one wins; the other is refused with ``approval_not_pending``.
+    """
+    from vaults import services as vault_services
+
+    def precheck(check: Check) -> None:
+        locked: Approval = check.facts["approval"]
+        if locked.kind == Approval.Kind.LOCK_IMMUTABILITY:
+            # Re-check the action's own preconditions before approving it.
+            gate.decide(
+                "immutability_lock", actor=actor, vault=check.vault, facts={"approval": locked}
+            )
+
+    def change(check: Check) -> Approval:
+        locked: Approval = check.facts["approval"]
+        locked.status = Approval.Status.APPROVED
+        locked.decided_by = actor
+        locked.decided_at = check.now
+        if locked.kind == Approval.Kind.ELEVATION:
+            from datetime import timedelta
+
+            locked.active_until = check.now + timedelta(minutes=locked.duration_minutes or 0)
+        locked.save()
+        if locked.kind == Approval.Kind.LOCK_IMMUTABILITY and check.vault is not None:
+            vault_services.immutability_lock(actor=actor, vault=check.vault, approval=locked)
+        return locked
+
+    return gate.execute(
+        "approval_approve",
+        actor=actor,
+        vault=approval.vault,
+        target=_approval_target(approval),
+        facts={"approval": approval},
+        refresh=_lock_approval(approval),
+        precheck=precheck,
+        change=change,
+        after=lambda a: {"status": a.status, "kind": a.kind},
+    )
+
+
+def _close(op: str, status: str, *, actor: Any, approval: Approval, reason: str = "") -> Approval:
+    def change(check: Check) -> Approval:
+        locked: Approval = check.facts["approval"]
+        locked.status = status
+        locked.reason = reason
+        if status != Approval.Status.CANCELLED:
+            locked.decided_by = actor
+        locked.decided_at = check.now
+        locked.save()
+        return locked
+
+    return gate.execute(
+        op,
+        actor=actor,
+        vault=approval.vault,
+        target=_approval_target(approval),
+        facts={"approval": approval},
+        refresh=_lock_approval(approval),
+        change=change,
+        after=lambda a: {"status": a.status, "kind": a.kind},
+    )
+
+
+def approval_deny(*, actor: Any, approval: Approval, reason: str = "") -> Approval:
+    """A security admin other than the requester turns the request down."""
+    return _close(
+        "approval_deny", Approval.Status.DENIED, actor=actor, approval=approval, reason=reason
+    )
+
+
+def approval_cancel(*, actor: Any, approval: Approval) -> Approval:
+    """The requester withdraws a pending request."""
+    return _close("approval_cancel", Approval.Status.CANCELLED, actor=actor, approval=approval)
+
+
+def approval_revoke(*, actor: Any, approval: Approval, reason: str = "") -> Approval:
+    """A security admin ends an active elevation early."""
+    return _close(
+        "approval_revoke", Approval.Status.REVOKED, actor=actor, approval=approval, reason=reason
+    )
+
+
+def user_create(
+    *,
+    actor: Any,
+    username: str,
+    role: str,
+    password: str,
+    email: str = "",
+    is_superuser: bool = False,
+) -> AbstractBaseUser:
+    """Create a user with one role (``manage.py adduser`` and the Users page)."""
+    user_model = get_user_model()
+
+    def precheck(check: Check) -> None:
+        if role not in ROLES:
+            raise DomainError(
+                "validation_error", f"role must be one of {', '.join(ROLES)}.", field="role"
+            )
+        if not username or user_model.objects.filter(username=username).exists():
+            raise DomainError(
+                "validation_error",
+                f"username: a user named {username!r} already exists."
+                if username
+                else "username: this field is required.",
+                field="username",
+            )
+        candidate = user_model(username=username, email=email)
+        try:
+            validate_password(password, candidate)
+        except ValidationError as exc:
+            raise DomainError(
+                "validation_error", "password: " + " ".join(exc.messages), field="password"
+            ) from exc
+
+    def change(check: Check) -> Any:
+        user = user_model.objects.create_user(username=username, email=email, password=password)
+        user.is_superuser = is_superuser
+        user.is_staff = is_superuser
+        user.save(update_fields=["is_superuser", "is_staff"])
+        user.groups.set([Group.objects.get(name=role)])
+        return user
+
+    return gate.execute(
+        "user_create",
+        actor=actor,
+        target=f"user:{username}",
+        precheck=precheck,
+        change=change,
+        after=lambda u: {"username": u.username, "role": role, "superuser": is_superuser},
+    )
+
+
+def user_update(*, actor: Any, user: Any, role: str, is_active: bool) -> Any:
+    """Change a user's role or switch the account on or off (users are never deleted)."""
+
+    def precheck(check: Check) -> None:
+        if role not in ROLES:
+            raise DomainError(
+                "validation_error", f"role must be one of {', '.join(ROLES)}.", field="role"
+            )
+        if user.pk == getattr(actor, "pk", None) and not is_active:
+            raise DomainError("validation_error", "You cannot deactivate your own account.")
+
+    def change(check: Check) -> Any:
+        user.is_active = is_active
+        user.save(update_fields=["is_active"])
+        user.groups.set([Group.objects.get(name=role)])
+        return user
+
+    before = {"role": next((g.name for g in user.groups.all()), ""), "active": user.is_active}
+    return gate.execute(
+        "user_update",
+        actor=actor,
+        target=f"user:{user.username}",
+        before=before,
+        precheck=precheck,
+        change=change,
+        after=lambda u: {"role": role, "active": u.is_active},
+    )

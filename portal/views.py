@@ -1,0 +1,172 @@
+"""Portal pages: home, the approvals inbox, the audit log, users, and the health check."""
+
+from __future__ import annotations
+
+import csv
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import clock, services
+from .filters import ApprovalFilter, AuditFilter
+from .forms import DecisionForm, UserCreateForm, UserUpdateForm
+from .gate import OPERATIONS, DomainError
+from .models import Approval, AuditRecord
+from .roles import has_capability, role_of
+
+APPROVAL_ACTIONS = {
+    "approve": services.approval_approve,
+    "deny": services.approval_deny,
+    "cancel": services.approval_cancel,
+    "revoke": services.approval_revoke,
+}
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("vaults:list")
+
+
+@login_not_required
+def healthz(request: HttpRequest) -> HttpResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def _require(request: HttpRequest, capability: str) -> None:
+    if not has_capability(request.user, capability):
+        raise PermissionDenied("Your role does not allow you to see this page.")
+
+
+def approval_list(request: HttpRequest) -> HttpResponse:
+    _require(request, "view")
+    params = request.GET.copy()
+    params.setdefault("status", Approval.Status.PENDING)
+    approvals = Approval.objects.select_related("requested_by", "decided_by", "vault", "guard")
+    approval_filter = ApprovalFilter(params, queryset=approvals)
+    page = Paginator(approval_filter.qs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "portal/approvals.html",
+        {
+            "filter": approval_filter,
+            "page": page,
+            "now": clock.now(),
+            "status": params.get("status"),
+        },
+    )
+
+
+@require_POST
+def approval_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    _require(request, "view")
+    approval = get_object_or_404(Approval, pk=pk)
+    service = APPROVAL_ACTIONS.get(action)
+    if service is None:
+        raise PermissionDenied("Unknown action.")
+    form = DecisionForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    kwargs = {"reason": reason} if action in {"deny", "revoke"} else {}
+    try:
+        service(actor=request.user, approval=approval, **kwargs)
+    except DomainError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, f"{approval.get_kind_display()} #{approval.pk}: {action} done.")
+    return redirect(request.POST.get("next") or "approvals")
+
+
+AUDIT_COLUMNS = [
+    "at",
+    "actor_name",
+    "operation",
+    "outcome",
+    "code",
+    "vault_name",
+    "target",
+    "source",
+    "reason",
+    "before",
+    "after",
+]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def audit_list(request: HttpRequest) -> HttpResponse:
+    _require(request, "view")
+    audit_filter = AuditFilter(request.GET, queryset=AuditRecord.objects.all())
+    if request.GET.get("format") == "csv":
+        writer = csv.writer(_Echo())
+        rows = (
+            [getattr(record, column) for column in AUDIT_COLUMNS]
+            for record in audit_filter.qs.iterator(chunk_size=2000)
+        )
+        response = StreamingHttpResponse(
+            (writer.writerow(row) for row in _with_header(rows)), content_type="text/csv"
+        )
+        response["Content-Disposition"] = 'attachment; filename="holdfast-audit.csv"'
+        return response
+    page = Paginator(audit_filter.qs, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "portal/audit.html",
+        {
+            "filter": audit_filter,
+            "page": page,
+            "query": query.urlencode(),
+            "operations": sorted(OPERATIONS),
+        },
+    )
+
+
+def _with_header(rows):  # type: ignore[no-untyped-def]
+    yield AUDIT_COLUMNS
+    yield from rows
+
+
+def user_list(request: HttpRequest) -> HttpResponse:
+    _require(request, "superuser")
+    form = UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_create(actor=request.user, **form.cleaned_data)
+        except DomainError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.detail)
+        else:
+            messages.success(request, f"User {user.username} created.")
+            return redirect("users")
+    users = get_user_model().objects.prefetch_related("groups").order_by("username")
+    rows = [(user, role_of(user)) for user in users]
+    return render(
+        request, "portal/users.html", {"form": form, "rows": rows, "update_form": UserUpdateForm()}
+    )
+
+
+@require_POST
+def user_update(request: HttpRequest, pk: int) -> HttpResponse:
+    _require(request, "superuser")
+    user = get_object_or_404(get_user_model(), pk=pk)
+    form = UserUpdateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a role.")
+        return redirect("users")
+    try:
+        services.user_update(actor=request.user, user=user, **form.cleaned_data)
+    except DomainError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, f"User {user.username} updated.")
+    return redirect("users")

@@ -1,0 +1,127 @@
+"""Vault endpoints of SPEC section 5: list, create, read, delete, immutability and lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from portal.access import vaults_for_user
+from portal.api import ERROR_SCHEMA, ApprovalSerializer
+from portal.gate import DomainError
+
+from . import services
+from .filters import VaultFilter
+from .models import Vault
+
+
+class VaultSerializer(serializers.ModelSerializer[Vault]):
+    immutability = serializers.SerializerMethodField()
+    soft_delete = serializers.SerializerMethodField()
+    resource_guard = serializers.CharField(source="resource_guard.name", default=None)
+    security_level = serializers.CharField()
+    data_lock = serializers.CharField()
+
+    class Meta:
+        model = Vault
+        fields = [
+            "name",
+            "kind",
+            "region",
+            "tags",
+            "storage_location",
+            "immutability",
+            "soft_delete",
+            "resource_guard",
+            "security_level",
+            "data_lock",
+            "created_at",
+        ]
+
+    def get_immutability(self, vault: Vault) -> dict[str, Any]:
+        return {"state": vault.immutability, "changed_at": vault.immutability_changed_at}
+
+    def get_soft_delete(self, vault: Vault) -> dict[str, Any]:
+        return {
+            "state": vault.soft_delete_state,
+            "retention_days": vault.soft_delete_retention_days,
+        }
+
+
+class VaultCreateSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=50)
+    kind = serializers.ChoiceField(choices=Vault.Kind.choices)
+    region = serializers.CharField(max_length=40)
+    tags = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    storage_location = serializers.CharField(required=False, allow_blank=True)
+
+
+class ImmutabilitySerializer(serializers.Serializer[Any]):
+    state = serializers.ChoiceField(choices=[("enabled", "enabled"), ("disabled", "disabled")])
+
+
+class LockSerializer(serializers.Serializer[Any]):
+    confirmation = serializers.CharField(allow_blank=True)
+
+
+class VaultViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = VaultSerializer
+    filterset_class = VaultFilter
+    lookup_field = "name"
+    lookup_value_regex = "[A-Za-z0-9-]+"
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return vaults_for_user(self.request.user).order_by("name")
+
+    def get_object(self) -> Vault:
+        from portal.roles import has_capability
+
+        if not has_capability(self.request.user, "view"):
+            raise DomainError("permission_denied", "Your role does not allow you to see vaults.")
+        return super().get_object()
+
+    @extend_schema(
+        request=VaultCreateSerializer, responses={201: VaultSerializer, 400: ERROR_SCHEMA}
+    )
+    def create(self, request: Request) -> Response:
+        data = VaultCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        vault = services.vault_create(actor=request.user, **data.validated_data)
+        return Response(VaultSerializer(vault).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None, 409: ERROR_SCHEMA})
+    def destroy(self, request: Request, name: str | None = None) -> Response:
+        services.vault_delete(actor=request.user, vault=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=ImmutabilitySerializer, responses={200: VaultSerializer, 409: ERROR_SCHEMA}
+    )
+    @action(detail=True, methods=["post"])
+    def immutability(self, request: Request, name: str | None = None) -> Response:
+        vault = self.get_object()
+        data = ImmutabilitySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        vault = services.immutability_set(
+            actor=request.user, vault=vault, state=data.validated_data["state"]
+        )
+        return Response(VaultSerializer(vault).data)
+
+    @extend_schema(request=LockSerializer, responses={202: ApprovalSerializer, 409: ERROR_SCHEMA})
+    @action(detail=True, methods=["post"], url_path="immutability/lock")
+    def lock(self, request: Request, name: str | None = None) -> Response:
+        vault = self.get_object()
+        data = LockSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        approval = services.immutability_lock_request(
+            actor=request.user, vault=vault, confirmation=data.validated_data["confirmation"]
+        )
+        return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
