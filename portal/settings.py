@@ -192,6 +192,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "VaultKindEnum": "vaults.models.Vault.Kind",
+        "ApprovalKindEnum": "portal.models.Approval.Kind",
+        "ApprovalStatusEnum": "portal.models.Approval.Status",
+    },
     # Swagger UI is served from our own static files, never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
