@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from portal import clock as clock_module
 from portal import services
 from portal.gate import entry_point
+from tests.browser import browser  # noqa: F401  (fixture)
 from tests.factories import make_vault
 
 PASSWORD = "correct-horse-battery-staple"

@@ -18,9 +18,15 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
 
 
-def make_vault(actor: Any, *, name: str = "vault-one", kind: str = "recovery_services",
-               region: str = "westeurope", immutability: str = "disabled",
-               **extra: Any) -> Vault:
+def make_vault(
+    actor: Any,
+    *,
+    name: str = "vault-one",
+    kind: str = "recovery_services",
+    region: str = "westeurope",
+    immutability: str = "disabled",
+    **extra: Any,
+) -> Vault:
     vault = vault_services.vault_create(actor=actor, name=name, kind=kind, region=region, **extra)
     if immutability != "disabled":
         vault = vault_services.immutability_set(actor=actor, vault=vault, state="enabled")
@@ -31,7 +37,6 @@ def make_vault(actor: Any, *, name: str = "vault-one", kind: str = "recovery_ser
 
 def lock_vault(vault: Vault, *, requester: Any, approver: Any = None) -> Vault:
     from portal import services
-
     from tests.conftest import make_user
 
     approver = approver or make_user(f"approver-{vault.name}", "security_admin")

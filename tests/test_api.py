@@ -17,8 +17,9 @@ pytestmark = pytest.mark.django_db
 
 def test_token_then_authenticated_calls(admin: Any) -> None:
     client = APIClient()
-    response = client.post("/api/v1/auth/token/", {"username": "alice", "password": PASSWORD},
-                           format="json")
+    response = client.post(
+        "/api/v1/auth/token/", {"username": "alice", "password": PASSWORD}, format="json"
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
@@ -26,8 +27,9 @@ def test_token_then_authenticated_calls(admin: Any) -> None:
 
 
 def test_bad_credentials_are_a_validation_error(admin: Any) -> None:
-    response = APIClient().post("/api/v1/auth/token/", {"username": "alice", "password": "x"},
-                                format="json")
+    response = APIClient().post(
+        "/api/v1/auth/token/", {"username": "alice", "password": "x"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
 
@@ -39,9 +41,11 @@ def test_anonymous_gets_401_with_a_code() -> None:
 
 
 def test_create_vault_answers_201_with_the_vault_shape(admin: Any, api: Any) -> None:
-    response = api(admin).post("/api/v1/vaults/", {"name": "new-vault", "kind": "backup",
-                                                   "region": "eastus", "tags": {"env": "dev"}},
-                               format="json")
+    response = api(admin).post(
+        "/api/v1/vaults/",
+        {"name": "new-vault", "kind": "backup", "region": "eastus", "tags": {"env": "dev"}},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["name"] == "new-vault"
@@ -56,8 +60,9 @@ def test_create_vault_answers_201_with_the_vault_shape(admin: Any, api: Any) -> 
 
 def test_duplicate_vault_name_is_400_naming_the_field(admin: Any, api: Any) -> None:
     make_vault(admin, name="taken")
-    response = api(admin).post("/api/v1/vaults/", {"name": "taken", "kind": "backup",
-                                                   "region": "eastus"}, format="json")
+    response = api(admin).post(
+        "/api/v1/vaults/", {"name": "taken", "kind": "backup", "region": "eastus"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
     assert response.json()["field"] == "name"
@@ -74,8 +79,9 @@ def test_duplicate_vault_name_is_400_naming_the_field(admin: Any, api: Any) -> N
         ({"kind": "backup", "region": "eastus"}, "name"),
     ],
 )
-def test_invalid_vault_input_is_400_and_creates_nothing(admin: Any, api: Any, body: dict,
-                                                        field: str) -> None:
+def test_invalid_vault_input_is_400_and_creates_nothing(
+    admin: Any, api: Any, body: dict, field: str
+) -> None:
     response = api(admin).post("/api/v1/vaults/", body, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
@@ -87,22 +93,25 @@ def test_unknown_vault_is_404(admin: Any, api: Any) -> None:
     client = api(admin)
     assert client.get("/api/v1/vaults/nope/").status_code == 404
     assert client.get("/api/v1/vaults/nope/").json()["code"] == "not_found"
-    response = client.post("/api/v1/vaults/nope/immutability/", {"state": "enabled"},
-                           format="json")
+    response = client.post("/api/v1/vaults/nope/immutability/", {"state": "enabled"}, format="json")
     assert response.status_code == 404
 
 
 def test_invalid_state_is_400(admin: Any, api: Any, vault: Vault) -> None:
-    response = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/",
-                               {"state": "frozen"}, format="json")
+    response = api(admin).post(
+        f"/api/v1/vaults/{vault.name}/immutability/", {"state": "frozen"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
     assert response.json()["field"] == "state"
 
 
 def test_lock_answers_202_with_the_pending_approval(admin: Any, api: Any, vault: Vault) -> None:
-    response = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/lock/",
-                               {"confirmation": vault.name}, format="json")
+    response = api(admin).post(
+        f"/api/v1/vaults/{vault.name}/immutability/lock/",
+        {"confirmation": vault.name},
+        format="json",
+    )
     assert response.status_code == 202
     body = response.json()
     assert body["kind"] == "lock_immutability"
@@ -113,19 +122,29 @@ def test_lock_answers_202_with_the_pending_approval(admin: Any, api: Any, vault:
     assert body["expires_at"]
 
 
-def test_wrong_confirmation_is_409_and_nothing_created(admin: Any, api: Any,
-                                                       vault: Vault) -> None:
-    response = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/lock/",
-                               {"confirmation": "vault-on"}, format="json")
+def test_wrong_confirmation_is_409_and_nothing_created(admin: Any, api: Any, vault: Vault) -> None:
+    response = api(admin).post(
+        f"/api/v1/vaults/{vault.name}/immutability/lock/",
+        {"confirmation": "vault-on"},
+        format="json",
+    )
     assert response.status_code == 409
     assert response.json()["code"] == "confirmation_mismatch"
     assert not Approval.objects.exists()
 
 
-def test_approval_flow_through_the_api(admin: Any, security_admin: Any, api: Any,
-                                       vault: Vault) -> None:
-    approval_id = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/lock/",
-                                  {"confirmation": vault.name}, format="json").json()["id"]
+def test_approval_flow_through_the_api(
+    admin: Any, security_admin: Any, api: Any, vault: Vault
+) -> None:
+    approval_id = (
+        api(admin)
+        .post(
+            f"/api/v1/vaults/{vault.name}/immutability/lock/",
+            {"confirmation": vault.name},
+            format="json",
+        )
+        .json()["id"]
+    )
     inbox = api(security_admin).get("/api/v1/approvals/?status=pending").json()
     assert inbox["count"] == 1 and inbox["results"][0]["id"] == approval_id
     own = api(admin).post(f"/api/v1/approvals/{approval_id}/approve/")
@@ -137,13 +156,21 @@ def test_approval_flow_through_the_api(admin: Any, security_admin: Any, api: Any
     again = api(security_admin).post(f"/api/v1/approvals/{approval_id}/deny/")
     assert (again.status_code, again.json()["code"]) == (409, "approval_not_pending")
     assert api(admin).get(f"/api/v1/vaults/{vault.name}/").json()["immutability"]["state"] == (
-        "locked")
+        "locked"
+    )
     assert api(admin).get(f"/api/v1/vaults/{vault.name}/").json()["data_lock"] == "Locked"
 
 
 def test_cancel_through_the_api(admin: Any, api: Any, vault: Vault) -> None:
-    approval_id = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/lock/",
-                                  {"confirmation": vault.name}, format="json").json()["id"]
+    approval_id = (
+        api(admin)
+        .post(
+            f"/api/v1/vaults/{vault.name}/immutability/lock/",
+            {"confirmation": vault.name},
+            format="json",
+        )
+        .json()["id"]
+    )
     response = api(admin).post(f"/api/v1/approvals/{approval_id}/cancel/")
     assert response.json()["status"] == "cancelled"
     assert api(admin).get("/api/v1/approvals/?status=cancelled").json()["count"] == 1
@@ -177,13 +204,17 @@ def test_delete_vault(admin: Any, api: Any, vault: Vault) -> None:
     assert not Vault.objects.exists()
     record = AuditRecord.objects.first()
     assert (record.operation, record.outcome, record.vault_name) == (
-        "vault_delete", "allowed", "vault-one")
+        "vault_delete",
+        "allowed",
+        "vault-one",
+    )
 
 
 def test_audit_endpoint_filters(admin: Any, api: Any, vault: Vault) -> None:
     client = api(admin)
-    client.post(f"/api/v1/vaults/{vault.name}/immutability/lock/", {"confirmation": "x"},
-                format="json")
+    client.post(
+        f"/api/v1/vaults/{vault.name}/immutability/lock/", {"confirmation": "x"}, format="json"
+    )
     refused = client.get(f"/api/v1/audit/?vault={vault.name}&outcome=refused").json()
     assert refused["count"] == 1
     assert refused["results"][0]["code"] == "confirmation_mismatch"
@@ -207,8 +238,9 @@ READER_WRITES = [
 
 @pytest.mark.parametrize(("method", "path", "body"), READER_WRITES)
 @pytest.mark.parametrize("role", ["reader", "operator", "security_admin"])
-def test_non_admins_get_403_on_vault_writes(admin: Any, api: Any, vault: Vault, role: str,
-                                            method: str, path: str, body: Any) -> None:
+def test_non_admins_get_403_on_vault_writes(
+    admin: Any, api: Any, vault: Vault, role: str, method: str, path: str, body: Any
+) -> None:
     from tests.conftest import make_user
 
     user = make_user(f"{role}-user", role)
@@ -218,15 +250,25 @@ def test_non_admins_get_403_on_vault_writes(admin: Any, api: Any, vault: Vault, 
     vault.refresh_from_db()
     assert vault.immutability == "disabled"
     assert Vault.objects.count() == 1
-    assert AuditRecord.objects.filter(actor=user, outcome="refused",
-                                      code="permission_denied").count() == 1
+    assert (
+        AuditRecord.objects.filter(actor=user, outcome="refused", code="permission_denied").count()
+        == 1
+    )
 
 
 @pytest.mark.parametrize("action", ["approve", "deny", "cancel", "revoke"])
-def test_reader_gets_403_on_approval_actions(admin: Any, reader: Any, api: Any, vault: Vault,
-                                             action: str) -> None:
-    approval_id = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/lock/",
-                                  {"confirmation": vault.name}, format="json").json()["id"]
+def test_reader_gets_403_on_approval_actions(
+    admin: Any, reader: Any, api: Any, vault: Vault, action: str
+) -> None:
+    approval_id = (
+        api(admin)
+        .post(
+            f"/api/v1/vaults/{vault.name}/immutability/lock/",
+            {"confirmation": vault.name},
+            format="json",
+        )
+        .json()["id"]
+    )
     response = api(reader).post(f"/api/v1/approvals/{approval_id}/{action}/")
     assert response.status_code == 403
     assert Approval.objects.get(pk=approval_id).status == "pending"

@@ -21,19 +21,24 @@ pytestmark = pytest.mark.django_db
 
 
 def request_lock(admin: Any, vault: Vault) -> Approval:
-    return vault_services.immutability_lock_request(actor=admin, vault=vault,
-                                                    confirmation=vault.name)
+    return vault_services.immutability_lock_request(
+        actor=admin, vault=vault, confirmation=vault.name
+    )
 
 
 def test_wrong_confirmation_is_refused_and_creates_nothing(admin: Any, vault: Vault) -> None:
     with pytest.raises(DomainError) as refusal:
-        vault_services.immutability_lock_request(actor=admin, vault=vault,
-                                                 confirmation=vault.name.upper())
+        vault_services.immutability_lock_request(
+            actor=admin, vault=vault, confirmation=vault.name.upper()
+        )
     assert refusal.value.code == "confirmation_mismatch"
     assert not Approval.objects.exists()
     record = AuditRecord.objects.first()
     assert (record.operation, record.outcome, record.code) == (
-        "immutability_lock_request", "refused", "confirmation_mismatch")
+        "immutability_lock_request",
+        "refused",
+        "confirmation_mismatch",
+    )
 
 
 def test_requester_cannot_approve_their_own_request(admin: Any, vault: Vault) -> None:
@@ -54,8 +59,9 @@ def test_backup_admin_cannot_approve(admin: Any, admin2: Any, vault: Vault) -> N
     assert refusal.value.code == "permission_denied"
 
 
-def test_pending_approval_expires_after_24_hours(admin: Any, security_admin: Any, vault: Vault,
-                                                 clock: Any) -> None:
+def test_pending_approval_expires_after_24_hours(
+    admin: Any, security_admin: Any, vault: Vault, clock: Any
+) -> None:
     approval = request_lock(admin, vault)
     clock.advance(timedelta(hours=24))
     assert approval.effective_status(clock.now()) == "expired"
@@ -66,8 +72,9 @@ def test_pending_approval_expires_after_24_hours(admin: Any, security_admin: Any
     assert vault.immutability == "disabled"
 
 
-def test_approval_just_before_expiry_succeeds(admin: Any, security_admin: Any, vault: Vault,
-                                              clock: Any) -> None:
+def test_approval_just_before_expiry_succeeds(
+    admin: Any, security_admin: Any, vault: Vault, clock: Any
+) -> None:
     approval = request_lock(admin, vault)
     clock.advance(timedelta(hours=23, minutes=59))
     services.approval_approve(actor=security_admin, approval=approval)
@@ -100,15 +107,19 @@ def test_deny_leaves_the_vault_unlocked(admin: Any, security_admin: Any, vault: 
     approval.refresh_from_db()
     vault.refresh_from_db()
     assert (approval.status, approval.decided_by, approval.reason) == (
-        "denied", security_admin, "not now")
+        "denied",
+        security_admin,
+        "not now",
+    )
     assert vault.immutability == "disabled"
     with pytest.raises(DomainError):
         services.approval_approve(actor=security_admin, approval=approval)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_approvers_racing_exactly_one_wins(admin: Any, security_admin: Any,
-                                               security_admin2: Any) -> None:
+def test_two_approvers_racing_exactly_one_wins(
+    admin: Any, security_admin: Any, security_admin2: Any
+) -> None:
     assert connection.vendor == "postgresql"
     vault = make_vault(admin, name="race-vault")
     approval = request_lock(admin, vault)
@@ -126,8 +137,10 @@ def test_two_approvers_racing_exactly_one_wins(admin: Any, security_admin: Any,
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=decide, args=(security_admin, "approve")),
-               threading.Thread(target=decide, args=(security_admin2, "deny"))]
+    threads = [
+        threading.Thread(target=decide, args=(security_admin, "approve")),
+        threading.Thread(target=decide, args=(security_admin2, "deny")),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -136,13 +149,18 @@ def test_two_approvers_racing_exactly_one_wins(admin: Any, security_admin: Any,
     approval.refresh_from_db()
     vault.refresh_from_db()
     assert (approval.status == "approved") == vault.is_locked
-    assert AuditRecord.objects.filter(
-        operation__in=["approval_approve", "approval_deny"], outcome="allowed").count() == 1
+    assert (
+        AuditRecord.objects.filter(
+            operation__in=["approval_approve", "approval_deny"], outcome="allowed"
+        ).count()
+        == 1
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_approvers_both_approving_lock_once(admin: Any, security_admin: Any,
-                                               security_admin2: Any) -> None:
+def test_two_approvers_both_approving_lock_once(
+    admin: Any, security_admin: Any, security_admin2: Any
+) -> None:
     vault = make_vault(admin, name="race-two")
     approval = request_lock(admin, vault)
     barrier = threading.Barrier(2)
@@ -158,8 +176,9 @@ def test_two_approvers_both_approving_lock_once(admin: Any, security_admin: Any,
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=approve, args=(u,))
-               for u in (security_admin, security_admin2)]
+    threads = [
+        threading.Thread(target=approve, args=(u,)) for u in (security_admin, security_admin2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import browser, sign_in  # noqa: F401
+from tests.browser import sign_in
 from tests.conftest import PASSWORD
 from tests.factories import make_vault
 from vaults.models import Vault
@@ -15,7 +15,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_admin_locks_a_vault_with_a_security_admins_approval(
-    live_server: Any, browser: Any, admin: Any, security_admin: Any  # noqa: F811
+    live_server: Any,
+    browser: Any,
+    admin: Any,
+    security_admin: Any,
 ) -> None:
     make_vault(admin, name="journey-vault")
     page = sign_in(browser, live_server.url, "alice", PASSWORD)

@@ -24,8 +24,20 @@ from vaults.models import Vault
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_PACKAGES = ["portal", "vaults", "policies", "guards"]
-WRITE_METHODS = {"save", "delete", "create", "update", "bulk_create", "bulk_update",
-                 "get_or_create", "update_or_create", "set", "add", "remove", "clear"}
+WRITE_METHODS = {
+    "save",
+    "delete",
+    "create",
+    "update",
+    "bulk_create",
+    "bulk_update",
+    "get_or_create",
+    "update_or_create",
+    "set",
+    "add",
+    "remove",
+    "clear",
+}
 # Modules allowed to write model rows: the services (through the gate), the gate itself,
 # and role bootstrap (groups and permissions, not domain state).
 WRITERS = {"services.py", "gate.py", "roles.py"}
@@ -37,10 +49,15 @@ def _write_calls(path: Path) -> list[str]:
     tree = ast.parse(path.read_text())
     found = []
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in WRITE_METHODS
-                and not (isinstance(node.func.value, ast.Call)
-                         and getattr(node.func.value.func, "id", "") == "super")):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in WRITE_METHODS
+            and not (
+                isinstance(node.func.value, ast.Call)
+                and getattr(node.func.value.func, "id", "") == "super"
+            )
+        ):
             found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.func.attr}()")
     return found
 
@@ -58,8 +75,16 @@ def test_no_module_but_the_services_writes_model_rows() -> None:
 
 
 def test_every_operation_in_the_table_names_a_capability() -> None:
-    capabilities = {"view", "operate", "manage", "approve", "manage_guards", "superuser",
-                    "installation", "system"}
+    capabilities = {
+        "view",
+        "operate",
+        "manage",
+        "approve",
+        "manage_guards",
+        "superuser",
+        "installation",
+        "system",
+    }
     assert {op.capability for op in OPERATIONS.values()} <= capabilities
 
 
@@ -84,11 +109,14 @@ def test_gate_from_the_api_page_and_admin_is_audited_with_its_source(
     site = Client()
     site.force_login(superuser)
     vault = Vault.objects.get(name="via-admin")
-    site.post("/admin/vaults/vault/", {"action": "disable_immutability",
-                                       "_selected_action": [vault.pk]})
-    sources = dict(AuditRecord.objects.filter(
-        operation__startswith="immutability_").values_list("vault_name", "source")
-        .order_by("at", "id"))
+    site.post(
+        "/admin/vaults/vault/", {"action": "disable_immutability", "_selected_action": [vault.pk]}
+    )
+    sources = dict(
+        AuditRecord.objects.filter(operation__startswith="immutability_")
+        .values_list("vault_name", "source")
+        .order_by("at", "id")
+    )
     assert sources["via-api"] == "api"
     assert sources["via-web"] == "web"
     assert sources["via-admin"] == "admin"
@@ -108,8 +136,10 @@ def test_admin_cannot_edit_a_vault_or_the_audit_log(admin: Any, superuser: Any) 
     assert 'name="immutability"' not in page.content.decode()
     record = AuditRecord.objects.first()
     assert site.get(f"/admin/portal/auditrecord/{record.pk}/delete/").status_code == 403
-    assert site.post(f"/admin/portal/auditrecord/{record.pk}/change/",
-                     {"operation": "x"}).status_code == 403
+    assert (
+        site.post(f"/admin/portal/auditrecord/{record.pk}/change/", {"operation": "x"}).status_code
+        == 403
+    )
 
 
 @pytest.mark.django_db
@@ -122,8 +152,7 @@ def test_admin_delete_of_an_immutable_vault_with_points_goes_through_the_gate(
     site.post(f"/admin/vaults/vault/{vault.pk}/delete/", {"post": "yes"})
     assert not Vault.objects.filter(name="admin-del").exists()
     record = AuditRecord.objects.first()
-    assert (record.operation, record.source, record.outcome) == ("vault_delete", "admin",
-                                                                 "allowed")
+    assert (record.operation, record.source, record.outcome) == ("vault_delete", "admin", "allowed")
 
 
 @pytest.mark.django_db
@@ -167,15 +196,26 @@ def test_postgresql_refuses_update_and_delete_of_audit_rows(admin: Any) -> None:
 @pytest.mark.django_db
 def test_adduser_command(db: None) -> None:
     out = StringIO()
-    call_command("adduser", "carol", "--role", "operator", "--password",
-                 "another-long-passphrase", stdout=out)
+    call_command(
+        "adduser",
+        "carol",
+        "--role",
+        "operator",
+        "--password",
+        "another-long-passphrase",
+        stdout=out,
+    )
     assert "Created carol with role operator" in out.getvalue()
     record = AuditRecord.objects.first()
-    assert (record.operation, record.source, record.actor_name) == ("user_create", "command",
-                                                                    "holdfast")
+    assert (record.operation, record.source, record.actor_name) == (
+        "user_create",
+        "command",
+        "holdfast",
+    )
     with pytest.raises(CommandError, match="already exists"):
-        call_command("adduser", "carol", "--role", "operator", "--password",
-                     "another-long-passphrase")
+        call_command(
+            "adduser", "carol", "--role", "operator", "--password", "another-long-passphrase"
+        )
     with pytest.raises(CommandError, match="password"):
         call_command("adduser", "dave", "--role", "operator", "--password", "123")
 
@@ -202,11 +242,21 @@ def test_seed_demo_is_idempotent() -> None:
 
 
 def test_production_settings_pass_check_deploy(tmp_path: Path) -> None:
-    env = {**os.environ, "DJANGO_DEBUG": "0", "SECRET_KEY": "x" * 64 + "-prod-key-0123456789",
-           "ALLOWED_HOSTS": "holdfast.example.com", "HOLDFAST_VAR_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "0",
+        "SECRET_KEY": "x" * 64 + "-prod-key-0123456789",
+        "ALLOWED_HOSTS": "holdfast.example.com",
+        "HOLDFAST_VAR_DIR": str(tmp_path),
+    }
     env.pop("DATABASE_URL", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

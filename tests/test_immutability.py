@@ -26,8 +26,9 @@ TRANSITIONS = [
 
 
 @pytest.mark.parametrize(("start", "requested", "expected"), TRANSITIONS)
-def test_service_immutability_transition(admin: Any, start: str, requested: str,
-                                         expected: str) -> None:
+def test_service_immutability_transition(
+    admin: Any, start: str, requested: str, expected: str
+) -> None:
     vault = make_vault(admin, immutability=start)
     audit_before = AuditRecord.objects.count()
     if expected in Vault.Immutability.values:
@@ -49,11 +50,13 @@ def test_service_immutability_transition(admin: Any, start: str, requested: str,
 
 
 @pytest.mark.parametrize(("start", "requested", "expected"), TRANSITIONS)
-def test_api_immutability_transition(admin: Any, api: Any, start: str, requested: str,
-                                     expected: str) -> None:
+def test_api_immutability_transition(
+    admin: Any, api: Any, start: str, requested: str, expected: str
+) -> None:
     vault = make_vault(admin, immutability=start)
-    response = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/",
-                               {"state": requested}, format="json")
+    response = api(admin).post(
+        f"/api/v1/vaults/{vault.name}/immutability/", {"state": requested}, format="json"
+    )
     if expected in Vault.Immutability.values:
         assert response.status_code == 200, response.json()
         assert response.json()["immutability"]["state"] == expected
@@ -70,8 +73,7 @@ def test_lock_goes_through_an_approval_from_disabled_or_enabled(
     admin: Any, security_admin: Any, start: str
 ) -> None:
     vault = make_vault(admin, immutability=start)
-    approval = services.immutability_lock_request(actor=admin, vault=vault,
-                                                  confirmation=vault.name)
+    approval = services.immutability_lock_request(actor=admin, vault=vault, confirmation=vault.name)
     vault.refresh_from_db()
     assert vault.immutability == start, "a lock request alone changes nothing"
     assert approval.status == Approval.Status.PENDING
@@ -80,8 +82,9 @@ def test_lock_goes_through_an_approval_from_disabled_or_enabled(
     approval_approve(actor=security_admin, approval=approval)
     vault.refresh_from_db()
     assert vault.immutability == Vault.Immutability.LOCKED
-    operations = list(AuditRecord.objects.filter(vault_name=vault.name)
-                      .values_list("operation", flat=True))
+    operations = list(
+        AuditRecord.objects.filter(vault_name=vault.name).values_list("operation", flat=True)
+    )
     assert "immutability_lock" in operations and "approval_approve" in operations
 
 
@@ -98,8 +101,9 @@ def test_locked_state_cannot_be_set_directly(admin: Any, api: Any) -> None:
     with pytest.raises(DomainError) as refusal:
         services.immutability_set(actor=admin, vault=vault, state="locked")
     assert refusal.value.code == "validation_error"
-    response = api(admin).post(f"/api/v1/vaults/{vault.name}/immutability/",
-                               {"state": "locked"}, format="json")
+    response = api(admin).post(
+        f"/api/v1/vaults/{vault.name}/immutability/", {"state": "locked"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
     vault.refresh_from_db()
@@ -119,8 +123,7 @@ def test_approval_rechecks_that_the_vault_is_not_already_locked(
     vault = make_vault(admin)
     first = services.immutability_lock_request(actor=admin, vault=vault, confirmation=vault.name)
     # A second pending request for the same vault is the same approval, not a duplicate.
-    again = services.immutability_lock_request(actor=admin2, vault=vault,
-                                               confirmation=vault.name)
+    again = services.immutability_lock_request(actor=admin2, vault=vault, confirmation=vault.name)
     assert again.pk == first.pk
     lock_vault(vault, requester=admin)
     with pytest.raises(DomainError) as refusal:

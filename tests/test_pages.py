@@ -15,8 +15,16 @@ from vaults.models import Vault
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["/", "/vaults/", "/vaults/new/", "/vaults/vault-one/",
-         "/vaults/vault-one/immutability/", "/approvals/", "/audit/", "/users/"]
+PAGES = [
+    "/",
+    "/vaults/",
+    "/vaults/new/",
+    "/vaults/vault-one/",
+    "/vaults/vault-one/immutability/",
+    "/approvals/",
+    "/audit/",
+    "/users/",
+]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -33,8 +41,9 @@ def test_healthz_needs_no_login(db: None) -> None:
 def test_login_page_and_sign_in(admin: Any) -> None:
     client = Client()
     assert client.get("/accounts/login/").status_code == 200
-    response = client.post("/accounts/login/", {"username": "alice",
-                                                "password": "correct-horse-battery-staple"})
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": "correct-horse-battery-staple"}
+    )
     assert response.status_code == 302
     assert client.get("/vaults/").status_code == 200
 
@@ -53,26 +62,32 @@ def test_vault_list_shows_states_as_text_and_filters(admin: Any, client: Client)
 
 def test_create_vault_from_the_page(admin: Any, client: Client) -> None:
     client.force_login(admin)
-    response = client.post("/vaults/new/", {"name": "web-vault", "kind": "backup",
-                                            "region": "eastus", "tags": "env=prod, team=a"})
+    response = client.post(
+        "/vaults/new/",
+        {"name": "web-vault", "kind": "backup", "region": "eastus", "tags": "env=prod, team=a"},
+    )
     assert response.status_code == 302
     vault = Vault.objects.get(name="web-vault")
     assert vault.tags == {"env": "prod", "team": "a"}
     assert AuditRecord.objects.filter(operation="vault_create", source="web").count() == 1
 
 
-def test_duplicate_vault_on_the_page_is_a_form_error(admin: Any, client: Client,
-                                                     vault: Vault) -> None:
+def test_duplicate_vault_on_the_page_is_a_form_error(
+    admin: Any, client: Client, vault: Vault
+) -> None:
     client.force_login(admin)
-    response = client.post("/vaults/new/", {"name": vault.name, "kind": "backup",
-                                            "region": "eastus"})
+    response = client.post(
+        "/vaults/new/", {"name": vault.name, "kind": "backup", "region": "eastus"}
+    )
     assert response.status_code == 200
     assert "already exists" in response.content.decode()
     assert Vault.objects.count() == 1
 
 
-@pytest.mark.parametrize("blade", ["overview", "properties", "immutability", "security", "mua",
-                                   "policies", "items", "jobs"])
+@pytest.mark.parametrize(
+    "blade",
+    ["overview", "properties", "immutability", "security", "mua", "policies", "items", "jobs"],
+)
 def test_every_blade_renders(admin: Any, client: Client, vault: Vault, blade: str) -> None:
     client.force_login(admin)
     response = client.get(f"/vaults/{vault.name}/{blade}/")
@@ -84,16 +99,27 @@ def test_properties_blade_lists_the_properties(admin: Any, client: Client) -> No
     make_vault(admin, name="props", tags={"env": "prod"})
     client.force_login(admin)
     page = client.get("/vaults/props/properties/").content.decode()
-    for text in ["Recovery Services vault", "westeurope", "env=prod", "Storage location",
-                 "Created", "Protected items", "recovery points"]:
+    for text in [
+        "Recovery Services vault",
+        "westeurope",
+        "env=prod",
+        "Storage location",
+        "Created",
+        "Protected items",
+        "recovery points",
+    ]:
         assert text in page
 
 
-def test_immutability_blade_updates_in_place_with_htmx(admin: Any, client: Client,
-                                                       vault: Vault) -> None:
+def test_immutability_blade_updates_in_place_with_htmx(
+    admin: Any, client: Client, vault: Vault
+) -> None:
     client.force_login(admin)
-    response = client.post(f"/vaults/{vault.name}/immutability/change/", {"state": "enabled"},
-                           headers={"HX-Request": "true"})
+    response = client.post(
+        f"/vaults/{vault.name}/immutability/change/",
+        {"state": "enabled"},
+        headers={"HX-Request": "true"},
+    )
     assert response.status_code == 200
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="immutability-blade">')
@@ -102,8 +128,9 @@ def test_immutability_blade_updates_in_place_with_htmx(admin: Any, client: Clien
     assert vault.immutability == "enabled"
 
 
-def test_immutability_blade_works_without_javascript(admin: Any, client: Client,
-                                                     vault: Vault) -> None:
+def test_immutability_blade_works_without_javascript(
+    admin: Any, client: Client, vault: Vault
+) -> None:
     client.force_login(admin)
     response = client.post(f"/vaults/{vault.name}/immutability/change/", {"state": "enabled"})
     assert response.status_code == 302
@@ -114,8 +141,11 @@ def test_lock_flow_on_the_page(admin: Any, security_admin: Any, vault: Vault) ->
     requester, approver = Client(), Client()
     requester.force_login(admin)
     approver.force_login(security_admin)
-    wrong = requester.post(f"/vaults/{vault.name}/immutability/lock/",
-                           {"confirmation": "wrong"}, headers={"HX-Request": "true"})
+    wrong = requester.post(
+        f"/vaults/{vault.name}/immutability/lock/",
+        {"confirmation": "wrong"},
+        headers={"HX-Request": "true"},
+    )
     assert wrong.status_code == 409
     assert "Type the vault" in wrong.content.decode()
     assert not Approval.objects.exists()
@@ -128,21 +158,27 @@ def test_lock_flow_on_the_page(admin: Any, security_admin: Any, vault: Vault) ->
     approver.post(f"/approvals/{approval.pk}/approve/")
     vault.refresh_from_db()
     assert vault.is_locked
-    assert "can never be disabled" in requester.get(
-        f"/vaults/{vault.name}/immutability/").content.decode()
+    assert (
+        "can never be disabled"
+        in requester.get(f"/vaults/{vault.name}/immutability/").content.decode()
+    )
 
 
 def test_refusal_is_shown_where_the_person_acted(admin: Any, client: Client) -> None:
     locked = make_vault(admin, name="locked-one", immutability="locked")
     client.force_login(admin)
-    response = client.post(f"/vaults/{locked.name}/immutability/change/", {"state": "disabled"},
-                           headers={"HX-Request": "true"})
+    response = client.post(
+        f"/vaults/{locked.name}/immutability/change/",
+        {"state": "disabled"},
+        headers={"HX-Request": "true"},
+    )
     assert response.status_code == 409
     assert "cannot be changed by anyone" in response.content.decode()
 
 
-def test_pending_count_in_the_navigation(admin: Any, security_admin: Any, client: Client,
-                                         vault: Vault) -> None:
+def test_pending_count_in_the_navigation(
+    admin: Any, security_admin: Any, client: Client, vault: Vault
+) -> None:
     from vaults import services
 
     services.immutability_lock_request(actor=admin, vault=vault, confirmation=vault.name)
@@ -159,8 +195,9 @@ def test_pending_count_in_the_navigation(admin: Any, security_admin: Any, client
         ("/vaults/vault-one/delete/", {"confirmation": "vault-one"}),
     ],
 )
-def test_reader_changes_nothing_from_the_pages(reader: Any, vault: Vault, path: str,
-                                               data: dict) -> None:
+def test_reader_changes_nothing_from_the_pages(
+    reader: Any, vault: Vault, path: str, data: dict
+) -> None:
     client = Client()
     client.force_login(reader)
     client.post(path, data)
@@ -179,8 +216,9 @@ def test_reader_sees_no_action_controls(reader: Any, vault: Vault) -> None:
     assert "Create vault" not in client.get("/vaults/").content.decode()
 
 
-def test_delete_vault_from_the_page_needs_the_typed_name(admin: Any, client: Client,
-                                                         vault: Vault) -> None:
+def test_delete_vault_from_the_page_needs_the_typed_name(
+    admin: Any, client: Client, vault: Vault
+) -> None:
     client.force_login(admin)
     client.post(f"/vaults/{vault.name}/delete/", {"confirmation": "nope"})
     assert Vault.objects.exists()
@@ -200,8 +238,7 @@ def test_audit_page_filters_and_csv(admin: Any, client: Client, vault: Vault) ->
     assert {row[5] for row in rows[1:]} == {vault.name}
     assert len(rows) - 1 == AuditRecord.objects.filter(vault_name=vault.name).count()
     by_actor = client.get("/audit/?actor=alice&format=csv")
-    assert len(list(csv.reader(io.StringIO(
-        b"".join(by_actor.streaming_content).decode())))) > 2
+    assert len(list(csv.reader(io.StringIO(b"".join(by_actor.streaming_content).decode())))) > 2
 
 
 def test_users_page_is_for_superusers(admin: Any, superuser: Any) -> None:
@@ -210,8 +247,9 @@ def test_users_page_is_for_superusers(admin: Any, superuser: Any) -> None:
     assert client.get("/users/").status_code == 403
     client.force_login(superuser)
     assert client.get("/users/").status_code == 200
-    response = client.post("/users/", {"username": "newbie", "role": "reader",
-                                       "password": "a-long-enough-passphrase"})
+    response = client.post(
+        "/users/", {"username": "newbie", "role": "reader", "password": "a-long-enough-passphrase"}
+    )
     assert response.status_code == 302
     from django.contrib.auth import get_user_model
 
