@@ -123,6 +123,7 @@ def test_immutability_blade_updates_in_place_with_htmx(
     assert response.status_code == 200
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="immutability-blade">')
+    assert 'hx-swap-oob="true"' in body
     assert "Disable immutability" in body
     vault.refresh_from_db()
     assert vault.immutability == "enabled"
