@@ -1,0 +1,670 @@
+"""The data plane against a real filesystem: backup, restore, verify, GC and the archive tier.
+
+Pure storage tests: no Django, no mocks. They also run without Django settings:
+`pytest -p no:django --noconftest tests/test_storage.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import random
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from vaults.storage import (
+    ArchiveStore,
+    ConcurrentGcConflict,
+    CorruptChunk,
+    LocalBackend,
+    PointNotFound,
+    RestoreRefused,
+    SourceUnreadable,
+    StorageError,
+    VaultStore,
+)
+from vaults.storage.chunks import StreamChunker, chunk_key
+from vaults.storage.manifest import Manifest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# Helpers -----------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
+    """Everything a restore must reproduce, keyed by relative path (root excluded)."""
+    result: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st_ = os.lstat(path)
+            if stat.S_ISLNK(st_.st_mode):
+                result[rel] = ("symlink", os.readlink(path), st_.st_mtime_ns)
+            elif stat.S_ISDIR(st_.st_mode):
+                result[rel] = ("dir", stat.S_IMODE(st_.st_mode), st_.st_mtime_ns)
+            else:
+                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                result[rel] = ("file", stat.S_IMODE(st_.st_mode), st_.st_mtime_ns, digest)
+    return result
+
+
+def random_bytes(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def text_bytes(size: int, seed: int = 0) -> bytes:
+    rng = random.Random(seed)
+    words = [b"alpha", b"bravo", b"charlie", b"delta", b"echo", b"vault", b"restore", b"\n"]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(words) + b" "
+    return bytes(out[:size])
+
+
+def write(path: Path, data: bytes, mode: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if mode is not None:
+        path.chmod(mode)
+    return path
+
+
+def chunk_keys(store: VaultStore) -> set[str]:
+    return set(store.backend.list("chunks/"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> VaultStore:
+    return VaultStore(LocalBackend(tmp_path / "store"))
+
+
+@pytest.fixture
+def mixed_source(tmp_path: Path) -> Path:
+    source = tmp_path / "source"
+    write(source / "big.bin", random_bytes(5_000_000, 1), 0o640)
+    write(source / "docs" / "notes.txt", text_bytes(400_000, 2), 0o600)
+    for index in range(30):
+        write(source / "docs" / "small" / f"f{index:02d}.txt", text_bytes(3_000 + index, index))
+    write(source / "empty", b"")
+    (source / "nested" / "deeper").mkdir(parents=True)
+    os.symlink("../big.bin", source / "nested" / "to-big")
+    os.symlink("/etc/passwd", source / "absolute-link")
+    return source
+
+
+# Round trips -------------------------------------------------------------------------
+
+
+@dataclass
+class FileSpec:
+    content: bytes
+    mode: int
+
+
+@dataclass
+class LinkSpec:
+    target: str
+
+
+@dataclass
+class DirSpec:
+    children: dict[str, FileSpec | LinkSpec | DirSpec]
+    mode: int
+
+
+def _blob(size: int, seed: int, compressible: bool) -> bytes:
+    return text_bytes(size, seed) if compressible else random_bytes(size, seed)
+
+
+names = st.text(
+    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="/\x00"),
+    min_size=1,
+    max_size=12,
+).filter(lambda name: name not in (".", "..") and len(name.encode()) <= 255)
+contents = st.one_of(
+    st.binary(max_size=2_000),
+    st.builds(
+        _blob,
+        st.sampled_from([0, 65_536, 300_000, 1_300_000, 3_500_000]),
+        st.integers(0, 2**32),
+        st.booleans(),
+    ),
+)
+files = st.builds(FileSpec, contents, st.sampled_from([0o644, 0o600, 0o755, 0o444, 0o640]))
+links = st.builds(
+    LinkSpec,
+    st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
+    .filter(bool)
+    .map(lambda t: t[:40]),
+)
+trees = st.recursive(
+    st.one_of(files, links),
+    lambda children: st.builds(
+        DirSpec,
+        st.dictionaries(names, children, max_size=4),
+        st.sampled_from([0o755, 0o700, 0o750, 0o711]),
+    ),
+    max_leaves=10,
+)
+
+
+def materialize(path: Path, node: FileSpec | LinkSpec | DirSpec) -> None:
+    if isinstance(node, FileSpec):
+        write(path, node.content, node.mode)
+    elif isinstance(node, LinkSpec):
+        os.symlink(node.target, path)
+    else:
+        path.mkdir()
+        for name, child in node.children.items():
+            materialize(path / name, child)
+        path.chmod(node.mode)
+
+
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.dictionaries(names, trees, max_size=5))
+@example(
+    {
+        "big.bin": FileSpec(_blob(3_500_000, 1, False), 0o644),
+        "empty": FileSpec(b"", 0o600),
+        "d": DirSpec(
+            {"e": DirSpec({"f": DirSpec({"g.txt": FileSpec(b"x", 0o444)}, 0o700)}, 0o750)}, 0o755
+        ),
+        "ünï©ødé ☃": LinkSpec("../big.bin"),
+    }
+)
+def test_generated_trees_restore_byte_identical(
+    tmp_path_factory: pytest.TempPathFactory, tree: dict[str, FileSpec | LinkSpec | DirSpec]
+) -> None:
+    base = tmp_path_factory.mktemp(f"tree{next(_examples)}")
+    source = base / "source"
+    source.mkdir()
+    for name, node in tree.items():
+        materialize(source / name, node)
+    store = VaultStore(LocalBackend(base / "store"))
+
+    result = store.backup(source, "p1")
+    restored = store.restore("p1", base / "restores" / "out", allowed_roots=[base / "restores"])
+
+    assert snapshot(restored.target) == snapshot(source)
+    assert result.file_count == restored.files
+    assert store.verify("p1").ok
+
+
+def test_non_utf8_names_and_deep_nesting_round_trip(store: VaultStore, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    deep = source.joinpath(*[f"level{depth}" for depth in range(60)])
+    write(deep / "leaf.txt", b"deep")
+    os.close(os.open(os.fsencode(source) + b"/caf\xe9-\xff.bin", os.O_CREAT | os.O_WRONLY))
+    os.symlink(b"target-\xfe", os.fsencode(source) + b"/link-\xfe")
+
+    store.backup(source, "p1")
+    restored = store.restore("p1", tmp_path / "out", allowed_roots=[tmp_path])
+
+    assert snapshot(restored.target) == snapshot(source)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    st.integers(0, 2**32),
+    st.one_of(st.integers(0, 2_000_000), st.sampled_from([17_000_000, 36_000_000])),
+    st.lists(st.one_of(st.integers(1, 70_000), st.integers(1, 20_000_000)), max_size=8),
+)
+def test_chunk_boundaries_do_not_depend_on_how_the_stream_is_fed(
+    seed: int, size: int, piece_sizes: list[int]
+) -> None:
+    data = random_bytes(size, seed)
+    whole = StreamChunker()
+    expected = list(whole.feed(data)) + list(whole.finish())
+    pieces = StreamChunker()
+    got: list[tuple[int, bytes]] = []
+    offset = 0
+    for piece_size in [*piece_sizes, len(data)]:
+        got.extend(pieces.feed(data[offset : offset + piece_size]))
+        offset += piece_size
+    got.extend(pieces.finish())
+    assert got == expected
+    assert b"".join(chunk for _, chunk in got) == data
+
+
+def test_sub_path_restores_one_file_or_subtree(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "p1")
+    roots = [tmp_path / "restores"]
+
+    single = store.restore("p1", roots[0] / "one", allowed_roots=roots, sub_path="docs/notes.txt")
+    subtree = store.restore("p1", roots[0] / "tree", allowed_roots=roots, sub_path="/docs/small/")
+
+    assert os.listdir(single.target) == ["notes.txt"]
+    assert (single.target / "notes.txt").read_bytes() == (
+        mixed_source / "docs" / "notes.txt"
+    ).read_bytes()
+    assert snapshot(subtree.target / "small") == snapshot(mixed_source / "docs" / "small")
+    with pytest.raises(StorageError):
+        store.restore("p1", roots[0] / "none", allowed_roots=roots, sub_path="docs/missing")
+
+
+def test_list_dir_browses_a_point(store: VaultStore, mixed_source: Path) -> None:
+    store.backup(mixed_source, "p1")
+
+    top = {entry.name: entry for entry in store.list_dir("p1")}
+    nested = store.list_dir("p1", "nested")
+
+    assert set(top) == {"absolute-link", "big.bin", "docs", "empty", "nested"}
+    assert top["big.bin"].kind == "file" and top["big.bin"].size == 5_000_000
+    assert top["big.bin"].mode == 0o640
+    assert top["docs"].kind == "dir"
+    assert {(e.name, e.kind, e.target) for e in nested} == {
+        ("deeper", "dir", ""),
+        ("to-big", "symlink", "../big.bin"),
+    }
+    with pytest.raises(StorageError):
+        store.list_dir("p1", "big.bin")
+    with pytest.raises(PointNotFound):
+        store.list_dir("nope")
+
+
+# Deduplication -----------------------------------------------------------------------
+
+
+def test_unchanged_data_stores_nothing_new_and_small_changes_store_little(
+    store: VaultStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    write(source / "disk.img", random_bytes(24_000_000, 7))
+    for index in range(200):
+        write(source / "mail" / f"{index:03d}.eml", random_bytes(40_000, 100 + index))
+
+    first = store.backup(source, "p1")
+    second = store.backup(source, "p2")
+
+    image = bytearray((source / "disk.img").read_bytes())
+    image[12_000_000:12_000_000] = random_bytes(200_000, 8)  # insertion mid-file
+    (source / "disk.img").write_bytes(bytes(image))
+    for index in (10, 150):
+        write(source / "mail" / f"{index:03d}.eml", random_bytes(40_000, 900 + index))
+    third = store.backup(source, "p3")
+
+    assert first.new_chunks > 0 and first.stored_bytes >= first.logical_bytes * 0.99
+    assert second.new_chunks == 0
+    assert second.stored_bytes < 100_000  # the manifest only
+    assert 0 < third.stored_bytes < first.stored_bytes * 0.2
+    assert third.reused_chunks > third.new_chunks
+
+
+def test_backup_refuses_an_existing_point_id(store: VaultStore, mixed_source: Path) -> None:
+    store.backup(mixed_source, "p1")
+    with pytest.raises(StorageError, match="already exists"):
+        store.backup(mixed_source, "p1")
+    with pytest.raises(StorageError, match="Invalid recovery point id"):
+        store.backup(mixed_source, "../escape")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_fails_the_backup_clearly(store: VaultStore, mixed_source: Path) -> None:
+    write(mixed_source / "secret", b"x", 0o000)
+    with pytest.raises(SourceUnreadable, match="secret"):
+        store.backup(mixed_source, "p1")
+    assert not store.has_point("p1")
+
+
+# Corruption --------------------------------------------------------------------------
+
+
+def test_flipped_byte_is_found_by_verify_and_by_restore(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "p1")
+    manifest = store.manifest("p1")
+    victim = next(iter(manifest.chunks))
+    path = tmp_path / "store" / chunk_key(victim)
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+    result = store.verify("p1")
+
+    assert not result.ok
+    assert result.bad_chunks == [victim]
+    assert result.missing_chunks == []
+    assert result.checked_chunks == len(manifest.chunks)
+    with pytest.raises(CorruptChunk) as caught:
+        store.restore("p1", tmp_path / "out", allowed_roots=[tmp_path])
+    assert caught.value.chunk_id == victim
+
+
+def test_missing_chunk_is_reported_by_verify(store: VaultStore, mixed_source: Path) -> None:
+    store.backup(mixed_source, "p1")
+    victim = next(iter(store.manifest("p1").chunks))
+    store.backend.delete(chunk_key(victim))
+
+    result = store.verify("p1")
+
+    assert not result.ok and result.missing_chunks == [victim] and result.bad_chunks == []
+
+
+# Restore safety ----------------------------------------------------------------------
+
+
+def test_restore_refuses_targets_outside_the_allowed_roots(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "p1")
+    allowed = tmp_path / "restores"
+    allowed.mkdir()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    os.symlink(outside, allowed / "sneaky")
+
+    for target in (outside / "out", allowed / ".." / "elsewhere", allowed / "sneaky" / "out"):
+        with pytest.raises(RestoreRefused, match="outside the allowed"):
+            store.restore("p1", target, allowed_roots=[allowed])
+    with pytest.raises(RestoreRefused):
+        store.restore("p1", allowed / "out", allowed_roots=[])
+    assert os.listdir(outside) == []
+
+
+def test_restore_refuses_to_overwrite_unless_asked(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "p1")
+    target = tmp_path / "out"
+    write(target / "docs" / "notes.txt", b"local edits")
+
+    with pytest.raises(RestoreRefused, match="overwrite"):
+        store.restore("p1", target, allowed_roots=[tmp_path])
+    assert (target / "docs" / "notes.txt").read_bytes() == b"local edits"
+    assert not (target / "big.bin").exists()  # refused before writing anything
+
+    store.restore("p1", target, allowed_roots=[tmp_path], overwrite=True)
+    assert snapshot(target) == snapshot(mixed_source)
+
+
+def test_restore_never_writes_through_a_symlink_in_the_target(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "p1")
+    outside = tmp_path / "outside"
+    write(outside / "notes.txt", b"precious")
+    write(outside / "passwd", b"root:x:0:0")
+    target = tmp_path / "restores" / "out"
+    target.mkdir(parents=True)
+    os.symlink(outside, target / "docs")  # a directory the restore needs
+    os.symlink(outside / "passwd", target / "big.bin")  # a file the restore writes
+
+    with pytest.raises(RestoreRefused):
+        store.restore("p1", target, allowed_roots=[tmp_path / "restores"])
+    store.restore("p1", target, allowed_roots=[tmp_path / "restores"], overwrite=True)
+
+    assert sorted(os.listdir(outside)) == ["notes.txt", "passwd"]
+    assert (outside / "notes.txt").read_bytes() == b"precious"
+    assert (outside / "passwd").read_bytes() == b"root:x:0:0"
+    assert not (target / "docs").is_symlink()
+    assert snapshot(target) == snapshot(mixed_source)
+
+
+def test_restore_rejects_a_manifest_that_climbs_out(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "p1")
+    for bad_path in ("../escaped", "/etc/escaped", "docs/../../escaped"):
+        document = json.loads(store.read_manifest("p1"))
+        document["entries"].append({"path": bad_path, "kind": "dir", "mode": 0o755, "mtime_ns": 0})
+        store.backend.put("manifests/evil.json", json.dumps(document).encode())
+        with pytest.raises(RestoreRefused, match="unsafe path"):
+            store.restore("evil", tmp_path / "restores" / "out", allowed_roots=[tmp_path])
+    assert not (tmp_path / "escaped").exists()
+    assert not (tmp_path / "restores" / "out").exists()
+
+
+# Archive tier ------------------------------------------------------------------------
+
+
+def test_archive_then_rehydrate_restores_byte_identical(store: VaultStore, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    for index in range(12):
+        write(source / "logs" / f"app-{index}.log", text_bytes(150_000, index))
+    write(source / "db.dump", text_bytes(2_500_000, 99), 0o600)
+    os.symlink("db.dump", source / "latest")
+    backup = store.backup(source, "p1")
+    standard_bytes = sum(store.backend.size(key) for key in chunk_keys(store))
+    standard_bytes += store.backend.size("manifests/p1.json")
+    archive = ArchiveStore(LocalBackend(tmp_path / "archive"))
+
+    archived = archive.archive_point(store, "p1")
+    store.delete_point("p1")
+    store.gc()
+    assert chunk_keys(store) == set()
+    rehydrated = archive.rehydrate("p1", store)
+    restored = store.restore("p1", tmp_path / "out", allowed_roots=[tmp_path])
+
+    assert archived.stored_bytes == archive.stored_bytes("p1")
+    assert archived.stored_bytes <= standard_bytes
+    assert rehydrated.manifest_digest == backup.manifest_digest
+    assert rehydrated.written_chunks == backup.new_chunks
+    assert snapshot(restored.target) == snapshot(source)
+    assert store.verify("p1").ok
+    assert archive.points() == ["p1"]  # rehydration leaves the archive copy
+
+    archive.delete_point("p1")
+    assert list(archive.backend.list("")) == []
+    with pytest.raises(PointNotFound):
+        archive.rehydrate("p1", store)
+
+
+def test_rehydrate_rejects_a_damaged_pack(store: VaultStore, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write(source / "a.txt", text_bytes(500_000, 1))
+    store.backup(source, "p1")
+    archive = ArchiveStore(LocalBackend(tmp_path / "archive"), level=3)
+    archive.archive_point(store, "p1")
+    store.delete_point("p1")
+    (pack,) = (tmp_path / "archive" / "packs" / "p1").glob("pack-*")
+    blob = bytearray(pack.read_bytes())
+    blob[-10] ^= 0xFF
+    pack.write_bytes(bytes(blob))
+
+    with pytest.raises(StorageError, match="damaged"):
+        archive.rehydrate("p1", store)
+    assert not store.has_point("p1")
+
+
+# Garbage collection ------------------------------------------------------------------
+
+
+def test_gc_reclaims_deleted_points_and_keeps_live_ones(store: VaultStore, tmp_path: Path) -> None:
+    write(tmp_path / "a" / "only-a.bin", random_bytes(3_000_000, 1))
+    write(tmp_path / "a" / "shared.bin", random_bytes(2_000_000, 2))
+    write(tmp_path / "b" / "only-b.bin", random_bytes(3_000_000, 3))
+    write(tmp_path / "b" / "shared.bin", random_bytes(2_000_000, 2))
+    store.backup(tmp_path / "a", "pa")
+    store.backup(tmp_path / "b", "pb")
+    keys_b = {chunk_key(c) for c in store.manifest("pb").chunks}
+
+    assert store.gc().deleted_chunks == 0
+    store.delete_point("pa")
+    result = store.gc()
+
+    assert result.deleted_chunks > 0 and result.freed_bytes >= 2_900_000
+    assert chunk_keys(store) == keys_b
+    assert store.verify("pb").ok
+    assert list(store.backend.list("gc/")) == []
+    with pytest.raises(PointNotFound):
+        store.delete_point("pa")
+
+
+def test_gc_during_a_backup_keeps_the_chunks_it_reuses(store: VaultStore, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write(source / "data.bin", random_bytes(6_000_000, 5))
+    store.backup(source, "old")
+    store.delete_point("old")  # every chunk is now unreferenced ...
+    runs = []
+
+    def collect_garbage_mid_backup(done: int, total: int) -> None:
+        if not runs:  # ... but the new backup's lease already names them
+            runs.append(store.gc())
+
+    result = store.backup(source, "new", progress=collect_garbage_mid_backup)
+
+    assert runs[0].deleted_chunks == 0 and runs[0].leased_chunks > 0
+    assert result.reused_chunks > 0 and result.new_chunks == 0
+    assert store.verify("new").ok
+    restored = store.restore("new", tmp_path / "out", allowed_roots=[tmp_path])
+    assert snapshot(restored.target) == snapshot(source)
+    assert list(store.backend.list("leases/")) == []
+
+
+class PausingBackend(LocalBackend):
+    """A real local backend whose first chunk deletion waits for a signal."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gc_deciding = threading.Event()
+        self.resume_gc = threading.Event()
+
+    def delete(self, key: str) -> None:
+        if key.startswith("chunks/") and not self.gc_deciding.is_set():
+            self.gc_deciding.set()
+            assert self.resume_gc.wait(30)
+        super().delete(key)
+
+
+def test_backup_that_reuses_a_chunk_a_running_gc_already_condemned_is_not_published(
+    tmp_path: Path,
+) -> None:
+    backend = PausingBackend(tmp_path / "store")
+    store = VaultStore(backend, poll_interval=0.01)
+    source = tmp_path / "source"
+    write(source / "data.bin", random_bytes(3_000_000, 6))
+    store.backup(source, "old")
+    store.delete_point("old")
+    gc_results = []
+    collector = threading.Thread(target=lambda: gc_results.append(store.gc()))
+    collector.start()
+    assert backend.gc_deciding.wait(30)  # GC has read leases and manifests: none protect
+
+    def let_gc_delete(done: int, total: int) -> None:
+        backend.resume_gc.set()  # the backup has already found its chunks stored
+
+    with pytest.raises(ConcurrentGcConflict):
+        store.backup(source, "new", progress=let_gc_delete)
+    collector.join(30)
+
+    assert gc_results[0].deleted_chunks > 0
+    assert not store.has_point("new")
+    assert list(store.backend.list("leases/")) == []
+    retried = store.backup(source, "new")
+    assert retried.new_chunks > 0 and store.verify("new").ok
+
+
+def test_failed_backup_leaves_no_point_and_gc_cleans_it(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "good")
+    write(tmp_path / "other" / "data.bin", random_bytes(9_000_000, 11))
+    before = chunk_keys(store)
+
+    def crash(done: int, total: int) -> None:
+        raise RuntimeError("worker lost")
+
+    with pytest.raises(RuntimeError):
+        store.backup(tmp_path / "other", "broken", progress=crash)
+
+    assert store.points() == ["good"]
+    assert chunk_keys(store) > before  # some chunks were written before the crash
+    assert store.verify("good").ok
+    store.gc()
+    assert chunk_keys(store) == before
+    assert store.verify("good").ok
+
+
+def test_killed_backup_is_invisible_and_its_lease_expires(
+    store: VaultStore, mixed_source: Path, tmp_path: Path
+) -> None:
+    store.backup(mixed_source, "good")
+    before = chunk_keys(store)
+    write(tmp_path / "other" / "data.bin", random_bytes(9_000_000, 12))
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from vaults.storage import LocalBackend, VaultStore\n"
+        "store = VaultStore(LocalBackend(sys.argv[1]))\n"
+        "store.backup(Path(sys.argv[2]), 'killed', progress=lambda d, t: os._exit(3))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "store"), str(tmp_path / "other")],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+
+    assert completed.returncode == 3
+    assert store.points() == ["good"]
+    orphaned = chunk_keys(store) - before
+    assert orphaned
+    assert store.verify("good").ok
+    kept = store.gc()  # the lease is still fresh: the writer might be alive
+    assert kept.deleted_chunks == 0 and kept.leased_chunks == len(orphaned)
+    expired = store.gc(now=time.time() + store.lease_timeout + 1)
+    assert expired.expired_leases == 1 and expired.deleted_chunks == len(orphaned)
+    assert chunk_keys(store) == before
+    assert list(store.backend.list("leases/")) == []
+    assert store.verify("good").ok
+
+
+# Backend -----------------------------------------------------------------------------
+
+
+def test_local_backend_lists_by_prefix_in_order_and_hides_temporaries(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    for key in ("b/x", "a/y", "a.z", "a/x/1", "c"):
+        backend.put(key, key.encode())
+    backend.put("c", b"again")  # idempotent overwrite
+    (tmp_path / "a" / ".tmp-left-behind").write_bytes(b"partial")
+
+    assert list(backend.list("")) == ["a.z", "a/x/1", "a/y", "b/x", "c"]
+    assert list(backend.list("a/")) == ["a/x/1", "a/y"]
+    assert list(backend.list("a")) == ["a.z", "a/x/1", "a/y"]
+    assert backend.get("c") == b"again" and backend.size("c") == 5
+    backend.delete("c")
+    backend.delete("c")
+    assert not backend.exists("c")
+    for bad in ("../x", "/abs", "a//b", ".hidden", "a/./b", ""):
+        with pytest.raises(StorageError):
+            backend.put(bad, b"")
+    assert backend.sweep_temporaries(older_than=-1) == 1
+
+
+def test_manifest_records_schema_version_and_every_chunk(
+    store: VaultStore, mixed_source: Path
+) -> None:
+    result = store.backup(mixed_source, "p1")
+    raw = store.read_manifest("p1")
+    document = json.loads(raw)
+    manifest = Manifest.from_bytes(raw)
+
+    assert document["format"] == "holdfast.manifest" and document["version"] == 1
+    assert result.logical_bytes == sum(n.size for n in manifest.nodes if n.kind == "file")
+    referenced = {c for n in manifest.nodes for c, _, _ in n.extents}
+    assert referenced == set(manifest.chunks)
+    assert {chunk_key(c) for c in manifest.chunks} == chunk_keys(store)

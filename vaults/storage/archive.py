@@ -1,0 +1,230 @@
+"""The archive tier: each point packed densely into its own objects, on its own backend.
+
+Layout:
+
+    packs/<point_id>/pack-<n>.zst    header + one zstd frame of concatenated chunk plaintexts
+    packs/<point_id>/index.json      where each chunk lives in which pack
+    manifests/<point_id>.json        byte-for-byte copy of the standard-tier manifest, last
+
+Points do not share data in the archive: a point is self-contained, so deleting it frees
+exactly its objects and needs no GC. Compressing a point's chunks as one long stream at a
+high level (with long-distance matching) finds redundancy across chunks that per-chunk
+compression in the standard tier cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+import zstandard
+
+from .backends import Backend
+from .chunks import chunk_id
+from .errors import CorruptChunk, ObjectNotFound, PointNotFound, StorageError
+from .manifest import Manifest, check_point_id
+from .store import ImportResult, VaultStore
+
+PACK_MAGIC = b"HFP"
+PACK_FORMAT_VERSION = 1
+PACK_CODEC_ZSTD = 1
+PACK_HEADER_SIZE = len(PACK_MAGIC) + 2
+INDEX_FORMAT = "holdfast.pack-index"
+INDEX_VERSION = 1
+
+DEFAULT_ARCHIVE_LEVEL = 19
+# 128 MiB windows: long-distance matching then spans a whole pack.
+WINDOW_LOG = 27
+DEFAULT_PACK_BYTES = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    point_id: str
+    packs: int
+    chunks: int
+    logical_bytes: int
+    stored_bytes: int
+
+
+class ArchiveStore:
+    """Dense, per-point archive copies of recovery points from a `VaultStore`."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        level: int = DEFAULT_ARCHIVE_LEVEL,
+        pack_bytes: int = DEFAULT_PACK_BYTES,
+        threads: int = -1,
+    ) -> None:
+        self.backend = backend
+        self.level = level
+        self.pack_bytes = pack_bytes
+        self.threads = threads
+
+    def _prefix(self, point_id: str) -> str:
+        return f"packs/{check_point_id(point_id)}/"
+
+    def _manifest_key(self, point_id: str) -> str:
+        return f"manifests/{check_point_id(point_id)}.json"
+
+    def points(self) -> list[str]:
+        return [key[len("manifests/") : -len(".json")] for key in self.backend.list("manifests/")]
+
+    def has_point(self, point_id: str) -> bool:
+        return self.backend.exists(self._manifest_key(point_id))
+
+    def _compress(self, data: bytes) -> bytes:
+        params = zstandard.ZstdCompressionParameters.from_level(
+            self.level,
+            window_log=WINDOW_LOG,
+            enable_ldm=True,
+            threads=self.threads,
+            write_content_size=True,
+        )
+        packed = zstandard.ZstdCompressor(compression_params=params).compress(data)
+        return PACK_MAGIC + bytes((PACK_FORMAT_VERSION, PACK_CODEC_ZSTD)) + packed
+
+    def archive_point(self, vault_store: VaultStore, point_id: str) -> ArchiveResult:
+        """Copy a standard-tier point into the archive; the standard copy is untouched.
+
+        Chunks are read hash-checked (`CorruptChunk` stops the move), packed in the order
+        the point first uses them, and the manifest copy is written last so a half-written
+        archive is never visible. Calling `delete_point` cleans up after a failed attempt.
+        """
+        if self.has_point(point_id):
+            raise StorageError(f"Point {point_id!r} is already in the archive tier.")
+        raw_manifest = vault_store.read_manifest(point_id)
+        manifest = Manifest.from_bytes(raw_manifest)
+        prefix = self._prefix(point_id)
+        packs: list[dict[str, Any]] = []
+        locations: list[list[Any]] = []
+        buffer: list[bytes] = []
+        buffered = 0
+
+        def flush() -> None:
+            nonlocal buffer, buffered
+            if not buffer:
+                return
+            key = f"{prefix}pack-{len(packs):06d}.zst"
+            blob = self._compress(b"".join(buffer))
+            self.backend.put(key, blob)
+            packs.append(
+                {
+                    "key": key,
+                    "size": len(blob),
+                    "plain_size": buffered,
+                    "digest": blake3.blake3(blob).hexdigest(),
+                }
+            )
+            buffer, buffered = [], 0
+
+        try:
+            for digest, size in manifest.chunks.items():
+                data = vault_store.read_chunk(digest, size)
+                if buffered and buffered + len(data) > self.pack_bytes:
+                    flush()
+                locations.append([digest, len(packs), buffered, len(data)])
+                buffer.append(data)
+                buffered += len(data)
+            flush()
+            index = {
+                "format": INDEX_FORMAT,
+                "version": INDEX_VERSION,
+                "point_id": point_id,
+                "archived_at": time.time(),
+                "manifest_digest": blake3.blake3(raw_manifest).hexdigest(),
+                "packs": packs,
+                "chunks": locations,
+            }
+            self.backend.put(prefix + "index.json", json.dumps(index).encode())
+            self.backend.put(self._manifest_key(point_id), raw_manifest)
+        except BaseException:
+            for key in list(self.backend.list(prefix)):
+                self.backend.delete(key)
+            raise
+        return ArchiveResult(
+            point_id=point_id,
+            packs=len(packs),
+            chunks=len(locations),
+            logical_bytes=manifest.logical_bytes,
+            stored_bytes=self.stored_bytes(point_id),
+        )
+
+    def _index(self, point_id: str) -> dict[str, Any]:
+        if not self.has_point(point_id):
+            raise PointNotFound(point_id)
+        try:
+            index = json.loads(self.backend.get(self._prefix(point_id) + "index.json"))
+        except ObjectNotFound:
+            raise StorageError(f"The archive index of point {point_id!r} is missing.") from None
+        if index.get("format") != INDEX_FORMAT or index.get("version") != INDEX_VERSION:
+            raise StorageError(f"The archive index of point {point_id!r} is not supported.")
+        return dict(index)
+
+    def _unpack(self, point_id: str, index: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+        locations = list(index["chunks"])
+        packs = list(index["packs"])
+        decompressor = zstandard.ZstdDecompressor(max_window_size=1 << WINDOW_LOG)
+        by_pack: dict[int, list[list[Any]]] = {}
+        for location in locations:
+            by_pack.setdefault(int(location[1]), []).append(location)
+        for number, pack in enumerate(packs):
+            key = str(pack["key"])
+            try:
+                blob = self.backend.get(key)
+            except ObjectNotFound:
+                raise StorageError(
+                    f"Archive pack {key} of point {point_id!r} is missing."
+                ) from None
+            if blake3.blake3(blob).hexdigest() != pack["digest"] or blob[:3] != PACK_MAGIC:
+                raise StorageError(f"Archive pack {key} of point {point_id!r} is damaged.")
+            try:
+                plain = decompressor.decompress(memoryview(blob)[PACK_HEADER_SIZE:])
+            except zstandard.ZstdError as exc:
+                raise StorageError(f"Archive pack {key} does not decompress: {exc}.") from None
+            for digest, _pack, offset, length in by_pack.get(number, []):
+                start, stop = int(offset), int(offset) + int(length)
+                data = plain[start:stop]
+                if chunk_id(data) != digest:
+                    raise CorruptChunk(str(digest), f"its copy in archive pack {key} is damaged")
+                yield str(digest), data
+
+    def rehydrate(self, point_id: str, vault_store: VaultStore) -> ImportResult:
+        """Write an archived point back into the standard store so it can be restored.
+
+        The archive copy stays; the caller decides how long the rehydrated copy lives and
+        removes it with `vault_store.delete_point`.
+        """
+        index = self._index(point_id)
+        raw_manifest = self.backend.get(self._manifest_key(point_id))
+        if blake3.blake3(raw_manifest).hexdigest() != index["manifest_digest"]:
+            raise StorageError(f"The archived manifest of point {point_id!r} is damaged.")
+        return vault_store.import_point(point_id, raw_manifest, self._unpack(point_id, index))
+
+    def delete_point(self, point_id: str) -> None:
+        """Remove an archived point: the manifest first, so it disappears atomically."""
+        manifest_key = self._manifest_key(point_id)
+        prefix = self._prefix(point_id)
+        leftovers = list(self.backend.list(prefix))
+        if not self.backend.exists(manifest_key) and not leftovers:
+            raise PointNotFound(point_id)
+        self.backend.delete(manifest_key)
+        # Packs before the index, so a crash here leaves the index to find them again.
+        for key in sorted(leftovers, key=lambda k: k.endswith("/index.json")):
+            self.backend.delete(key)
+
+    def stored_bytes(self, point_id: str) -> int:
+        """Bytes the archive tier holds for a point: packs, index and manifest copy."""
+        manifest_key = self._manifest_key(point_id)
+        if not self.backend.exists(manifest_key):
+            raise PointNotFound(point_id)
+        total = self.backend.size(manifest_key)
+        for key in self.backend.list(self._prefix(point_id)):
+            total += self.backend.size(key)
+        return total

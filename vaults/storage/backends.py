@@ -1,0 +1,197 @@
+"""Object backends: a flat key -> bytes namespace with whole-object writes.
+
+The interface is what an object store offers (PUT, GET, HEAD, DELETE, LIST by prefix), so
+an S3 backend can implement it directly; the local backend emulates atomic PUT with a
+temporary file, fsync and rename, none of which leaks out of `put`.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import ObjectNotFound, StorageError
+
+# Every path component starts with an alphanumeric, so "." / ".." / hidden temporaries
+# can never be named by a key.
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+_TEMP_PREFIX = ".tmp-"
+
+
+def check_key(key: str) -> str:
+    if not isinstance(key, str) or len(key) > 1024 or not _KEY_RE.fullmatch(key):
+        raise StorageError(f"Invalid object key {key!r}.")
+    return key
+
+
+class Backend(abc.ABC):
+    """A strongly consistent object namespace.
+
+    Contract (relied on by garbage collection, see docs/storage.md):
+    - `put` is atomic and durable when it returns: readers see the old object, no object,
+      or the complete new one, never a prefix. Putting the same key twice is harmless.
+    - after `put` or `delete` returns, `get`, `exists` and `list` from any process see it.
+    """
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the object's bytes; raise `ObjectNotFound` if it does not exist."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield every key that starts with `prefix`, in lexicographic order."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int: ...
+
+    @abc.abstractmethod
+    def mtime(self, key: str) -> float:
+        """Seconds since the epoch when the object was last written."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBackend(Backend):
+    """Objects as files under `root`; a key's slashes are directories."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory.is_dir():
+            return
+        missing = []
+        probe = directory
+        while not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        # A new directory entry is durable only once its parent is synced.
+        for created in reversed(missing):
+            _fsync_dir(created.parent)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        self._ensure_dir(path.parent)
+        temp = path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        _fsync_dir(path.parent)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        directory, _, _ = prefix.rpartition("/")
+        if directory:
+            check_key(directory)
+        start = self.root / directory if directory else self.root
+        yield from (key for key in self._walk(start, directory) if key.startswith(prefix))
+
+    def _walk(self, directory: Path, key_prefix: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # Sorting "name/" for directories keeps the overall key order lexicographic.
+        keyed = sorted(
+            (entry.name + ("/" if entry.is_dir(follow_symlinks=False) else ""), entry)
+            for entry in entries
+            if not entry.name.startswith(".")
+        )
+        for sort_name, entry in keyed:
+            key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
+            if sort_name.endswith("/"):
+                yield from self._walk(Path(entry.path), key)
+            elif entry.is_file(follow_symlinks=False):
+                yield key
+
+    def _stat(self, key: str) -> os.stat_result:
+        try:
+            return os.stat(self._path(key), follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def size(self, key: str) -> int:
+        return self._stat(key).st_size
+
+    def mtime(self, key: str) -> float:
+        return self._stat(key).st_mtime
+
+    def sweep_temporaries(self, older_than: float = 3600.0) -> int:
+        """Remove temporaries left by writers that crashed mid-`put`; returns the count.
+
+        Only files older than `older_than` seconds are touched, so a `put` in progress is
+        never disturbed.
+        """
+        cutoff = time.time() - older_than
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(_TEMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.stat(path, follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:
+                        raise
+        return removed

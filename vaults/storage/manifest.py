@@ -1,0 +1,163 @@
+"""The manifest of a recovery point: one JSON document listing the tree and its chunks.
+
+Paths are POSIX, relative to the backup source, "" being the source itself. Names that
+are not valid UTF-8 travel as Python's surrogate escapes (JSON `\\udcXX`), so any Linux
+file name round-trips. See docs/storage.md for the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .chunks import AVG_SIZE, MAX_SIZE, MIN_SIZE
+from .errors import RestoreRefused, StorageError
+
+MANIFEST_FORMAT = "holdfast.manifest"
+MANIFEST_VERSION = 1
+
+_POINT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_point_id(point_id: str) -> str:
+    if not isinstance(point_id, str) or not _POINT_ID_RE.fullmatch(point_id):
+        raise StorageError(
+            f"Invalid recovery point id {point_id!r}: use letters, digits, '.', '_' or '-'."
+        )
+    return point_id
+
+
+def manifest_key(point_id: str) -> str:
+    return f"manifests/{check_point_id(point_id)}.json"
+
+
+KIND_DIR = "dir"
+KIND_FILE = "file"
+KIND_SYMLINK = "symlink"
+KINDS = (KIND_DIR, KIND_FILE, KIND_SYMLINK)
+
+
+@dataclass
+class Node:
+    path: str
+    kind: str
+    mode: int = 0
+    mtime_ns: int = 0
+    size: int = 0
+    # (chunk id, offset inside the chunk's plaintext, length), in file order.
+    extents: list[tuple[str, int, int]] = field(default_factory=list)
+    target: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+    @property
+    def parent(self) -> str:
+        return self.path.rpartition("/")[0]
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "kind": self.kind, "mtime_ns": self.mtime_ns}
+        if self.kind == KIND_SYMLINK:
+            data["target"] = self.target
+        else:
+            data["mode"] = self.mode
+        if self.kind == KIND_FILE:
+            data["size"] = self.size
+            data["extents"] = [list(extent) for extent in self.extents]
+        return data
+
+
+def check_relative_path(path: str) -> str:
+    """Refuse anything that could name a place outside the restore target."""
+    if path == "":
+        return path
+    if not isinstance(path, str) or path.startswith("/") or "\x00" in path:
+        raise RestoreRefused(f"The manifest names an unsafe path {path!r}; nothing was restored.")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise RestoreRefused(
+                f"The manifest names an unsafe path {path!r}; nothing was restored."
+            )
+    return path
+
+
+@dataclass
+class Manifest:
+    point_id: str
+    created_at: float
+    source: str
+    nodes: list[Node]
+    # Every chunk the point references, once, with its plaintext size.
+    chunks: dict[str, int]
+    logical_bytes: int = 0
+    file_count: int = 0
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "point_id": self.point_id,
+            "created_at": self.created_at,
+            "source": self.source,
+            "chunking": {
+                "algorithm": "fastcdc",
+                "min_size": MIN_SIZE,
+                "avg_size": AVG_SIZE,
+                "max_size": MAX_SIZE,
+                "hash": "blake3",
+            },
+            "logical_bytes": self.logical_bytes,
+            "file_count": self.file_count,
+            "chunks": [[chunk, size] for chunk, size in self.chunks.items()],
+            "entries": [node.to_json() for node in self.nodes],
+        }
+        # ensure_ascii keeps surrogate-escaped names encodable.
+        return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Manifest:
+        try:
+            document = json.loads(raw)
+            if document.get("format") != MANIFEST_FORMAT:
+                raise StorageError("The object is not a Holdfast manifest.")
+            if document.get("version") != MANIFEST_VERSION:
+                raise StorageError(f"Unsupported manifest version {document.get('version')!r}.")
+            nodes = []
+            for item in document["entries"]:
+                kind = item["kind"]
+                if kind not in KINDS:
+                    raise StorageError(f"Unknown entry kind {kind!r} in manifest.")
+                nodes.append(
+                    Node(
+                        path=check_relative_path(item["path"]),
+                        kind=kind,
+                        mode=int(item.get("mode", 0)),
+                        mtime_ns=int(item.get("mtime_ns", 0)),
+                        size=int(item.get("size", 0)),
+                        extents=[(str(c), int(o), int(n)) for c, o, n in item.get("extents", [])],
+                        target=str(item.get("target", "")),
+                    )
+                )
+            return cls(
+                point_id=document["point_id"],
+                created_at=float(document["created_at"]),
+                source=document.get("source", ""),
+                nodes=nodes,
+                chunks={str(chunk): int(size) for chunk, size in document["chunks"]},
+                logical_bytes=int(document.get("logical_bytes", 0)),
+                file_count=int(document.get("file_count", 0)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StorageError(f"The manifest is damaged: {exc!r}.") from None
+
+
+def chunk_ids_of(raw: bytes) -> set[str]:
+    """The chunk ids a manifest references, without building its whole tree."""
+    try:
+        document = json.loads(raw)
+        return {str(chunk) for chunk, _size in document["chunks"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"A manifest is damaged: {exc!r}; garbage collection stops.") from None

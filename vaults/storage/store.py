@@ -1,0 +1,669 @@
+"""The standard-tier vault store: deduplicated backups, restores, verification and GC.
+
+Layout of a store's backend (docs/storage.md has the full format):
+
+    chunks/<ab>/<blake3 hex>          chunk objects, written once
+    manifests/<point_id>.json         one per complete recovery point, written last
+    leases/<point_id>/lease.json      a writer in flight (backup or rehydration)
+    leases/<point_id>/refs-<n>.json   chunk ids that writer has referenced so far
+    gc/<run id>.json                  a garbage collection in flight
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import time
+import uuid
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+
+from .backends import Backend
+from .chunks import (
+    DEFAULT_LEVEL,
+    MIN_SIZE,
+    READ_SIZE,
+    StreamChunker,
+    chunk_key,
+    decode_chunk,
+    encode_chunk,
+)
+from .errors import (
+    CorruptChunk,
+    ObjectNotFound,
+    PointNotFound,
+    RestoreRefused,
+    SourceUnreadable,
+    StorageError,
+)
+from .manifest import (
+    KIND_DIR,
+    KIND_FILE,
+    KIND_SYMLINK,
+    Manifest,
+    Node,
+    check_point_id,
+    chunk_ids_of,
+    manifest_key,
+)
+from .restore import TargetTree, normalize_sub_path, resolve_target, select_nodes
+from .writer import SAFETY, ChunkWriter, Progress, SmallFileStream, WriteSession, lease_prefix
+
+# Files below this size are concatenated into one stream that is cut by FastCDC like a
+# large file, so a directory of small files becomes a few ~1 MiB objects instead of one
+# object (and two fsyncs) per file, while an edit still only changes the chunks around it.
+SMALL_FILE_THRESHOLD = MIN_SIZE
+RESTORE_LOOKAHEAD = 8
+
+DEFAULT_LEASE_TIMEOUT = 6 * 3600.0
+DEFAULT_GC_TIMEOUT = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    point_id: str
+    manifest_digest: str
+    logical_bytes: int
+    stored_bytes: int  # chunk objects newly written plus the manifest
+    new_chunks: int
+    reused_chunks: int
+    file_count: int
+    dir_count: int = 0
+    symlink_count: int = 0
+    # Sockets, FIFOs and devices, and files that vanished while the backup ran.
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    point_id: str
+    target: Path
+    files: int
+    dirs: int
+    symlinks: int
+    restored_bytes: int
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked_chunks: int
+    bad_chunks: list[str]
+    missing_chunks: list[str]
+    manifest_digest: str = ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    kind: str  # "dir", "file" or "symlink"
+    size: int
+    mode: int
+    mtime: float  # seconds since the epoch
+    path: str = ""
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class GcResult:
+    deleted_chunks: int
+    freed_bytes: int
+    # Unreferenced chunks kept because a live lease names them.
+    leased_chunks: int = 0
+    expired_leases: int = 0
+    completed: bool = True  # False when the run stopped early to respect its timeout
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    point_id: str
+    manifest_digest: str
+    written_chunks: int
+    present_chunks: int
+    stored_bytes: int
+
+
+@dataclass
+class _ScanItem:
+    rel: str
+    path: str
+    kind: str
+    st: os.stat_result
+
+
+@dataclass
+class _Scan:
+    items: list[_ScanItem] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    total_bytes: int = 0
+
+
+def _open_source_file(item: _ScanItem) -> int | None:
+    try:
+        return os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # replaced by a symlink since the scan
+            return None
+        raise SourceUnreadable(f"Cannot read {item.path}: {exc.strerror}.") from None
+
+
+def _read_fd(fd: int, path: str, size: int) -> Iterator[bytes]:
+    while True:
+        try:
+            piece = os.read(fd, READ_SIZE if size >= READ_SIZE else max(size, 65536))
+        except OSError as exc:
+            raise SourceUnreadable(f"Cannot read {path}: {exc.strerror}.") from None
+        if not piece:
+            return
+        yield piece
+
+
+class VaultStore:
+    """A deduplicating, content-addressed store of recovery points on one backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        level: int = DEFAULT_LEVEL,
+        workers: int | None = None,
+        lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
+        gc_timeout: float = DEFAULT_GC_TIMEOUT,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.backend = backend
+        self.level = level
+        # zstd and blake3 release the GIL; two threads a core also hide fsync waits.
+        self.workers = workers or min(8, 2 * (os.cpu_count() or 1))
+        self.lease_timeout = lease_timeout
+        self.gc_timeout = gc_timeout
+        self.poll_interval = poll_interval
+
+    # Reading ---------------------------------------------------------------------------
+
+    def points(self) -> list[str]:
+        """Ids of the complete recovery points in this store."""
+        return [key[len("manifests/") : -len(".json")] for key in self.backend.list("manifests/")]
+
+    def has_point(self, point_id: str) -> bool:
+        return self.backend.exists(manifest_key(point_id))
+
+    def read_manifest(self, point_id: str) -> bytes:
+        try:
+            return self.backend.get(manifest_key(point_id))
+        except ObjectNotFound:
+            raise PointNotFound(point_id) from None
+
+    def manifest(self, point_id: str) -> Manifest:
+        return Manifest.from_bytes(self.read_manifest(point_id))
+
+    def read_chunk(self, digest: str, expected_size: int | None = None) -> bytes:
+        """A chunk's plaintext, hash-checked; raises `CorruptChunk` if missing or damaged."""
+        try:
+            blob = self.backend.get(chunk_key(digest))
+        except ObjectNotFound:
+            raise CorruptChunk(digest, "it is missing from the store") from None
+        return decode_chunk(digest, blob, expected_size)
+
+    def _store_chunk(self, digest: str, data: bytes) -> int | None:
+        """Write a chunk unless present; the stored size if written, None if it existed."""
+        key = chunk_key(digest)
+        if self.backend.exists(key):
+            return None
+        blob = encode_chunk(data, self.level)
+        self.backend.put(key, blob)
+        return len(blob)
+
+    # Backup ----------------------------------------------------------------------------
+
+    def backup(self, source: Path, point_id: str, progress: Progress | None = None) -> BackupResult:
+        """Back up the tree under `source` as point `point_id`.
+
+        Symlinks are recorded, never followed. The manifest is written last, so the point
+        exists only once every chunk it names is durable.
+        """
+        check_point_id(point_id)
+        source = Path(source)
+        try:
+            root_stat = os.stat(source)
+        except OSError as exc:
+            raise SourceUnreadable(f"Cannot read backup source {source}: {exc.strerror}.") from None
+        if not stat.S_ISDIR(root_stat.st_mode):
+            raise StorageError(f"Backup source {source} is not a directory.")
+        scan = self._scan(source, root_stat)
+
+        session = WriteSession(self, point_id, "backup")
+        session.open()
+        try:
+            nodes: list[Node] = []
+            skipped = list(scan.skipped)
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-backup") as pool:
+                writer = ChunkWriter(self, session, pool, progress, scan.total_bytes)
+                small = SmallFileStream(writer)
+                for item in scan.items:
+                    node = self._back_up_item(item, writer, small)
+                    if node is None:
+                        skipped.append(item.rel)
+                    else:
+                        nodes.append(node)
+                small.finish()
+                writer.finish()
+            session.settle(writer.reused)
+            files = [node for node in nodes if node.kind == KIND_FILE]
+            manifest = Manifest(
+                point_id=point_id,
+                created_at=time.time(),
+                source=str(source),
+                nodes=nodes,
+                chunks=writer.chunks,
+                logical_bytes=sum(node.size for node in files),
+                file_count=len(files),
+            )
+            raw = manifest.to_bytes()
+            session.commit(raw)
+        except BaseException:
+            session.release()
+            raise
+        return BackupResult(
+            point_id=point_id,
+            manifest_digest=blake3.blake3(raw).hexdigest(),
+            logical_bytes=manifest.logical_bytes,
+            stored_bytes=writer.stored_bytes + len(raw),
+            new_chunks=writer.new_chunks,
+            reused_chunks=len(writer.reused),
+            file_count=manifest.file_count,
+            dir_count=sum(1 for node in nodes if node.kind == KIND_DIR),
+            symlink_count=sum(1 for node in nodes if node.kind == KIND_SYMLINK),
+            skipped=tuple(skipped),
+        )
+
+    def _scan(self, source: Path, root_stat: os.stat_result) -> _Scan:
+        scan = _Scan()
+        scan.items.append(_ScanItem("", str(source), KIND_DIR, root_stat))
+        stack: list[tuple[str, str]] = [("", str(source))]
+        while stack:
+            rel_dir, dir_path = stack.pop()
+            try:
+                with os.scandir(dir_path) as it:
+                    entries = sorted(it, key=lambda e: os.fsencode(e.name))
+                children = []
+                for entry in entries:
+                    rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                    st = entry.stat(follow_symlinks=False)
+                    children.append((rel, entry.path, st))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise SourceUnreadable(f"Cannot list {dir_path}: {exc.strerror}.") from None
+            subdirs = []
+            for rel, path, st in children:
+                if stat.S_ISDIR(st.st_mode):
+                    scan.items.append(_ScanItem(rel, path, KIND_DIR, st))
+                    subdirs.append((rel, path))
+                elif stat.S_ISREG(st.st_mode):
+                    scan.items.append(_ScanItem(rel, path, KIND_FILE, st))
+                    scan.total_bytes += st.st_size
+                elif stat.S_ISLNK(st.st_mode):
+                    scan.items.append(_ScanItem(rel, path, KIND_SYMLINK, st))
+                else:
+                    scan.skipped.append(rel)
+            stack.extend(reversed(subdirs))
+        # Depth-first order with each directory before its contents, sorted by name.
+        scan.items[1:] = sorted(scan.items[1:], key=lambda i: os.fsencode(i.rel).split(b"/"))
+        return scan
+
+    def _back_up_item(
+        self, item: _ScanItem, writer: ChunkWriter, small: SmallFileStream
+    ) -> Node | None:
+        st = item.st
+        if item.kind == KIND_DIR:
+            return Node(item.rel, KIND_DIR, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+        if item.kind == KIND_SYMLINK:
+            try:
+                target = os.readlink(item.path)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise SourceUnreadable(
+                    f"Cannot read symlink {item.path}: {exc.strerror}."
+                ) from None
+            return Node(item.rel, KIND_SYMLINK, 0, st.st_mtime_ns, target=target)
+        fd = _open_source_file(item)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            node = Node(item.rel, KIND_FILE, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+            if st.st_size < SMALL_FILE_THRESHOLD:
+                data = b"".join(_read_fd(fd, item.path, st.st_size))
+                node.size = len(data)
+                if data:
+                    small.add(node, data)
+                return node
+            chunker = StreamChunker()
+            for piece in _read_fd(fd, item.path, st.st_size):
+                node.size += len(piece)
+                for _offset, chunk in chunker.feed(piece):
+                    node.extents.append((writer.add(chunk), 0, len(chunk)))
+            for _offset, chunk in chunker.finish():
+                node.extents.append((writer.add(chunk), 0, len(chunk)))
+            return node
+        finally:
+            os.close(fd)
+
+    def import_point(
+        self, point_id: str, manifest_bytes: bytes, chunks: Iterable[tuple[str, bytes]]
+    ) -> ImportResult:
+        """Publish a point whose manifest and chunk plaintexts come from elsewhere.
+
+        Used by rehydration from the archive tier. Every chunk is hash-checked, the
+        manifest must reference exactly the chunks supplied, and the same lease protocol
+        as a backup keeps GC away from chunks that already exist.
+        """
+        manifest = Manifest.from_bytes(manifest_bytes)
+        if manifest.point_id != point_id:
+            raise StorageError(f"The manifest belongs to point {manifest.point_id!r}.")
+        digest = blake3.blake3(manifest_bytes).hexdigest()
+        if self.has_point(point_id):
+            if self.read_manifest(point_id) == manifest_bytes:
+                return ImportResult(point_id, digest, 0, len(manifest.chunks), 0)
+            raise StorageError(f"A different point {point_id!r} already exists in this store.")
+        session = WriteSession(self, point_id, "import")
+        session.open()
+        try:
+            seen: set[str] = set()
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-import") as pool:
+                writer = ChunkWriter(self, session, pool, None, manifest.logical_bytes)
+                for claimed, data in chunks:
+                    if writer.add(data) != claimed:
+                        raise CorruptChunk(claimed, "its content does not match its BLAKE3 hash")
+                    seen.add(claimed)
+                writer.finish()
+            missing = set(manifest.chunks) - seen
+            if missing:
+                raise StorageError(
+                    f"{len(missing)} chunk(s) of point {point_id!r} were not supplied,"
+                    f" e.g. {sorted(missing)[0]}."
+                )
+            session.settle(writer.reused)
+            session.commit(manifest_bytes)
+        except BaseException:
+            session.release()
+            raise
+        return ImportResult(
+            point_id, digest, writer.new_chunks, len(writer.reused), writer.stored_bytes
+        )
+
+    # Restore ---------------------------------------------------------------------------
+
+    def restore(
+        self,
+        point_id: str,
+        target: Path,
+        *,
+        allowed_roots: Sequence[Path],
+        sub_path: str = "",
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> RestoreResult:
+        """Write point `point_id` (or just `sub_path` of it) under `target`.
+
+        The whole point restores into `target`; a `sub_path` restores as
+        `target/<its last name>`. Every operation is relative to directory descriptors
+        opened with O_NOFOLLOW, so nothing is ever written through a symlink, and every
+        chunk is hash-checked before its bytes are written.
+        """
+        manifest = self.manifest(point_id)
+        selection = select_nodes(manifest.nodes, sub_path)
+        root = resolve_target(Path(target), allowed_roots)
+        total = sum(node.size for node in selection if node.kind == KIND_FILE)
+
+        with TargetTree(root) as tree:
+            conflicts = [node.path for node in selection if tree.conflicts(node, overwrite)]
+            if conflicts:
+                raise RestoreRefused(
+                    f"Restoring would overwrite {len(conflicts)} existing path(s) under {root}"
+                    f" (e.g. {conflicts[0]!r}). Choose an empty target or allow overwriting."
+                )
+            order: list[str] = []
+            for node in selection:
+                for digest, _offset, _length in node.extents:
+                    if not order or order[-1] != digest:
+                        order.append(digest)
+            done = 0
+            counts = {KIND_DIR: 0, KIND_FILE: 0, KIND_SYMLINK: 0}
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-restore") as pool:
+                chunks = self._prefetch(order, manifest.chunks, pool)
+                current: tuple[str, bytes] = ("", b"")
+                try:
+                    for node in selection:
+                        counts[node.kind] += 1
+                        if node.kind == KIND_DIR:
+                            tree.make_dir(node, overwrite)
+                        elif node.kind == KIND_SYMLINK:
+                            tree.make_symlink(node, overwrite)
+                        else:
+
+                            def pieces(node: Node = node) -> Iterator[bytes]:
+                                nonlocal current
+                                for digest, offset, length in node.extents:
+                                    if current[0] != digest:
+                                        current = next(chunks)
+                                    yield current[1][offset : offset + length]
+
+                            tree.make_file(node, pieces(), overwrite)
+                            done += node.size
+                            if progress is not None:
+                                progress(done, total)
+                finally:
+                    chunks.close()
+            tree.finish_dirs()
+        return RestoreResult(
+            point_id=point_id,
+            target=root,
+            files=counts[KIND_FILE],
+            dirs=counts[KIND_DIR],
+            symlinks=counts[KIND_SYMLINK],
+            restored_bytes=done,
+        )
+
+    def _prefetch(
+        self, order: list[str], sizes: dict[str, int], pool: ThreadPoolExecutor
+    ) -> Generator[tuple[str, bytes], None, None]:
+        window: deque[tuple[str, Future[bytes]]] = deque()
+        try:
+            for digest in order:
+                window.append((digest, pool.submit(self.read_chunk, digest, sizes.get(digest))))
+                if len(window) >= RESTORE_LOOKAHEAD:
+                    head, future = window.popleft()
+                    yield head, future.result()
+            while window:
+                head, future = window.popleft()
+                yield head, future.result()
+        finally:
+            for _digest, future in window:
+                future.cancel()
+
+    # Verification and browsing -----------------------------------------------------------
+
+    def verify(self, point_id: str, progress: Progress | None = None) -> VerifyResult:
+        """Re-read and re-hash every chunk the point references."""
+        raw = self.read_manifest(point_id)
+        manifest = Manifest.from_bytes(raw)
+        bad: list[str] = []
+        missing: list[str] = []
+
+        def check(item: tuple[str, int]) -> str:
+            digest, size = item
+            try:
+                blob = self.backend.get(chunk_key(digest))
+            except ObjectNotFound:
+                return "missing"
+            try:
+                decode_chunk(digest, blob, size)
+            except CorruptChunk:
+                return "bad"
+            return "ok"
+
+        items = list(manifest.chunks.items())
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-verify") as pool:
+            for index, ((digest, _size), outcome) in enumerate(
+                zip(items, pool.map(check, items), strict=True), start=1
+            ):
+                if outcome == "missing":
+                    missing.append(digest)
+                elif outcome == "bad":
+                    bad.append(digest)
+                if progress is not None:
+                    progress(index, len(items))
+        return VerifyResult(
+            ok=not bad and not missing,
+            checked_chunks=len(items),
+            bad_chunks=bad,
+            missing_chunks=missing,
+            manifest_digest=blake3.blake3(raw).hexdigest(),
+        )
+
+    def list_dir(self, point_id: str, path: str = "") -> list[Entry]:
+        """The entries directly inside `path` ("" is the backup source) of a point."""
+        manifest = self.manifest(point_id)
+        path = normalize_sub_path(path)
+        kinds = {node.path: node.kind for node in manifest.nodes}
+        if kinds.get(path) != KIND_DIR:
+            raise StorageError(f"{path or '/'!r} is not a directory in point {point_id!r}.")
+        return [
+            Entry(
+                name=node.name,
+                kind=node.kind,
+                size=node.size,
+                mode=node.mode,
+                mtime=node.mtime_ns / 1e9,
+                path=node.path,
+                target=node.target,
+            )
+            for node in manifest.nodes
+            if node.path and node.parent == path
+        ]
+
+    def delete_point(self, point_id: str) -> None:
+        """Remove the point's manifest; its chunks are reclaimed by `gc`."""
+        key = manifest_key(point_id)
+        if not self.backend.exists(key):
+            raise PointNotFound(point_id)
+        self.backend.delete(key)
+
+    def stored_bytes(self) -> int:
+        """Bytes of every object in the store (chunks, manifests, leases)."""
+        return sum(self.backend.size(key) for key in self.backend.list(""))
+
+    # Garbage collection ----------------------------------------------------------------
+
+    def _lease_state(self, point_id: str) -> float | None:
+        """The latest heartbeat of a point's lease objects, or None without a lease."""
+        latest = None
+        for key in self.backend.list(lease_prefix(point_id)):
+            try:
+                at = float(json.loads(self.backend.get(key))["at"])
+            except ObjectNotFound:
+                continue
+            except (ValueError, KeyError, TypeError):
+                at = self.backend.mtime(key)
+            latest = at if latest is None else max(latest, at)
+        return latest
+
+    def _read_leases(self, now: float) -> tuple[set[str], list[str]]:
+        """Chunk ids named by live leases, and the lease prefixes that expired."""
+        by_point: dict[str, list[str]] = {}
+        for key in self.backend.list("leases/"):
+            by_point.setdefault(key.split("/")[1], []).append(key)
+        protected: set[str] = set()
+        expired: list[str] = []
+        for point_id, keys in by_point.items():
+            latest = 0.0
+            named: list[str] = []
+            for key in keys:
+                try:
+                    document = json.loads(self.backend.get(key))
+                except ObjectNotFound:
+                    continue
+                except ValueError:
+                    # A damaged lease object still protects: keep it alive by mtime.
+                    latest = max(latest, self.backend.mtime(key))
+                    continue
+                latest = max(latest, float(document.get("at", 0.0)))
+                named.extend(document.get("chunks", []))
+            if now - latest > self.lease_timeout:
+                expired.append(f"leases/{point_id}/")
+            else:
+                protected.update(named)
+        return protected, expired
+
+    def gc(self, now: float | None = None) -> GcResult:
+        """Delete chunks that no manifest and no live lease references.
+
+        Protocol (the argument is in docs/storage.md): publish a GC marker; list chunks;
+        read leases; read manifests; delete the rest; remove the marker. A writer names
+        each chunk in its lease before checking whether it exists, and before publishing
+        its manifest waits for every GC marker it sees and re-checks the chunks it reused.
+        So a GC either sees a chunk in a lease or manifest, or finishes deleting before the
+        writer's re-check notices the chunk is gone. `now` only sets the clock used to
+        expire the leases of crashed writers.
+        """
+        run_key = f"gc/{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
+        started = time.monotonic()
+        self.backend.put(run_key, json.dumps({"started_at": time.time()}).encode())
+        deleted = freed = leased = 0
+        completed = True
+        try:
+            candidates = list(self.backend.list("chunks/"))
+            protected, expired = self._read_leases(time.time() if now is None else now)
+            referenced: set[str] = set()
+            for key in self.backend.list("manifests/"):
+                try:
+                    referenced |= chunk_ids_of(self.backend.get(key))
+                except ObjectNotFound:  # deleted since listed: its chunks are fair game
+                    continue
+            for key in candidates:
+                digest = key.rpartition("/")[2]
+                if digest in referenced:
+                    continue
+                if digest in protected:
+                    leased += 1
+                    continue
+                if time.monotonic() - started > self.gc_timeout * SAFETY:
+                    completed = False
+                    break
+                try:
+                    size = self.backend.size(key)
+                except ObjectNotFound:
+                    continue
+                self.backend.delete(key)
+                deleted += 1
+                freed += size
+            if completed:
+                for prefix in expired:
+                    for key in list(self.backend.list(prefix)):
+                        self.backend.delete(key)
+            sweep = getattr(self.backend, "sweep_temporaries", None)
+            if completed and callable(sweep):
+                sweep(older_than=self.lease_timeout)
+        finally:
+            self.backend.delete(run_key)
+        return GcResult(
+            deleted_chunks=deleted,
+            freed_bytes=freed,
+            leased_chunks=leased,
+            expired_leases=len(expired) if completed else 0,
+            completed=completed,
+        )
