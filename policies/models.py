@@ -1,0 +1,128 @@
+"""Backup policies (SPEC 3.6): schedule in a time zone, instant restore, GFS retention, tiering."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import models
+
+from . import rules
+
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class Policy(models.Model):
+    class Kind(models.TextChoices):
+        STANDARD = "standard", "Standard"
+        ENHANCED = "enhanced", "Enhanced"
+
+    class Frequency(models.TextChoices):
+        HOURLY = "hourly", "Hourly"
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+
+    class Tiering(models.TextChoices):
+        OFF = "off", "Off"
+        AFTER = "after", "After N days"
+        RECOMMENDED = "recommended", "Recommended"
+
+    vault = models.ForeignKey("vaults.Vault", on_delete=models.CASCADE, related_name="policies")
+    name = models.CharField(max_length=50)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.STANDARD)
+    frequency = models.CharField(max_length=10, choices=Frequency.choices, default="daily")
+    time = models.TimeField(default=dt.time(22, 0))
+    weekdays = models.JSONField(default=list, blank=True)
+    interval_hours = models.PositiveSmallIntegerField(null=True, blank=True)
+    window_start = models.TimeField(null=True, blank=True)
+    window_hours = models.PositiveSmallIntegerField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    instant_restore_days = models.PositiveSmallIntegerField(default=2)
+    daily_days = models.PositiveIntegerField(default=30)
+    weekly_weeks = models.PositiveIntegerField(null=True, blank=True)
+    weekly_weekday = models.CharField(max_length=10, default="sunday")
+    monthly_months = models.PositiveIntegerField(null=True, blank=True)
+    monthly_day = models.PositiveSmallIntegerField(default=1)
+    yearly_years = models.PositiveSmallIntegerField(null=True, blank=True)
+    yearly_month = models.PositiveSmallIntegerField(default=1)
+    tiering_mode = models.CharField(max_length=12, choices=Tiering.choices, default="off")
+    tiering_after_days = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["vault", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["vault", "name"], name="policy_unique_name_per_vault"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def schedule(self) -> rules.Schedule:
+        return rules.Schedule(
+            frequency=self.frequency,
+            timezone=self.timezone,
+            time=self.time,
+            weekdays=tuple(WEEKDAYS.index(d) for d in self.weekdays if d in WEEKDAYS),
+            interval_hours=self.interval_hours,
+            window_start=self.window_start,
+            window_hours=self.window_hours,
+        )
+
+    def retention(self) -> rules.Retention:
+        return rules.Retention(
+            daily_days=self.daily_days,
+            weekly_weeks=self.weekly_weeks,
+            weekly_weekday=WEEKDAYS.index(self.weekly_weekday)
+            if self.weekly_weekday in WEEKDAYS
+            else 6,
+            monthly_months=self.monthly_months,
+            monthly_day=self.monthly_day,
+            yearly_years=self.yearly_years,
+            yearly_month=self.yearly_month,
+        )
+
+    def weaker_reasons(self, new: Policy) -> list[str]:
+        """How ``new`` (an edited copy of this policy) would be weaker than this one."""
+        return rules.weaker_reasons(
+            self.kind, self.schedule(), self.retention(), new.kind, new.schedule(), new.retention()
+        )
+
+    def retention_shorter(self, new: Policy) -> list[str]:
+        return rules.retention_shorter(self.retention(), new.retention())
+
+    def retention_longer(self, new: Policy) -> bool:
+        return rules.retention_longer(self.retention(), new.retention())
+
+    def expiry_for(self, created_at: dt.datetime, tags: list[str]) -> dt.datetime:
+        return rules.expiry_for(created_at, frozenset(tags), self.retention(), self.timezone)
+
+    def validation_errors(self) -> dict[str, str]:
+        errors = rules.validate_policy(
+            self.kind, self.schedule(), self.retention(), self.instant_restore_days
+        )
+        for day in self.weekdays:
+            if day not in WEEKDAYS:
+                errors["schedule.weekdays"] = f"{day!r} is not a weekday name."
+        if self.weekly_weekday not in WEEKDAYS:
+            errors["retention.weekly_weekday"] = "Choose a weekday name, e.g. sunday."
+        if self.tiering_mode == self.Tiering.AFTER and (self.tiering_after_days or 0) < 90:
+            errors["tiering.after_days"] = "Tier to archive at least 90 days after creation."
+        return errors
+
+    def audit_state(self) -> dict[str, Any]:
+        return {
+            "policy": self.name,
+            "kind": self.kind,
+            "frequency": self.frequency,
+            "timezone": self.timezone,
+            "instant_restore_days": self.instant_restore_days,
+            "retention": {
+                "daily_days": self.daily_days,
+                "weekly_weeks": self.weekly_weeks,
+                "monthly_months": self.monthly_months,
+                "yearly_years": self.yearly_years,
+            },
+            "tiering": {"mode": self.tiering_mode, "after_days": self.tiering_after_days},
+        }

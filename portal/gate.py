@@ -141,6 +141,103 @@ def active_elevation(check: Check) -> DomainError | None:
     return None
 
 
+IMMUTABLE_POLICY_KINDS = {"recovery_services", "archive"}
+RETENTION_ONLY_GROWS = (
+    "This vault is immutable: retention can only grow. Create a new policy with longer "
+    "retention instead."
+)
+
+
+def retention_not_shortened(check: Check) -> DomainError | None:
+    """SPEC 3.2: Recovery Services and archive vaults refuse shorter retention when immutable;
+    Backup vaults allow it (existing points keep their expiry)."""
+    vault = check.vault
+    shorter = check.facts.get("retention_shorter") or []
+    if vault is None or not vault.is_immutable or not shorter:
+        return None
+    if vault.kind not in IMMUTABLE_POLICY_KINDS:
+        return None
+    return DomainError("immutable_vault", f"{RETENTION_ONLY_GROWS} ({' '.join(shorter)})")
+
+
+def no_suspended_items_for_retention_increase(check: Check) -> DomainError | None:
+    suspended = check.facts.get("suspended_items", 0)
+    if check.facts.get("retention_longer") and suspended:
+        return DomainError(
+            "retention_suspended_items",
+            f"{suspended} item(s) on this policy have their backups suspended (protection "
+            "stopped, data retained): resume or move them before increasing retention.",
+        )
+    return None
+
+
+def point_not_protected(check: Check) -> DomainError | None:
+    point = check.facts["point"]
+    if point.is_protected(check.now):
+        return DomainError(
+            "immutable_vault",
+            f"This vault is immutable: recovery point {point.pk} is kept until "
+            f"{point.expires_at:%Y-%m-%d %H:%M} UTC and cannot be deleted before then.",
+        )
+    return None
+
+
+def expiry_not_shortened(check: Check) -> DomainError | None:
+    point = check.facts["point"]
+    if check.facts["new_expiry"] < point.expires_at and point.is_protected(check.now):
+        return DomainError(
+            "immutable_vault",
+            "This vault is immutable: a recovery point's retention can only grow, never "
+            f"shrink below {point.expires_at:%Y-%m-%d %H:%M} UTC.",
+        )
+    return None
+
+
+def point_has_expired(check: Check) -> DomainError | None:
+    point = check.facts["point"]
+    if not point.is_expired(check.now):
+        return DomainError(
+            "point_not_expired", f"Recovery point {point.pk} has not reached its expiry yet."
+        )
+    return None
+
+
+def item_data_deletable(check: Check) -> DomainError | None:
+    vault = check.vault
+    unexpired = check.facts.get("unexpired_points", 0)
+    if vault is not None and vault.is_immutable and unexpired:
+        return DomainError(
+            "immutable_vault",
+            f"This vault is immutable: the item still has {unexpired} unexpired recovery "
+            "point(s). Stop protection and retain data instead; the points expire on time.",
+        )
+    return None
+
+
+def policy_not_in_use(check: Check) -> DomainError | None:
+    in_use = check.facts.get("items_using", 0)
+    if in_use:
+        return DomainError(
+            "policy_in_use",
+            f"{in_use} protected item(s) use this policy: move them to another policy first.",
+        )
+    return None
+
+
+def no_enhanced_to_standard(check: Check) -> DomainError | None:
+    if check.facts.get("old_kind") == "enhanced" and check.facts.get("new_kind") == "standard":
+        return DomainError(
+            "validation_error",
+            "policy: an item on an enhanced policy cannot move back to a standard policy.",
+            field="policy",
+        )
+    return None
+
+
+def _weakens(check: Check) -> bool:
+    return bool(check.facts.get("weaker"))
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -149,8 +246,10 @@ class Operation:
     name: str
     capability: str
     rules: tuple[Rule, ...] = ()
-    # The Resource Guard operation (SPEC 3.4) that protects this one, if any.
+    # The Resource Guard operation (SPEC 3.4) that protects this one, if any, and when it
+    # applies only to some calls (e.g. a policy edit that weakens), the condition.
     mua: str | None = None
+    mua_when: Callable[[Check], bool] | None = None
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -192,6 +291,55 @@ OPERATIONS: dict[str, Operation] = {
             rules=(vault_not_locked,),
             label="Lock immutability",
         ),
+        Operation("policy_create", "manage", label="Create a backup policy"),
+        Operation(
+            "policy_update",
+            "manage",
+            rules=(retention_not_shortened, no_suspended_items_for_retention_increase),
+            mua="modify_policy_weaken",
+            mua_when=_weakens,
+            label="Change a backup policy",
+        ),
+        Operation("policy_delete", "manage", rules=(policy_not_in_use,), label="Delete a policy"),
+        Operation("item_protect", "manage", label="Protect an item"),
+        Operation(
+            "item_change_policy",
+            "manage",
+            rules=(no_enhanced_to_standard, retention_not_shortened),
+            mua="modify_protection_weaken",
+            mua_when=_weakens,
+            label="Change an item's policy",
+        ),
+        Operation(
+            "protection_stop_retain",
+            "manage",
+            mua="stop_protection_retain_data",
+            label="Stop protection, retain data",
+        ),
+        Operation(
+            "protection_stop_delete",
+            "manage",
+            rules=(item_data_deletable,),
+            mua="stop_protection_delete_data",
+            label="Stop protection, delete data",
+        ),
+        Operation("protection_resume", "manage", label="Resume protection"),
+        Operation(
+            "point_delete",
+            "manage",
+            rules=(point_not_protected,),
+            mua="delete_recovery_point",
+            label="Delete a recovery point",
+        ),
+        Operation(
+            "point_retain_until",
+            "manage",
+            rules=(expiry_not_shortened,),
+            label="Change a recovery point's retain-until date",
+        ),
+        Operation("point_record", "system", label="Record a recovery point"),
+        # Expiry is always allowed: immutability never keeps data past its expiry.
+        Operation("point_expire", "system", rules=(point_has_expired,), label="Expire a point"),
         Operation(
             "approval_approve",
             "approve",
@@ -261,6 +409,8 @@ def _mua_check(op: Operation, check: Check) -> tuple[DomainError | None, Approva
     """Refuse a guarded operation unless the actor holds an active elevation on the guard."""
     vault = check.vault
     if op.mua is None or vault is None or vault.resource_guard_id is None:
+        return None, None
+    if op.mua_when is not None and not op.mua_when(check):
         return None, None
     guard = vault.resource_guard
     if guard is None or not guard.protects(op.mua):

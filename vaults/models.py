@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pgtrigger
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -66,6 +67,15 @@ class Vault(models.Model):
 
     class Meta:
         ordering = ["name"]
+        triggers = [
+            # A locked vault stays locked, whatever the caller (SPEC 3.2).
+            pgtrigger.Protect(
+                name="vault_locked_stays_locked",
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Q(old__immutability="locked")
+                & ~pgtrigger.Q(new__immutability="locked"),
+            ),
+        ]
         permissions = [
             ("operate", "Run on-demand backups, restores and rehydration"),
             ("manage", "Create and change vaults, policies, protection and security settings"),
@@ -117,9 +127,8 @@ class Vault(models.Model):
         return self.SecurityLevel.POOR
 
     def unexpired_point_count(self, now: datetime) -> int:
-        """Recovery points whose expiry lies in the future (their model arrives with policies)."""
-        points = getattr(self, "recovery_points", None)
-        return points.filter(expires_at__gt=now).count() if points is not None else 0
+        """Vault- and archive-tier points whose expiry lies in the future (SPEC 3.2)."""
+        return self.recovery_points.filter(expires_at__gt=now).exclude(tier="snapshot").count()
 
     def audit_state(self) -> dict[str, Any]:
         return {
@@ -133,3 +142,205 @@ class Vault(models.Model):
             },
             "resource_guard": self.resource_guard.name if self.resource_guard_id else None,
         }
+
+
+class ProtectedItem(models.Model):
+    """A data source on a policy (SPEC 3.7)."""
+
+    class SourceKind(models.TextChoices):
+        DIRECTORY = "directory", "Directory"
+
+    class State(models.TextChoices):
+        PROTECTED = "protected", "Protected"
+        PROTECTION_STOPPED = "protection_stopped", "Protection stopped (data retained)"
+        SOFT_DELETED = "soft_deleted", "Soft-deleted"
+
+    vault = models.ForeignKey(Vault, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=100)
+    source_kind = models.CharField(max_length=20, choices=SourceKind.choices, default="directory")
+    source_path = models.CharField(max_length=1000)
+    policy = models.ForeignKey("policies.Policy", on_delete=models.RESTRICT, related_name="items")
+    protection_state = models.CharField(
+        max_length=20, choices=State.choices, default=State.PROTECTED
+    )
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    soft_deleted_at = models.DateTimeField(null=True, blank=True)
+    purge_at = models.DateTimeField(null=True, blank=True)
+    last_backup_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["vault", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["vault", "name"], name="item_unique_name_per_vault"),
+        ]
+        indexes = [models.Index(fields=["policy", "protection_state"], name="item_policy_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def audit_state(self) -> dict[str, Any]:
+        return {
+            "item": self.name,
+            "policy": self.policy.name,
+            "protection_state": self.protection_state,
+            "source": {"kind": self.source_kind, "path": self.source_path},
+            "purge_at": self.purge_at.isoformat() if self.purge_at else None,
+        }
+
+
+_POINT_GUARD_SQL = """
+    IF OLD.tier <> 'snapshot' AND OLD.expires_at > now() AND EXISTS (
+        SELECT 1 FROM vaults_vault v
+        WHERE v.id = OLD.vault_id AND v.immutability IN ('enabled', 'locked')
+    ) THEN
+        {check}
+    END IF;
+    RETURN {ret};
+"""
+
+
+class RecoveryPoint(models.Model):
+    """One backup's recovery point; immutability protects it until ``expires_at``."""
+
+    class Tier(models.TextChoices):
+        SNAPSHOT = "snapshot", "Snapshot (operational)"
+        SNAPSHOT_AND_VAULT = "snapshot_and_vault", "Snapshot and vault-standard"
+        VAULT_STANDARD = "vault_standard", "Vault-standard"
+        VAULT_ARCHIVE = "vault_archive", "Vault-archive"
+
+    vault = models.ForeignKey(Vault, on_delete=models.CASCADE, related_name="recovery_points")
+    item = models.ForeignKey(
+        ProtectedItem, on_delete=models.CASCADE, related_name="recovery_points"
+    )
+    tier = models.CharField(max_length=20, choices=Tier.choices, default=Tier.VAULT_STANDARD)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    tags = models.JSONField(default=list, blank=True)
+    on_demand = models.BooleanField(default=False)
+    logical_bytes = models.BigIntegerField(default=0)
+    stored_bytes = models.BigIntegerField(default=0)
+    digest = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
+            models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
+        ]
+        triggers = [
+            # Defence in depth (SPEC 3.2): whatever the caller, PostgreSQL refuses to delete a
+            # vault- or archive-tier point of an immutable vault before its expiry, or to
+            # shorten such a point's expiry. The gate refuses first; this is the backstop.
+            pgtrigger.Trigger(
+                name="point_immutable_delete",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Delete,
+                func=_POINT_GUARD_SQL.format(
+                    check="RAISE EXCEPTION 'immutable_vault: recovery point % is protected "
+                    "until %', OLD.id, OLD.expires_at;",
+                    ret="OLD",
+                ),
+            ),
+            pgtrigger.Trigger(
+                name="point_immutable_expiry",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                func=_POINT_GUARD_SQL.format(
+                    check="IF NEW.expires_at < OLD.expires_at OR NEW.vault_id <> OLD.vault_id "
+                    "THEN RAISE EXCEPTION 'immutable_vault: the expiry of recovery point % "
+                    "cannot be shortened', OLD.id; END IF;",
+                    ret="NEW",
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item.name}@{self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_operational_only(self) -> bool:
+        return self.tier == self.Tier.SNAPSHOT
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now
+
+    def is_protected(self, now: datetime) -> bool:
+        """Immutability covers every vault- and archive-tier point until its expiry."""
+        return self.vault.is_immutable and not self.is_operational_only and not self.is_expired(now)
+
+    def audit_state(self) -> dict[str, Any]:
+        return {
+            "point": self.pk,
+            "item": self.item.name,
+            "tier": self.tier,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+class Job(models.Model):
+    """Every backup, restore, tier move, rehydration, verification and sweep (SPEC 3.8).
+
+    Job state lives here, not in Celery: a worker claims a queued job with a compare-and-set,
+    and a scheduled backup's (item, slot) is unique so it runs at most once.
+    """
+
+    class Kind(models.TextChoices):
+        BACKUP = "backup", "Backup"
+        RESTORE = "restore", "Restore"
+        VERIFY = "verify", "Verify"
+        TIER_MOVE = "tier_move", "Tier move"
+        REHYDRATE = "rehydrate", "Rehydrate"
+        SWEEP = "sweep", "Sweep"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    vault = models.ForeignKey(
+        Vault, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    item = models.ForeignKey(
+        ProtectedItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    recovery_point = models.ForeignKey(
+        RecoveryPoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    slot = models.DateTimeField(null=True, blank=True, help_text="Scheduled backup slot (UTC)")
+    params = models.JSONField(default=dict, blank=True)
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "slot"],
+                condition=models.Q(kind="backup", slot__isnull=False),
+                name="job_one_backup_per_item_slot",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "kind"], name="job_status_kind_idx"),
+            models.Index(fields=["vault", "-created_at"], name="job_vault_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"

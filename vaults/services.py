@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from portal import gate
+from policies import rules
+from portal import clock, gate
 from portal.gate import Check, DomainError
 from portal.models import Approval
 
-from .models import Vault
+from .models import ProtectedItem, RecoveryPoint, Vault
 
 
 def _validation_error(exc: ValidationError) -> DomainError:
@@ -150,4 +153,300 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
         target=f"vault:{vault.name}",
         facts={"approval": approval},
         change=change,
+    )
+
+
+# --- protected items and recovery points (SPEC 3.7) -----------------------------------------
+
+
+def _validate_source(kind: str, path: str) -> None:
+    if kind != ProtectedItem.SourceKind.DIRECTORY:
+        raise DomainError(
+            "validation_error", "source.kind: only 'directory' is supported.", field="source.kind"
+        )
+    if not path:
+        raise DomainError(
+            "validation_error", "source.path: this field is required.", field="source.path"
+        )
+    if not os.path.isabs(path):
+        raise DomainError(
+            "validation_error",
+            f"source.path: {path!r} is relative; give an absolute path.",
+            field="source.path",
+        )
+    if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
+        raise DomainError(
+            "validation_error",
+            f"source.path: {path} is not a readable directory on this server.",
+            field="source.path",
+        )
+
+
+def item_protect(
+    *,
+    actor: Any,
+    vault: Vault,
+    name: str,
+    source_path: str,
+    policy: Any,
+    source_kind: str = "directory",
+) -> ProtectedItem:
+    """Put a directory under protection with a policy of the same vault."""
+    item = ProtectedItem(
+        vault=vault, name=name, source_kind=source_kind, source_path=source_path, policy=policy
+    )
+
+    def precheck(check: Check) -> None:
+        if not name:
+            raise DomainError("validation_error", "name: this field is required.", field="name")
+        if ProtectedItem.objects.filter(vault=vault, name=name).exists():
+            raise DomainError(
+                "validation_error",
+                f"name: vault {vault.name} already protects an item named {name}.",
+                field="name",
+            )
+        if policy is None or policy.vault_id != vault.pk:
+            raise DomainError(
+                "validation_error",
+                f"policy: choose a policy of vault {vault.name}.",
+                field="policy",
+            )
+        _validate_source(source_kind, source_path)
+
+    def change(check: Check) -> ProtectedItem:
+        item.save()
+        return item
+
+    return gate.execute(
+        "item_protect",
+        actor=actor,
+        vault=vault,
+        target=f"item:{name}",
+        precheck=precheck,
+        change=change,
+        after=lambda i: i.audit_state(),
+    )
+
+
+def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Any) -> ProtectedItem:
+    """Move an item to another policy of its vault; its scheduled points follow it."""
+    from policies import services as policy_services
+
+    if policy is None or policy.vault_id != item.vault_id:
+        raise DomainError(
+            "validation_error",
+            f"policy: choose a policy of vault {item.vault.name}.",
+            field="policy",
+        )
+
+    def change(check: Check) -> ProtectedItem:
+        points = policy_services.scheduled_points_for(item).select_for_update(of=("self",))
+        for move in policy_services.moves_for(check.vault, points, policy):
+            RecoveryPoint.objects.filter(pk=move.point_id).update(expires_at=move.new_expires_at)
+        item.policy = policy
+        item.save(update_fields=["policy"])
+        return item
+
+    return gate.execute(
+        "item_change_policy",
+        actor=actor,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        before=item.audit_state(),
+        facts=policy_services.item_policy_facts(item, policy),
+        change=change,
+        after=lambda i: i.audit_state(),
+    )
+
+
+def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> ProtectedItem:
+    """Stop protection, retaining the data or deleting it (soft-deleted while soft delete is on).
+
+    With soft delete on, the item is kept for the retention in force now and can be undeleted.
+    """
+    if not delete_data:
+
+        def retain(check: Check) -> ProtectedItem:
+            item.protection_state = ProtectedItem.State.PROTECTION_STOPPED
+            item.stopped_at = check.now
+            item.save(update_fields=["protection_state", "stopped_at"])
+            return item
+
+        return gate.execute(
+            "protection_stop_retain",
+            actor=actor,
+            vault=item.vault,
+            target=f"item:{item.name}",
+            before=item.audit_state(),
+            change=retain,
+            after=lambda i: i.audit_state(),
+        )
+
+    def delete(check: Check) -> ProtectedItem:
+        vault = check.vault
+        assert vault is not None
+        if vault.soft_delete_on:
+            item.protection_state = ProtectedItem.State.SOFT_DELETED
+            item.soft_deleted_at = check.now
+            item.purge_at = check.now + timedelta(days=vault.soft_delete_retention_days)
+            item.save(update_fields=["protection_state", "soft_deleted_at", "purge_at"])
+        else:
+            item.recovery_points.all().delete()
+            item.delete()
+        return item
+
+    unexpired = (
+        item.recovery_points.filter(expires_at__gt=clock.now())
+        .exclude(tier=RecoveryPoint.Tier.SNAPSHOT)
+        .count()
+    )
+    return gate.execute(
+        "protection_stop_delete",
+        actor=actor,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        before=item.audit_state(),
+        facts={"unexpired_points": unexpired},
+        change=delete,
+        after=lambda i: {"protection_state": i.protection_state, "deleted": i.pk is None},
+    )
+
+
+def protection_resume(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
+    def precheck(check: Check) -> None:
+        if item.protection_state != ProtectedItem.State.PROTECTION_STOPPED:
+            raise DomainError(
+                "validation_error",
+                "Only an item whose protection is stopped can resume; undelete a "
+                "soft-deleted item first.",
+                field="protection_state",
+            )
+
+    def change(check: Check) -> ProtectedItem:
+        item.protection_state = ProtectedItem.State.PROTECTED
+        item.stopped_at = None
+        item.save(update_fields=["protection_state", "stopped_at"])
+        return item
+
+    return gate.execute(
+        "protection_resume",
+        actor=actor,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        before=item.audit_state(),
+        precheck=precheck,
+        change=change,
+        after=lambda i: i.audit_state(),
+    )
+
+
+def point_record(
+    *,
+    item: ProtectedItem,
+    created_at: datetime | None = None,
+    retain_until: datetime | None = None,
+    tier: str = "vault_standard",
+    logical_bytes: int = 0,
+    stored_bytes: int = 0,
+    digest: str = "",
+) -> RecoveryPoint:
+    """Record a finished backup's point: GFS tags and expiry from the item's policy, or the
+    retain-until date of an on-demand backup."""
+    policy = item.policy
+
+    def change(check: Check) -> RecoveryPoint:
+        at = created_at or check.now
+        tags = sorted(rules.gfs_tags(at, policy.retention(), policy.schedule()))
+        expires_at = retain_until or policy.expiry_for(at, tags)
+        if tier == RecoveryPoint.Tier.SNAPSHOT:
+            tags, expires_at = [], at + timedelta(days=policy.instant_restore_days)
+        point = RecoveryPoint.objects.create(
+            vault=item.vault,
+            item=item,
+            tier=tier,
+            created_at=at,
+            expires_at=expires_at,
+            tags=[] if retain_until else tags,
+            on_demand=retain_until is not None,
+            logical_bytes=logical_bytes,
+            stored_bytes=stored_bytes,
+            digest=digest,
+        )
+        ProtectedItem.objects.filter(pk=item.pk).update(last_backup_at=at)
+        return point
+
+    return gate.execute(
+        "point_record",
+        actor=None,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        change=change,
+        after=lambda p: p.audit_state(),
+    )
+
+
+def point_delete(*, actor: Any, point: RecoveryPoint) -> None:
+    """Delete one recovery point; an immutable vault refuses it before the point's expiry."""
+
+    def change(check: Check) -> None:
+        RecoveryPoint.objects.filter(pk=point.pk).delete()
+
+    gate.execute(
+        "point_delete",
+        actor=actor,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        facts={"point": point},
+        before=point.audit_state(),
+        change=change,
+        after=lambda _: {"deleted": True},
+    )
+
+
+def point_retain_until(
+    *, actor: Any, point: RecoveryPoint, retain_until: datetime
+) -> RecoveryPoint:
+    """Move a point's expiry; under immutability it may only grow."""
+
+    def precheck(check: Check) -> None:
+        if retain_until <= check.now:
+            raise DomainError(
+                "validation_error",
+                "retain_until: choose a time in the future.",
+                field="retain_until",
+            )
+
+    def change(check: Check) -> RecoveryPoint:
+        point.expires_at = retain_until
+        point.save(update_fields=["expires_at"])
+        return point
+
+    return gate.execute(
+        "point_retain_until",
+        actor=actor,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        facts={"point": point, "new_expiry": retain_until},
+        before=point.audit_state(),
+        precheck=precheck,
+        change=change,
+        after=lambda p: p.audit_state(),
+    )
+
+
+def point_expire(*, point: RecoveryPoint) -> None:
+    """Remove a point whose expiry has passed: always allowed, immutable vault or not."""
+
+    def change(check: Check) -> None:
+        RecoveryPoint.objects.filter(pk=point.pk).delete()
+
+    gate.execute(
+        "point_expire",
+        actor=None,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        facts={"point": point},
+        before=point.audit_state(),
+        change=change,
+        after=lambda _: {"deleted": True},
     )

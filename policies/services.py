@@ -1,0 +1,244 @@
+"""Policy writes and their effect preview (SPEC 3.6), all through the operation gate."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from portal import gate
+from portal.gate import Check, DomainError
+from vaults.models import ProtectedItem, RecoveryPoint, Vault
+
+from .models import Policy
+
+POLICY_FIELDS = {
+    "name", "kind", "frequency", "time", "weekdays", "interval_hours", "window_start",
+    "window_hours", "timezone", "instant_restore_days", "daily_days", "weekly_weeks",
+    "weekly_weekday", "monthly_months", "monthly_day", "yearly_years", "yearly_month",
+    "tiering_mode", "tiering_after_days",
+}  # fmt: skip
+
+
+def _validate(policy: Policy) -> None:
+    errors = policy.validation_errors()
+    if errors:
+        name, message = next(iter(errors.items()))
+        raise DomainError("validation_error", f"{name}: {message}", field=name)
+
+
+def _apply(policy: Policy, changes: dict[str, Any]) -> Policy:
+    unknown = set(changes) - POLICY_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise DomainError("validation_error", f"{name}: unknown field.", field=name)
+    edited = copy.copy(policy)
+    for name, value in changes.items():
+        setattr(edited, name, value)
+    return edited
+
+
+@dataclass
+class PointMove:
+    point_id: int
+    item: str
+    created_at: datetime
+    old_expires_at: datetime
+    new_expires_at: datetime
+
+    @property
+    def delta(self) -> timedelta:
+        return self.new_expires_at - self.old_expires_at
+
+
+@dataclass
+class Preview:
+    """What a policy change would do, before it is saved."""
+
+    weaker: list[str] = field(default_factory=list)
+    retention_shorter: list[str] = field(default_factory=list)
+    retention_longer: bool = False
+    moves: list[PointMove] = field(default_factory=list)
+    refusal: DomainError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "weaker": bool(self.weaker),
+            "weaker_reasons": self.weaker,
+            "retention_longer": self.retention_longer,
+            "allowed": self.refusal is None,
+            "refusal": (
+                {"code": self.refusal.code, "detail": self.refusal.detail} if self.refusal else None
+            ),
+            "point_changes": [
+                {
+                    "id": move.point_id,
+                    "item": move.item,
+                    "created_at": move.created_at,
+                    "old_expires_at": move.old_expires_at,
+                    "new_expires_at": move.new_expires_at,
+                    "delta_days": round(move.delta.total_seconds() / 86400, 2),
+                }
+                for move in self.moves
+            ],
+        }
+
+
+def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
+    """New expiries of the scheduled vault-tier points a policy change touches.
+
+    Under immutability a point's expiry never moves earlier (Backup vaults accept a shorter
+    policy, but it applies to new points only); elsewhere it follows the new retention.
+    """
+    moves = []
+    for point in points:
+        new_expiry = new_policy.expiry_for(point.created_at, point.tags)
+        if vault.is_immutable:
+            new_expiry = max(new_expiry, point.expires_at)
+        if new_expiry != point.expires_at:
+            moves.append(
+                PointMove(point.pk, point.item.name, point.created_at, point.expires_at, new_expiry)
+            )
+    return moves
+
+
+def _scheduled_points(**filters: Any) -> Any:
+    return (
+        RecoveryPoint.objects.filter(on_demand=False, **filters)
+        .exclude(tier=RecoveryPoint.Tier.SNAPSHOT)
+        .select_related("item")
+        .order_by("created_at")
+    )
+
+
+def _policy_facts(policy: Policy, edited: Policy) -> dict[str, Any]:
+    suspended = (
+        policy.items.filter(protection_state=ProtectedItem.State.PROTECTION_STOPPED).count()
+        if policy.pk
+        else 0
+    )
+    return {
+        "weaker": policy.weaker_reasons(edited),
+        "retention_shorter": policy.retention_shorter(edited),
+        "retention_longer": policy.retention_longer(edited),
+        "suspended_items": suspended,
+    }
+
+
+def policy_preview(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Preview:
+    """Dry run of :func:`policy_update`: validates, then says what would move and whether the
+    gate would refuse (immutability, suspended items, MUA). Changes nothing."""
+    edited = _apply(policy, changes)
+    _validate(edited)
+    facts = _policy_facts(policy, edited)
+    preview = Preview(
+        weaker=facts["weaker"],
+        retention_shorter=facts["retention_shorter"],
+        retention_longer=facts["retention_longer"],
+        moves=_moves(policy.vault, _scheduled_points(item__policy=policy), edited),
+    )
+    try:
+        gate.decide("policy_update", actor=actor, vault=policy.vault, facts=facts)
+    except DomainError as refusal:
+        preview.refusal = refusal
+    return preview
+
+
+def policy_create(*, actor: Any, vault: Vault, **fields: Any) -> Policy:
+    policy = _apply(Policy(vault=vault), fields)
+
+    def precheck(check: Check) -> None:
+        if not policy.name:
+            raise DomainError("validation_error", "name: this field is required.", field="name")
+        if Policy.objects.filter(vault=vault, name=policy.name).exists():
+            raise DomainError(
+                "validation_error",
+                f"name: vault {vault.name} already has a policy named {policy.name}.",
+                field="name",
+            )
+        _validate(policy)
+
+    def change(check: Check) -> Policy:
+        policy.save()
+        return policy
+
+    return gate.execute(
+        "policy_create", actor=actor, vault=vault, target=f"policy:{policy.name}",
+        precheck=precheck, change=change, after=lambda p: p.audit_state(),
+    )  # fmt: skip
+
+
+def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Policy:
+    """Change a policy; existing scheduled points' expiries follow the new retention."""
+    edited = _apply(policy, changes)
+    _validate(edited)
+    if (
+        "name" in changes
+        and changes["name"] != policy.name
+        and Policy.objects.filter(vault=policy.vault, name=changes["name"]).exists()
+    ):
+        raise DomainError("validation_error", "name: that name is taken.", field="name")
+
+    def change(check: Check) -> Policy:
+        points = _scheduled_points(item__policy=policy).select_for_update(of=("self",))
+        for move in _moves(check.vault, points, edited):
+            RecoveryPoint.objects.filter(pk=move.point_id).update(expires_at=move.new_expires_at)
+        edited.save()
+        return edited
+
+    return gate.execute(
+        "policy_update",
+        actor=actor,
+        vault=policy.vault,
+        target=f"policy:{policy.name}",
+        facts=_policy_facts(policy, edited),
+        before=policy.audit_state(),
+        change=change,
+        after=lambda p: p.audit_state(),
+    )
+
+
+def policy_delete(*, actor: Any, policy: Policy) -> None:
+    def change(check: Check) -> None:
+        policy.delete()
+
+    gate.execute(
+        "policy_delete", actor=actor, vault=policy.vault, target=f"policy:{policy.name}",
+        facts={"items_using": policy.items.count()}, before=policy.audit_state(),
+        change=change, after=lambda _: {"deleted": True},
+    )  # fmt: skip
+
+
+def policy_change_preview(*, actor: Any, item: ProtectedItem, policy: Policy) -> Preview:
+    """Dry run of moving ``item`` to ``policy`` (the Backup items blade and the API)."""
+    facts = item_policy_facts(item, policy)
+    preview = Preview(
+        weaker=facts["weaker"],
+        retention_shorter=facts["retention_shorter"],
+        retention_longer=facts["retention_longer"],
+        moves=_moves(item.vault, _scheduled_points(item=item), policy),
+    )
+    try:
+        gate.decide("item_change_policy", actor=actor, vault=item.vault, facts=facts)
+    except DomainError as refusal:
+        preview.refusal = refusal
+    return preview
+
+
+def item_policy_facts(item: ProtectedItem, policy: Policy) -> dict[str, Any]:
+    return {
+        "weaker": item.policy.weaker_reasons(policy),
+        "retention_shorter": item.policy.retention_shorter(policy),
+        "retention_longer": item.policy.retention_longer(policy),
+        "old_kind": item.policy.kind,
+        "new_kind": policy.kind,
+    }
+
+
+def scheduled_points_for(item: ProtectedItem) -> Any:
+    return _scheduled_points(item=item)
+
+
+def moves_for(vault: Vault, points: Any, policy: Policy) -> list[PointMove]:
+    return _moves(vault, points, policy)
