@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import transaction
 
 from . import clock
+from .alerts import raise_alert
 from .models import Approval, AuditRecord
 from .roles import has_capability
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from vaults.models import Vault
 
 T = TypeVar("T")
+
+# Refusals that raise the "operation refused by immutability or MUA" security alert.
+ALERTING_REFUSALS = {"immutable_vault", "immutability_locked", "mua_required"}
 
 HTTP_STATUS = {
     "permission_denied": 403,
@@ -238,6 +242,55 @@ def _weakens(check: Check) -> bool:
     return bool(check.facts.get("weaker"))
 
 
+def soft_delete_not_always_on(check: Check) -> DomainError | None:
+    vault = check.vault
+    if vault is None or vault.soft_delete_state != "always_on":
+        return None
+    if check.operation == "soft_delete_retention" and not check.facts.get("retention_shorter"):
+        return None
+    return DomainError(
+        "soft_delete_always_on",
+        f"Soft delete is always-on for vault {vault.name}: it cannot be turned off and its "
+        "retention can only grow.",
+    )
+
+
+def purge_count_confirmed(check: Check) -> DomainError | None:
+    expected = check.facts.get("purge_count", 0)
+    if check.facts.get("confirm_purge_count") != expected:
+        return DomainError(
+            "confirmation_mismatch",
+            f"Disabling soft delete purges {expected} soft-deleted item(s) for good: confirm "
+            f"by giving that number ({expected}).",
+            field="confirm_purge_count",
+        )
+    return None
+
+
+def item_is_soft_deleted(check: Check) -> DomainError | None:
+    item = check.facts["item"]
+    if item.protection_state != "soft_deleted":
+        return DomainError(
+            "validation_error", f"Item {item.name} is not soft-deleted.", field="item"
+        )
+    return None
+
+
+def elevation_is_own_and_active(check: Check) -> DomainError | None:
+    approval: Approval = check.facts["approval"]
+    if approval.requested_by_id != check.actor.pk:
+        return DomainError("permission_denied", "Only its holder can give up an elevation.")
+    return active_elevation(check)
+
+
+def _replaces_guard(check: Check) -> bool:
+    return bool(check.facts.get("replacing"))
+
+
+def _shortens(check: Check) -> bool:
+    return bool(check.facts.get("retention_shorter"))
+
+
 # --- the table ------------------------------------------------------------------------------
 
 
@@ -251,6 +304,9 @@ class Operation:
     mua: str | None = None
     mua_when: Callable[[Check], bool] | None = None
     label: str = ""
+    # The security alert (SPEC 3.8) an allowed call raises, and when, if only sometimes.
+    alert: str | None = None
+    alert_when: Callable[[Check], bool] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -278,6 +334,7 @@ OPERATIONS: dict[str, Operation] = {
             rules=(vault_not_locked,),
             mua="disable_immutability",
             label="Disable immutability",
+            alert="immutability_disabled",
         ),
         Operation(
             "immutability_lock_request",
@@ -299,6 +356,8 @@ OPERATIONS: dict[str, Operation] = {
             mua="modify_policy_weaken",
             mua_when=_weakens,
             label="Change a backup policy",
+            alert="policy_retention_reduced",
+            alert_when=_shortens,
         ),
         Operation("policy_delete", "manage", rules=(policy_not_in_use,), label="Delete a policy"),
         Operation("item_protect", "manage", label="Protect an item"),
@@ -309,6 +368,8 @@ OPERATIONS: dict[str, Operation] = {
             mua="modify_protection_weaken",
             mua_when=_weakens,
             label="Change an item's policy",
+            alert="protection_retention_reduced",
+            alert_when=_shortens,
         ),
         Operation(
             "protection_stop_retain",
@@ -322,6 +383,7 @@ OPERATIONS: dict[str, Operation] = {
             rules=(item_data_deletable,),
             mua="stop_protection_delete_data",
             label="Stop protection, delete data",
+            alert="backup_data_deleted",
         ),
         Operation("protection_resume", "manage", label="Resume protection"),
         Operation(
@@ -330,6 +392,7 @@ OPERATIONS: dict[str, Operation] = {
             rules=(point_not_protected,),
             mua="delete_recovery_point",
             label="Delete a recovery point",
+            alert="backup_data_deleted",
         ),
         Operation(
             "point_retain_until",
@@ -340,6 +403,67 @@ OPERATIONS: dict[str, Operation] = {
         Operation("point_record", "system", label="Record a recovery point"),
         # Expiry is always allowed: immutability never keeps data past its expiry.
         Operation("point_expire", "system", rules=(point_has_expired,), label="Expire a point"),
+        Operation(
+            "soft_delete_enable",
+            "manage",
+            rules=(soft_delete_not_always_on,),
+            label="Enable soft delete",
+        ),
+        Operation(
+            "soft_delete_disable",
+            "manage",
+            rules=(soft_delete_not_always_on, purge_count_confirmed),
+            mua="disable_soft_delete",
+            label="Disable soft delete",
+            alert="soft_delete_disabled",
+        ),
+        Operation(
+            "soft_delete_retention",
+            "manage",
+            rules=(soft_delete_not_always_on,),
+            mua="disable_soft_delete",
+            mua_when=_shortens,
+            label="Change soft delete retention",
+        ),
+        Operation(
+            "soft_delete_always_on_request",
+            "manage",
+            rules=(soft_delete_not_always_on, confirmation_matches),
+            label="Ask to make soft delete always-on",
+        ),
+        Operation(
+            "soft_delete_always_on",
+            "approve",
+            rules=(soft_delete_not_always_on,),
+            label="Make soft delete always-on",
+        ),
+        Operation("item_undelete", "manage", rules=(item_is_soft_deleted,), label="Undelete"),
+        Operation(
+            "item_purge", "system", label="Purge a soft-deleted item", alert="purge_complete"
+        ),
+        Operation(
+            "vault_guard_set",
+            "manage",
+            mua="disable_mua",
+            mua_when=_replaces_guard,
+            label="Protect a vault with a Resource Guard",
+        ),
+        Operation(
+            "vault_guard_remove",
+            "manage",
+            mua="disable_mua",
+            label="Remove the Resource Guard from a vault",
+            alert="mua_removed",
+        ),
+        Operation("guard_create", "manage_guards", label="Create a Resource Guard"),
+        Operation("guard_update", "manage_guards", label="Change a Resource Guard"),
+        Operation("elevation_request", "manage", label="Request access on a Resource Guard"),
+        Operation(
+            "elevation_release",
+            "view",
+            rules=(elevation_is_own_and_active,),
+            label="Give up an elevation",
+        ),
         Operation(
             "approval_approve",
             "approve",
@@ -357,6 +481,20 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "approval_revoke", "approve", rules=(active_elevation,), label="Revoke an elevation"
         ),
+        # Jobs (SPEC 3.8): backups, restores, verification, tier moves and rehydration.
+        # Backups and restores are always allowed under immutability (SPEC 3.2).
+        Operation("backup_run", "operate", label="Run an on-demand backup"),
+        Operation("backup_schedule", "system", label="Schedule a backup"),
+        Operation("restore_start", "operate", label="Start a restore"),
+        Operation("verify_start", "operate", label="Verify a recovery point"),
+        Operation("verify_schedule", "system", label="Schedule a verification"),
+        Operation("point_rehydrate", "operate", label="Rehydrate a point from archive"),
+        # A tier move keeps the point's expiry, so immutability allows it (SPEC 3.2).
+        Operation("point_tier_move", "system", label="Move a point to the archive tier"),
+        Operation("point_snapshot_lapse", "system", label="End a point's instant restore"),
+        Operation("point_rehydration_end", "system", label="End a point's rehydration"),
+        Operation("point_mark_corrupt", "system", label="Mark a point corrupt"),
+        Operation("point_mark_verified", "system", label="Record a point's verification"),
         # Installation administration: superusers, or the server's own shell commands.
         Operation("user_create", "installation", label="Create a user"),
         Operation("user_update", "installation", label="Change a user's role or status"),
@@ -518,6 +656,13 @@ def execute(
                 precheck(check)
         except DomainError as refusal:
             error = refusal
+            if refusal.code in ALERTING_REFUSALS:
+                raise_alert(
+                    "operation_refused",
+                    vault_name=vault.name if vault is not None else vault_name,
+                    target=target,
+                    message=f"{OPERATIONS[op_name].label or op_name} refused: {refusal.detail}",
+                )
             _audit(
                 op_name,
                 actor=actor,
@@ -537,6 +682,15 @@ def execute(
             if elevation is not None:
                 details["elevation"] = elevation.pk
                 details["guard"] = elevation.guard.name if elevation.guard else None
+            op = OPERATIONS[op_name]
+            if op.alert and (op.alert_when is None or op.alert_when(check)):
+                who = getattr(actor, "username", "") or "Holdfast"
+                raise_alert(
+                    op.alert,
+                    vault_name=check.vault.name if check.vault is not None else vault_name,
+                    target=target,
+                    message=f"{op.label} by {who} ({target}).",
+                )
             if after is not None:
                 after_state = after(result)
             elif check.vault is not None and check.vault.pk is not None:

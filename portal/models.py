@@ -143,3 +143,46 @@ class Approval(models.Model):
         return (
             self.kind == self.Kind.ELEVATION and self.effective_status(now) == self.Status.APPROVED
         )
+
+
+class Alert(models.Model):
+    """A security or job alert (SPEC 3.8); a repeat of an open alert is counted, not duplicated."""
+
+    class Category(models.TextChoices):
+        SECURITY = "security", "Security"
+        JOB = "job", "Job"
+
+    class Severity(models.TextChoices):
+        CRITICAL = "critical", "Critical"
+        WARNING = "warning", "Warning"
+        INFO = "info", "Information"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    kind = models.CharField(max_length=64)
+    category = models.CharField(max_length=10, choices=Category.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    status = models.CharField(max_length=14, choices=Status.choices, default=Status.OPEN)
+    vault_name = models.CharField(max_length=50, blank=True)
+    target = models.CharField(max_length=255, blank=True)
+    message = models.TextField()
+    count = models.PositiveIntegerField(default=1)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-last_at"], name="alert_status_idx"),
+            models.Index(fields=["kind", "vault_name", "target", "status"], name="alert_key_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.vault_name or '-'} (x{self.count})"

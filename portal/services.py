@@ -14,6 +14,12 @@ from .gate import Check, DomainError
 from .models import Approval
 from .roles import ROLES
 
+# The gate operation each kind of approval runs once approved.
+APPROVED_ACTIONS = {
+    Approval.Kind.LOCK_IMMUTABILITY: "immutability_lock",
+    Approval.Kind.ALWAYS_ON_SOFT_DELETE: "soft_delete_always_on",
+}
+
 
 def _lock_approval(approval: Approval) -> Any:
     def refresh(facts: dict[str, Any]) -> None:
@@ -36,11 +42,10 @@ def approval_approve(*, actor: Any, approval: Approval) -> Approval:
 
     def precheck(check: Check) -> None:
         locked: Approval = check.facts["approval"]
-        if locked.kind == Approval.Kind.LOCK_IMMUTABILITY:
-            # Re-check the action's own preconditions before approving it.
-            gate.decide(
-                "immutability_lock", actor=actor, vault=check.vault, facts={"approval": locked}
-            )
+        # Re-check the approved action's own preconditions before approving it.
+        action = APPROVED_ACTIONS.get(locked.kind)
+        if action is not None:
+            gate.decide(action, actor=actor, vault=check.vault, facts={"approval": locked})
 
     def change(check: Check) -> Approval:
         locked: Approval = check.facts["approval"]
@@ -54,6 +59,8 @@ def approval_approve(*, actor: Any, approval: Approval) -> Approval:
         locked.save()
         if locked.kind == Approval.Kind.LOCK_IMMUTABILITY and check.vault is not None:
             vault_services.immutability_lock(actor=actor, vault=check.vault, approval=locked)
+        if locked.kind == Approval.Kind.ALWAYS_ON_SOFT_DELETE and check.vault is not None:
+            vault_services.soft_delete_always_on(actor=actor, vault=check.vault, approval=locked)
         return locked
 
     return gate.execute(

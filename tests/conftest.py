@@ -84,3 +84,9 @@ def api_client_for(user: Any) -> APIClient:
 @pytest.fixture
 def api() -> Any:
     return api_client_for
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # Personas are created per test; a deliberately slow hash only slows the suite down.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

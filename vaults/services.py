@@ -450,3 +450,228 @@ def point_expire(*, point: RecoveryPoint) -> None:
         change=change,
         after=lambda _: {"deleted": True},
     )
+
+
+# --- soft delete (SPEC 3.3) -------------------------------------------------------------------
+
+SOFT_DELETE_RETENTION = (14, 180)
+
+
+def soft_delete_set(
+    *,
+    actor: Any,
+    vault: Vault,
+    state: str | None = None,
+    retention_days: int | None = None,
+    confirm_purge_count: int | None = None,
+) -> Vault:
+    """Turn soft delete on or off, or change its retention; ``always_on`` needs an approval
+    (:func:`soft_delete_always_on_request`). Disabling purges the soft-deleted items, so the
+    caller must confirm how many."""
+    if state not in {None, Vault.SoftDelete.ENABLED, Vault.SoftDelete.DISABLED}:
+        raise DomainError(
+            "validation_error",
+            "state: choose 'enabled' or 'disabled'; always-on needs a lock request.",
+            field="state",
+        )
+    if retention_days is not None and not (
+        SOFT_DELETE_RETENTION[0] <= retention_days <= SOFT_DELETE_RETENTION[1]
+    ):
+        raise DomainError(
+            "validation_error",
+            "retention_days: soft delete keeps items 14 to 180 days.",
+            field="retention_days",
+        )
+    if state == Vault.SoftDelete.DISABLED:
+        soft_deleted = vault.items.filter(protection_state=ProtectedItem.State.SOFT_DELETED)
+
+        def disable(check: Check) -> Vault:
+            locked = check.vault
+            assert locked is not None
+            for item in soft_deleted.select_related("vault"):
+                _purge(item, check)
+            locked.soft_delete_state = Vault.SoftDelete.DISABLED
+            locked.save(update_fields=["soft_delete_state"])
+            return locked
+
+        return gate.execute(
+            "soft_delete_disable", actor=actor, vault=vault, target=f"vault:{vault.name}",
+            facts={"purge_count": soft_deleted.count(),
+                   "confirm_purge_count": confirm_purge_count},
+            change=disable,
+        )  # fmt: skip
+    if state == Vault.SoftDelete.ENABLED and vault.soft_delete_state != state:
+        vault = _soft_delete_enable(actor, vault)
+    if retention_days is not None and retention_days != vault.soft_delete_retention_days:
+        vault = _soft_delete_retention(actor, vault, retention_days)
+    return vault
+
+
+def _soft_delete_enable(actor: Any, vault: Vault) -> Vault:
+    def change(check: Check) -> Vault:
+        locked = check.vault
+        assert locked is not None
+        locked.soft_delete_state = Vault.SoftDelete.ENABLED
+        locked.save(update_fields=["soft_delete_state"])
+        return locked
+
+    return gate.execute(
+        "soft_delete_enable", actor=actor, vault=vault, target=f"vault:{vault.name}", change=change
+    )
+
+
+def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
+    shorter = days < vault.soft_delete_retention_days
+
+    def change(check: Check) -> Vault:
+        locked = check.vault
+        assert locked is not None
+        locked.soft_delete_retention_days = days
+        locked.save(update_fields=["soft_delete_retention_days"])
+        return locked
+
+    return gate.execute(
+        "soft_delete_retention", actor=actor, vault=vault, target=f"vault:{vault.name}",
+        facts={"retention_shorter": [f"{vault.soft_delete_retention_days} to {days} days"]
+               if shorter else []},
+        change=change,
+    )  # fmt: skip
+
+
+def soft_delete_always_on_request(*, actor: Any, vault: Vault, confirmation: str) -> Approval:
+    """Always-on soft delete is irreversible: typed confirmation plus a second approver."""
+
+    def change(check: Check) -> Approval:
+        existing = Approval.objects.filter(
+            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE, vault=check.vault,
+            status=Approval.Status.PENDING, expires_at__gt=check.now,
+        ).first()  # fmt: skip
+        return existing or Approval.objects.create(
+            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE, requested_by=actor, vault=check.vault,
+            created_at=check.now, expires_at=check.now + settings.HOLDFAST_APPROVAL_TTL,
+        )  # fmt: skip
+
+    return gate.execute(
+        "soft_delete_always_on_request", actor=actor, vault=vault,
+        target=f"vault:{vault.name}", facts={"confirmation": confirmation}, change=change,
+        after=lambda a: {"approval": a.pk, "status": a.status},
+    )  # fmt: skip
+
+
+def soft_delete_always_on(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
+    """Make soft delete always-on; run only by an approved request."""
+
+    def change(check: Check) -> Vault:
+        locked = check.vault
+        assert locked is not None
+        locked.soft_delete_state = Vault.SoftDelete.ALWAYS_ON
+        locked.save(update_fields=["soft_delete_state"])
+        return locked
+
+    return gate.execute(
+        "soft_delete_always_on",
+        actor=actor,
+        vault=vault,
+        target=f"vault:{vault.name}",
+        facts={"approval": approval},
+        change=change,
+    )
+
+
+def item_undelete(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
+    """Bring a soft-deleted item back as protection stopped, data retained."""
+
+    def change(check: Check) -> ProtectedItem:
+        item.protection_state = ProtectedItem.State.PROTECTION_STOPPED
+        item.stopped_at = check.now
+        item.soft_deleted_at = None
+        item.purge_at = None
+        item.save(update_fields=["protection_state", "stopped_at", "soft_deleted_at", "purge_at"])
+        return item
+
+    return gate.execute(
+        "item_undelete",
+        actor=actor,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        facts={"item": item},
+        before=item.audit_state(),
+        change=change,
+        after=lambda i: i.audit_state(),
+    )
+
+
+def _purge(item: ProtectedItem, check: Check) -> None:
+    item.recovery_points.all().delete()
+    item.delete()
+
+
+def item_purge(*, item: ProtectedItem) -> None:
+    """Purge a soft-deleted item whose retention has ended (the sweep)."""
+
+    def precheck(check: Check) -> None:
+        if item.protection_state != ProtectedItem.State.SOFT_DELETED or (
+            item.purge_at is None or item.purge_at > check.now
+        ):
+            raise DomainError("validation_error", f"Item {item.name} is not due for purge.")
+
+    gate.execute(
+        "item_purge",
+        actor=None,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        before=item.audit_state(),
+        precheck=precheck,
+        change=lambda check: _purge(item, check),
+        after=lambda _: {"purged": True},
+    )
+
+
+# --- multi-user authorization (SPEC 3.4) ------------------------------------------------------
+
+
+def vault_guard_set(*, actor: Any, vault: Vault, guard: Any) -> Vault:
+    """Protect a vault with a Resource Guard; replacing another guard counts as removing it."""
+    replacing = vault.resource_guard_id is not None and vault.resource_guard_id != guard.pk
+
+    def change(check: Check) -> Vault:
+        locked = check.vault
+        assert locked is not None
+        locked.resource_guard = guard
+        locked.save(update_fields=["resource_guard"])
+        return locked
+
+    return gate.execute(
+        "vault_guard_set",
+        actor=actor,
+        vault=vault,
+        target=f"guard:{guard.name}",
+        facts={"replacing": replacing},
+        change=change,
+    )
+
+
+def vault_guard_remove(*, actor: Any, vault: Vault) -> Vault:
+    """Remove the vault's Resource Guard: itself protected by that guard (``disable_mua``)."""
+
+    def precheck(check: Check) -> None:
+        if check.vault is None or check.vault.resource_guard_id is None:
+            raise DomainError(
+                "validation_error", f"Vault {vault.name} has no Resource Guard to remove."
+            )
+
+    def change(check: Check) -> Vault:
+        locked = check.vault
+        assert locked is not None
+        locked.resource_guard = None
+        locked.save(update_fields=["resource_guard"])
+        return locked
+
+    return gate.execute(
+        "vault_guard_remove",
+        actor=actor,
+        vault=vault,
+        target=f"vault:{vault.name}",
+        precheck=precheck,
+        change=change,
+    )
