@@ -51,9 +51,13 @@ def guard_create(
         return guard
 
     return gate.execute(
-        "guard_create", actor=actor, target=f"guard:{name}", precheck=precheck, change=change,
+        "guard_create",
+        actor=actor,
+        target=f"guard:{name}",
+        precheck=precheck,
+        change=change,
         after=lambda g: {"name": g.name, "protected_operations": g.protected_operations},
-    )  # fmt: skip
+    )
 
 
 def guard_update(
@@ -76,10 +80,14 @@ def guard_update(
         return guard
 
     return gate.execute(
-        "guard_update", actor=actor, target=f"guard:{guard.name}", before=before,
-        precheck=precheck, change=change,
+        "guard_update",
+        actor=actor,
+        target=f"guard:{guard.name}",
+        before=before,
+        precheck=precheck,
+        change=change,
         after=lambda g: {"protected_operations": g.protected_operations},
-    )  # fmt: skip
+    )
 
 
 def elevation_request(
@@ -104,15 +112,23 @@ def elevation_request(
 
     def change(check: Check) -> Approval:
         return Approval.objects.create(
-            kind=Approval.Kind.ELEVATION, requested_by=actor, guard=guard,
-            justification=justification.strip(), duration_minutes=duration_minutes,
-            created_at=check.now, expires_at=check.now + settings.HOLDFAST_APPROVAL_TTL,
-        )  # fmt: skip
+            kind=Approval.Kind.ELEVATION,
+            requested_by=actor,
+            guard=guard,
+            justification=justification.strip(),
+            duration_minutes=duration_minutes,
+            created_at=check.now,
+            expires_at=check.now + settings.HOLDFAST_APPROVAL_TTL,
+        )
 
     return gate.execute(
-        "elevation_request", actor=actor, target=f"guard:{guard.name}", precheck=precheck,
-        change=change, after=lambda a: {"approval": a.pk, "minutes": a.duration_minutes},
-    )  # fmt: skip
+        "elevation_request",
+        actor=actor,
+        target=f"guard:{guard.name}",
+        precheck=precheck,
+        change=change,
+        after=lambda a: {"approval": a.pk, "minutes": a.duration_minutes},
+    )
 
 
 def elevation_release(*, actor: Any, approval: Approval) -> Approval:
@@ -129,10 +145,14 @@ def elevation_release(*, actor: Any, approval: Approval) -> Approval:
         return locked
 
     return gate.execute(
-        "elevation_release", actor=actor, target=f"approval:{approval.pk}:elevation",
-        facts={"approval": approval}, refresh=refresh, change=change,
+        "elevation_release",
+        actor=actor,
+        target=f"approval:{approval.pk}:elevation",
+        facts={"approval": approval},
+        refresh=refresh,
+        change=change,
         after=lambda a: {"status": a.status},
-    )  # fmt: skip
+    )
 
 
 def elevation_remaining(approval: Approval, now: Any) -> timedelta:

@@ -14,11 +14,26 @@ from vaults.models import ProtectedItem, RecoveryPoint, Vault
 from .models import Policy
 
 POLICY_FIELDS = {
-    "name", "kind", "frequency", "time", "weekdays", "interval_hours", "window_start",
-    "window_hours", "timezone", "instant_restore_days", "daily_days", "weekly_weeks",
-    "weekly_weekday", "monthly_months", "monthly_day", "yearly_years", "yearly_month",
-    "tiering_mode", "tiering_after_days",
-}  # fmt: skip
+    "name",
+    "kind",
+    "frequency",
+    "time",
+    "weekdays",
+    "interval_hours",
+    "window_start",
+    "window_hours",
+    "timezone",
+    "instant_restore_days",
+    "daily_days",
+    "weekly_weeks",
+    "weekly_weekday",
+    "monthly_months",
+    "monthly_day",
+    "yearly_years",
+    "yearly_month",
+    "tiering_mode",
+    "tiering_after_days",
+}
 
 
 def _validate(policy: Policy) -> None:
@@ -164,9 +179,14 @@ def policy_create(*, actor: Any, vault: Vault, **fields: Any) -> Policy:
         return policy
 
     return gate.execute(
-        "policy_create", actor=actor, vault=vault, target=f"policy:{policy.name}",
-        precheck=precheck, change=change, after=lambda p: p.audit_state(),
-    )  # fmt: skip
+        "policy_create",
+        actor=actor,
+        vault=vault,
+        target=f"policy:{policy.name}",
+        precheck=precheck,
+        change=change,
+        after=lambda p: p.audit_state(),
+    )
 
 
 def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Policy:
@@ -204,10 +224,15 @@ def policy_delete(*, actor: Any, policy: Policy) -> None:
         policy.delete()
 
     gate.execute(
-        "policy_delete", actor=actor, vault=policy.vault, target=f"policy:{policy.name}",
-        facts={"items_using": policy.items.count()}, before=policy.audit_state(),
-        change=change, after=lambda _: {"deleted": True},
-    )  # fmt: skip
+        "policy_delete",
+        actor=actor,
+        vault=policy.vault,
+        target=f"policy:{policy.name}",
+        facts={"items_using": policy.items.count()},
+        before=policy.audit_state(),
+        change=change,
+        after=lambda _: {"deleted": True},
+    )
 
 
 def policy_change_preview(*, actor: Any, item: ProtectedItem, policy: Policy) -> Preview:

@@ -49,6 +49,12 @@ def raise_alert(kind: str, *, vault_name: str = "", target: str = "", message: s
         existing.refresh_from_db()
         return existing
     return Alert.objects.create(
-        kind=kind, category=category, severity=severity, vault_name=vault_name, target=target,
-        message=message, first_at=now, last_at=now,
-    )  # fmt: skip
+        kind=kind,
+        category=category,
+        severity=severity,
+        vault_name=vault_name,
+        target=target,
+        message=message,
+        first_at=now,
+        last_at=now,
+    )

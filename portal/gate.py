@@ -437,9 +437,19 @@ OPERATIONS: dict[str, Operation] = {
             rules=(soft_delete_not_always_on,),
             label="Make soft delete always-on",
         ),
+        Operation(
+            "item_purge_warn",
+            "system",
+            label="Warn of an upcoming purge",
+            alert="upcoming_purge",
+        ),
         Operation("item_undelete", "manage", rules=(item_is_soft_deleted,), label="Undelete"),
         Operation(
-            "item_purge", "system", label="Purge a soft-deleted item", alert="purge_complete"
+            "item_purge",
+            "system",
+            rules=(item_data_deletable,),
+            label="Purge a soft-deleted item",
+            alert="purge_complete",
         ),
         Operation(
             "vault_guard_set",

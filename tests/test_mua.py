@@ -29,9 +29,14 @@ def world(admin: Any, security_admin: Any, tmp_path: Path, guarded: bool) -> dic
     )
     shorter = policy_services.policy_create(actor=admin, vault=vault, name="short", daily_days=7)
     weekly = policy_services.policy_create(
-        actor=admin, vault=vault, name="weekly", daily_days=30, weekly_weeks=8,
-        frequency="weekly", weekdays=["sunday"],
-    )  # fmt: skip
+        actor=admin,
+        vault=vault,
+        name="weekly",
+        daily_days=30,
+        weekly_weeks=8,
+        frequency="weekly",
+        weekdays=["sunday"],
+    )
     item = services.item_protect(
         actor=admin, vault=vault, name="i", source_path=str(tmp_path), policy=policy
     )

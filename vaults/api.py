@@ -68,6 +68,20 @@ class LockSerializer(serializers.Serializer[Any]):
     confirmation = serializers.CharField(allow_blank=True)
 
 
+class SoftDeleteSerializer(serializers.Serializer[Any]):
+    state = serializers.ChoiceField(
+        choices=[("enabled", "enabled"), ("disabled", "disabled"), ("always_on", "always_on")],
+        required=False,
+    )
+    retention_days = serializers.IntegerField(required=False)
+    confirm_purge_count = serializers.IntegerField(required=False)
+    confirmation = serializers.CharField(required=False, allow_blank=True)
+
+
+class GuardAssociationSerializer(serializers.Serializer[Any]):
+    guard = serializers.CharField()
+
+
 class VaultViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -125,3 +139,52 @@ class VaultViewSet(
             actor=request.user, vault=vault, confirmation=data.validated_data["confirmation"]
         )
         return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=SoftDeleteSerializer,
+        responses={200: VaultSerializer, 202: ApprovalSerializer, 409: ERROR_SCHEMA},
+    )
+    @action(detail=True, methods=["patch"], url_path="soft-delete")
+    def soft_delete(self, request: Request, name: str | None = None) -> Response:
+        vault = self.get_object()
+        data = SoftDeleteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        if fields.get("state") == Vault.SoftDelete.ALWAYS_ON:
+            if "retention_days" in fields:
+                vault = services.soft_delete_set(
+                    actor=request.user, vault=vault, retention_days=fields["retention_days"]
+                )
+            approval = services.soft_delete_always_on_request(
+                actor=request.user, vault=vault, confirmation=fields.get("confirmation", "")
+            )
+            return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
+        vault = services.soft_delete_set(
+            actor=request.user,
+            vault=vault,
+            state=fields.get("state"),
+            retention_days=fields.get("retention_days"),
+            confirm_purge_count=fields.get("confirm_purge_count"),
+        )
+        return Response(VaultSerializer(vault).data)
+
+    @extend_schema(
+        request=GuardAssociationSerializer, responses={200: VaultSerializer, 409: ERROR_SCHEMA}
+    )
+    @action(detail=True, methods=["put", "delete"], url_path="resource-guard")
+    def resource_guard(self, request: Request, name: str | None = None) -> Response:
+        from guards.models import ResourceGuard
+
+        vault = self.get_object()
+        if request.method == "DELETE":
+            vault = services.vault_guard_remove(actor=request.user, vault=vault)
+            return Response(VaultSerializer(vault).data)
+        data = GuardAssociationSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        guard = ResourceGuard.objects.filter(name=data.validated_data["guard"]).first()
+        if guard is None:
+            raise DomainError(
+                "validation_error", "guard: no Resource Guard has that name.", field="guard"
+            )
+        vault = services.vault_guard_set(actor=request.user, vault=vault, guard=guard)
+        return Response(VaultSerializer(vault).data)

@@ -495,11 +495,13 @@ def soft_delete_set(
             return locked
 
         return gate.execute(
-            "soft_delete_disable", actor=actor, vault=vault, target=f"vault:{vault.name}",
-            facts={"purge_count": soft_deleted.count(),
-                   "confirm_purge_count": confirm_purge_count},
+            "soft_delete_disable",
+            actor=actor,
+            vault=vault,
+            target=f"vault:{vault.name}",
+            facts={"purge_count": soft_deleted.count(), "confirm_purge_count": confirm_purge_count},
             change=disable,
-        )  # fmt: skip
+        )
     if state == Vault.SoftDelete.ENABLED and vault.soft_delete_state != state:
         vault = _soft_delete_enable(actor, vault)
     if retention_days is not None and retention_days != vault.soft_delete_retention_days:
@@ -531,11 +533,17 @@ def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
         return locked
 
     return gate.execute(
-        "soft_delete_retention", actor=actor, vault=vault, target=f"vault:{vault.name}",
-        facts={"retention_shorter": [f"{vault.soft_delete_retention_days} to {days} days"]
-               if shorter else []},
+        "soft_delete_retention",
+        actor=actor,
+        vault=vault,
+        target=f"vault:{vault.name}",
+        facts={
+            "retention_shorter": [f"{vault.soft_delete_retention_days} to {days} days"]
+            if shorter
+            else []
+        },
         change=change,
-    )  # fmt: skip
+    )
 
 
 def soft_delete_always_on_request(*, actor: Any, vault: Vault, confirmation: str) -> Approval:
@@ -543,19 +551,28 @@ def soft_delete_always_on_request(*, actor: Any, vault: Vault, confirmation: str
 
     def change(check: Check) -> Approval:
         existing = Approval.objects.filter(
-            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE, vault=check.vault,
-            status=Approval.Status.PENDING, expires_at__gt=check.now,
-        ).first()  # fmt: skip
+            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE,
+            vault=check.vault,
+            status=Approval.Status.PENDING,
+            expires_at__gt=check.now,
+        ).first()
         return existing or Approval.objects.create(
-            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE, requested_by=actor, vault=check.vault,
-            created_at=check.now, expires_at=check.now + settings.HOLDFAST_APPROVAL_TTL,
-        )  # fmt: skip
+            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE,
+            requested_by=actor,
+            vault=check.vault,
+            created_at=check.now,
+            expires_at=check.now + settings.HOLDFAST_APPROVAL_TTL,
+        )
 
     return gate.execute(
-        "soft_delete_always_on_request", actor=actor, vault=vault,
-        target=f"vault:{vault.name}", facts={"confirmation": confirmation}, change=change,
+        "soft_delete_always_on_request",
+        actor=actor,
+        vault=vault,
+        target=f"vault:{vault.name}",
+        facts={"confirmation": confirmation},
+        change=change,
         after=lambda a: {"approval": a.pk, "status": a.status},
-    )  # fmt: skip
+    )
 
 
 def soft_delete_always_on(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
@@ -615,11 +632,17 @@ def item_purge(*, item: ProtectedItem) -> None:
         ):
             raise DomainError("validation_error", f"Item {item.name} is not due for purge.")
 
+    unexpired = (
+        item.recovery_points.filter(expires_at__gt=clock.now())
+        .exclude(tier=RecoveryPoint.Tier.SNAPSHOT)
+        .count()
+    )
     gate.execute(
         "item_purge",
         actor=None,
         vault=item.vault,
         target=f"item:{item.name}",
+        facts={"unexpired_points": unexpired},
         before=item.audit_state(),
         precheck=precheck,
         change=lambda check: _purge(item, check),
@@ -675,3 +698,50 @@ def vault_guard_remove(*, actor: Any, vault: Vault) -> Vault:
         precheck=precheck,
         change=change,
     )
+
+
+UPCOMING_PURGE_WARNING = timedelta(days=2)
+
+
+def item_purge_warn(*, item: ProtectedItem) -> None:
+    """Raise the "upcoming purge" security alert for a soft-deleted item (audited)."""
+    gate.execute(
+        "item_purge_warn",
+        actor=None,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        change=lambda check: None,
+        after=lambda _: {"purge_at": item.purge_at.isoformat() if item.purge_at else None},
+    )
+
+
+def soft_delete_sweep() -> dict[str, int]:
+    """Warn two days before each soft-deleted item's purge, then purge it when its time comes.
+
+    Run by the periodic sweep; each item is decided through the gate on its own, so one
+    failure never blocks the others.
+    """
+    from portal.models import Alert
+
+    now = clock.now()
+    counts = {"warned": 0, "purged": 0}
+    due = ProtectedItem.objects.filter(
+        protection_state=ProtectedItem.State.SOFT_DELETED, purge_at__isnull=False
+    ).select_related("vault", "policy")
+    for item in due.filter(purge_at__lte=now + UPCOMING_PURGE_WARNING, purge_at__gt=now):
+        warned = Alert.objects.filter(
+            kind="upcoming_purge",
+            vault_name=item.vault.name,
+            target=f"item:{item.name}",
+            first_at__gte=item.soft_deleted_at or item.purge_at - UPCOMING_PURGE_WARNING,
+        ).exists()
+        if not warned:
+            item_purge_warn(item=item)
+            counts["warned"] += 1
+    for item in due.filter(purge_at__lte=now):
+        try:
+            item_purge(item=item)
+        except DomainError:
+            continue  # refused and audited (e.g. immutability enabled since): retried later
+        counts["purged"] += 1
+    return counts

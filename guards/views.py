@@ -1,0 +1,112 @@
+"""Resource Guard pages: security admins manage guards; backup admins see them and ask for
+time-bound access."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal import clock
+from portal.gate import DomainError
+from portal.models import Approval
+from portal.roles import has_capability
+
+from . import services
+from .forms import AccessRequestForm, GuardForm
+from .models import ResourceGuard
+
+
+def _viewable(request: HttpRequest) -> None:
+    if not has_capability(request.user, "view"):
+        raise PermissionDenied
+
+
+def guard_list(request: HttpRequest) -> HttpResponse:
+    _viewable(request)
+    form = GuardForm(
+        request.POST or None, initial={"protected_operations": ResourceGuard.Operation.values}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            guard = services.guard_create(actor=request.user, **form.cleaned_data)
+        except DomainError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.detail)
+        else:
+            messages.success(request, f"Resource Guard {guard.name} created.")
+            return redirect("guard-detail", name=guard.name)
+    guards = ResourceGuard.objects.select_related("owner").prefetch_related("vaults")
+    return render(request, "guards/list.html", {"guards": guards, "form": form})
+
+
+def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
+    _viewable(request)
+    guard = get_object_or_404(ResourceGuard.objects.prefetch_related("vaults"), name=name)
+    now = clock.now()
+    elevations = Approval.objects.filter(guard=guard, kind=Approval.Kind.ELEVATION)
+    mine = [a for a in elevations.filter(requested_by=request.user)[:10]]
+    active = [
+        a
+        for a in elevations.select_related("requested_by").filter(
+            status=Approval.Status.APPROVED, active_until__gt=now
+        )
+    ]
+    context = {
+        "guard": guard,
+        "now": now,
+        "mine": [(a, a.effective_status(now), services.elevation_remaining(a, now)) for a in mine],
+        "active": [(a, services.elevation_remaining(a, now)) for a in active],
+        "operations": [
+            (value, label, guard.protects(value), value in guard.MANDATORY)
+            for value, label in ResourceGuard.Operation.choices
+        ],
+        "request_form": AccessRequestForm(),
+        "can_manage_guards": has_capability(request.user, "manage_guards"),
+    }
+    return render(request, "guards/detail.html", context)
+
+
+@require_POST
+def guard_update(request: HttpRequest, name: str) -> HttpResponse:
+    guard = get_object_or_404(ResourceGuard, name=name)
+    try:
+        services.guard_update(
+            actor=request.user,
+            guard=guard,
+            protected_operations=request.POST.getlist("protected_operations"),
+        )
+    except DomainError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "Protected operations saved.")
+    return redirect("guard-detail", name=guard.name)
+
+
+@require_POST
+def access_request(request: HttpRequest, name: str) -> HttpResponse:
+    guard = get_object_or_404(ResourceGuard, name=name)
+    form = AccessRequestForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a justification and a duration (15 minutes to 8 hours).")
+        return redirect("guard-detail", name=guard.name)
+    try:
+        services.elevation_request(actor=request.user, guard=guard, **form.cleaned_data)
+    except DomainError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "Access requested: a security admin other than you decides.")
+    return redirect("guard-detail", name=guard.name)
+
+
+@require_POST
+def elevation_release(request: HttpRequest, pk: int) -> HttpResponse:
+    approval = get_object_or_404(Approval, pk=pk, kind=Approval.Kind.ELEVATION)
+    try:
+        services.elevation_release(actor=request.user, approval=approval)
+    except DomainError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, "Elevation given up.")
+    return redirect("guard-detail", name=approval.guard.name if approval.guard else "")

@@ -1,0 +1,189 @@
+"""SPEC 3.3: soft delete on, always-on, undelete, purge on time, and disabling it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policies import services as policy_services
+from portal import services as portal_services
+from portal.gate import DomainError
+from portal.models import Alert, Approval
+from tests.factories import make_vault
+from vaults import services
+from vaults.models import ProtectedItem, RecoveryPoint, Vault
+
+pytestmark = pytest.mark.django_db
+
+
+def vault_with_items(admin: Any, tmp_path: Path, count: int = 1, **vault_kwargs: Any) -> tuple:
+    vault = make_vault(admin, name="soft", **vault_kwargs)
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="p", daily_days=30)
+    items = []
+    for number in range(count):
+        item = services.item_protect(
+            actor=admin,
+            vault=vault,
+            name=f"item-{number}",
+            source_path=str(tmp_path),
+            policy=policy,
+        )
+        services.point_record(item=item)
+        items.append(item)
+    return vault, items
+
+
+def test_new_vaults_start_with_soft_delete_on_for_14_days(admin: Any) -> None:
+    vault = make_vault(admin)
+    assert (vault.soft_delete_state, vault.soft_delete_retention_days) == ("enabled", 14)
+
+
+def test_stop_delete_soft_deletes_then_undelete_brings_it_back(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    vault, (item,) = vault_with_items(admin, tmp_path)
+    services.protection_stop(actor=admin, item=item, delete_data=True)
+    item.refresh_from_db()
+    assert item.protection_state == "soft_deleted"
+    assert item.purge_at == clock.now() + timedelta(days=14)
+    assert item.recovery_points.count() == 1, "points stay, restorable"
+    clock.advance(timedelta(days=13))
+    services.item_undelete(actor=admin, item=item)
+    item.refresh_from_db()
+    assert (item.protection_state, item.purge_at) == ("protection_stopped", None)
+    services.protection_resume(actor=admin, item=item)
+
+
+def test_the_retention_in_force_at_deletion_applies(admin: Any, tmp_path: Path, clock: Any) -> None:
+    vault, (item,) = vault_with_items(admin, tmp_path)
+    services.soft_delete_set(actor=admin, vault=vault, retention_days=30)
+    services.protection_stop(actor=admin, item=item, delete_data=True)
+    vault.refresh_from_db()
+    services.soft_delete_set(actor=admin, vault=vault, retention_days=14)
+    item.refresh_from_db()
+    assert item.purge_at == clock.now() + timedelta(days=30)
+
+
+def test_purge_warns_two_days_before_then_purges(admin: Any, tmp_path: Path, clock: Any) -> None:
+    vault, (item,) = vault_with_items(admin, tmp_path)
+    services.protection_stop(actor=admin, item=item, delete_data=True)
+    clock.advance(timedelta(days=11, hours=23))
+    assert services.soft_delete_sweep() == {"warned": 0, "purged": 0}
+    clock.advance(timedelta(hours=2))
+    assert services.soft_delete_sweep() == {"warned": 1, "purged": 0}
+    assert services.soft_delete_sweep() == {"warned": 0, "purged": 0}, "warned once"
+    assert Alert.objects.get(kind="upcoming_purge").count == 1
+    clock.advance(timedelta(days=2))
+    assert services.soft_delete_sweep() == {"warned": 0, "purged": 1}
+    assert not ProtectedItem.objects.filter(pk=item.pk).exists()
+    assert not RecoveryPoint.objects.filter(item_id=item.pk).exists()
+    assert Alert.objects.filter(kind="purge_complete").exists()
+
+
+def test_undelete_after_purge_is_impossible(admin: Any, tmp_path: Path, clock: Any) -> None:
+    vault, (item,) = vault_with_items(admin, tmp_path)
+    services.protection_stop(actor=admin, item=item, delete_data=True)
+    clock.advance(timedelta(days=14))
+    services.soft_delete_sweep()
+    assert not ProtectedItem.objects.filter(pk=item.pk).exists()
+
+
+def test_disabling_purges_exactly_the_named_count(admin: Any, tmp_path: Path) -> None:
+    vault, items = vault_with_items(admin, tmp_path, count=3)
+    for item in items[:2]:
+        services.protection_stop(actor=admin, item=item, delete_data=True)
+    with pytest.raises(DomainError) as refusal:
+        services.soft_delete_set(actor=admin, vault=vault, state="disabled", confirm_purge_count=3)
+    assert refusal.value.code == "confirmation_mismatch"
+    assert ProtectedItem.objects.filter(vault=vault).count() == 3
+    services.soft_delete_set(actor=admin, vault=vault, state="disabled", confirm_purge_count=2)
+    assert list(ProtectedItem.objects.filter(vault=vault).values_list("name", flat=True)) == [
+        "item-2"
+    ]
+    assert Vault.objects.get(pk=vault.pk).soft_delete_state == "disabled"
+    assert Alert.objects.filter(kind="soft_delete_disabled").exists()
+
+
+def test_stop_delete_without_soft_delete_deletes_at_once(admin: Any, tmp_path: Path) -> None:
+    vault, (item,) = vault_with_items(admin, tmp_path)
+    services.soft_delete_set(actor=admin, vault=vault, state="disabled", confirm_purge_count=0)
+    services.protection_stop(actor=admin, item=item, delete_data=True)
+    assert not ProtectedItem.objects.filter(pk=item.pk).exists()
+
+
+def test_always_on_is_a_lock_action_and_never_goes_back(
+    admin: Any, security_admin: Any, tmp_path: Path
+) -> None:
+    vault, _ = vault_with_items(admin, tmp_path)
+    with pytest.raises(DomainError) as mismatch:
+        services.soft_delete_always_on_request(actor=admin, vault=vault, confirmation="nope")
+    assert mismatch.value.code == "confirmation_mismatch"
+    approval = services.soft_delete_always_on_request(
+        actor=admin, vault=vault, confirmation=vault.name
+    )
+    assert approval.kind == Approval.Kind.ALWAYS_ON_SOFT_DELETE
+    with pytest.raises(DomainError) as own:
+        portal_services.approval_approve(actor=admin, approval=approval)
+    assert own.value.code in {"permission_denied", "self_approval"}
+    portal_services.approval_approve(actor=security_admin, approval=approval)
+    vault.refresh_from_db()
+    assert vault.soft_delete_state == "always_on"
+    with pytest.raises(DomainError) as refusal:
+        services.soft_delete_set(actor=admin, vault=vault, state="disabled", confirm_purge_count=0)
+    assert refusal.value.code == "soft_delete_always_on"
+    services.soft_delete_set(actor=admin, vault=vault, retention_days=60)
+    vault.refresh_from_db()
+    with pytest.raises(DomainError) as shorter:
+        services.soft_delete_set(actor=admin, vault=vault, retention_days=30)
+    assert shorter.value.code == "soft_delete_always_on"
+    with pytest.raises(DomainError) as again:
+        services.soft_delete_always_on_request(actor=admin, vault=vault, confirmation=vault.name)
+    assert again.value.code == "soft_delete_always_on"
+
+
+@pytest.mark.parametrize("days", [13, 181])
+def test_retention_out_of_range(admin: Any, days: int) -> None:
+    vault = make_vault(admin)
+    with pytest.raises(DomainError) as refusal:
+        services.soft_delete_set(actor=admin, vault=vault, retention_days=days)
+    assert (refusal.value.code, refusal.value.field) == ("validation_error", "retention_days")
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"retention_days": 13}, "retention_days"),
+        ({"retention_days": 181}, "retention_days"),
+        ({"state": "sometimes"}, "state"),
+    ],
+)
+def test_soft_delete_api_bad_input(admin: Any, api: Any, body: dict, field: str) -> None:
+    vault = make_vault(admin)
+    response = api(admin).patch(f"/api/v1/vaults/{vault.name}/soft-delete/", body, format="json")
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["field"]) == ("validation_error", field)
+
+
+def test_soft_delete_api_flow(admin: Any, security_admin: Any, api: Any, tmp_path: Path) -> None:
+    vault, items = vault_with_items(admin, tmp_path)
+    services.protection_stop(actor=admin, item=items[0], delete_data=True)
+    client = api(admin)
+    url = f"/api/v1/vaults/{vault.name}/soft-delete/"
+    assert client.patch(url, {"retention_days": 30}, format="json").json()["soft_delete"] == {
+        "state": "enabled",
+        "retention_days": 30,
+    }
+    wrong = client.patch(url, {"state": "disabled", "confirm_purge_count": 0}, format="json")
+    assert (wrong.status_code, wrong.json()["code"]) == (409, "confirmation_mismatch")
+    response = client.patch(url, {"state": "always_on", "confirmation": vault.name}, format="json")
+    assert response.status_code == 202
+    assert response.json()["kind"] == "always_on_soft_delete"
+    api(security_admin).post(f"/api/v1/approvals/{response.json()['id']}/approve/")
+    refused = client.patch(url, {"state": "disabled", "confirm_purge_count": 1}, format="json")
+    assert (refused.status_code, refused.json()["code"]) == (409, "soft_delete_always_on")
