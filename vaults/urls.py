@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -10,5 +10,7 @@ urlpatterns = [
     path("<str:name>/immutability/change/", views.immutability_change, name="immutability"),
     path("<str:name>/immutability/lock/", views.immutability_lock, name="lock"),
     path("<str:name>/delete/", views.vault_delete, name="delete"),
+    path("", include("policies.urls")),
+    # The catch-all blade route stays last.
     path("<str:name>/<str:blade>/", views.vault_blade, name="blade"),
 ]

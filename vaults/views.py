@@ -71,7 +71,8 @@ def vault_create(request: HttpRequest) -> HttpResponse:
     return render(request, "vaults/create.html", {"form": form})
 
 
-def _blade_context(request: HttpRequest, vault: Vault, blade: str) -> dict[str, object]:
+def blade_context(request: HttpRequest, vault: Vault, blade: str) -> dict[str, object]:
+    """What every blade of the vault page needs; the policies app's pages build on it."""
     now = clock.now()
     pending_lock = (
         Approval.objects.filter(
@@ -91,6 +92,7 @@ def _blade_context(request: HttpRequest, vault: Vault, blade: str) -> dict[str, 
         "lock_form": ConfirmNameForm(),
         "delete_form": ConfirmNameForm(),
         "point_count": vault.unexpired_point_count(now),
+        "item_count": vault.items.count(),
         "states": Vault.Immutability,
     }
 
@@ -99,7 +101,7 @@ def vault_blade(request: HttpRequest, name: str, blade: str = "overview") -> Htt
     if blade not in dict(BLADES):
         raise Http404("No such blade.")
     vault = get_vault_for_user(request.user, name)
-    return render(request, "vaults/detail.html", _blade_context(request, vault, blade))
+    return render(request, "vaults/detail.html", blade_context(request, vault, blade))
 
 
 def _render_immutability(
@@ -110,7 +112,7 @@ def _render_immutability(
     lock_form: ConfirmNameForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    context = _blade_context(request, vault, "immutability")
+    context = blade_context(request, vault, "immutability")
     context["error"] = error
     if lock_form is not None:
         context["lock_form"] = lock_form
