@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pgtrigger
@@ -221,6 +221,17 @@ class RecoveryPoint(models.Model):
     logical_bytes = models.BigIntegerField(default=0)
     stored_bytes = models.BigIntegerField(default=0)
     digest = models.CharField(max_length=128, blank=True)
+    # The point's id in the vault's store (vaults/storage); the row exists only once the
+    # store's manifest does, so a point never names data that is not there.
+    storage_key = models.CharField(max_length=128, blank=True)
+    # When the instant-restore copy of a snapshot_and_vault point lapses (SPEC 3.7).
+    snapshot_expires_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # An archived point rehydrated into the standard store stays restorable until then.
+    rehydrated_until = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    corrupted_at = models.DateTimeField(null=True, blank=True)
+    corruption = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -264,6 +275,14 @@ class RecoveryPoint(models.Model):
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at <= now
+
+    @property
+    def is_archived(self) -> bool:
+        return self.tier == self.Tier.VAULT_ARCHIVE
+
+    def is_rehydrated(self, now: datetime) -> bool:
+        """An archived point whose standard-tier copy is restorable now."""
+        return self.rehydrated_until is not None and self.rehydrated_until > now
 
     def is_protected(self, now: datetime) -> bool:
         """Immutability covers every vault- and archive-tier point until its expiry."""
@@ -340,7 +359,24 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "kind"], name="job_status_kind_idx"),
             models.Index(fields=["vault", "-created_at"], name="job_vault_created_idx"),
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.COMPLETED, self.Status.FAILED}
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.ended_at or self.heartbeat_at or self.started_at) - self.started_at
+
+    @property
+    def percent(self) -> int:
+        if self.bytes_total <= 0:
+            return 100 if self.status == self.Status.COMPLETED else 0
+        return min(100, int(100 * self.bytes_done / self.bytes_total))

@@ -1,0 +1,160 @@
+"""Jobs API (SPEC 5): start a backup or a restore (202 with the job), list and read jobs.
+
+Included from ``portal/urls.py`` with ``path("api/v1/", include("vaults.job_api"))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.access import get_vault_for_user, vaults_for_user
+from portal.roles import has_capability
+
+from . import jobs
+from .models import Job, ProtectedItem, RecoveryPoint
+
+
+class JobSerializer(serializers.ModelSerializer[Job]):
+    vault = serializers.CharField(source="vault.name", read_only=True, allow_null=True)
+    item = serializers.CharField(source="item.name", read_only=True, allow_null=True)
+    requested_by = serializers.CharField(
+        source="requested_by.username", read_only=True, allow_null=True
+    )
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "bytes_done",
+            "bytes_total",
+            "created_at",
+            "started_at",
+            "ended_at",
+            "duration_seconds",
+            "error",
+            "vault",
+            "item",
+            "recovery_point",
+            "requested_by",
+            "slot",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, job: Job) -> float | None:
+        duration = job.duration
+        return None if duration is None else duration.total_seconds()
+
+
+class BackupRequestSerializer(serializers.Serializer[Any]):
+    retain_until = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class RestoreRequestSerializer(serializers.Serializer[Any]):
+    target_path = serializers.CharField()
+    sub_path = serializers.CharField(required=False, allow_blank=True, default="")
+    overwrite = serializers.BooleanField(required=False, default=False)
+
+
+class JobFilter(django_filters.FilterSet):
+    vault = django_filters.CharFilter(field_name="vault__name")
+    item = django_filters.CharFilter(field_name="item__name")
+    status = django_filters.ChoiceFilter(choices=Job.Status.choices)
+    kind = django_filters.ChoiceFilter(choices=Job.Kind.choices)
+
+    class Meta:
+        model = Job
+        fields = ["vault", "item", "status", "kind"]
+
+
+def jobs_for_user(user: Any) -> QuerySet[Job]:
+    """Jobs of the vaults the user may see (sweeps, which span vaults, to everyone who views)."""
+    if not has_capability(user, "view"):
+        raise PermissionDenied("Your role does not allow you to see jobs.")
+    return Job.objects.filter(vault__in=vaults_for_user(user)) | Job.objects.filter(
+        vault__isnull=True
+    )
+
+
+def _item(request: Request, name: str, item: str) -> ProtectedItem:
+    vault = get_vault_for_user(request.user, name)
+    return get_object_or_404(
+        ProtectedItem.objects.select_related("vault", "policy"), vault=vault, name=item
+    )
+
+
+def _accepted(job: Job) -> Response:
+    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class BackupView(APIView):
+    @extend_schema(request=BackupRequestSerializer, responses={202: JobSerializer})
+    def post(self, request: Request, name: str, item: str) -> Response:
+        protected = _item(request, name, item)
+        body = BackupRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = jobs.backup_request(
+            actor=request.user, item=protected, retain_until=body.validated_data.get("retain_until")
+        )
+        return _accepted(job)
+
+
+class RestoreView(APIView):
+    @extend_schema(request=RestoreRequestSerializer, responses={202: JobSerializer})
+    def post(self, request: Request, name: str, item: str, pk: int) -> Response:
+        protected = _item(request, name, item)
+        point = get_object_or_404(
+            RecoveryPoint.objects.select_related("vault", "item"), item=protected, pk=pk
+        )
+        body = RestoreRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        job = jobs.restore_request(actor=request.user, point=point, **body.validated_data)
+        return _accepted(job)
+
+
+class JobList(generics.ListAPIView[Job]):
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+
+    def get_queryset(self) -> QuerySet[Job]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Job.objects.none()
+        return jobs_for_user(self.request.user).select_related("vault", "item", "requested_by")
+
+
+class JobDetail(generics.RetrieveAPIView[Job]):
+    serializer_class = JobSerializer
+
+    def get_queryset(self) -> QuerySet[Job]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Job.objects.none()
+        return jobs_for_user(self.request.user).select_related("vault", "item", "requested_by")
+
+
+urlpatterns = [
+    path(
+        "vaults/<str:name>/items/<str:item>/backup/",
+        BackupView.as_view(),
+        name="api-item-backup",
+    ),
+    path(
+        "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/restore/",
+        RestoreView.as_view(),
+        name="api-point-restore",
+    ),
+    path("jobs/", JobList.as_view(), name="api-jobs"),
+    path("jobs/<int:pk>/", JobDetail.as_view(), name="api-job"),
+]

@@ -1,0 +1,130 @@
+"""Jobs pages: every job across vaults with live progress, on-demand backup and restore forms.
+
+Included from ``portal/urls.py`` with ``path("jobs/", include("vaults.job_views"))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django_htmx.http import HttpResponseStopPolling
+
+from portal.access import vaults_for_user
+from portal.gate import DomainError
+from portal.roles import has_capability
+
+from . import jobs
+from .job_api import JobFilter, jobs_for_user
+from .models import Job, ProtectedItem, RecoveryPoint
+
+app_name = "jobs"
+
+
+class BackupForm(forms.Form):
+    retain_until = forms.DateTimeField(
+        required=False,
+        label="Retain until (UTC)",
+        help_text="Leave empty to keep the point as the policy says. Format: 2027-01-31 23:00.",
+    )
+
+
+class RestoreForm(forms.Form):
+    target_path = forms.CharField(
+        label="Target directory", help_text="An absolute path under a configured restore root."
+    )
+    sub_path = forms.CharField(
+        required=False, label="Only this file or folder", help_text="Relative to the backup."
+    )
+    overwrite = forms.BooleanField(required=False, label="Overwrite existing files")
+
+
+def _apply_error(form: forms.Form, error: DomainError) -> None:
+    field = error.field if error.field in form.fields else None
+    form.add_error(field, error.detail.split(": ", 1)[-1] if field else error.detail)
+
+
+def job_list(request: HttpRequest) -> HttpResponse:
+    queryset = jobs_for_user(request.user).select_related("vault", "item", "requested_by")
+    job_filter = JobFilter(request.GET, queryset=queryset)
+    page = Paginator(job_filter.qs, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "jobs/list.html",
+        {"filter": job_filter, "page": page, "query": query.urlencode()},
+    )
+
+
+def _job(request: HttpRequest, pk: int) -> Job:
+    queryset = jobs_for_user(request.user).select_related("vault", "item", "requested_by")
+    return get_object_or_404(queryset, pk=pk)
+
+
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "jobs/detail.html", {"job": _job(request, pk)})
+
+
+def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress partial htmx polls; answers 286 (stop polling) once the job has ended."""
+    job = _job(request, pk)
+    response = render(request, "jobs/list.html#progress", {"job": job})
+    if job.is_finished:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+def backup_start(request: HttpRequest, pk: int) -> HttpResponse:
+    if not has_capability(request.user, "operate"):
+        raise PermissionDenied("Your role does not allow on-demand backups.")
+    item = get_object_or_404(
+        ProtectedItem.objects.select_related("vault", "policy"),
+        pk=pk,
+        vault__in=vaults_for_user(request.user),
+    )
+    form = BackupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = jobs.backup_request(
+                actor=request.user, item=item, retain_until=form.cleaned_data["retain_until"]
+            )
+        except DomainError as error:
+            _apply_error(form, error)
+        else:
+            return redirect("jobs:detail", pk=job.pk)
+    return render(request, "jobs/backup.html", {"form": form, "item": item})
+
+
+def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
+    if not has_capability(request.user, "operate"):
+        raise PermissionDenied("Your role does not allow restores.")
+    point = get_object_or_404(
+        RecoveryPoint.objects.select_related("vault", "item"),
+        pk=pk,
+        vault__in=vaults_for_user(request.user),
+    )
+    form = RestoreForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = jobs.restore_request(actor=request.user, point=point, **form.cleaned_data)
+        except DomainError as error:
+            _apply_error(form, error)
+        else:
+            return redirect("jobs:detail", pk=job.pk)
+    context: dict[str, Any] = {"form": form, "point": point}
+    return render(request, "jobs/restore.html", context)
+
+
+urlpatterns = [
+    path("", job_list, name="list"),
+    path("<int:pk>/", job_detail, name="detail"),
+    path("<int:pk>/progress/", job_progress, name="progress"),
+    path("items/<int:pk>/backup/", backup_start, name="backup"),
+    path("points/<int:pk>/restore/", restore_start, name="restore"),
+]

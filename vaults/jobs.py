@@ -1,0 +1,904 @@
+"""Jobs (SPEC 3.8): backups, restores, verification, tier moves, rehydration and sweeps.
+
+The database is the source of truth for what must run. A job is a ``Job`` row; Celery only
+carries its id. A worker claims a queued job with a compare-and-set (``UPDATE ... WHERE
+status = 'queued'``), so a message delivered twice (Redis redelivery, a retried task, two
+beats) runs the work once. A scheduled backup's (item, slot) is unique, so two dispatchers
+racing create one job. A running job heartbeats from a side thread; a job whose heartbeat
+went stale (its worker was killed) is failed by :func:`jobs_fail_stale`.
+
+A recovery point row is recorded only after the store has published the point's manifest,
+in the same transaction that completes the job: no half point is ever visible. The data
+plane is ``vaults.storage``; docs/jobs.md describes the whole flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from policies import rules
+from portal import clock, gate
+from portal.alerts import raise_alert
+from portal.gate import Check, DomainError
+from portal.models import Approval
+
+from . import services
+from .models import Job, ProtectedItem, RecoveryPoint, Vault
+from .storage import (
+    ArchiveStore,
+    ConcurrentGcConflict,
+    LocalBackend,
+    PointNotFound,
+    RestoreRefused,
+    StorageError,
+    VaultStore,
+)
+from .storage.restore import resolve_target
+
+logger = logging.getLogger(__name__)
+
+# A slot missed for up to this long (beat down, a deploy) still runs once; older ones don't.
+DISPATCH_LOOKBACK = timedelta(hours=1)
+# A queued job whose message seems lost is sent again after this long (the claim is a CAS).
+REQUEUE_AFTER = timedelta(minutes=10)
+VERIFY_EVERY = timedelta(days=7)
+REHYDRATE_DAYS = (10, 30)
+REHYDRATE_DEFAULT_DAYS = 15
+# SPEC 3.6 archive eligibility: monthly and yearly points, 90 days in the standard tier,
+# at least 180 days of retention left.
+ARCHIVE_MIN_AGE = timedelta(days=90)
+ARCHIVE_MIN_REMAINING = timedelta(days=180)
+ARCHIVE_TAGS = {"monthly", "yearly"}
+
+Status = Job.Status
+Kind = Job.Kind
+Tier = RecoveryPoint.Tier
+
+
+class JobFailed(Exception):
+    """A job cannot finish; the message is shown to people as the job's error."""
+
+
+def _heartbeat_seconds() -> float:
+    return float(getattr(settings, "HOLDFAST_JOB_HEARTBEAT_SECONDS", 2.0))
+
+
+def _stale_after() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "HOLDFAST_JOB_STALE_SECONDS", 300)))
+
+
+# --- stores ---------------------------------------------------------------------------------
+
+
+def vault_store(vault: Vault) -> VaultStore:
+    """The vault's standard-tier store: one per vault, so deduplication is per vault."""
+    return VaultStore(LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "vaults" / vault.name))
+
+
+def archive_store(vault: Vault) -> ArchiveStore:
+    return ArchiveStore(LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "archive" / vault.name))
+
+
+def job_state(job: Job) -> dict[str, Any]:
+    return {
+        "job": job.pk,
+        "kind": job.kind,
+        "status": job.status,
+        "item": job.item.name if job.item_id and job.item else None,
+        "recovery_point": job.recovery_point_id,
+        "slot": job.slot.isoformat() if job.slot else None,
+        "params": {k: v for k, v in job.params.items() if k != "storage_key"},
+    }
+
+
+def _enqueue_on_commit(job: Job) -> None:
+    """Send the job's id to a worker once the row is committed (never before)."""
+    from . import tasks
+
+    job_id = job.pk
+    transaction.on_commit(lambda: tasks.enqueue_job(job_id))
+
+
+def _new_job(kind: str, *, now: datetime, **fields: Any) -> Job:
+    # heartbeat_at doubles as "last sign of life": for a queued job, when it was sent.
+    return Job.objects.create(kind=kind, created_at=now, heartbeat_at=now, **fields)
+
+
+# --- requests: each is an audited operation through the gate ---------------------------------
+
+
+def _require_protected(item: ProtectedItem) -> None:
+    if item.protection_state != ProtectedItem.State.PROTECTED:
+        raise DomainError(
+            "validation_error",
+            f"Backups of {item.name} are suspended ({item.get_protection_state_display()}): "
+            "resume protection first.",
+            field="item",
+        )
+
+
+def backup_request(*, actor: Any, item: ProtectedItem, retain_until: datetime | None = None) -> Job:
+    """Queue an on-demand backup of ``item``, kept until ``retain_until`` when given."""
+
+    def precheck(check: Check) -> None:
+        _require_protected(item)
+        if retain_until is not None and retain_until <= check.now:
+            raise DomainError(
+                "validation_error",
+                "retain_until: choose a time in the future.",
+                field="retain_until",
+            )
+
+    def change(check: Check) -> Job:
+        job = _new_job(
+            Kind.BACKUP,
+            now=check.now,
+            vault=check.vault,
+            item=item,
+            requested_by=actor,
+            params={
+                "tier": Tier.SNAPSHOT_AND_VAULT,
+                "on_demand": True,
+                "retain_until": retain_until.isoformat() if retain_until else None,
+            },
+        )
+        _enqueue_on_commit(job)
+        return job
+
+    return gate.execute(
+        "backup_run",
+        actor=actor,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        precheck=precheck,
+        change=change,
+        after=job_state,
+    )
+
+
+def _check_restore_target(target_path: str) -> None:
+    if not target_path or not Path(target_path).is_absolute():
+        raise DomainError(
+            "validation_error",
+            "target_path: give an absolute directory path under a restore root.",
+            field="target_path",
+        )
+    try:
+        resolve_target(Path(target_path), settings.HOLDFAST_RESTORE_ROOTS)
+    except RestoreRefused as exc:
+        raise DomainError(
+            "validation_error",
+            f"target_path: {exc} Restores may only write under a configured restore root "
+            "(HOLDFAST_RESTORE_ROOTS).",
+            field="target_path",
+        ) from None
+
+
+def _archived_refusal(point: RecoveryPoint) -> DomainError:
+    return DomainError(
+        "point_archived",
+        f"Recovery point {point.pk} is in the archive tier: rehydrate it first (10 to 30 days, "
+        "standard or high priority), then restore it.",
+    )
+
+
+def restore_request(
+    *,
+    actor: Any,
+    point: RecoveryPoint,
+    target_path: str,
+    sub_path: str = "",
+    overwrite: bool = False,
+) -> Job:
+    """Queue a restore of ``point`` (or its ``sub_path``) into ``target_path``.
+
+    Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS`` or the point sits in
+    the archive tier without a live rehydrated copy.
+    """
+
+    def precheck(check: Check) -> None:
+        _check_restore_target(target_path)
+        if point.is_archived and not point.is_rehydrated(check.now):
+            raise _archived_refusal(point)
+
+    def change(check: Check) -> Job:
+        job = _new_job(
+            Kind.RESTORE,
+            now=check.now,
+            vault=check.vault,
+            item=point.item,
+            recovery_point=point,
+            requested_by=actor,
+            params={"target_path": target_path, "sub_path": sub_path, "overwrite": overwrite},
+        )
+        _enqueue_on_commit(job)
+        return job
+
+    return gate.execute(
+        "restore_start",
+        actor=actor,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        precheck=precheck,
+        change=change,
+        after=job_state,
+    )
+
+
+def verify_request(*, actor: Any, point: RecoveryPoint) -> Job:
+    """Queue a verification (re-read and re-hash) of ``point``; ``actor=None`` is the schedule."""
+
+    def change(check: Check) -> Job:
+        job = _new_job(
+            Kind.VERIFY,
+            now=check.now,
+            vault=check.vault,
+            item=point.item,
+            recovery_point=point,
+            requested_by=actor,
+        )
+        _enqueue_on_commit(job)
+        return job
+
+    return gate.execute(
+        "verify_start" if actor is not None else "verify_schedule",
+        actor=actor,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        change=change,
+        after=job_state,
+    )
+
+
+def rehydrate_request(
+    *,
+    actor: Any,
+    point: RecoveryPoint,
+    days: int = REHYDRATE_DEFAULT_DAYS,
+    priority: str = "standard",
+) -> Job:
+    """Queue the rehydration of an archived point into the standard tier for ``days``."""
+
+    def precheck(check: Check) -> None:
+        if not point.is_archived:
+            raise DomainError(
+                "validation_error", f"Recovery point {point.pk} is not in the archive tier."
+            )
+        low, high = REHYDRATE_DAYS
+        if not low <= days <= high:
+            raise DomainError(
+                "validation_error", f"days: rehydrate for {low} to {high} days.", field="days"
+            )
+        if priority not in {"standard", "high"}:
+            raise DomainError(
+                "validation_error", "priority: 'standard' or 'high'.", field="priority"
+            )
+
+    def change(check: Check) -> Job:
+        job = _new_job(
+            Kind.REHYDRATE,
+            now=check.now,
+            vault=check.vault,
+            item=point.item,
+            recovery_point=point,
+            requested_by=actor,
+            params={"days": days, "priority": priority},
+        )
+        _enqueue_on_commit(job)
+        return job
+
+    return gate.execute(
+        "point_rehydrate",
+        actor=actor,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        precheck=precheck,
+        change=change,
+        after=job_state,
+    )
+
+
+# --- the dispatcher -------------------------------------------------------------------------
+
+
+def _backup_tier(item: ProtectedItem, slot: datetime) -> str:
+    """Enhanced intra-day runs are operational snapshots; the day's last run and every
+    standard-policy run also land in the vault tier (SPEC 3.6)."""
+    if rules.is_vault_tier_run(item.policy.schedule(), slot):
+        return Tier.SNAPSHOT_AND_VAULT
+    return Tier.SNAPSHOT
+
+
+def _backup_schedule(item: ProtectedItem, slot: datetime) -> Job | None:
+    """Create the backup job of (item, slot) unless it exists; the unique constraint on
+    (item, slot) and the vault row lock of the gate make racing dispatchers agree."""
+
+    def change(check: Check) -> tuple[Job, bool]:
+        job, created = Job.objects.get_or_create(
+            kind=Kind.BACKUP,
+            item=item,
+            slot=slot,
+            defaults={
+                "vault": check.vault,
+                "created_at": check.now,
+                "heartbeat_at": check.now,
+                "params": {"tier": _backup_tier(item, slot), "on_demand": False},
+            },
+        )
+        if created:
+            _enqueue_on_commit(job)
+        return job, created
+
+    job, created = gate.execute(
+        "backup_schedule",
+        actor=None,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        change=change,
+        after=lambda result: {**job_state(result[0]), "created": result[1]},
+    )
+    return job if created else None
+
+
+def backups_dispatch(*, now: datetime | None = None) -> list[Job]:
+    """Create (once) and enqueue the backup of every protected item's slots due in
+    (now - lookback, now]. Safe to run any number of times, concurrently."""
+    now = now or clock.now()
+    start = now - DISPATCH_LOOKBACK + timedelta(microseconds=1)
+    end = now + timedelta(microseconds=1)
+    created: list[Job] = []
+    items = ProtectedItem.objects.filter(
+        protection_state=ProtectedItem.State.PROTECTED
+    ).select_related("policy", "vault")
+    for item in items:
+        slots = rules.scheduled_slots(item.policy.schedule(), start, end)
+        if not slots:
+            continue
+        existing = set(
+            Job.objects.filter(kind=Kind.BACKUP, item=item, slot__in=slots).values_list(
+                "slot", flat=True
+            )
+        )
+        for slot in slots:
+            if slot not in existing:
+                job = _backup_schedule(item, slot)
+                if job is not None:
+                    created.append(job)
+    return created
+
+
+# --- running a job --------------------------------------------------------------------------
+
+
+class _Heartbeat:
+    """Progress kept in memory (the store reports it from its own threads) and written,
+    with the heartbeat, every few seconds from a side thread with its own connection."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.done = 0
+        self.total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"holdfast-job-{job_id}", daemon=True
+        )
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(_heartbeat_seconds()):
+                Job.objects.filter(pk=self.job_id, status=Status.RUNNING).update(
+                    bytes_done=self.done, bytes_total=self.total, heartbeat_at=clock.now()
+                )
+        except Exception:  # a lost heartbeat must not kill the job; the sweep will judge
+            logger.exception("heartbeat of job %s failed", self.job_id)
+        finally:
+            connection.close()
+
+
+def job_claim(*, job_id: int) -> Job | None:
+    """Compare-and-set a queued job to running; None if it is gone or someone else has it."""
+    now = clock.now()
+    claimed = Job.objects.filter(pk=job_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=now, heartbeat_at=now
+    )
+    if not claimed:
+        return None
+    return Job.objects.select_related("vault", "item__policy", "item__vault", "recovery_point").get(
+        pk=job_id
+    )
+
+
+def _finish(
+    job: Job, *, error: str = "", done: int | None = None, total: int | None = None
+) -> None:
+    fields: dict[str, Any] = {
+        "status": Status.FAILED if error else Status.COMPLETED,
+        "ended_at": clock.now(),
+        "heartbeat_at": clock.now(),
+        "error": error,
+    }
+    if done is not None:
+        fields["bytes_done"] = done
+    if total is not None:
+        fields["bytes_total"] = total
+    # Not conditioned on RUNNING: a job the stale sweep gave up on that did finish says so.
+    Job.objects.filter(pk=job.pk).update(**fields)
+
+
+FAILURE_ALERTS = {Kind.BACKUP: "backup_failed", Kind.RESTORE: "restore_failed"}
+
+
+def _fail(job: Job, error: str) -> None:
+    """Fail the job; a failed backup or restore raises its job alert (SPEC 3.8)."""
+    with transaction.atomic():
+        _finish(job, error=error)
+        _alert_failure(job, error)
+
+
+def _alert_failure(job: Job, error: str) -> None:
+    alert = FAILURE_ALERTS.get(job.kind)
+    if alert is None:
+        return
+    raise_alert(
+        alert,
+        vault_name=job.vault.name if job.vault else "",
+        target=f"item:{job.item.name}" if job.item else f"job:{job.pk}",
+        message=f"{job.get_kind_display()} job #{job.pk} failed: {error}",
+    )
+
+
+def job_run(*, job_id: int) -> Job | None:
+    """Claim the job and run it to completed or failed; never raises for the job's own errors."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return None
+    runner = RUNNERS[job.kind]
+    try:
+        with _Heartbeat(job.pk) as beat:
+            runner(job, beat)
+    except (JobFailed, StorageError, DomainError) as exc:
+        _fail(job, str(exc))
+    except Exception as exc:
+        logger.exception("job %s failed", job.pk)
+        _fail(job, f"{type(exc).__name__}: {exc}")
+    job.refresh_from_db()
+    return job
+
+
+def _point_of(job: Job) -> RecoveryPoint:
+    point = job.recovery_point
+    if point is None:
+        raise JobFailed("The recovery point no longer exists (it expired or was deleted).")
+    return point
+
+
+def _run_backup(job: Job, beat: _Heartbeat) -> None:
+    item = job.item
+    if item is None or job.vault is None:
+        raise JobFailed("The protected item no longer exists.")
+    on_demand = bool(job.params.get("on_demand"))
+    if not on_demand and item.protection_state != ProtectedItem.State.PROTECTED:
+        raise JobFailed(f"Protection of {item.name} is stopped: scheduled backups are suspended.")
+    store = vault_store(job.vault)
+    result = None
+    for attempt in range(2):
+        key = f"rp-{job.pk}-{uuid.uuid4().hex[:12]}"
+        # Recorded first, so the orphan sweep never mistakes our manifest for garbage.
+        Job.objects.filter(pk=job.pk).update(params={**job.params, "storage_key": key})
+        try:
+            result = store.backup(Path(item.source_path), key, progress=beat)
+            break
+        except ConcurrentGcConflict:
+            if attempt:
+                raise
+    assert result is not None
+    tier = job.params.get("tier", Tier.VAULT_STANDARD)
+    retain_until = parse_datetime(job.params.get("retain_until") or "")
+    with transaction.atomic():
+        point = services.point_record(
+            item=item,
+            created_at=job.started_at,
+            retain_until=retain_until,
+            tier=tier,
+            logical_bytes=result.logical_bytes,
+            stored_bytes=result.stored_bytes,
+            digest=result.manifest_digest,
+        )
+        extra: dict[str, Any] = {"storage_key": key}
+        if tier == Tier.SNAPSHOT_AND_VAULT:
+            days = item.policy.instant_restore_days
+            extra["snapshot_expires_at"] = point.created_at + timedelta(days=days)
+        RecoveryPoint.objects.filter(pk=point.pk).update(**extra)
+        Job.objects.filter(pk=job.pk).update(recovery_point=point)
+        _finish(job, done=result.logical_bytes, total=result.logical_bytes)
+
+
+def _run_restore(job: Job, beat: _Heartbeat) -> None:
+    point = _point_of(job)
+    store = vault_store(point.vault)
+    if point.is_archived and not (
+        point.is_rehydrated(clock.now()) and store.has_point(point.storage_key)
+    ):
+        raise JobFailed(_archived_refusal(point).detail)
+    params = job.params
+    try:
+        result = store.restore(
+            point.storage_key,
+            Path(params["target_path"]),
+            allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
+            sub_path=params.get("sub_path", ""),
+            overwrite=bool(params.get("overwrite")),
+            progress=beat,
+        )
+    except PointNotFound:
+        raise JobFailed(
+            f"The data of recovery point {point.pk} is missing from the store."
+        ) from None
+    _finish(job, done=result.restored_bytes, total=result.restored_bytes)
+
+
+def _point_flag(op: str, point: RecoveryPoint, **fields: Any) -> None:
+    def change(check: Check) -> None:
+        RecoveryPoint.objects.filter(pk=point.pk).update(**fields)
+        if op == "point_mark_corrupt":
+            raise_alert(
+                "corruption_found",
+                vault_name=point.vault.name,
+                target=f"point:{point.pk}",
+                message=f"Recovery point {point.pk} of {point.item.name}: {fields['corruption']}.",
+            )
+
+    gate.execute(
+        op,
+        actor=None,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        before=point.audit_state(),
+        change=change,
+        after=lambda _: {k: str(v) for k, v in fields.items()},
+    )
+
+
+def _run_verify(job: Job, beat: _Heartbeat) -> None:
+    point = _point_of(job)
+    store = vault_store(point.vault)
+    if point.is_archived and not store.has_point(point.storage_key):
+        raise JobFailed(
+            f"Recovery point {point.pk} is archived: it is verified when it is rehydrated."
+        )
+    try:
+        result = store.verify(point.storage_key, progress=beat)
+    except PointNotFound:
+        result = None
+    now = clock.now()
+    if result is None or not result.ok:
+        if result is None:
+            detail = "its manifest is missing from the store"
+        else:
+            first = (result.bad_chunks + result.missing_chunks)[0]
+            detail = (
+                f"{len(result.bad_chunks)} corrupt and {len(result.missing_chunks)} missing "
+                f"chunk(s) of {result.checked_chunks} (first: {first})"
+            )
+        _point_flag("point_mark_corrupt", point, corrupted_at=now, corruption=detail)
+        raise JobFailed(
+            f"Verification of recovery point {point.pk} found {detail}; the point is marked "
+            "corrupt. Take a new backup and restore from another point."
+        )
+    if result.manifest_digest != point.digest:
+        detail = "its manifest digest does not match the one recorded"
+        _point_flag("point_mark_corrupt", point, corrupted_at=now, corruption=detail)
+        raise JobFailed(f"Verification of recovery point {point.pk}: {detail}.")
+    _point_flag("point_mark_verified", point, verified_at=now)
+    _finish(job, done=result.checked_chunks, total=result.checked_chunks)
+
+
+def _run_tier_move(job: Job, beat: _Heartbeat) -> None:
+    point = _point_of(job)
+    if point.is_archived:
+        _finish(job)
+        return
+    store, archive = vault_store(point.vault), archive_store(point.vault)
+    if not archive.has_point(point.storage_key):
+        result = archive.archive_point(store, point.storage_key)
+        beat(result.logical_bytes, result.logical_bytes)
+
+    def change(check: Check) -> None:
+        # The expiry is untouched: a point keeps it through every move (SPEC 3.7).
+        RecoveryPoint.objects.filter(pk=point.pk).update(
+            tier=Tier.VAULT_ARCHIVE, archived_at=check.now, snapshot_expires_at=None
+        )
+
+    gate.execute(
+        "point_tier_move",
+        actor=None,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        before=point.audit_state(),
+        change=change,
+        after=lambda _: {"tier": Tier.VAULT_ARCHIVE},
+    )
+    # Only once the move is recorded does the standard copy go; GC reclaims its chunks.
+    with contextlib.suppress(PointNotFound):
+        store.delete_point(point.storage_key)
+    _finish(job, done=beat.done, total=beat.total)
+
+
+def _run_rehydrate(job: Job, beat: _Heartbeat) -> None:
+    point = _point_of(job)
+    if not point.is_archived:
+        raise JobFailed(f"Recovery point {point.pk} is not in the archive tier.")
+    result = archive_store(point.vault).rehydrate(point.storage_key, vault_store(point.vault))
+    until = clock.now() + timedelta(days=int(job.params.get("days", REHYDRATE_DEFAULT_DAYS)))
+    if point.rehydrated_until is None or point.rehydrated_until < until:
+        RecoveryPoint.objects.filter(pk=point.pk).update(rehydrated_until=until)
+    _finish(job, done=result.stored_bytes, total=result.stored_bytes)
+
+
+def _run_sweep(job: Job, beat: _Heartbeat) -> None:
+    what = job.params.get("sweep", "points")
+    report = sweep_points() if what == "points" else sweep_storage()
+    Job.objects.filter(pk=job.pk).update(params={**job.params, "report": report})
+    _finish(job)
+
+
+RUNNERS: dict[str, Callable[[Job, _Heartbeat], None]] = {
+    Kind.BACKUP: _run_backup,
+    Kind.RESTORE: _run_restore,
+    Kind.VERIFY: _run_verify,
+    Kind.TIER_MOVE: _run_tier_move,
+    Kind.REHYDRATE: _run_rehydrate,
+    Kind.SWEEP: _run_sweep,
+}
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+
+def jobs_fail_stale(*, now: datetime | None = None) -> int:
+    """Fail running jobs whose heartbeat stopped (their worker died), and re-send queued
+    jobs whose message seems lost. Nothing a dead backup wrote is visible: its point has
+    no manifest, and GC reclaims its chunks once its store lease expires."""
+    now = now or clock.now()
+    cutoff = now - _stale_after()
+    failed = 0
+    running = Job.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
+    for job in running.select_related("vault", "item"):
+        error = (
+            f"The worker running this job stopped responding (last heartbeat "
+            f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); it was probably killed. Nothing "
+            "it wrote is visible; the next run starts afresh."
+        )
+        with transaction.atomic():
+            if Job.objects.filter(
+                pk=job.pk, status=Status.RUNNING, heartbeat_at=job.heartbeat_at
+            ).update(status=Status.FAILED, ended_at=now, error=error):
+                _alert_failure(job, error)
+                failed += 1
+    for job in Job.objects.filter(status=Status.QUEUED, heartbeat_at__lt=now - REQUEUE_AFTER):
+        if Job.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(heartbeat_at=now):
+            _enqueue_on_commit(job)
+    return failed
+
+
+def approvals_expire(*, now: datetime | None = None) -> int:
+    """Close pending approvals past their expiry (their effective status already says so)."""
+    now = now or clock.now()
+    count = 0
+    for approval in Approval.objects.filter(status=Approval.Status.PENDING, expires_at__lte=now):
+
+        def refresh(facts: dict[str, Any], pk: int = approval.pk) -> None:
+            facts["approval"] = Approval.objects.select_for_update().get(pk=pk)
+
+        def change(check: Check) -> bool:
+            locked: Approval = check.facts["approval"]
+            if locked.effective_status(check.now) != Approval.Status.EXPIRED:
+                return False
+            locked.status = Approval.Status.EXPIRED
+            locked.decided_at = check.now
+            locked.save(update_fields=["status", "decided_at"])
+            return True
+
+        if gate.execute(
+            "approval_expire",
+            actor=None,
+            vault=approval.vault,
+            target=f"approval:{approval.pk}:{approval.kind}",
+            facts={"approval": approval},
+            refresh=refresh,
+            change=change,
+            after=lambda changed: {"status": "expired" if changed else "unchanged"},
+        ):
+            count += 1
+    return count
+
+
+def _delete_point_data(vault: Vault, key: str) -> None:
+    if not key:
+        return
+    for store in (vault_store(vault), archive_store(vault)):
+        with contextlib.suppress(PointNotFound):
+            store.delete_point(key)
+
+
+def points_expire(*, now: datetime | None = None) -> int:
+    """Remove points past their expiry, rows through the gate (which always allows it, even
+    in an immutable vault) and then their data; GC then frees the unreferenced chunks."""
+    now = now or clock.now()
+    count = 0
+    for point in RecoveryPoint.objects.filter(expires_at__lte=now).select_related("vault", "item"):
+        vault, key = point.vault, point.storage_key
+        if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
+            continue  # a restore is reading it; next sweep
+        try:
+            services.point_expire(point=point)
+        except DomainError as exc:
+            logger.warning("point %s not expired: %s", point.pk, exc.detail)
+            continue
+        _delete_point_data(vault, key)
+        count += 1
+    return count
+
+
+def snapshots_lapse(*, now: datetime | None = None) -> int:
+    """A snapshot_and_vault point whose instant-restore days are over is vault-standard."""
+    now = now or clock.now()
+    points = RecoveryPoint.objects.filter(
+        tier=Tier.SNAPSHOT_AND_VAULT, snapshot_expires_at__lte=now
+    ).select_related("vault", "item")
+    for point in points:
+        _point_flag("point_snapshot_lapse", point, tier=Tier.VAULT_STANDARD)
+    return len(points)
+
+
+def rehydrations_end(*, now: datetime | None = None) -> int:
+    """Drop standard-tier copies of archived points whose rehydration period is over."""
+    now = now or clock.now()
+    count = 0
+    points = RecoveryPoint.objects.filter(
+        tier=Tier.VAULT_ARCHIVE, rehydrated_until__lte=now
+    ).select_related("vault", "item")
+    for point in points:
+        if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
+            continue
+        _point_flag("point_rehydration_end", point, rehydrated_until=None)
+        with contextlib.suppress(PointNotFound):
+            vault_store(point.vault).delete_point(point.storage_key)
+        count += 1
+    return count
+
+
+def tier_moves_schedule(*, now: datetime | None = None) -> list[Job]:
+    """Queue tier moves for points the policy's tiering rule makes eligible (SPEC 3.6).
+
+    ``after``: N days (at least 90) after creation. ``recommended``: as soon as a point is
+    eligible, since archive storage costs a fraction of standard and an eligible point is
+    certain to stay the 180 days archive bills at minimum (docs/jobs.md has the model).
+    """
+    now = now or clock.now()
+    jobs: list[Job] = []
+    candidates = (
+        RecoveryPoint.objects.filter(
+            tier__in=[Tier.VAULT_STANDARD, Tier.SNAPSHOT_AND_VAULT],
+            corrupted_at__isnull=True,
+            expires_at__gte=now + ARCHIVE_MIN_REMAINING,
+            created_at__lte=now - ARCHIVE_MIN_AGE,
+        )
+        .exclude(item__policy__tiering_mode="off")
+        .select_related("item__policy", "vault")
+    )
+    for point in candidates:
+        policy = point.item.policy
+        if not ARCHIVE_TAGS & set(point.tags):
+            continue
+        if point.jobs.filter(
+            kind=Kind.TIER_MOVE, status__in=[Status.QUEUED, Status.RUNNING]
+        ).exists():
+            continue
+        if policy.tiering_mode == "after" and point.created_at > now - timedelta(
+            days=max(90, policy.tiering_after_days or 90)
+        ):
+            continue
+        job = _new_job(
+            Kind.TIER_MOVE, now=now, vault=point.vault, item=point.item, recovery_point=point
+        )
+        _enqueue_on_commit(job)
+        jobs.append(job)
+    return jobs
+
+
+def verifications_schedule(*, now: datetime | None = None) -> list[Job]:
+    """Weekly per vault: verify each item's newest standard-tier point not verified lately."""
+    now = now or clock.now()
+    jobs = []
+    for item in ProtectedItem.objects.select_related("vault"):
+        point = (
+            item.recovery_points.exclude(tier=Tier.VAULT_ARCHIVE)
+            .filter(corrupted_at__isnull=True)
+            .order_by("-created_at")
+            .first()
+        )
+        if point is None or (point.verified_at and point.verified_at > now - VERIFY_EVERY):
+            continue
+        if point.jobs.filter(kind=Kind.VERIFY, status__in=[Status.QUEUED, Status.RUNNING]).exists():
+            continue
+        jobs.append(verify_request(actor=None, point=point))
+    return jobs
+
+
+def orphans_remove(vault: Vault) -> int:
+    """Delete manifests no point row names and no running job is writing (a backup that
+    crashed between its manifest and its row, a point deleted by a person)."""
+    store = vault_store(vault)
+    # Order matters: a backup commits its row while its job is running, so reading keys,
+    # then running jobs, then rows never misses a point being published.
+    keys = set(store.points())
+    busy = {
+        job.params.get("storage_key")
+        for job in Job.objects.filter(vault=vault, status__in=[Status.QUEUED, Status.RUNNING])
+    }
+    known = set(RecoveryPoint.objects.filter(vault=vault).values_list("storage_key", flat=True))
+    orphans = keys - busy - known
+    for key in orphans:
+        with contextlib.suppress(PointNotFound):
+            store.delete_point(key)
+    return len(orphans)
+
+
+def sweep_points(*, now: datetime | None = None) -> dict[str, int]:
+    now = now or clock.now()
+    return {
+        "expired_points": points_expire(now=now),
+        "lapsed_snapshots": snapshots_lapse(now=now),
+        "ended_rehydrations": rehydrations_end(now=now),
+        "expired_approvals": approvals_expire(now=now),
+    }
+
+
+def sweep_storage() -> dict[str, int]:
+    """Remove orphan manifests, then collect unreferenced chunks in every vault's store.
+
+    The store's GC is lease-based and never deletes a chunk a running backup is about to
+    reference (docs/storage.md), so this may run at any time."""
+    report = {"orphan_manifests": 0, "deleted_chunks": 0, "freed_bytes": 0}
+    for vault in Vault.objects.all():
+        report["orphan_manifests"] += orphans_remove(vault)
+        result = vault_store(vault).gc()
+        report["deleted_chunks"] += result.deleted_chunks
+        report["freed_bytes"] += result.freed_bytes
+    return report
+
+
+def sweep_run(*, sweep: str) -> Job:
+    """Run a sweep (``points`` or ``storage``) now, recorded as a sweep job."""
+    now = clock.now()
+    job = Job.objects.create(
+        kind=Kind.SWEEP,
+        status=Status.QUEUED,
+        created_at=now,
+        heartbeat_at=now,
+        params={"sweep": sweep},
+    )
+    return job_run(job_id=job.pk) or job
