@@ -43,6 +43,18 @@ def _validate(policy: Policy) -> None:
         raise DomainError("validation_error", f"{name}: {message}", field=name)
 
 
+def _check_kind_change(policy: Policy, edited: Policy) -> None:
+    """Turning an enhanced policy in use into a standard one would move its items from
+    enhanced back to standard, which SPEC 3.6 forbids."""
+    downgrade = policy.kind == Policy.Kind.ENHANCED and edited.kind == Policy.Kind.STANDARD
+    if downgrade and policy.pk and policy.items.exists():
+        raise DomainError(
+            "validation_error",
+            "kind: items use this enhanced policy; they cannot move back to a standard one.",
+            field="kind",
+        )
+
+
 def _apply(policy: Policy, changes: dict[str, Any]) -> Policy:
     unknown = set(changes) - POLICY_FIELDS
     if unknown:
@@ -146,6 +158,7 @@ def policy_preview(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pr
     gate would refuse (immutability, suspended items, MUA). Changes nothing."""
     edited = _apply(policy, changes)
     _validate(edited)
+    _check_kind_change(policy, edited)
     facts = _policy_facts(policy, edited)
     preview = Preview(
         weaker=facts["weaker"],
@@ -192,13 +205,13 @@ def policy_create(*, actor: Any, vault: Vault, **fields: Any) -> Policy:
 def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Policy:
     """Change a policy; existing scheduled points' expiries follow the new retention."""
     edited = _apply(policy, changes)
-    _validate(edited)
-    if (
-        "name" in changes
-        and changes["name"] != policy.name
-        and Policy.objects.filter(vault=policy.vault, name=changes["name"]).exists()
-    ):
-        raise DomainError("validation_error", "name: that name is taken.", field="name")
+
+    def precheck(check: Check) -> None:
+        _validate(edited)
+        _check_kind_change(policy, edited)
+        renamed = "name" in changes and changes["name"] != policy.name
+        if renamed and Policy.objects.filter(vault=policy.vault, name=changes["name"]).exists():
+            raise DomainError("validation_error", "name: that name is taken.", field="name")
 
     def change(check: Check) -> Policy:
         points = _scheduled_points(item__policy=policy).select_for_update(of=("self",))
@@ -212,8 +225,11 @@ def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pol
         actor=actor,
         vault=policy.vault,
         target=f"policy:{policy.name}",
-        facts=_policy_facts(policy, edited),
+        # An invalid edit (say, an unknown time zone) has no meaningful facts: the precheck
+        # refuses it, after the role check.
+        facts={} if edited.validation_errors() else _policy_facts(policy, edited),
         before=policy.audit_state(),
+        precheck=precheck,
         change=change,
         after=lambda p: p.audit_state(),
     )

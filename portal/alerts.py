@@ -47,8 +47,9 @@ def raise_alert(kind: str, *, vault_name: str = "", target: str = "", message: s
             count=F("count") + 1, last_at=now, message=message
         )
         existing.refresh_from_db()
+        _enqueue_delivery(existing)
         return existing
-    return Alert.objects.create(
+    alert = Alert.objects.create(
         kind=kind,
         category=category,
         severity=severity,
@@ -57,4 +58,87 @@ def raise_alert(kind: str, *, vault_name: str = "", target: str = "", message: s
         message=message,
         first_at=now,
         last_at=now,
+    )
+    _enqueue_delivery(alert)
+    return alert
+
+
+# --- delivery (e-mail and webhook, retried by Celery) -----------------------------------------
+
+
+def _enqueue_delivery(alert: Alert) -> None:
+    from django.conf import settings
+    from django.db import transaction
+
+    from .tasks import deliver_alert_email, deliver_alert_webhook
+
+    alert_id = alert.pk
+    # After commit: an alert of a rolled-back decision is never delivered. The webhook hears
+    # every occurrence (same id, growing count); e-mail only the first, so a repeating alert
+    # does not flood inboxes.
+    if settings.HOLDFAST_ALERT_WEBHOOK_URL:
+        transaction.on_commit(lambda: deliver_alert_webhook.delay(alert_id))
+    if settings.HOLDFAST_ALERT_EMAILS and alert.count == 1:
+        transaction.on_commit(lambda: deliver_alert_email.delay(alert_id))
+
+
+def alert_payload(alert: Alert) -> dict[str, object]:
+    return {
+        "id": alert.pk,
+        "kind": alert.kind,
+        "category": alert.category,
+        "severity": alert.severity,
+        "status": alert.status,
+        "vault": alert.vault_name,
+        "target": alert.target,
+        "message": alert.message,
+        "count": alert.count,
+        "first_at": alert.first_at.isoformat(),
+        "last_at": alert.last_at.isoformat(),
+    }
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Holdfast-Signature`` header: HMAC-SHA256 of the exact body, hex encoded."""
+    import hashlib
+    import hmac
+
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def deliver_webhook(alert: Alert) -> int:
+    """POST the alert as JSON, signed; raises on a non-2xx answer so the task retries."""
+    import json
+    import urllib.request
+
+    from django.conf import settings
+
+    body = json.dumps(alert_payload(alert), sort_keys=True).encode()
+    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's configuration
+        settings.HOLDFAST_ALERT_WEBHOOK_URL,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "Holdfast-Alerts/1",
+            "X-Holdfast-Event": alert.kind,
+            "X-Holdfast-Signature": sign(body, settings.HOLDFAST_ALERT_WEBHOOK_SECRET),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return int(response.status)
+
+
+def deliver_email(alert: Alert) -> int:
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    subject = f"[Holdfast] {alert.get_severity_display()}: {alert.kind.replace('_', ' ')}"
+    if alert.vault_name:
+        subject += f" on {alert.vault_name}"
+    return send_mail(
+        subject,
+        f"{alert.message}\n\nFirst seen {alert.first_at:%Y-%m-%d %H:%M} UTC.",
+        None,
+        settings.HOLDFAST_ALERT_EMAILS,
     )

@@ -5,7 +5,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from . import clock
-from .models import Approval
+from .models import Alert, Approval
 from .roles import ROLE_LABELS, has_capability, role_of
 
 
@@ -23,4 +23,5 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     context["pending_approvals"] = Approval.objects.filter(
         status=Approval.Status.PENDING, expires_at__gt=clock.now()
     ).count()
+    context["open_alerts"] = Alert.objects.filter(status=Alert.Status.OPEN).count()
     return context

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
-from .models import Approval, AuditRecord
+from .models import Alert, Approval, AuditRecord
 
 
 class AuditFilter(django_filters.FilterSet):
@@ -46,3 +46,15 @@ class ApprovalFilter(django_filters.FilterSet):
         if value == approved:
             return queryset.filter(status=approved).exclude(active_until__lte=now)
         return queryset.filter(status=value)
+
+
+class AlertFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Alert.Status.choices, empty_label="Any")
+    severity = django_filters.ChoiceFilter(choices=Alert.Severity.choices, empty_label="Any")
+    category = django_filters.ChoiceFilter(choices=Alert.Category.choices, empty_label="Any")
+    vault = django_filters.CharFilter(field_name="vault_name", lookup_expr="iexact")
+    kind = django_filters.CharFilter(field_name="kind")
+
+    class Meta:
+        model = Alert
+        fields = ["status", "severity", "category", "vault", "kind"]

@@ -175,8 +175,17 @@ def no_suspended_items_for_retention_increase(check: Check) -> DomainError | Non
     return None
 
 
-def point_not_protected(check: Check) -> DomainError | None:
+def _point_on_locked_vault(check: Check) -> Any:
+    """The point as seen with the vault row locked for this decision, so a concurrent change
+    of immutability is never missed."""
     point = check.facts["point"]
+    if check.vault is not None:
+        point.vault = check.vault
+    return point
+
+
+def point_not_protected(check: Check) -> DomainError | None:
+    point = _point_on_locked_vault(check)
     if point.is_protected(check.now):
         return DomainError(
             "immutable_vault",
@@ -187,7 +196,7 @@ def point_not_protected(check: Check) -> DomainError | None:
 
 
 def expiry_not_shortened(check: Check) -> DomainError | None:
-    point = check.facts["point"]
+    point = _point_on_locked_vault(check)
     if check.facts["new_expiry"] < point.expires_at and point.is_protected(check.now):
         return DomainError(
             "immutable_vault",
@@ -505,6 +514,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation("point_rehydration_end", "system", label="End a point's rehydration"),
         Operation("point_mark_corrupt", "system", label="Mark a point corrupt"),
         Operation("point_mark_verified", "system", label="Record a point's verification"),
+        Operation("alert_acknowledge", "respond", label="Acknowledge an alert"),
+        Operation("alert_resolve", "respond", label="Resolve an alert"),
         # Installation administration: superusers, or the server's own shell commands.
         Operation("user_create", "installation", label="Create a user"),
         Operation("user_update", "installation", label="Change a user's role or status"),

@@ -72,4 +72,8 @@ def has_capability(user: Any, capability: str) -> bool:
         return False
     if capability == "superuser":
         return bool(user.is_superuser)
+    if capability == "respond":
+        # Acknowledging and resolving alerts: whoever acts on them, operators and up, or
+        # security admins.
+        return has_capability(user, "operate") or has_capability(user, "approve")
     return bool(user.has_perm(CAPABILITY_PERMISSIONS[capability]))

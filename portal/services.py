@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 
 from . import gate
 from .gate import Check, DomainError
-from .models import Approval
+from .models import Alert, Approval
 from .roles import ROLES
 
 # The gate operation each kind of approval runs once approved.
@@ -196,3 +196,36 @@ def user_update(*, actor: Any, user: Any, role: str, is_active: bool) -> Any:
         change=change,
         after=lambda u: {"role": role, "active": u.is_active},
     )
+
+
+def _alert_set(op: str, *, actor: Any, alert: Alert, status: str) -> Alert:
+    def change(check: Check) -> Alert:
+        locked = Alert.objects.select_for_update().get(pk=alert.pk)
+        locked.status = status
+        if status == Alert.Status.ACKNOWLEDGED:
+            locked.acknowledged_by = actor
+        if status == Alert.Status.RESOLVED:
+            locked.resolved_at = check.now
+        locked.save()
+        return locked
+
+    return gate.execute(
+        op,
+        actor=actor,
+        vault_name=alert.vault_name,
+        target=f"alert:{alert.pk}:{alert.kind}",
+        before={"status": alert.status},
+        change=change,
+        after=lambda a: {"status": a.status},
+    )
+
+
+def alert_acknowledge(*, actor: Any, alert: Alert) -> Alert:
+    return _alert_set(
+        "alert_acknowledge", actor=actor, alert=alert, status=Alert.Status.ACKNOWLEDGED
+    )
+
+
+def alert_resolve(*, actor: Any, alert: Alert) -> Alert:
+    """Resolve an alert; a later repeat opens a new one."""
+    return _alert_set("alert_resolve", actor=actor, alert=alert, status=Alert.Status.RESOLVED)

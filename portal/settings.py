@@ -143,6 +143,11 @@ HOLDFAST_STORAGE_ROOT = Path(os.environ.get("HOLDFAST_STORAGE_ROOT", VAR_DIR / "
 HOLDFAST_RESTORE_ROOTS = [
     Path(p) for p in os.environ.get("HOLDFAST_RESTORE_ROOTS", str(VAR_DIR / "restores")).split(":")
 ]
+# Alert delivery (SPEC 3.8): e-mail recipients and a webhook signed with HMAC-SHA256.
+HOLDFAST_ALERT_EMAILS = env_list("HOLDFAST_ALERT_EMAILS", "")
+HOLDFAST_ALERT_WEBHOOK_URL = os.environ.get("HOLDFAST_ALERT_WEBHOOK_URL", "")
+HOLDFAST_ALERT_WEBHOOK_SECRET = os.environ.get("HOLDFAST_ALERT_WEBHOOK_SECRET", "")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "holdfast@localhost")
 # How long a lock approval stays pending before it expires (SPEC 3.5).
 HOLDFAST_APPROVAL_TTL = timedelta(hours=24)
 
@@ -170,6 +175,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The periodic schedule lives in one place; DatabaseScheduler copies it in when beat starts.
+from portal.schedule import CELERY_BEAT_SCHEDULE  # noqa: E402
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- API ----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from guards.api import ResourceGuardViewSet
+from policies.api import PolicyViewSet, ProtectedItemViewSet, RecoveryPointViewSet
 from vaults.api import VaultViewSet
 
 from . import api, views
@@ -15,6 +17,54 @@ router.include_root_view = False
 router.register("vaults", VaultViewSet, basename="vault")
 router.register("approvals", api.ApprovalViewSet, basename="approval")
 router.register("audit", api.AuditViewSet, basename="audit")
+router.register("resource-guards", ResourceGuardViewSet, basename="resource-guard")
+
+# Resources under a vault (SPEC 5), as explicit paths: no nested-router dependency.
+_ITEM = "vaults/<str:name>/items/<str:item>/"
+vault_children = [
+    path(
+        "vaults/<str:name>/policies/",
+        PolicyViewSet.as_view({"get": "list", "post": "create"}),
+        name="api-policy-list",
+    ),
+    path(
+        "vaults/<str:name>/policies/<str:policy>/",
+        PolicyViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="api-policy-detail",
+    ),
+    path(
+        "vaults/<str:name>/items/",
+        ProtectedItemViewSet.as_view({"get": "list", "post": "create"}),
+        name="api-item-list",
+    ),
+    path(
+        _ITEM,
+        ProtectedItemViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="api-item-detail",
+    ),
+    path(
+        _ITEM + "stop-protection/",
+        ProtectedItemViewSet.as_view({"post": "stop_protection"}),
+        name="api-item-stop-protection",
+    ),
+    path(
+        _ITEM + "resume/",
+        ProtectedItemViewSet.as_view({"post": "resume"}),
+        name="api-item-resume",
+    ),
+    path(
+        _ITEM + "recovery-points/",
+        RecoveryPointViewSet.as_view({"get": "list"}),
+        name="api-point-list",
+    ),
+    path(
+        _ITEM + "recovery-points/<int:id>/",
+        RecoveryPointViewSet.as_view(
+            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+        ),
+        name="api-point-detail",
+    ),
+]
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -25,10 +75,16 @@ urlpatterns = [
     path("approvals/", views.approval_list, name="approvals"),
     path("approvals/<int:pk>/<str:action>/", views.approval_decide, name="approval-decide"),
     path("audit/", views.audit_list, name="audit"),
+    path("alerts/", views.alert_list, name="alerts"),
+    path("alerts/<int:pk>/<str:action>/", views.alert_action, name="alert-action"),
+    path("resource-guards/", include("guards.urls")),
     path("users/", views.user_list, name="users"),
     path("users/<int:pk>/", views.user_update, name="user-update"),
     path("admin/", admin.site.urls),
     path("api/v1/auth/token/", api.TokenView.as_view(), name="api-token"),
+    path("api/v1/", include("vaults.job_api")),
+    path("jobs/", include("vaults.job_views")),
+    path("api/v1/", include(vault_children)),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -15,10 +15,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import clock, services
-from .filters import ApprovalFilter, AuditFilter
+from .filters import AlertFilter, ApprovalFilter, AuditFilter
 from .forms import DecisionForm, UserCreateForm, UserUpdateForm
 from .gate import OPERATIONS, DomainError
-from .models import Approval, AuditRecord
+from .models import Alert, Approval, AuditRecord
 from .roles import has_capability, role_of
 
 APPROVAL_ACTIONS = {
@@ -170,3 +170,35 @@ def user_update(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"User {user.username} updated.")
     return redirect("users")
+
+
+def alert_list(request: HttpRequest) -> HttpResponse:
+    _require(request, "view")
+    params = request.GET.copy()
+    params.setdefault("status", Alert.Status.OPEN)
+    alert_filter = AlertFilter(params, queryset=Alert.objects.all())
+    page = Paginator(alert_filter.qs, 50).get_page(request.GET.get("page"))
+    params.pop("page", None)
+    return render(
+        request,
+        "portal/alerts.html",
+        {
+            "filter": alert_filter,
+            "page": page,
+            "query": params.urlencode(),
+            "can_respond": has_capability(request.user, "respond"),
+        },
+    )
+
+
+@require_POST
+def alert_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    alert = get_object_or_404(Alert, pk=pk)
+    service = {"acknowledge": services.alert_acknowledge, "resolve": services.alert_resolve}
+    if action not in service:
+        raise PermissionDenied("Unknown action.")
+    try:
+        service[action](actor=request.user, alert=alert)
+    except DomainError as error:
+        messages.error(request, error.detail)
+    return redirect(request.POST.get("next") or "alerts")

@@ -239,13 +239,19 @@ def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Any) -> Prote
             field="policy",
         )
 
+    def refresh(facts: dict[str, Any]) -> None:
+        # Judge the move from the item as it is now, under its row lock.
+        _lock_item(item)(facts)
+        facts.update(policy_services.item_policy_facts(facts["item"], policy))
+
     def change(check: Check) -> ProtectedItem:
         points = policy_services.scheduled_points_for(item).select_for_update(of=("self",))
         for move in policy_services.moves_for(check.vault, points, policy):
             RecoveryPoint.objects.filter(pk=move.point_id).update(expires_at=move.new_expires_at)
-        item.policy = policy
-        item.save(update_fields=["policy"])
-        return item
+        locked: ProtectedItem = check.facts["item"]
+        locked.policy = policy
+        locked.save(update_fields=["policy"])
+        return locked
 
     return gate.execute(
         "item_change_policy",
@@ -253,10 +259,37 @@ def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Any) -> Prote
         vault=item.vault,
         target=f"item:{item.name}",
         before=item.audit_state(),
-        facts=policy_services.item_policy_facts(item, policy),
+        refresh=refresh,
+        precheck=_require_state(*LIVE_STATES, verb="change policy"),
         change=change,
         after=lambda i: i.audit_state(),
     )
+
+
+def _lock_item(item: ProtectedItem) -> Any:
+    """Re-read the item under a row lock inside the gate's transaction (after the vault)."""
+
+    def refresh(facts: dict[str, Any]) -> None:
+        facts["item"] = ProtectedItem.objects.select_for_update().get(pk=item.pk)
+
+    return refresh
+
+
+def _require_state(*states: str, verb: str) -> Any:
+    def precheck(check: Check) -> None:
+        locked: ProtectedItem = check.facts["item"]
+        if locked.protection_state not in states:
+            raise DomainError(
+                "validation_error",
+                f"Item {locked.name} is {locked.get_protection_state_display().lower()}: it "
+                f"cannot {verb} now.",
+                field="protection_state",
+            )
+
+    return precheck
+
+
+LIVE_STATES = (ProtectedItem.State.PROTECTED, ProtectedItem.State.PROTECTION_STOPPED)
 
 
 def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> ProtectedItem:
@@ -267,10 +300,11 @@ def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> Pr
     if not delete_data:
 
         def retain(check: Check) -> ProtectedItem:
-            item.protection_state = ProtectedItem.State.PROTECTION_STOPPED
-            item.stopped_at = check.now
-            item.save(update_fields=["protection_state", "stopped_at"])
-            return item
+            locked: ProtectedItem = check.facts["item"]
+            locked.protection_state = ProtectedItem.State.PROTECTION_STOPPED
+            locked.stopped_at = check.now
+            locked.save(update_fields=["protection_state", "stopped_at"])
+            return locked
 
         return gate.execute(
             "protection_stop_retain",
@@ -278,22 +312,26 @@ def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> Pr
             vault=item.vault,
             target=f"item:{item.name}",
             before=item.audit_state(),
+            facts={"item": item},
+            refresh=_lock_item(item),
+            precheck=_require_state(ProtectedItem.State.PROTECTED, verb="stop protection"),
             change=retain,
             after=lambda i: i.audit_state(),
         )
 
     def delete(check: Check) -> ProtectedItem:
         vault = check.vault
+        locked: ProtectedItem = check.facts["item"]
         assert vault is not None
         if vault.soft_delete_on:
-            item.protection_state = ProtectedItem.State.SOFT_DELETED
-            item.soft_deleted_at = check.now
-            item.purge_at = check.now + timedelta(days=vault.soft_delete_retention_days)
-            item.save(update_fields=["protection_state", "soft_deleted_at", "purge_at"])
+            locked.protection_state = ProtectedItem.State.SOFT_DELETED
+            locked.soft_deleted_at = check.now
+            locked.purge_at = check.now + timedelta(days=vault.soft_delete_retention_days)
+            locked.save(update_fields=["protection_state", "soft_deleted_at", "purge_at"])
         else:
-            item.recovery_points.all().delete()
-            item.delete()
-        return item
+            locked.recovery_points.all().delete()
+            locked.delete()
+        return locked
 
     unexpired = (
         item.recovery_points.filter(expires_at__gt=clock.now())
@@ -306,27 +344,24 @@ def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> Pr
         vault=item.vault,
         target=f"item:{item.name}",
         before=item.audit_state(),
-        facts={"unexpired_points": unexpired},
+        facts={"item": item, "unexpired_points": unexpired},
+        refresh=_lock_item(item),
+        precheck=_require_state(*LIVE_STATES, verb="have its data deleted"),
         change=delete,
         after=lambda i: {"protection_state": i.protection_state, "deleted": i.pk is None},
     )
 
 
 def protection_resume(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
-    def precheck(check: Check) -> None:
-        if item.protection_state != ProtectedItem.State.PROTECTION_STOPPED:
-            raise DomainError(
-                "validation_error",
-                "Only an item whose protection is stopped can resume; undelete a "
-                "soft-deleted item first.",
-                field="protection_state",
-            )
+    """Resume backups of an item whose protection was stopped (undelete a soft-deleted one
+    first)."""
 
     def change(check: Check) -> ProtectedItem:
-        item.protection_state = ProtectedItem.State.PROTECTED
-        item.stopped_at = None
-        item.save(update_fields=["protection_state", "stopped_at"])
-        return item
+        locked: ProtectedItem = check.facts["item"]
+        locked.protection_state = ProtectedItem.State.PROTECTED
+        locked.stopped_at = None
+        locked.save(update_fields=["protection_state", "stopped_at"])
+        return locked
 
     return gate.execute(
         "protection_resume",
@@ -334,7 +369,9 @@ def protection_resume(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
         vault=item.vault,
         target=f"item:{item.name}",
         before=item.audit_state(),
-        precheck=precheck,
+        facts={"item": item},
+        refresh=_lock_item(item),
+        precheck=_require_state(ProtectedItem.State.PROTECTION_STOPPED, verb="resume"),
         change=change,
         after=lambda i: i.audit_state(),
     )
