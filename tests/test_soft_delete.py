@@ -44,7 +44,7 @@ def test_new_vaults_start_with_soft_delete_on_for_14_days(admin: Any) -> None:
 def test_stop_delete_soft_deletes_then_undelete_brings_it_back(
     admin: Any, tmp_path: Path, clock: Any
 ) -> None:
-    vault, (item,) = vault_with_items(admin, tmp_path)
+    _vault, (item,) = vault_with_items(admin, tmp_path)
     services.protection_stop(actor=admin, item=item, delete_data=True)
     item.refresh_from_db()
     assert item.protection_state == "soft_deleted"
@@ -68,7 +68,7 @@ def test_the_retention_in_force_at_deletion_applies(admin: Any, tmp_path: Path, 
 
 
 def test_purge_warns_two_days_before_then_purges(admin: Any, tmp_path: Path, clock: Any) -> None:
-    vault, (item,) = vault_with_items(admin, tmp_path)
+    _vault, (item,) = vault_with_items(admin, tmp_path)
     services.protection_stop(actor=admin, item=item, delete_data=True)
     clock.advance(timedelta(days=11, hours=23))
     assert services.soft_delete_sweep() == {"warned": 0, "purged": 0}
@@ -84,7 +84,7 @@ def test_purge_warns_two_days_before_then_purges(admin: Any, tmp_path: Path, clo
 
 
 def test_undelete_after_purge_is_impossible(admin: Any, tmp_path: Path, clock: Any) -> None:
-    vault, (item,) = vault_with_items(admin, tmp_path)
+    _vault, (item,) = vault_with_items(admin, tmp_path)
     services.protection_stop(actor=admin, item=item, delete_data=True)
     clock.advance(timedelta(days=14))
     services.soft_delete_sweep()
