@@ -516,6 +516,15 @@ def test_api_backup_and_restore_answer_202_with_the_job_and_jobs_filter(
     assert inside.status_code == 202
     (restored,) = wait_for(inside.json()["id"])
     assert restored.status == "completed"
+    point_url = url.removesuffix("restore/")
+    verify = client.post(point_url + "verify/")
+    assert verify.status_code == 202 and verify.json()["kind"] == "verify"
+    (verified,) = wait_for(verify.json()["id"])
+    assert verified.status == "completed"
+    not_archived = client.post(point_url + "rehydrate/", {"days": 15}, format="json")
+    assert (not_archived.status_code, not_archived.json()["code"]) == (400, "validation_error")
+    bad_days = client.post(point_url + "rehydrate/", {"days": "soon"}, format="json")
+    assert (bad_days.status_code, bad_days.json()["field"]) == (400, "days")
     reader = api_client_for(make_user("rita", "reader"))
     assert reader.post(url, {"target_path": str(storage / "restores" / "x")}).status_code == 403
 

@@ -69,6 +69,13 @@ class RestoreRequestSerializer(serializers.Serializer[Any]):
     overwrite = serializers.BooleanField(required=False, default=False)
 
 
+class RehydrateRequestSerializer(serializers.Serializer[Any]):
+    days = serializers.IntegerField(required=False, default=jobs.REHYDRATE_DEFAULT_DAYS)
+    priority = serializers.ChoiceField(
+        choices=[("standard", "standard"), ("high", "high")], required=False, default="standard"
+    )
+
+
 class JobFilter(django_filters.FilterSet):
     vault = django_filters.CharFilter(field_name="vault__name")
     item = django_filters.CharFilter(field_name="item__name")
@@ -125,6 +132,34 @@ class RestoreView(APIView):
         return _accepted(job)
 
 
+def _point(request: Request, name: str, item: str, pk: int) -> RecoveryPoint:
+    protected = _item(request, name, item)
+    return get_object_or_404(
+        RecoveryPoint.objects.select_related("vault", "item"), item=protected, pk=pk
+    )
+
+
+class VerifyView(APIView):
+    @extend_schema(request=None, responses={202: JobSerializer})
+    def post(self, request: Request, name: str, item: str, pk: int) -> Response:
+        """Re-read and re-hash the point's data (SPEC 3.8 verification job)."""
+        return _accepted(
+            jobs.verify_request(actor=request.user, point=_point(request, name, item, pk))
+        )
+
+
+class RehydrateView(APIView):
+    @extend_schema(request=RehydrateRequestSerializer, responses={202: JobSerializer})
+    def post(self, request: Request, name: str, item: str, pk: int) -> Response:
+        """Bring an archived point back to the standard tier for 10 to 30 days (SPEC 3.7)."""
+        point = _point(request, name, item, pk)
+        body = RehydrateRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return _accepted(
+            jobs.rehydrate_request(actor=request.user, point=point, **body.validated_data)
+        )
+
+
 class JobList(generics.ListAPIView[Job]):
     serializer_class = JobSerializer
     filterset_class = JobFilter
@@ -154,6 +189,16 @@ urlpatterns = [
         "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/restore/",
         RestoreView.as_view(),
         name="api-point-restore",
+    ),
+    path(
+        "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/verify/",
+        VerifyView.as_view(),
+        name="api-point-verify",
+    ),
+    path(
+        "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/rehydrate/",
+        RehydrateView.as_view(),
+        name="api-point-rehydrate",
     ),
     path("jobs/", JobList.as_view(), name="api-jobs"),
     path("jobs/<int:pk>/", JobDetail.as_view(), name="api-job"),

@@ -874,6 +874,7 @@ def sweep_points(*, now: datetime | None = None) -> dict[str, int]:
         "lapsed_snapshots": snapshots_lapse(now=now),
         "ended_rehydrations": rehydrations_end(now=now),
         "expired_approvals": approvals_expire(now=now),
+        **{f"soft_delete_{key}": n for key, n in services.soft_delete_sweep().items()},
     }
 
 
