@@ -21,6 +21,11 @@ urlpatterns = [
         name="item-policy-preview",
     ),
     path("<str:name>/items/<int:pk>/stop/", views.item_stop, name="item-stop"),
+    path(
+        "<str:name>/items/<int:pk>/points/<int:point_pk>/browse/",
+        views.point_browse,
+        name="point-browse",
+    ),
     path("<str:name>/items/<int:pk>/resume/", views.item_resume, name="item-resume"),
     path(
         "<str:name>/items/<int:pk>/points/<int:point_pk>/delete/",

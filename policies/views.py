@@ -8,7 +8,7 @@ the refusal's HTTP status. Previews are dry runs through the same gate checks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -21,8 +21,10 @@ from django.views.decorators.http import require_POST
 from portal import clock
 from portal.access import get_vault_for_user
 from portal.gate import DomainError
+from vaults import jobs
 from vaults import services as vault_services
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
+from vaults.storage import StorageError
 from vaults.views import blade_context
 
 from . import services
@@ -236,6 +238,34 @@ def item_protect(request: HttpRequest, name: str) -> HttpResponse:
 def item_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     return _item_page(request, vault, _item(vault, pk))
+
+
+def point_browse(request: HttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+    """Browse a recovery point's files (read-only; restore starts from the jobs forms)."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    point = _point(item, point_pk)
+    path = request.GET.get("path", "").strip("/")
+    try:
+        entries = jobs.point_browse(point, path)
+        error = ""
+    except (StorageError, ValueError) as exc:
+        entries, error = [], str(exc)
+    parts = [p for p in path.split("/") if p]
+    crumbs = [("/".join(parts[: i + 1]), part) for i, part in enumerate(parts)]
+    context = {
+        "vault": vault,
+        "item": item,
+        "point": point,
+        "path": path,
+        "crumbs": crumbs,
+        "entries": [
+            {**vars(e), "modified": datetime.fromtimestamp(e.mtime, UTC)}
+            for e in sorted(entries, key=lambda e: (e.kind != "dir", e.name))
+        ],
+        "error": error,
+    }
+    return render(request, "policies/browse.html", context, status=404 if error else 200)
 
 
 @require_POST

@@ -269,6 +269,18 @@ def test_backup_then_restore_is_byte_identical(
     wait_for(sub.pk)
     assert tree_of(storage / "restores" / "one" / "level1") == tree_of(source / "level0/level1")
 
+    # The point's files can be browsed in the dashboard, folder by folder.
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(make_user("rita", "reader"))
+    url = f"/vaults/restore/items/{item.pk}/points/{point.pk}/browse/"
+    top = browser.get(url).content.decode()
+    assert "level0/" in top
+    nested = browser.get(url, {"path": "level0"}).content.decode()
+    assert "level1/" in nested
+    assert browser.get(url, {"path": "no/such"}).status_code == 404
+
     again = jobs.restore_request(actor=operator, point=point, target_path=str(target))
     (refused,) = wait_for(again.pk)
     assert refused.status == "failed" and "overwrite" in refused.error

@@ -43,6 +43,7 @@ from .storage import (
     RestoreRefused,
     StorageError,
     VaultStore,
+    entries_of,
 )
 from .storage.restore import resolve_target
 
@@ -88,6 +89,16 @@ def vault_store(vault: Vault) -> VaultStore:
 
 def archive_store(vault: Vault) -> ArchiveStore:
     return ArchiveStore(LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "archive" / vault.name))
+
+
+def point_browse(point: RecoveryPoint, path: str = "") -> list[Any]:
+    """A point's entries under ``path``, read from whichever tier holds its manifest, so even
+    an archived point can be browsed without rehydrating it."""
+    store = vault_store(point.vault)
+    if store.has_point(point.storage_key):
+        return store.list_dir(point.storage_key, path)
+    manifest = archive_store(point.vault).manifest(point.storage_key)
+    return entries_of(manifest, path, point.storage_key)
 
 
 def job_state(job: Job) -> dict[str, Any]:
@@ -748,7 +759,9 @@ def points_expire(*, now: datetime | None = None) -> int:
     in an immutable vault) and then their data; GC then frees the unreferenced chunks."""
     now = now or clock.now()
     count = 0
-    for point in RecoveryPoint.objects.filter(expires_at__lte=now).select_related("vault", "item"):
+    # Soft-deleted points (SPEC 3.3) wait for the end of their soft-delete period.
+    expired = RecoveryPoint.objects.filter(expires_at__lte=now).exclude(soft_deleted_until__gt=now)
+    for point in expired.select_related("vault", "item"):
         vault, key = point.vault, point.storage_key
         if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
             continue  # a restore is reading it; next sweep

@@ -25,6 +25,7 @@ from .store import (
     RestoreResult,
     VaultStore,
     VerifyResult,
+    entries_of,
 )
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "StorageError",
     "VaultStore",
     "VerifyResult",
+    "entries_of",
 ]

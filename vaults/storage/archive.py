@@ -76,6 +76,13 @@ class ArchiveStore:
     def points(self) -> list[str]:
         return [key[len("manifests/") : -len(".json")] for key in self.backend.list("manifests/")]
 
+    def manifest(self, point_id: str) -> Manifest:
+        """The archived point's manifest (kept beside its pack, for browsing)."""
+        try:
+            return Manifest.from_bytes(self.backend.get(self._manifest_key(point_id)))
+        except ObjectNotFound:
+            raise PointNotFound(point_id) from None
+
     def has_point(self, point_id: str) -> bool:
         return self.backend.exists(self._manifest_key(point_id))
 

@@ -537,24 +537,7 @@ class VaultStore:
 
     def list_dir(self, point_id: str, path: str = "") -> list[Entry]:
         """The entries directly inside `path` ("" is the backup source) of a point."""
-        manifest = self.manifest(point_id)
-        path = normalize_sub_path(path)
-        kinds = {node.path: node.kind for node in manifest.nodes}
-        if kinds.get(path) != KIND_DIR:
-            raise StorageError(f"{path or '/'!r} is not a directory in point {point_id!r}.")
-        return [
-            Entry(
-                name=node.name,
-                kind=node.kind,
-                size=node.size,
-                mode=node.mode,
-                mtime=node.mtime_ns / 1e9,
-                path=node.path,
-                target=node.target,
-            )
-            for node in manifest.nodes
-            if node.path and node.parent == path
-        ]
+        return entries_of(self.manifest(point_id), path, point_id)
 
     def delete_point(self, point_id: str) -> None:
         """Remove the point's manifest; its chunks are reclaimed by `gc`."""
@@ -667,3 +650,24 @@ class VaultStore:
             expired_leases=len(expired) if completed else 0,
             completed=completed,
         )
+
+
+def entries_of(manifest: Manifest, path: str = "", point_id: str = "") -> list[Entry]:
+    """The entries directly inside `path` of a manifest, whichever store holds it."""
+    path = normalize_sub_path(path)
+    kinds = {node.path: node.kind for node in manifest.nodes}
+    if kinds.get(path) != KIND_DIR:
+        raise StorageError(f"{path or '/'!r} is not a directory in point {point_id!r}.")
+    return [
+        Entry(
+            name=node.name,
+            kind=node.kind,
+            size=node.size,
+            mode=node.mode,
+            mtime=node.mtime_ns / 1e9,
+            path=node.path,
+            target=node.target,
+        )
+        for node in manifest.nodes
+        if node.path and node.parent == path
+    ]
