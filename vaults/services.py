@@ -104,20 +104,18 @@ def immutability_set(*, actor: Any, vault: Vault, state: str) -> Vault:
     return gate.execute(op, actor=actor, vault=vault, target=f"vault:{vault.name}", change=change)
 
 
-def immutability_lock_request(*, actor: Any, vault: Vault, confirmation: str) -> Approval:
-    """Ask for the irreversible lock: typed confirmation, then a pending approval (SPEC 3.5)."""
+def lock_action_request(
+    op: str, kind: str, *, actor: Any, vault: Vault, confirmation: str
+) -> Approval:
+    """An irreversible action (SPEC 3.5): the vault's exact name typed, then a pending approval
+    valid 24 hours; asking again while one is pending returns that one."""
 
     def change(check: Check) -> Approval:
-        existing = Approval.objects.filter(
-            kind=Approval.Kind.LOCK_IMMUTABILITY,
-            vault=check.vault,
-            status=Approval.Status.PENDING,
-            expires_at__gt=check.now,
+        pending = Approval.objects.filter(
+            kind=kind, vault=check.vault, status=Approval.Status.PENDING, expires_at__gt=check.now
         ).first()
-        if existing is not None:
-            return existing
-        return Approval.objects.create(
-            kind=Approval.Kind.LOCK_IMMUTABILITY,
+        return pending or Approval.objects.create(
+            kind=kind,
             requested_by=actor,
             vault=check.vault,
             created_at=check.now,
@@ -125,13 +123,24 @@ def immutability_lock_request(*, actor: Any, vault: Vault, confirmation: str) ->
         )
 
     return gate.execute(
-        "immutability_lock_request",
+        op,
         actor=actor,
         vault=vault,
         target=f"vault:{vault.name}",
         facts={"confirmation": confirmation},
         change=change,
         after=lambda a: {"approval": a.pk, "status": a.status},
+    )
+
+
+def immutability_lock_request(*, actor: Any, vault: Vault, confirmation: str) -> Approval:
+    """Ask for the irreversible lock of immutability."""
+    return lock_action_request(
+        "immutability_lock_request",
+        Approval.Kind.LOCK_IMMUTABILITY,
+        actor=actor,
+        vault=vault,
+        confirmation=confirmation,
     )
 
 
@@ -246,8 +255,7 @@ def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Any) -> Prote
 
     def change(check: Check) -> ProtectedItem:
         points = policy_services.scheduled_points_for(item).select_for_update(of=("self",))
-        for move in policy_services.moves_for(check.vault, points, policy):
-            RecoveryPoint.objects.filter(pk=move.point_id).update(expires_at=move.new_expires_at)
+        policy_services.apply_moves(policy_services.moves_for(check.vault, points, policy))
         locked: ProtectedItem = check.facts["item"]
         locked.policy = policy
         locked.save(update_fields=["policy"])
@@ -585,30 +593,12 @@ def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
 
 def soft_delete_always_on_request(*, actor: Any, vault: Vault, confirmation: str) -> Approval:
     """Always-on soft delete is irreversible: typed confirmation plus a second approver."""
-
-    def change(check: Check) -> Approval:
-        existing = Approval.objects.filter(
-            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE,
-            vault=check.vault,
-            status=Approval.Status.PENDING,
-            expires_at__gt=check.now,
-        ).first()
-        return existing or Approval.objects.create(
-            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE,
-            requested_by=actor,
-            vault=check.vault,
-            created_at=check.now,
-            expires_at=check.now + settings.HOLDFAST_APPROVAL_TTL,
-        )
-
-    return gate.execute(
+    return lock_action_request(
         "soft_delete_always_on_request",
+        Approval.Kind.ALWAYS_ON_SOFT_DELETE,
         actor=actor,
         vault=vault,
-        target=f"vault:{vault.name}",
-        facts={"confirmation": confirmation},
-        change=change,
-        after=lambda a: {"approval": a.pk, "status": a.status},
+        confirmation=confirmation,
     )
 
 
