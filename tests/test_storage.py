@@ -663,8 +663,208 @@ def test_manifest_records_schema_version_and_every_chunk(
     document = json.loads(raw)
     manifest = Manifest.from_bytes(raw)
 
-    assert document["format"] == "holdfast.manifest" and document["version"] == 1
+    assert document["format"] == "holdfast.manifest" and document["version"] == 2
     assert result.logical_bytes == sum(n.size for n in manifest.nodes if n.kind == "file")
     referenced = {c for n in manifest.nodes for c, _, _ in n.extents}
     assert referenced == set(manifest.chunks)
     assert {chunk_key(c) for c in manifest.chunks} == chunk_keys(store)
+
+
+# Incremental backups against a parent point ------------------------------------------
+
+_opened: list[str] | None = None
+
+
+def _record_opens(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _opened is not None and isinstance(args[0], str | bytes):
+        _opened.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_record_opens)
+
+
+def opened_during(fn, under: Path) -> tuple[object, set[str]]:  # type: ignore[no-untyped-def]
+    """Run fn; the paths below `under` that anything opened meanwhile (audit events)."""
+    global _opened
+    _opened = []
+    try:
+        result = fn()
+        seen = list(_opened)
+    finally:
+        _opened = None
+    prefix = str(under) + "/"
+    return result, {os.path.relpath(p, under) for p in seen if p.startswith(prefix)}
+
+
+def incremental_source(root: Path) -> Path:
+    source = root / "source"
+    write(source / "disk.img", random_bytes(6_000_000, 21))
+    write(source / "db.dump", random_bytes(2_000_000, 22))
+    for index in range(60):
+        write(source / "small" / f"{index:02d}.txt", text_bytes(5_000 + index, 300 + index))
+    write(source / "empty", b"")
+    os.symlink("disk.img", source / "latest")
+    return source
+
+
+def test_parent_backup_reads_only_changed_files_and_restores_byte_identical(
+    tmp_path: Path,
+) -> None:
+    store = VaultStore(LocalBackend(tmp_path / "store"), timestamp_slack=0)
+    source = incremental_source(tmp_path)
+    first = store.backup(source, "p1")
+    assert first.read_bytes == first.logical_bytes and first.unchanged_files == 0
+
+    write(source / "small" / "07.txt", text_bytes(9_000, 999))  # new size
+    dump = source / "db.dump"  # same size, mtime put back: the ctime still moves
+    before = dump.stat()
+    with open(dump, "r+b") as out:
+        out.seek(1_000_000)
+        out.write(b"rot?")
+    os.utime(dump, ns=(before.st_atime_ns, before.st_mtime_ns))
+    write(source / "small" / "new.txt", b"fresh")
+    changed = {"small/07.txt", "db.dump", "small/new.txt"}
+
+    second, opened = opened_during(lambda: store.backup(source, "p2", parent="p1"), source)
+
+    assert opened == changed
+    assert second.read_bytes == sum((source / path).stat().st_size for path in changed)
+    assert second.unchanged_files == 61 and second.parent == "p1"
+    assert second.new_chunks > 0 and second.stored_bytes < 2_500_000
+    restored = store.restore("p2", tmp_path / "out", allowed_roots=[tmp_path])
+    assert snapshot(restored.target) == snapshot(source)
+    assert store.verify("p2").ok
+    # The reused entries carry the stamps forward: a third backup reads nothing.
+    third, opened = opened_during(lambda: store.backup(source, "p3", parent="p2"), source)
+    assert opened == set() and third.read_bytes == 0 and third.new_chunks == 0
+    assert store.manifest("p3").chunks == store.manifest("p2").chunks
+
+
+def test_files_changed_close_to_the_parent_backup_are_read_again(
+    store: VaultStore, tmp_path: Path
+) -> None:
+    source = incremental_source(tmp_path)
+    store.backup(source, "p1")
+    # Every file's ctime is within the default 2 s slack of p1's start: a write in the
+    # same timestamp tick as p1's read could hide behind identical stamps.
+    second = store.backup(source, "p2", parent="p1")
+    assert second.unchanged_files == 0 and second.read_bytes == second.logical_bytes
+    assert second.new_chunks == 0
+
+
+def test_missing_damaged_or_version_1_parent_falls_back_to_reading(tmp_path: Path) -> None:
+    store = VaultStore(LocalBackend(tmp_path / "store"), timestamp_slack=0)
+    source = incremental_source(tmp_path)
+    first = store.backup(source, "p1")
+    store.backend.put("manifests/bad.json", b"{not json")
+    document = json.loads(store.read_manifest("p1"))
+    document.update(version=1, point_id="old")
+    del document["started_at_ns"]
+    for entry in document["entries"]:
+        for key in ("ctime_ns", "inode", "device"):
+            entry.pop(key, None)
+    store.backend.put("manifests/old.json", json.dumps(document).encode())
+
+    for index, parent in enumerate(("nope", "bad", "old")):
+        result = store.backup(source, f"q{index}", parent=parent)
+        assert result.parent is None and result.unchanged_files == 0
+        assert result.read_bytes == first.logical_bytes and result.new_chunks == 0
+    restored = store.restore("old", tmp_path / "v1", allowed_roots=[tmp_path])
+    assert snapshot(restored.target) == snapshot(source)  # version 1 still restores
+    assert store.verify("old").ok
+
+    # A chunk of the parent is gone: the files using it are read (and it is stored again).
+    victim = store.manifest("p1").nodes
+    dump_chunks = {c for n in victim if n.path == "db.dump" for c, _, _ in n.extents}
+    store.backend.delete(chunk_key(sorted(dump_chunks)[0]))
+    result, opened = opened_during(lambda: store.backup(source, "q3", parent="p1"), source)
+    assert opened == {"db.dump"} and result.parent == "p1" and result.new_chunks == 1
+    assert store.verify("q3").ok
+
+
+def test_gc_during_a_parent_backup_keeps_the_chunks_it_reuses(tmp_path: Path) -> None:
+    store = VaultStore(LocalBackend(tmp_path / "store"), timestamp_slack=0)
+    source = incremental_source(tmp_path)
+    store.backup(source, "p1")
+    write(source / "small" / "03.txt", b"changed")
+    runs = []
+
+    def delete_parent_and_collect(done: int, total: int) -> None:
+        if not runs:  # the parent's chunks are now referenced by our lease only
+            store.delete_point("p1")
+            runs.append(store.gc())
+
+    result = store.backup(source, "p2", parent="p1", progress=delete_parent_and_collect)
+
+    assert result.unchanged_files == 62 and result.read_bytes == len(b"changed")
+    assert runs[0].deleted_chunks == 0 and runs[0].leased_chunks >= len(store.manifest("p2").chunks)
+    assert store.verify("p2").ok
+    restored = store.restore("p2", tmp_path / "out", allowed_roots=[tmp_path])
+    assert snapshot(restored.target) == snapshot(source)
+    assert list(store.backend.list("leases/")) == []
+
+
+class ParentRacingBackend(PausingBackend):
+    """When the backup reads its parent's manifest, the parent is deleted and a GC starts
+    (and pauses before its first deletion): that GC read the leases too early to see ours."""
+
+    def __init__(self, root: Path, store_of: list[VaultStore]) -> None:
+        super().__init__(root)
+        self.armed = False
+        self.store_of = store_of
+        self.gc_results: list[object] = []
+        self.collector: threading.Thread | None = None
+
+    def get(self, key: str) -> bytes:
+        data = super().get(key)
+        if self.armed and key == "manifests/p1.json":
+            self.armed = False
+            super().delete(key)
+            store = self.store_of[0]
+            self.collector = threading.Thread(target=lambda: self.gc_results.append(store.gc()))
+            self.collector.start()
+            assert self.gc_deciding.wait(30)
+        return data
+
+
+def test_parent_backup_whose_chunks_a_running_gc_condemned_is_not_published(
+    tmp_path: Path,
+) -> None:
+    stores: list[VaultStore] = []
+    backend = ParentRacingBackend(tmp_path / "store", stores)
+    store = VaultStore(backend, poll_interval=0.01, timestamp_slack=0)
+    stores.append(store)
+    source = incremental_source(tmp_path)
+    store.backup(source, "p1")
+    write(source / "small" / "03.txt", b"changed")
+    backend.armed = True
+
+    def let_gc_delete(done: int, total: int) -> None:
+        backend.resume_gc.set()  # the backup has already checked the parent's chunks
+
+    with pytest.raises(ConcurrentGcConflict):
+        store.backup(source, "p2", parent="p1", progress=let_gc_delete)
+    assert backend.collector is not None
+    backend.collector.join(30)
+
+    assert getattr(backend.gc_results[0], "deleted_chunks", 0) > 0
+    assert not store.has_point("p2")
+    assert list(store.backend.list("leases/")) == []
+    retried = store.backup(source, "p2", parent="p1")  # the parent is gone: full read
+    assert retried.parent is None and retried.new_chunks > 0 and store.verify("p2").ok
+
+
+def test_a_scattered_small_file_edit_rewrites_little_without_a_parent(
+    store: VaultStore, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    for index in range(400):
+        write(source / f"d{index % 8}" / f"{index:03d}.bin", random_bytes(12_000, index))
+    first = store.backup(source, "p1")
+    write(source / "d3" / "203.bin", random_bytes(12_000, 5_000))
+    second = store.backup(source, "p2")
+
+    assert 12 <= first.new_chunks <= 40  # ~4.8 MB in ~256 KiB chunks, not 400 objects
+    assert second.stored_bytes < 1_000_000  # ~0.74 MB: the chunks around the edit + manifest
+    restored = store.restore("p2", tmp_path / "out", allowed_roots=[tmp_path])
+    assert snapshot(restored.target) == snapshot(source)

@@ -513,13 +513,27 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
     if not on_demand and item.protection_state != ProtectedItem.State.PROTECTED:
         raise JobFailed(f"Protection of {item.name} is stopped: scheduled backups are suspended.")
     store = vault_store(job.vault)
+    # The newest earlier point still in the store lets unchanged files skip the read
+    # (size, mtime, ctime, inode and device match; see docs/storage.md). Archived points
+    # have left the store; looking at the newest few is enough.
+    parent = next(
+        (
+            key
+            for key in RecoveryPoint.objects.filter(item=item, vault=job.vault)
+            .exclude(storage_key="")
+            .order_by("-created_at", "-id")
+            .values_list("storage_key", flat=True)[:10]
+            if store.has_point(key)
+        ),
+        None,
+    )
     result = None
     for attempt in range(2):
         key = f"rp-{job.pk}-{uuid.uuid4().hex[:12]}"
         # Recorded first, so the orphan sweep never mistakes our manifest for garbage.
         Job.objects.filter(pk=job.pk).update(params={**job.params, "storage_key": key})
         try:
-            result = store.backup(Path(item.source_path), key, progress=beat)
+            result = store.backup(Path(item.source_path), key, progress=beat, parent=parent)
             break
         except ConcurrentGcConflict:
             if attempt:

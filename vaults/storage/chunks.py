@@ -30,6 +30,13 @@ HEADER_SIZE = len(CHUNK_MAGIC) + 2
 MIN_SIZE = 256 * 1024
 AVG_SIZE = 1024 * 1024
 MAX_SIZE = 4 * 1024 * 1024
+# The stream that concatenates small files (see store.SMALL_FILE_THRESHOLD) is cut finer:
+# an edit to one small file rewrites the chunk or two around it, so the average chunk size
+# is the write amplification of a scattered small-file edit. docs/storage.md has the
+# measurements behind 256 KiB (about 4x the objects of 1 MiB, a quarter of the rewrite).
+SMALL_MIN_SIZE = 64 * 1024
+SMALL_AVG_SIZE = 256 * 1024
+SMALL_MAX_SIZE = 1024 * 1024
 # How much a chunker buffers before cutting; must exceed MAX_SIZE by a comfortable margin.
 READ_SIZE = 16 * 1024 * 1024
 
@@ -98,11 +105,16 @@ class StreamChunker:
     """Cuts a byte stream fed in pieces into FastCDC chunks.
 
     Cut points equal those of one FastCDC pass over the whole stream: FastCDC decides a
-    cut from at most MAX_SIZE bytes after a chunk's start, so every chunk but the last of
+    cut from at most `max_size` bytes after a chunk's start, so every chunk but the last of
     a buffer is final, and the last one is carried over to the next buffer.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, min_size: int = MIN_SIZE, avg_size: int = AVG_SIZE, max_size: int = MAX_SIZE
+    ) -> None:
+        if not min_size <= avg_size <= max_size <= READ_SIZE // 2:
+            raise ValueError("Chunk sizes must satisfy min <= avg <= max <= READ_SIZE / 2.")
+        self.min_size, self.avg_size, self.max_size = min_size, avg_size, max_size
         self._pieces: list[bytes] = []
         self._pending = 0
         self._offset = 0  # stream offset of the first pending byte
@@ -122,7 +134,10 @@ class StreamChunker:
         if not self._pending:
             return
         buffer = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
-        cuts = [(c.offset, c.length) for c in fastcdc(buffer, MIN_SIZE, AVG_SIZE, MAX_SIZE)]
+        cuts = [
+            (c.offset, c.length)
+            for c in fastcdc(buffer, self.min_size, self.avg_size, self.max_size)
+        ]
         keep = cuts if final else cuts[:-1]
         base = self._offset
         for offset, length in keep:

@@ -12,11 +12,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chunks import AVG_SIZE, MAX_SIZE, MIN_SIZE
+from .chunks import (
+    AVG_SIZE,
+    MAX_SIZE,
+    MIN_SIZE,
+    SMALL_AVG_SIZE,
+    SMALL_MAX_SIZE,
+    SMALL_MIN_SIZE,
+)
 from .errors import RestoreRefused, StorageError
 
 MANIFEST_FORMAT = "holdfast.manifest"
-MANIFEST_VERSION = 1
+# Version 2 adds, per file, the `ctime_ns`, `inode` and `device` a later backup compares
+# to skip reading unchanged files, and the point's `started_at_ns`. Version 1 manifests
+# still restore, verify, archive and list; they are just never used as a parent.
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 _POINT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -49,6 +60,11 @@ class Node:
     # (chunk id, offset inside the chunk's plaintext, length), in file order.
     extents: list[tuple[str, int, int]] = field(default_factory=list)
     target: str = ""
+    # Files only, version 2 on: what `VaultStore.backup(parent=...)` compares with the
+    # source's current stat to reuse `extents` without reading the file.
+    ctime_ns: int | None = None
+    inode: int | None = None
+    device: int | None = None
 
     @property
     def name(self) -> str:
@@ -67,6 +83,10 @@ class Node:
         if self.kind == KIND_FILE:
             data["size"] = self.size
             data["extents"] = [list(extent) for extent in self.extents]
+            if self.ctime_ns is not None and self.inode is not None and self.device is not None:
+                data["ctime_ns"] = self.ctime_ns
+                data["inode"] = self.inode
+                data["device"] = self.device
         return data
 
 
@@ -94,6 +114,10 @@ class Manifest:
     chunks: dict[str, int]
     logical_bytes: int = 0
     file_count: int = 0
+    # Wall clock (ns) before the source was scanned: a file whose ctime is not safely
+    # older than this may have changed again within the same timestamp tick.
+    started_at_ns: int | None = None
+    version: int = MANIFEST_VERSION
 
     def to_bytes(self) -> bytes:
         document = {
@@ -101,12 +125,19 @@ class Manifest:
             "version": MANIFEST_VERSION,
             "point_id": self.point_id,
             "created_at": self.created_at,
+            "started_at_ns": self.started_at_ns,
             "source": self.source,
             "chunking": {
                 "algorithm": "fastcdc",
                 "min_size": MIN_SIZE,
                 "avg_size": AVG_SIZE,
                 "max_size": MAX_SIZE,
+                "small_files": {
+                    "below": MIN_SIZE,
+                    "min_size": SMALL_MIN_SIZE,
+                    "avg_size": SMALL_AVG_SIZE,
+                    "max_size": SMALL_MAX_SIZE,
+                },
                 "hash": "blake3",
             },
             "logical_bytes": self.logical_bytes,
@@ -123,7 +154,8 @@ class Manifest:
             document = json.loads(raw)
             if document.get("format") != MANIFEST_FORMAT:
                 raise StorageError("The object is not a Holdfast manifest.")
-            if document.get("version") != MANIFEST_VERSION:
+            version = document.get("version")
+            if version not in READABLE_VERSIONS:
                 raise StorageError(f"Unsupported manifest version {document.get('version')!r}.")
             nodes = []
             for item in document["entries"]:
@@ -139,6 +171,9 @@ class Manifest:
                         size=int(item.get("size", 0)),
                         extents=[(str(c), int(o), int(n)) for c, o, n in item.get("extents", [])],
                         target=str(item.get("target", "")),
+                        ctime_ns=_optional_int(item.get("ctime_ns")),
+                        inode=_optional_int(item.get("inode")),
+                        device=_optional_int(item.get("device")),
                     )
                 )
             return cls(
@@ -149,9 +184,15 @@ class Manifest:
                 chunks={str(chunk): int(size) for chunk, size in document["chunks"]},
                 logical_bytes=int(document.get("logical_bytes", 0)),
                 file_count=int(document.get("file_count", 0)),
+                started_at_ns=_optional_int(document.get("started_at_ns")),
+                version=int(version),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StorageError(f"The manifest is damaged: {exc!r}.") from None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def chunk_ids_of(raw: bytes) -> set[str]:

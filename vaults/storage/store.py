@@ -17,7 +17,7 @@ import os
 import stat
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,11 +56,21 @@ from .manifest import (
 from .restore import TargetTree, normalize_sub_path, resolve_target, select_nodes
 from .writer import SAFETY, ChunkWriter, Progress, SmallFileStream, WriteSession, lease_prefix
 
-# Files below this size are concatenated into one stream that is cut by FastCDC like a
-# large file, so a directory of small files becomes a few ~1 MiB objects instead of one
-# object (and two fsyncs) per file, while an edit still only changes the chunks around it.
+# Files below this size are concatenated into one stream that is cut by FastCDC (with
+# smaller chunks, see chunks.SMALL_AVG_SIZE), so a directory of small files becomes a few
+# ~256 KiB objects instead of one object (and two fsyncs) per file, while an edit still
+# only changes the chunks around it.
 SMALL_FILE_THRESHOLD = MIN_SIZE
 RESTORE_LOOKAHEAD = 8
+# Decoded chunks a restore keeps at hand: a point whose unchanged small files reuse a
+# parent's chunks interleaves them with new ones, and must not fetch them twice.
+RESTORE_RECENT = 4
+# Chunk ids per lease refs object when naming a parent's chunks.
+PARENT_REFS_BATCH = 4096
+# How far a file's ctime must be older than the start of the parent backup before the
+# file may be reused without reading: covers timestamp granularity (coarse kernel ticks,
+# 1-2 s on some filesystems) so a write in the same tick as the parent's read is not missed.
+DEFAULT_TIMESTAMP_SLACK = 2.0
 
 DEFAULT_LEASE_TIMEOUT = 6 * 3600.0
 DEFAULT_GC_TIMEOUT = 6 * 3600.0
@@ -79,6 +89,12 @@ class BackupResult:
     symlink_count: int = 0
     # Sockets, FIFOs and devices, and files that vanished while the backup ran.
     skipped: tuple[str, ...] = ()
+    # Bytes read from source files; files reused from the parent are not read.
+    read_bytes: int = 0
+    # Files whose size, mtime, ctime, inode and device matched the parent's entry, so its
+    # extents were reused without opening them.
+    unchanged_files: int = 0
+    parent: str | None = None  # the parent actually used, None after a fallback
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,32 @@ def _open_source_file(item: _ScanItem) -> int | None:
         raise SourceUnreadable(f"Cannot read {item.path}: {exc.strerror}.") from None
 
 
+def _same_file(old: Node, st: os.stat_result) -> bool:
+    """Whether a parent's file entry still describes the file, by its stat alone."""
+    return (
+        old.size == st.st_size
+        and old.mtime_ns == st.st_mtime_ns
+        and old.ctime_ns == st.st_ctime_ns
+        and old.inode == st.st_ino
+        and old.device == st.st_dev
+    )
+
+
+def _reused_node(item: _ScanItem, old: Node) -> Node:
+    st = item.st
+    return Node(
+        item.rel,
+        KIND_FILE,
+        stat.S_IMODE(st.st_mode),
+        st.st_mtime_ns,
+        size=st.st_size,
+        extents=list(old.extents),
+        ctime_ns=st.st_ctime_ns,
+        inode=st.st_ino,
+        device=st.st_dev,
+    )
+
+
 def _read_fd(fd: int, path: str, size: int) -> Iterator[bytes]:
     while True:
         try:
@@ -179,6 +221,7 @@ class VaultStore:
         lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
         gc_timeout: float = DEFAULT_GC_TIMEOUT,
         poll_interval: float = 0.2,
+        timestamp_slack: float = DEFAULT_TIMESTAMP_SLACK,
     ) -> None:
         self.backend = backend
         self.level = level
@@ -187,6 +230,7 @@ class VaultStore:
         self.lease_timeout = lease_timeout
         self.gc_timeout = gc_timeout
         self.poll_interval = poll_interval
+        self.timestamp_slack = timestamp_slack
 
     # Reading ---------------------------------------------------------------------------
 
@@ -225,13 +269,28 @@ class VaultStore:
 
     # Backup ----------------------------------------------------------------------------
 
-    def backup(self, source: Path, point_id: str, progress: Progress | None = None) -> BackupResult:
+    def backup(
+        self,
+        source: Path,
+        point_id: str,
+        progress: Progress | None = None,
+        *,
+        parent: str | None = None,
+    ) -> BackupResult:
         """Back up the tree under `source` as point `point_id`.
 
         Symlinks are recorded, never followed. The manifest is written last, so the point
         exists only once every chunk it names is durable.
+
+        `parent`, a previous point of this store, lets regular files whose size, mtime,
+        ctime, inode and device all match the parent's entry reuse its extents without
+        being read (docs/storage.md, "Incremental backups"). A missing, damaged or version
+        1 parent manifest just means every file is read.
         """
         check_point_id(point_id)
+        if parent is not None:
+            check_point_id(parent)
+        started_at_ns = time.time_ns()
         source = Path(source)
         try:
             root_stat = os.stat(source)
@@ -240,24 +299,43 @@ class VaultStore:
         if not stat.S_ISDIR(root_stat.st_mode):
             raise StorageError(f"Backup source {source} is not a directory.")
         scan = self._scan(source, root_stat)
+        base = self._parent_files(parent) if parent is not None else None
+        unchanged: dict[str, Node] = {}
+        if base is not None:
+            for item in scan.items:
+                old = base[0].get(item.rel) if item.kind == KIND_FILE else None
+                if old is not None and _same_file(old, item.st):
+                    unchanged[item.rel] = old
 
         session = WriteSession(self, point_id, "backup")
         session.open()
         try:
             nodes: list[Node] = []
             skipped = list(scan.skipped)
+            read_bytes = 0
             with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-backup") as pool:
+                if unchanged:
+                    self._keep_stored(session, unchanged, pool)
                 writer = ChunkWriter(self, session, pool, progress, scan.total_bytes)
                 small = SmallFileStream(writer)
                 for item in scan.items:
-                    node = self._back_up_item(item, writer, small)
+                    old = unchanged.get(item.rel)
+                    node: Node | None
+                    if old is not None:
+                        assert base is not None
+                        node = _reused_node(item, old)
+                        writer.adopt(node.extents, base[1])
+                    else:
+                        node = self._back_up_item(item, writer, small)
+                        if node is not None and node.kind == KIND_FILE:
+                            read_bytes += node.size
                     if node is None:
                         skipped.append(item.rel)
                     else:
                         nodes.append(node)
                 small.finish()
                 writer.finish()
-            session.settle(writer.reused)
+            session.settle([*writer.reused, *writer.adopted])
             files = [node for node in nodes if node.kind == KIND_FILE]
             manifest = Manifest(
                 point_id=point_id,
@@ -267,6 +345,7 @@ class VaultStore:
                 chunks=writer.chunks,
                 logical_bytes=sum(node.size for node in files),
                 file_count=len(files),
+                started_at_ns=started_at_ns,
             )
             raw = manifest.to_bytes()
             session.commit(raw)
@@ -279,12 +358,67 @@ class VaultStore:
             logical_bytes=manifest.logical_bytes,
             stored_bytes=writer.stored_bytes + len(raw),
             new_chunks=writer.new_chunks,
-            reused_chunks=len(writer.reused),
+            reused_chunks=len(writer.reused) + len(writer.adopted),
             file_count=manifest.file_count,
             dir_count=sum(1 for node in nodes if node.kind == KIND_DIR),
             symlink_count=sum(1 for node in nodes if node.kind == KIND_SYMLINK),
             skipped=tuple(skipped),
+            read_bytes=read_bytes,
+            unchanged_files=len(unchanged),
+            parent=parent if base is not None else None,
         )
+
+    def _parent_files(self, parent: str) -> tuple[dict[str, Node], dict[str, int]] | None:
+        """The parent's reusable file entries by path, and its chunk sizes.
+
+        None when the parent cannot serve (missing, damaged, or version 1 without the
+        stamps we compare). Entries whose ctime is within `timestamp_slack` of the start
+        of the parent backup are left out: a write in the same timestamp tick as the
+        parent's read could have left every stamp unchanged.
+        """
+        try:
+            manifest = self.manifest(parent)
+        except StorageError:  # PointNotFound included
+            return None
+        if manifest.point_id != parent or manifest.started_at_ns is None:
+            return None
+        horizon = manifest.started_at_ns - int(self.timestamp_slack * 1e9)
+        files: dict[str, Node] = {}
+        for node in manifest.nodes:
+            if (
+                node.kind == KIND_FILE
+                and node.ctime_ns is not None
+                and node.ctime_ns < horizon
+                and node.inode is not None
+                and node.device is not None
+                and sum(length for _c, _o, length in node.extents) == node.size
+                and all(digest in manifest.chunks for digest, _o, _l in node.extents)
+            ):
+                files[node.path] = node
+        return files, manifest.chunks
+
+    def _keep_stored(
+        self, session: WriteSession, unchanged: dict[str, Node], pool: ThreadPoolExecutor
+    ) -> None:
+        """Name the chunks of unchanged files in the lease, then check they are stored.
+
+        Files with a chunk missing (a damaged store, or a GC that took a chunk of a parent
+        deleted meanwhile) are dropped from `unchanged` and read like any other. The lease
+        entry keeps GC off the others; `WriteSession.settle` re-checks them at the end.
+        """
+        wanted = list(
+            dict.fromkeys(digest for node in unchanged.values() for digest, _o, _l in node.extents)
+        )
+        missing: set[str] = set()
+        for start in range(0, len(wanted), PARENT_REFS_BATCH):
+            batch = wanted[start : start + PARENT_REFS_BATCH]
+            session.record(batch)
+            present = pool.map(lambda digest: self.backend.exists(chunk_key(digest)), batch)
+            missing.update(digest for digest, ok in zip(batch, present, strict=True) if not ok)
+        if missing:
+            for path, node in list(unchanged.items()):
+                if any(digest in missing for digest, _o, _l in node.extents):
+                    del unchanged[path]
 
     def _scan(self, source: Path, root_stat: os.stat_result) -> _Scan:
         scan = _Scan()
@@ -344,7 +478,15 @@ class VaultStore:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
-            node = Node(item.rel, KIND_FILE, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+            node = Node(
+                item.rel,
+                KIND_FILE,
+                stat.S_IMODE(st.st_mode),
+                st.st_mtime_ns,
+                ctime_ns=st.st_ctime_ns,
+                inode=st.st_ino,
+                device=st.st_dev,
+            )
             if st.st_size < SMALL_FILE_THRESHOLD:
                 data = b"".join(_read_fd(fd, item.path, st.st_size))
                 node.size = len(data)
@@ -436,16 +578,24 @@ class VaultStore:
                     f"Restoring would overwrite {len(conflicts)} existing path(s) under {root}"
                     f" (e.g. {conflicts[0]!r}). Choose an empty target or allow overwriting."
                 )
+            # Chunks in the order they must be fetched: a chunk still among the last
+            # RESTORE_RECENT used is served from memory; pieces() replays the same LRU.
             order: list[str] = []
+            recent: OrderedDict[str, None] = OrderedDict()
             for node in selection:
                 for digest, _offset, _length in node.extents:
-                    if not order or order[-1] != digest:
-                        order.append(digest)
+                    if digest in recent:
+                        recent.move_to_end(digest)
+                        continue
+                    order.append(digest)
+                    recent[digest] = None
+                    if len(recent) > RESTORE_RECENT:
+                        recent.popitem(last=False)
             done = 0
             counts = {KIND_DIR: 0, KIND_FILE: 0, KIND_SYMLINK: 0}
             with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-restore") as pool:
                 chunks = self._prefetch(order, manifest.chunks, pool)
-                current: tuple[str, bytes] = ("", b"")
+                cache: OrderedDict[str, bytes] = OrderedDict()
                 try:
                     for node in selection:
                         counts[node.kind] += 1
@@ -456,11 +606,17 @@ class VaultStore:
                         else:
 
                             def pieces(node: Node = node) -> Iterator[bytes]:
-                                nonlocal current
                                 for digest, offset, length in node.extents:
-                                    if current[0] != digest:
-                                        current = next(chunks)
-                                    yield current[1][offset : offset + length]
+                                    if digest in cache:
+                                        cache.move_to_end(digest)
+                                    else:
+                                        fetched, data = next(chunks)
+                                        if fetched != digest:  # the replay diverged: a bug
+                                            raise StorageError("Restore chunk order mismatch.")
+                                        cache[digest] = data
+                                        if len(cache) > RESTORE_RECENT:
+                                            cache.popitem(last=False)
+                                    yield cache[digest][offset : offset + length]
 
                             tree.make_file(node, pieces(), overwrite)
                             done += node.size

@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .chunks import StreamChunker, chunk_id, chunk_key
+from .chunks import (
+    SMALL_AVG_SIZE,
+    SMALL_MAX_SIZE,
+    SMALL_MIN_SIZE,
+    StreamChunker,
+    chunk_id,
+    chunk_key,
+)
 from .errors import ConcurrentGcConflict, ObjectNotFound, StorageError
 from .manifest import Node, check_point_id, manifest_key
 
@@ -159,6 +166,9 @@ class ChunkWriter:
         self.done = 0
         self.chunks: dict[str, int] = {}  # every chunk referenced, in first-use order
         self.reused: list[str] = []
+        # Chunks taken from the parent point's manifest without reading the file; like
+        # `reused`, they were named in the lease and must be re-checked before publishing.
+        self.adopted: list[str] = []
         self.new_chunks = 0
         self.stored_bytes = 0
         self._batch: list[tuple[str, bytes]] = []
@@ -176,6 +186,15 @@ class ChunkWriter:
             if len(self._batch) >= BATCH_CHUNKS or self._batch_bytes >= BATCH_BYTES:
                 self.flush_batch()
         return digest
+
+    def adopt(self, extents: list[tuple[str, int, int]], sizes: dict[str, int]) -> None:
+        """Reference a parent's chunks for an unchanged file; they must already be recorded
+        in the lease (and found stored) by the caller."""
+        for digest, _offset, length in extents:
+            self._unreported += length
+            if digest not in self.chunks:
+                self.chunks[digest] = sizes[digest]
+                self.adopted.append(digest)
 
     def flush_batch(self) -> None:
         if self._batch:
@@ -217,7 +236,7 @@ class SmallFileStream:
 
     def __init__(self, writer: ChunkWriter) -> None:
         self.writer = writer
-        self.chunker = StreamChunker()
+        self.chunker = StreamChunker(SMALL_MIN_SIZE, SMALL_AVG_SIZE, SMALL_MAX_SIZE)
         self.offset = 0
         self.pending: deque[tuple[Node, int, int]] = deque()
 
