@@ -61,6 +61,7 @@ def _dry_run(request: Request) -> bool:
 # --- policies -------------------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"})
 class HourMinuteField(serializers.TimeField):
     """A time of day as ``"HH:MM"``, in the policy's time zone."""
 

@@ -90,9 +90,15 @@ class TokenView(ObtainAuthToken):
 class ApprovalSerializer(serializers.ModelSerializer[Approval]):
     status = serializers.SerializerMethodField()
     requested_by = serializers.CharField(source="requested_by.username", read_only=True)
-    decided_by = serializers.CharField(source="decided_by.username", read_only=True, default=None)
-    vault = serializers.CharField(source="vault.name", read_only=True, default=None)
-    guard = serializers.CharField(source="guard.name", read_only=True, default=None)
+    decided_by = serializers.CharField(
+        source="decided_by.username", read_only=True, default=None, allow_null=True
+    )
+    vault = serializers.CharField(
+        source="vault.name", read_only=True, default=None, allow_null=True
+    )
+    guard = serializers.CharField(
+        source="guard.name", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = Approval

@@ -1,8 +1,20 @@
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 
 from .models import Alert, Approval, AuditRecord
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 time with any offset, compared in UTC (PostgreSQL refuses offsets beyond
+    ±15:59, which ISO 8601 allows)."""
+
+    def filter(self, qs, value):  # type: ignore[no-untyped-def]
+        if value is not None:
+            value = value.astimezone(UTC)
+        return super().filter(qs, value)
 
 
 class AuditFilter(django_filters.FilterSet):
@@ -10,8 +22,8 @@ class AuditFilter(django_filters.FilterSet):
     operation = django_filters.CharFilter(field_name="operation")
     outcome = django_filters.ChoiceFilter(choices=AuditRecord.Outcome.choices)
     actor = django_filters.CharFilter(field_name="actor_name", lookup_expr="iexact")
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", label="From")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", label="Until")
+    since = UTCDateTimeFilter(field_name="at", lookup_expr="gte", label="From")
+    until = UTCDateTimeFilter(field_name="at", lookup_expr="lt", label="Until")
 
     class Meta:
         model = AuditRecord

@@ -42,6 +42,10 @@ class AuditRecord(models.Model):
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # The hash chain (portal/audit.py): each record seals its predecessor's hash, so an edit,
+    # a deletion or an insertion anywhere but at the end breaks every later link.
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
 
     objects = AuditQuerySet.as_manager()
 
