@@ -45,5 +45,5 @@ def sign_in(browser: Any, base_url: str, username: str, password: str) -> Any:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/vaults/")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
     return page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -17,14 +17,20 @@ from portal.gate import DomainError
 from . import services
 from .filters import VaultFilter
 from .models import Vault
+from .selectors import PORTFOLIO_COLUMNS, STORAGE_TIERS, with_portfolio_columns
 
 
 class VaultSerializer(serializers.ModelSerializer[Vault]):
     immutability = serializers.SerializerMethodField()
     soft_delete = serializers.SerializerMethodField()
-    resource_guard = serializers.CharField(source="resource_guard.name", default=None)
+    resource_guard = serializers.CharField(
+        source="resource_guard.name", default=None, allow_null=True
+    )
     security_level = serializers.CharField()
     data_lock = serializers.CharField()
+    protected_items = serializers.SerializerMethodField()
+    last_backup = serializers.SerializerMethodField()
+    storage_bytes = serializers.SerializerMethodField()
 
     class Meta:
         model = Vault
@@ -40,10 +46,38 @@ class VaultSerializer(serializers.ModelSerializer[Vault]):
             "security_level",
             "data_lock",
             "created_at",
+            "protected_items",
+            "last_backup",
+            "storage_bytes",
         ]
+        read_only_fields = ["protected_items", "last_backup", "storage_bytes"]
 
     def get_immutability(self, vault: Vault) -> dict[str, Any]:
         return {"state": vault.immutability, "changed_at": vault.immutability_changed_at}
+
+    def _columns(self, vault: Vault) -> Vault:
+        # Lists come annotated (vaults.selectors); a vault fetched alone is annotated here.
+        if not hasattr(vault, "item_count"):
+            annotated = with_portfolio_columns(Vault.objects.filter(pk=vault.pk)).get()
+            for column in PORTFOLIO_COLUMNS:
+                setattr(vault, column, getattr(annotated, column))
+        return vault
+
+    def get_protected_items(self, vault: Vault) -> int:
+        return int(self._columns(vault).item_count)  # type: ignore[attr-defined]
+
+    @extend_schema_field(
+        {"type": "object", "properties": {"status": {"type": "string", "nullable": True},
+                                          "at": {"type": "string", "nullable": True}}}
+    )  # fmt: skip
+    def get_last_backup(self, vault: Vault) -> dict[str, Any]:
+        columns: Any = self._columns(vault)
+        return {"status": columns.last_backup_status, "at": columns.last_backup_at}
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "integer"}})
+    def get_storage_bytes(self, vault: Vault) -> dict[str, int]:
+        columns = self._columns(vault)
+        return {name: getattr(columns, f"storage_{name}") for name in STORAGE_TIERS}
 
     def get_soft_delete(self, vault: Vault) -> dict[str, Any]:
         return {
@@ -93,7 +127,8 @@ class VaultViewSet(
     lookup_value_regex = "[A-Za-z0-9-]+"
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
-        return vaults_for_user(self.request.user).order_by("name")
+        # Annotated columns (items, last backup, storage by tier): no query per row.
+        return with_portfolio_columns(vaults_for_user(self.request.user)).order_by("name")
 
     def get_object(self) -> Vault:
         from portal.roles import has_capability

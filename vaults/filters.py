@@ -1,4 +1,8 @@
-"""One FilterSet for every vault list: the dashboard's and the API's."""
+"""One FilterSet for every vault list: the dashboard's and the API's.
+
+``PortfolioFilter`` adds sorting for the Backup center, whose rows carry the annotations of
+``vaults.selectors.with_portfolio_columns`` (items, last backup, storage by tier).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 
 from .models import Vault
+from .selectors import security_level_expression, security_level_rank
 
 
 class VaultFilter(django_filters.FilterSet):
@@ -26,13 +31,78 @@ class VaultFilter(django_filters.FilterSet):
         label="MUA",
         widget=forms.Select(choices=[("", "Any"), ("true", "On"), ("false", "Off")]),
     )
+    security_level = django_filters.ChoiceFilter(
+        choices=Vault.SecurityLevel.choices,
+        empty_label="Any",
+        label="Security level",
+        method="filter_security_level",
+    )
     kind = django_filters.ChoiceFilter(choices=Vault.Kind.choices, empty_label="Any")
     region = django_filters.CharFilter(field_name="region", lookup_expr="iexact")
+    tag = django_filters.CharFilter(
+        method="filter_tag",
+        label="Tag",
+        help_text="key=value, or key alone for any value",
+    )
     search = django_filters.CharFilter(method="filter_search", label="Name")
 
     class Meta:
         model = Vault
-        fields = ["immutability", "soft_delete", "mua", "kind", "region", "search"]
+        fields = [
+            "immutability",
+            "soft_delete",
+            "mua",
+            "security_level",
+            "kind",
+            "region",
+            "tag",
+            "search",
+        ]
 
     def filter_search(self, queryset: QuerySet[Vault], name: str, value: str) -> QuerySet[Vault]:
         return queryset.filter(Q(name__icontains=value) | Q(region__icontains=value))
+
+    def filter_security_level(
+        self, queryset: QuerySet[Vault], name: str, value: str
+    ) -> QuerySet[Vault]:
+        # alias(): works on any vault queryset, annotated by the selectors or not.
+        return queryset.alias(level_filter=security_level_expression()).filter(level_filter=value)
+
+    def filter_tag(self, queryset: QuerySet[Vault], name: str, value: str) -> QuerySet[Vault]:
+        key, has_value, tag_value = value.partition("=")
+        key = key.strip()
+        if not key:
+            return queryset
+        if has_value:
+            return queryset.filter(tags__contains={key: tag_value.strip()})
+        return queryset.filter(tags__has_key=key)
+
+
+class PortfolioFilter(VaultFilter):
+    """The Backup center's filters: the vault filters plus its sortable columns."""
+
+    sort = django_filters.OrderingFilter(
+        fields=(
+            ("name", "name"),
+            ("kind", "kind"),
+            ("region", "region"),
+            ("immutability", "immutability"),
+            ("soft_delete_state", "soft_delete"),
+            ("level_rank", "security_level"),
+            ("item_count", "items"),
+            ("last_backup_status", "last_backup"),
+            ("storage_standard", "storage"),
+        ),
+        label="Sort",
+    )
+
+    class Meta(VaultFilter.Meta):
+        fields = [*VaultFilter.Meta.fields, "sort"]
+
+    def filter_queryset(self, queryset: QuerySet[Vault]) -> QuerySet[Vault]:
+        queryset = super().filter_queryset(queryset.alias(level_rank=security_level_rank()))
+        # Ties (and the default) fall back to the unique name so pages never overlap.
+        ordering = list(queryset.query.order_by) or ["name"]
+        if not any(str(key).lstrip("-") == "name" for key in ordering):
+            ordering.append("name")
+        return queryset.order_by(*ordering)

@@ -1,0 +1,226 @@
+"""Backup center (SPEC 7): the portfolio of every vault, protected items across vaults, and the
+dashboard's cards and charts. Read-only pages: every role with ``view`` sees them, and none of
+them carries an action control.
+
+Each page's query count is fixed, whatever the number of rows: the rows' columns are
+annotations from ``vaults.selectors`` and lists are paginated.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import Any
+
+import django_filters
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django_htmx.middleware import HtmxDetails
+
+from policies.models import Policy
+from vaults import selectors
+from vaults.filters import PortfolioFilter
+from vaults.models import ProtectedItem
+
+from . import clock
+from .roles import has_capability
+
+PAGE_SIZE = 50
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+CSV_COLUMNS = [
+    "name",
+    "kind",
+    "region",
+    "tags",
+    "immutability",
+    "data_lock",
+    "soft_delete",
+    "mua_guard",
+    "security_level",
+    "protected_items",
+    "last_backup_status",
+    "last_backup_at",
+    *[f"storage_{name}_bytes" for name in selectors.STORAGE_TIERS],
+]
+
+
+def _require_view(request: HttpRequest) -> None:
+    if not has_capability(request.user, "view"):
+        raise PermissionDenied("Your role does not allow you to see vaults.")
+
+
+def _query_without(request: HttpRequest, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
+def _page(queryset: QuerySet[Any], number: str | None) -> Page[Any]:
+    """Paginate on primary keys, then fetch only the page's rows with their annotations.
+
+    A deep page (OFFSET 7,450) would otherwise evaluate every correlated subquery for every
+    row it skips; this way the columns cost the same on page 1 and page 150.
+    """
+    page = Paginator(queryset.values_list("pk", flat=True), PAGE_SIZE).get_page(number)
+    pks = list(page.object_list)
+    rows = {row.pk: row for row in queryset.order_by().filter(pk__in=pks)}
+    page.object_list = [rows[pk] for pk in pks]
+    return page
+
+
+def portfolio(request: HtmxHttpRequest) -> HttpResponse:
+    """The landing page: one row per vault, filtered, sorted, paginated; htmx swaps #results."""
+    _require_view(request)
+    vault_filter = PortfolioFilter(request.GET, queryset=selectors.portfolio_vaults(request.user))
+    page = _page(vault_filter.qs, request.GET.get("page"))
+    context = {
+        "filter": vault_filter,
+        "page": page,
+        "rows": [(vault, selectors.storage_of(vault)) for vault in page],
+        "sort": request.GET.get("sort", "name"),
+        "query": _query_without(request, "page"),
+        "sort_query": _query_without(request, "page", "sort"),
+        "export_query": _query_without(request, "page"),
+    }
+    template = "portal/portfolio.html#results" if request.htmx else "portal/portfolio.html"
+    return render(request, template, context)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_rows(vaults: Any) -> Iterator[list[Any]]:
+    yield CSV_COLUMNS
+    for vault in vaults:
+        tags = ";".join(f"{k}={v}" if v else k for k, v in sorted(vault.tags.items()))
+        yield [
+            vault.name,
+            vault.kind,
+            vault.region,
+            tags,
+            vault.immutability,
+            vault.data_lock,
+            vault.soft_delete_state,
+            vault.resource_guard.name if vault.resource_guard_id else "",
+            vault.level_db,
+            vault.item_count,
+            vault.last_backup_status or "",
+            vault.last_backup_at.isoformat() if vault.last_backup_at else "",
+            *[getattr(vault, f"storage_{name}") for name in selectors.STORAGE_TIERS],
+        ]
+
+
+def portfolio_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The filtered portfolio as CSV, streamed row by row (server-side cursor on PostgreSQL)."""
+    _require_view(request)
+    vault_filter = PortfolioFilter(request.GET, queryset=selectors.portfolio_vaults(request.user))
+    writer = csv.writer(_Echo())
+    rows = _csv_rows(vault_filter.qs.iterator(chunk_size=2000))
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = 'attachment; filename="holdfast-portfolio.csv"'
+    return response
+
+
+# --- protected items ---------------------------------------------------------------------
+
+
+class ItemFilter(django_filters.FilterSet):
+    vault = django_filters.CharFilter(field_name="vault__name", label="Vault")
+    policy = django_filters.CharFilter(field_name="policy__name", label="Policy")
+    protection_state = django_filters.ChoiceFilter(
+        choices=ProtectedItem.State.choices, empty_label="Any", label="Protection state"
+    )
+    last_backup = django_filters.ChoiceFilter(
+        choices=selectors.LAST_BACKUP_CHOICES,
+        empty_label="Any",
+        label="Last backup",
+        method="filter_last_backup",
+    )
+    rpo = django_filters.ChoiceFilter(
+        choices=[("met", "Met"), ("missed", "Missed")],
+        empty_label="Any",
+        label="RPO",
+        method="filter_rpo",
+    )
+    sort = django_filters.OrderingFilter(
+        fields=(
+            ("vault__name", "vault"),
+            ("name", "name"),
+            ("policy__name", "policy"),
+            ("protection_state", "state"),
+            ("last_backup_at", "last_backup"),
+        ),
+    )
+
+    class Meta:
+        model = ProtectedItem
+        fields = ["vault", "policy", "protection_state", "last_backup", "rpo"]
+
+    def filter_last_backup(self, queryset: Any, name: str, value: str) -> Any:
+        return selectors.filter_last_backup(queryset, value)
+
+    def filter_rpo(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(rpo_state=value)
+
+
+def item_list(request: HtmxHttpRequest) -> HttpResponse:
+    """Protected items across every vault the user sees, with last backup and RPO state."""
+    _require_view(request)
+    queryset = selectors.items_for_user(request.user, clock.now())
+    item_filter = ItemFilter(request.GET, queryset=queryset)
+    items = item_filter.qs
+    if not items.query.order_by:
+        items = items.order_by("vault__name", "name")
+    page = _page(items.order_by(*items.query.order_by, "pk"), request.GET.get("page"))
+    context = {
+        "filter": item_filter,
+        "page": page,
+        "sort": request.GET.get("sort", ""),
+        "query": _query_without(request, "page"),
+        "sort_query": _query_without(request, "page", "sort"),
+        "frequencies": Policy.Frequency,
+    }
+    template = "portal/items.html#results" if request.htmx else "portal/items.html"
+    return render(request, template, context)
+
+
+# --- dashboard ---------------------------------------------------------------------------
+
+
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Cards and charts; the numbers are in the HTML, the charts draw from a JSON script tag."""
+    _require_view(request)
+    figures = selectors.dashboard_figures(request.user, clock.now())
+    chart_data = {
+        "jobs": {"labels": [r[0] for r in figures["jobs_by_status"]],
+                 "values": [r[1] for r in figures["jobs_by_status"]]},
+        "rpo": {"labels": ["Met", "Missed"],
+                "values": [figures["rpo_met"], figures["rpo_missed"]]},
+        "storage_now": {"labels": [r[0] for r in figures["storage_now"]],
+                        "values": [r[1] for r in figures["storage_now"]]},
+        "storage_daily": {
+            "labels": figures["storage_days"],
+            "series": [
+                {"label": selectors.STORAGE_LABELS[name], "values": values}
+                for name, values in figures["storage_daily"].items()
+            ],
+        },
+        "levels": {"labels": [r[0] for r in figures["levels"]],
+                   "values": [r[1] for r in figures["levels"]]},
+        "alerts": {"labels": [r[0] for r in figures["alerts"]],
+                   "values": [r[1] for r in figures["alerts"]]},
+    }  # fmt: skip
+    return render(request, "portal/dashboard.html", {"figures": figures, "chart_data": chart_data})
