@@ -18,7 +18,7 @@ export PATH := $(BIN):$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv run test lint format bench clean distclean
+.PHONY: help venv run test lint format bench bench-portfolio fuzz clean distclean
 
 help:
 	@echo "make venv    create/refresh .venv (pip install -e '.[dev]') when pyproject.toml changes"
@@ -26,7 +26,9 @@ help:
 	@echo "make test    ensure PostgreSQL/Redis, run pytest -n 2 (extra args: PYTEST_ARGS=...)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  sort imports and format with ruff"
-	@echo "make bench   run bench/run.py"
+	@echo "make bench   data plane against restic (bench/run.py)"
+	@echo "make bench-portfolio  portfolio page and vault API at 100 and 10,000 vaults"
+	@echo "make fuzz    longer schemathesis and stateful gate runs"
 	@echo "make clean   remove caches and build output (keeps .venv and var/)"
 
 venv: $(STAMP)
@@ -63,7 +65,22 @@ format: venv
 	$(BIN)/ruff format .
 
 bench: venv
-	@if [ -f bench/run.py ]; then $(PY) bench/run.py; else echo "bench/run.py does not exist yet"; fi
+	$(PY) bench/run.py
+
+# Portfolio page and vault list API at 100 and 10,000 vaults (its own PostgreSQL database).
+bench-portfolio: venv
+	@set -e; \
+	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
+	BENCH_POSTGRES="$$db_url" $(PY) bench/portfolio.py
+
+# A longer fuzz: schemathesis against the OpenAPI schema and the gate's state machine.
+fuzz: venv
+	@set -e; \
+	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
+	export DATABASE_URL="$$db_url" CELERY_BROKER_URL='$(TEST_BROKER_URL)' \
+	  HOLDFAST_FUZZ_EXAMPLES=100 HOLDFAST_FUZZ_RANDOM=1 \
+	  HOLDFAST_STATEFUL_EXAMPLES=200 HOLDFAST_STATEFUL_STEPS=50 HOLDFAST_STATEFUL_RANDOM=1; \
+	$(BIN)/pytest tests/test_fuzz_api.py tests/test_stateful.py -n 2 -q
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis test-results staticfiles build dist

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from portal import gate
+from portal import clock, gate
 from portal.gate import Check, DomainError
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 
@@ -73,6 +73,9 @@ class PointMove:
     created_at: datetime
     old_expires_at: datetime
     new_expires_at: datetime
+    # What the point's soft-delete mark becomes after the move (SPEC 3.3): set when the
+    # move expires it at once under soft delete, cleared when its expiry is back ahead.
+    soft_deleted_until: datetime | None = None
 
     @property
     def delta(self) -> timedelta:
@@ -106,6 +109,7 @@ class Preview:
                     "old_expires_at": move.old_expires_at,
                     "new_expires_at": move.new_expires_at,
                     "delta_days": round(move.delta.total_seconds() / 86400, 2),
+                    "soft_deleted_until": move.soft_deleted_until,
                 }
                 for move in self.moves
             ],
@@ -116,18 +120,43 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
     """New expiries of the scheduled vault-tier points a policy change touches.
 
     Under immutability a point's expiry never moves earlier (Backup vaults accept a shorter
-    policy, but it applies to new points only); elsewhere it follows the new retention.
+    policy, but it applies to new points only); elsewhere it follows the new retention. With
+    soft delete on, a point the change would expire at once is soft-deleted for the vault's
+    soft-delete retention instead of being purged by the next sweep (SPEC 3.3); a later change
+    that moves its expiry back into the future brings it back.
     """
+    now = clock.now()
     moves = []
     for point in points:
         new_expiry = new_policy.expiry_for(point.created_at, point.tags)
         if vault.is_immutable:
             new_expiry = max(new_expiry, point.expires_at)
-        if new_expiry != point.expires_at:
-            moves.append(
-                PointMove(point.pk, point.item.name, point.created_at, point.expires_at, new_expiry)
+        if new_expiry == point.expires_at:
+            continue
+        soft_deleted_until = point.soft_deleted_until
+        if new_expiry > now:
+            soft_deleted_until = None
+        elif point.expires_at > now and vault.soft_delete_on:
+            soft_deleted_until = now + timedelta(days=vault.soft_delete_retention_days)
+        moves.append(
+            PointMove(
+                point.pk,
+                point.item.name,
+                point.created_at,
+                point.expires_at,
+                new_expiry,
+                soft_deleted_until,
             )
+        )
     return moves
+
+
+def apply_moves(moves: list[PointMove]) -> None:
+    """Write the moves computed by :func:`_moves` (inside the gate's transaction)."""
+    for move in moves:
+        RecoveryPoint.objects.filter(pk=move.point_id).update(
+            expires_at=move.new_expires_at, soft_deleted_until=move.soft_deleted_until
+        )
 
 
 def _scheduled_points(**filters: Any) -> Any:
@@ -215,8 +244,7 @@ def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pol
 
     def change(check: Check) -> Policy:
         points = _scheduled_points(item__policy=policy).select_for_update(of=("self",))
-        for move in _moves(check.vault, points, edited):
-            RecoveryPoint.objects.filter(pk=move.point_id).update(expires_at=move.new_expires_at)
+        apply_moves(_moves(check.vault, points, edited))
         edited.save()
         return edited
 

@@ -212,6 +212,12 @@ def point_has_expired(check: Check) -> DomainError | None:
         return DomainError(
             "point_not_expired", f"Recovery point {point.pk} has not reached its expiry yet."
         )
+    if point.is_soft_deleted(check.now):
+        return DomainError(
+            "point_not_expired",
+            f"Recovery point {point.pk} is soft-deleted until "
+            f"{point.soft_deleted_until:%Y-%m-%d %H:%M} UTC: it is purged only then.",
+        )
     return None
 
 
@@ -221,8 +227,9 @@ def item_data_deletable(check: Check) -> DomainError | None:
     if vault is not None and vault.is_immutable and unexpired:
         return DomainError(
             "immutable_vault",
-            f"This vault is immutable: the item still has {unexpired} unexpired recovery "
-            "point(s). Stop protection and retain data instead; the points expire on time.",
+            f"This vault is immutable: this would delete {unexpired} unexpired recovery "
+            "point(s). Their data can go only once they have expired; to stop backups now, "
+            "stop protection and retain the data.",
         )
     return None
 
@@ -421,7 +428,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "soft_delete_disable",
             "manage",
-            rules=(soft_delete_not_always_on, purge_count_confirmed),
+            rules=(soft_delete_not_always_on, item_data_deletable, purge_count_confirmed),
             mua="disable_soft_delete",
             label="Disable soft delete",
             alert="soft_delete_disabled",
@@ -625,7 +632,10 @@ def _audit(
     after: dict[str, Any],
     details: dict[str, Any],
 ) -> AuditRecord:
-    return AuditRecord.objects.create(
+    """Append the record to the audit hash chain (``portal/audit.py``), in this transaction."""
+    from .audit import seal
+
+    record = AuditRecord(
         at=now,
         actor=actor,
         actor_name=getattr(actor, "username", "") or "holdfast",
@@ -640,6 +650,9 @@ def _audit(
         after=after,
         details=details,
     )
+    seal(record)
+    record.save(force_insert=True)
+    return record
 
 
 def execute(

@@ -10,10 +10,11 @@ from guards.api import ResourceGuardViewSet
 from policies.api import PolicyViewSet, ProtectedItemViewSet, RecoveryPointViewSet
 from vaults.api import VaultViewSet
 
-from . import api, views
+from . import api, portfolio, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
+router.include_format_suffixes = False
 router.register("vaults", VaultViewSet, basename="vault")
 router.register("approvals", api.ApprovalViewSet, basename="approval")
 router.register("audit", api.AuditViewSet, basename="audit")
@@ -67,7 +68,11 @@ vault_children = [
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", portfolio.portfolio, name="home"),
+    path("backup-center/", portfolio.portfolio, name="portfolio"),
+    path("backup-center/export.csv", portfolio.portfolio_export, name="portfolio-export"),
+    path("items/", portfolio.item_list, name="items"),
+    path("dashboard/", portfolio.dashboard, name="dashboard"),
     path("healthz/", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import clock, services
+from .audit import verify as verify_chain
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
 from .forms import DecisionForm, UserCreateForm, UserUpdateForm
 from .gate import OPERATIONS, DomainError
@@ -27,10 +28,6 @@ APPROVAL_ACTIONS = {
     "cancel": services.approval_cancel,
     "revoke": services.approval_revoke,
 }
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    return redirect("vaults:list")
 
 
 @login_not_required
@@ -128,6 +125,9 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "query": query.urlencode(),
             "operations": sorted(OPERATIONS),
+            # The most recent links on every view; the whole chain on request (and in
+            # ``manage.py audit_verify``), since it reads every record.
+            "chain": verify_chain(last=None if request.GET.get("chain") == "full" else 1000),
         },
     )
 

@@ -79,7 +79,7 @@ def test_duplicate_vault_on_the_page_is_a_form_error(
     response = client.post(
         "/vaults/new/", {"name": vault.name, "kind": "backup", "region": "eastus"}
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "already exists" in response.content.decode()
     assert Vault.objects.count() == 1
 

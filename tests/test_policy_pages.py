@@ -368,7 +368,7 @@ def test_stop_with_delete_data_is_refused_in_place_on_an_immutable_vault(
     )
     assert response.status_code == 409
     page = response.content.decode()
-    assert 'id="protection-refusal"' in page and "Stop protection and retain data" in page
+    assert 'id="protection-refusal"' in page and "stop protection and retain the data" in page
     item.refresh_from_db()
     assert item.protection_state == "protected"
 

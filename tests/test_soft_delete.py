@@ -187,3 +187,109 @@ def test_soft_delete_api_flow(admin: Any, security_admin: Any, api: Any, tmp_pat
     api(security_admin).post(f"/api/v1/approvals/{response.json()['id']}/approve/")
     refused = client.patch(url, {"state": "disabled", "confirm_purge_count": 1}, format="json")
     assert (refused.status_code, refused.json()["code"]) == (409, "soft_delete_always_on")
+
+
+# --- recovery points soft-deleted by a retention reduction (SPEC 3.3, second bullet) ----------
+
+
+def points_world(admin: Any, tmp_path: Path, clock: Any, **vault_kwargs: Any) -> dict[str, Any]:
+    """One item on a 30-day policy with a point 20 days old (expiring in 10 days) and a new one."""
+    vault = make_vault(admin, name="points", **vault_kwargs)
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="p30", daily_days=30)
+    item = services.item_protect(
+        actor=admin, vault=vault, name="web", source_path=str(tmp_path), policy=policy
+    )
+    old = services.point_record(item=item, created_at=clock.now() - timedelta(days=20))
+    new = services.point_record(item=item, created_at=clock.now())
+    return {"vault": vault, "policy": policy, "item": item, "old": old, "new": new}
+
+
+def test_retention_reduction_soft_deletes_points_it_would_expire_at_once(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    from vaults import jobs
+
+    w = points_world(admin, tmp_path, clock)
+    services.soft_delete_set(actor=admin, vault=w["vault"], retention_days=21)
+    policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
+    old, new = (RecoveryPoint.objects.get(pk=w[key].pk) for key in ("old", "new"))
+    assert old.expires_at == clock.now() - timedelta(days=13), "its expiry still moves"
+    assert old.soft_deleted_until == clock.now() + timedelta(days=21)
+    assert old.is_soft_deleted(clock.now())
+    assert new.soft_deleted_until is None, "a point still unexpired is not soft-deleted"
+
+    assert jobs.points_expire() == 0, "the sweep keeps a soft-deleted point"
+    with pytest.raises(DomainError) as refusal:
+        services.point_expire(point=old)
+    assert refusal.value.code == "point_not_expired"
+    clock.advance(timedelta(days=21))
+    assert jobs.points_expire() == 2, "purged at the end of its soft-delete period"
+    assert not RecoveryPoint.objects.filter(pk=old.pk).exists()
+
+
+def test_raising_the_retention_again_brings_soft_deleted_points_back(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    from vaults import jobs
+
+    w = points_world(admin, tmp_path, clock)
+    policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
+    clock.advance(timedelta(days=3))
+    # A further change that leaves it expired keeps its original soft-delete period.
+    policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 8})
+    old = RecoveryPoint.objects.get(pk=w["old"].pk)
+    assert old.soft_deleted_until == clock.now() + timedelta(days=11)
+    policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 60})
+    old.refresh_from_db()
+    assert old.soft_deleted_until is None
+    assert old.expires_at == old.created_at + timedelta(days=60)
+    clock.advance(timedelta(days=20))
+    assert jobs.points_expire() == 0
+    assert RecoveryPoint.objects.filter(pk=old.pk).exists()
+
+
+def test_without_soft_delete_a_retention_reduction_expires_points_at_once(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    from vaults import jobs
+
+    w = points_world(admin, tmp_path, clock)
+    services.soft_delete_set(actor=admin, vault=w["vault"], state="disabled", confirm_purge_count=0)
+    policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
+    assert RecoveryPoint.objects.get(pk=w["old"].pk).soft_deleted_until is None
+    assert jobs.points_expire() == 1
+    assert not RecoveryPoint.objects.filter(pk=w["old"].pk).exists()
+
+
+def test_moving_an_item_to_a_shorter_policy_soft_deletes_its_expired_points(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    w = points_world(admin, tmp_path, clock)
+    short = policy_services.policy_create(actor=admin, vault=w["vault"], name="p7", daily_days=7)
+    preview = policy_services.policy_change_preview(actor=admin, item=w["item"], policy=short)
+    move = next(m for m in preview.moves if m.point_id == w["old"].pk)
+    assert move.soft_deleted_until == clock.now() + timedelta(days=14), "the preview says so"
+    services.item_change_policy(actor=admin, item=w["item"], policy=short)
+    old = RecoveryPoint.objects.get(pk=w["old"].pk)
+    assert old.soft_deleted_until == clock.now() + timedelta(days=14)
+    services.item_change_policy(actor=admin, item=w["item"], policy=w["policy"])
+    old.refresh_from_db()
+    assert (old.soft_deleted_until, old.expires_at) == (None, clock.now() + timedelta(days=10))
+
+
+def test_an_already_expired_point_is_not_soft_deleted_by_a_reduction(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    w = points_world(admin, tmp_path, clock)
+    clock.advance(timedelta(days=11))  # the old point expired on its own, awaiting the sweep
+    policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
+    assert RecoveryPoint.objects.get(pk=w["old"].pk).soft_deleted_until is None
+
+
+def test_immutable_backup_vault_keeps_expiries_so_nothing_is_soft_deleted(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    w = points_world(admin, tmp_path, clock, kind="backup", immutability="enabled")
+    policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
+    old = RecoveryPoint.objects.get(pk=w["old"].pk)
+    assert (old.soft_deleted_until, old.expires_at) == (None, clock.now() + timedelta(days=10))

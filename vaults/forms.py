@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
+from guards.models import ResourceGuard
+
 from .models import Vault
 
 
@@ -38,4 +40,43 @@ class ImmutabilityForm(forms.Form):
 class ConfirmNameForm(forms.Form):
     confirmation = forms.CharField(
         label="Type the vault's name to confirm", max_length=50, required=True
+    )
+
+
+class SoftDeleteForm(forms.Form):
+    """The Security settings blade's soft-delete controls; each of its forms posts only the
+    fields of its own action (retention, enable, or disable with the purge count)."""
+
+    state = forms.ChoiceField(
+        choices=[(Vault.SoftDelete.ENABLED, "Enabled"), (Vault.SoftDelete.DISABLED, "Disabled")],
+        required=False,
+    )
+    retention_days = forms.IntegerField(
+        label="Retention (days)",
+        min_value=14,
+        max_value=180,
+        required=False,
+        error_messages={
+            "min_value": "Soft delete keeps items 14 to 180 days.",
+            "max_value": "Soft delete keeps items 14 to 180 days.",
+            "invalid": "Give the retention as a whole number of days, 14 to 180.",
+        },
+    )
+    confirm_purge_count = forms.IntegerField(
+        label="Number of soft-deleted items that will be purged",
+        min_value=0,
+        required=False,
+        error_messages={"invalid": "Type the number of items that will be purged."},
+    )
+
+    def clean_state(self) -> str | None:
+        return self.cleaned_data.get("state") or None
+
+
+class GuardChoiceForm(forms.Form):
+    guard = forms.ModelChoiceField(
+        queryset=ResourceGuard.objects.order_by("name"),
+        to_field_name="name",
+        label="Resource Guard",
+        error_messages={"invalid_choice": "Choose an existing Resource Guard."},
     )

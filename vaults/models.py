@@ -128,7 +128,7 @@ class Vault(models.Model):
 
     def unexpired_point_count(self, now: datetime) -> int:
         """Vault- and archive-tier points whose expiry lies in the future (SPEC 3.2)."""
-        return self.recovery_points.filter(expires_at__gt=now).exclude(tier="snapshot").count()
+        return self.recovery_points.unexpired(now).count()
 
     def audit_state(self) -> dict[str, Any]:
         return {
@@ -179,6 +179,9 @@ class ProtectedItem(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def unexpired_point_count(self, now: datetime) -> int:
+        return self.recovery_points.unexpired(now).count()
+
     def audit_state(self) -> dict[str, Any]:
         return {
             "item": self.name,
@@ -198,6 +201,13 @@ _POINT_GUARD_SQL = """
     END IF;
     RETURN {ret};
 """
+
+
+class RecoveryPointQuerySet(models.QuerySet["RecoveryPoint"]):
+    def unexpired(self, now: datetime) -> RecoveryPointQuerySet:
+        """Vault- and archive-tier points whose expiry lies ahead: what immutability covers
+        (operational snapshots are not, SPEC 3.2)."""
+        return self.filter(expires_at__gt=now).exclude(tier="snapshot")
 
 
 class RecoveryPoint(models.Model):
@@ -229,9 +239,14 @@ class RecoveryPoint(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     # An archived point rehydrated into the standard store stays restorable until then.
     rehydrated_until = models.DateTimeField(null=True, blank=True)
+    # Set when a retention reduction expired the point at once while soft delete was on
+    # (SPEC 3.3): the expiry sweep keeps it until then; raising the retention clears it.
+    soft_deleted_until = models.DateTimeField(null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     corrupted_at = models.DateTimeField(null=True, blank=True)
     corruption = models.TextField(blank=True)
+
+    objects = RecoveryPointQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -275,6 +290,10 @@ class RecoveryPoint(models.Model):
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at <= now
+
+    def is_soft_deleted(self, now: datetime) -> bool:
+        """Expired by a retention reduction but kept by soft delete until ``soft_deleted_until``."""
+        return self.soft_deleted_until is not None and self.soft_deleted_until > now
 
     @property
     def is_archived(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,39 @@ def _validation_error(exc: ValidationError) -> DomainError:
         field, errors = next(iter(exc.error_dict.items()))
         return DomainError("validation_error", f"{field}: {errors[0].messages[0]}", field=field)
     return DomainError("validation_error", exc.messages[0])
+
+
+def _vault_change(
+    op: str,
+    *,
+    actor: Any,
+    vault: Vault,
+    fields: dict[str, Any] | Callable[[Check], dict[str, Any]],
+    target: str = "",
+    facts: dict[str, Any] | None = None,
+    precheck: Callable[[Check], None] | None = None,
+) -> Vault:
+    """Set fields of the vault row the gate locked for ``op`` (the common shape of every
+    security-setting change)."""
+
+    def change(check: Check) -> Vault:
+        locked = check.vault
+        assert locked is not None
+        values = fields(check) if callable(fields) else fields
+        for name, value in values.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=list(values))
+        return locked
+
+    return gate.execute(
+        op,
+        actor=actor,
+        vault=vault,
+        target=target or f"vault:{vault.name}",
+        facts=facts,
+        precheck=precheck,
+        change=change,
+    )
 
 
 def vault_create(
@@ -91,17 +125,15 @@ def immutability_set(*, actor: Any, vault: Vault, state: str) -> Vault:
             field="state",
         )
     op = "immutability_enable" if state == Vault.Immutability.ENABLED else "immutability_disable"
-
-    def change(check: Check) -> Vault:
-        locked = check.vault
-        assert locked is not None
-        if locked.immutability != state:
-            locked.immutability = state
-            locked.immutability_changed_at = check.now
-            locked.save(update_fields=["immutability", "immutability_changed_at"])
-        return locked
-
-    return gate.execute(op, actor=actor, vault=vault, target=f"vault:{vault.name}", change=change)
+    if vault.immutability == state:
+        # Nothing to change, but the attempt still goes through the gate and is audited.
+        return _vault_change(op, actor=actor, vault=vault, fields={})
+    return _vault_change(
+        op,
+        actor=actor,
+        vault=vault,
+        fields=lambda check: {"immutability": state, "immutability_changed_at": check.now},
+    )
 
 
 def lock_action_request(
@@ -146,22 +178,15 @@ def immutability_lock_request(*, actor: Any, vault: Vault, confirmation: str) ->
 
 def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
     """Lock immutability for good; run only by an approved lock approval."""
-
-    def change(check: Check) -> Vault:
-        locked = check.vault
-        assert locked is not None
-        locked.immutability = Vault.Immutability.LOCKED
-        locked.immutability_changed_at = check.now
-        locked.save(update_fields=["immutability", "immutability_changed_at"])
-        return locked
-
-    return gate.execute(
+    return _vault_change(
         "immutability_lock",
         actor=actor,
         vault=vault,
-        target=f"vault:{vault.name}",
         facts={"approval": approval},
-        change=change,
+        fields=lambda check: {
+            "immutability": Vault.Immutability.LOCKED,
+            "immutability_changed_at": check.now,
+        },
     )
 
 
@@ -341,11 +366,7 @@ def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> Pr
             locked.delete()
         return locked
 
-    unexpired = (
-        item.recovery_points.filter(expires_at__gt=clock.now())
-        .exclude(tier=RecoveryPoint.Tier.SNAPSHOT)
-        .count()
-    )
+    unexpired = item.unexpired_point_count(clock.now())
     return gate.execute(
         "protection_stop_delete",
         actor=actor,
@@ -544,7 +565,14 @@ def soft_delete_set(
             actor=actor,
             vault=vault,
             target=f"vault:{vault.name}",
-            facts={"purge_count": soft_deleted.count(), "confirm_purge_count": confirm_purge_count},
+            facts={
+                "purge_count": soft_deleted.count(),
+                "confirm_purge_count": confirm_purge_count,
+                # Purging must not take unexpired points of an immutable vault with it.
+                "unexpired_points": RecoveryPoint.objects.filter(item__in=soft_deleted)
+                .unexpired(clock.now())
+                .count(),
+            },
             change=disable,
         )
     if state == Vault.SoftDelete.ENABLED and vault.soft_delete_state != state:
@@ -555,39 +583,26 @@ def soft_delete_set(
 
 
 def _soft_delete_enable(actor: Any, vault: Vault) -> Vault:
-    def change(check: Check) -> Vault:
-        locked = check.vault
-        assert locked is not None
-        locked.soft_delete_state = Vault.SoftDelete.ENABLED
-        locked.save(update_fields=["soft_delete_state"])
-        return locked
-
-    return gate.execute(
-        "soft_delete_enable", actor=actor, vault=vault, target=f"vault:{vault.name}", change=change
+    return _vault_change(
+        "soft_delete_enable",
+        actor=actor,
+        vault=vault,
+        fields={"soft_delete_state": Vault.SoftDelete.ENABLED},
     )
 
 
 def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
     shorter = days < vault.soft_delete_retention_days
-
-    def change(check: Check) -> Vault:
-        locked = check.vault
-        assert locked is not None
-        locked.soft_delete_retention_days = days
-        locked.save(update_fields=["soft_delete_retention_days"])
-        return locked
-
-    return gate.execute(
+    return _vault_change(
         "soft_delete_retention",
         actor=actor,
         vault=vault,
-        target=f"vault:{vault.name}",
         facts={
             "retention_shorter": [f"{vault.soft_delete_retention_days} to {days} days"]
             if shorter
             else []
         },
-        change=change,
+        fields={"soft_delete_retention_days": days},
     )
 
 
@@ -604,21 +619,12 @@ def soft_delete_always_on_request(*, actor: Any, vault: Vault, confirmation: str
 
 def soft_delete_always_on(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
     """Make soft delete always-on; run only by an approved request."""
-
-    def change(check: Check) -> Vault:
-        locked = check.vault
-        assert locked is not None
-        locked.soft_delete_state = Vault.SoftDelete.ALWAYS_ON
-        locked.save(update_fields=["soft_delete_state"])
-        return locked
-
-    return gate.execute(
+    return _vault_change(
         "soft_delete_always_on",
         actor=actor,
         vault=vault,
-        target=f"vault:{vault.name}",
         facts={"approval": approval},
-        change=change,
+        fields={"soft_delete_state": Vault.SoftDelete.ALWAYS_ON},
     )
 
 
@@ -659,11 +665,7 @@ def item_purge(*, item: ProtectedItem) -> None:
         ):
             raise DomainError("validation_error", f"Item {item.name} is not due for purge.")
 
-    unexpired = (
-        item.recovery_points.filter(expires_at__gt=clock.now())
-        .exclude(tier=RecoveryPoint.Tier.SNAPSHOT)
-        .count()
-    )
+    unexpired = item.unexpired_point_count(clock.now())
     gate.execute(
         "item_purge",
         actor=None,
@@ -683,21 +685,13 @@ def item_purge(*, item: ProtectedItem) -> None:
 def vault_guard_set(*, actor: Any, vault: Vault, guard: Any) -> Vault:
     """Protect a vault with a Resource Guard; replacing another guard counts as removing it."""
     replacing = vault.resource_guard_id is not None and vault.resource_guard_id != guard.pk
-
-    def change(check: Check) -> Vault:
-        locked = check.vault
-        assert locked is not None
-        locked.resource_guard = guard
-        locked.save(update_fields=["resource_guard"])
-        return locked
-
-    return gate.execute(
+    return _vault_change(
         "vault_guard_set",
         actor=actor,
         vault=vault,
         target=f"guard:{guard.name}",
         facts={"replacing": replacing},
-        change=change,
+        fields={"resource_guard": guard},
     )
 
 
@@ -710,20 +704,12 @@ def vault_guard_remove(*, actor: Any, vault: Vault) -> Vault:
                 "validation_error", f"Vault {vault.name} has no Resource Guard to remove."
             )
 
-    def change(check: Check) -> Vault:
-        locked = check.vault
-        assert locked is not None
-        locked.resource_guard = None
-        locked.save(update_fields=["resource_guard"])
-        return locked
-
-    return gate.execute(
+    return _vault_change(
         "vault_guard_remove",
         actor=actor,
         vault=vault,
-        target=f"vault:{vault.name}",
         precheck=precheck,
-        change=change,
+        fields={"resource_guard": None},
     )
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from guards.models import ResourceGuard
+from guards.services import elevation_remaining
 from portal import clock
 from portal.access import get_vault_for_user, vaults_for_user
 from portal.gate import DomainError
@@ -17,8 +22,14 @@ from portal.roles import has_capability
 
 from . import services
 from .filters import VaultFilter
-from .forms import ConfirmNameForm, ImmutabilityForm, VaultCreateForm
-from .models import Vault
+from .forms import (
+    ConfirmNameForm,
+    GuardChoiceForm,
+    ImmutabilityForm,
+    SoftDeleteForm,
+    VaultCreateForm,
+)
+from .models import ProtectedItem, Vault
 
 BLADES = [
     ("overview", "Overview"),
@@ -64,10 +75,12 @@ def vault_create(request: HttpRequest) -> HttpResponse:
         try:
             vault = services.vault_create(actor=request.user, **form.cleaned_data)
         except DomainError as error:
+            if error.code == "permission_denied":
+                raise PermissionDenied(error.detail) from error  # refused and audited
             form.add_error(error.field if error.field in form.fields else None, error.detail)
-        else:
-            messages.success(request, f"Vault {vault.name} created.")
-            return redirect("vaults:blade", name=vault.name, blade="properties")
+            return render(request, "vaults/create.html", {"form": form}, status=400)
+        messages.success(request, f"Vault {vault.name} created.")
+        return redirect("vaults:blade", name=vault.name, blade="properties")
     return render(request, "vaults/create.html", {"form": form})
 
 
@@ -84,7 +97,7 @@ def blade_context(request: HttpRequest, vault: Vault, blade: str) -> dict[str, o
         .select_related("requested_by")
         .first()
     )
-    return {
+    context = {
         "vault": vault,
         "blade": blade,
         "blades": BLADES,
@@ -95,6 +108,74 @@ def blade_context(request: HttpRequest, vault: Vault, blade: str) -> dict[str, o
         "item_count": vault.items.count(),
         "states": Vault.Immutability,
     }
+    if blade == "security":
+        context.update(_security_context(vault, now))
+    elif blade == "mua":
+        context.update(_mua_context(request, vault, now))
+    return context
+
+
+def _security_context(vault: Vault, now: datetime) -> dict[str, object]:
+    """Soft delete (SPEC 3.3): a fixed number of queries, however many rows are listed."""
+    items = list(
+        vault.items.filter(protection_state=ProtectedItem.State.SOFT_DELETED).order_by(
+            "purge_at", "name"
+        )
+    )
+    points = list(
+        vault.recovery_points.filter(soft_deleted_until__gt=now)
+        .select_related("item")
+        .order_by("soft_deleted_until", "pk")
+    )
+    pending_always_on = (
+        Approval.objects.filter(
+            vault=vault,
+            kind=Approval.Kind.ALWAYS_ON_SOFT_DELETE,
+            status=Approval.Status.PENDING,
+            expires_at__gt=now,
+        )
+        .select_related("requested_by")
+        .first()
+    )
+    return {
+        "soft_deleted_items": items,
+        "soft_deleted_points": points,
+        "purge_count": len(items),
+        "pending_always_on": pending_always_on,
+        "always_on_form": ConfirmNameForm(),
+    }
+
+
+def _mua_context(request: HttpRequest, vault: Vault, now: datetime) -> dict[str, object]:
+    """The vault's Resource Guard, what it protects, and the viewer's elevation on it."""
+    guard = vault.resource_guard
+    context: dict[str, object] = {
+        "guard_form": GuardChoiceForm(initial={"guard": guard.name if guard else None}),
+        "guard_operations": [],
+        "elevation": None,
+    }
+    if guard is None:
+        return context
+    context["guard_operations"] = [
+        (label, guard.protects(value), value in guard.MANDATORY)
+        for value, label in ResourceGuard.Operation.choices
+    ]
+    elevation = (
+        Approval.objects.filter(
+            kind=Approval.Kind.ELEVATION,
+            status=Approval.Status.APPROVED,
+            guard=guard,
+            requested_by=request.user,
+            active_until__gt=now,
+        )
+        .order_by("-active_until")
+        .first()
+    )
+    if elevation is not None:
+        left = elevation_remaining(elevation, now)
+        context["elevation"] = elevation
+        context["elevation_minutes"] = math.ceil(left.total_seconds() / 60)
+    return context
 
 
 def vault_blade(request: HttpRequest, name: str, blade: str = "overview") -> HttpResponse:
@@ -165,13 +246,129 @@ def immutability_lock(request: HttpRequest, name: str) -> HttpResponse:
 def vault_delete(request: HttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = ConfirmNameForm(request.POST)
-    if not form.is_valid() or form.cleaned_data["confirmation"] != vault.name:
+    confirmed = form.is_valid() and form.cleaned_data["confirmation"] == vault.name
+    # The typed name guards an admin's slip; anyone else goes to the gate to be refused.
+    if not confirmed and has_capability(request.user, "manage"):
         messages.error(request, f"Type the vault's exact name ({vault.name}) to delete it.")
         return redirect("vaults:blade", name=vault.name, blade="properties")
     try:
         services.vault_delete(actor=request.user, vault=vault)
     except DomainError as error:
+        if error.code == "permission_denied":
+            raise PermissionDenied(error.detail) from error  # refused and audited
         messages.error(request, error.detail)
         return redirect("vaults:blade", name=vault.name, blade="properties")
     messages.success(request, f"Vault {name} deleted.")
     return redirect("vaults:list")
+
+
+# --- Security settings and Multi-user authorization blades (SPEC 3.3, 3.4) ----------------------
+
+
+def _render_blade(
+    request: HttpRequest,
+    vault: Vault,
+    blade: str,
+    *,
+    error: DomainError | None = None,
+    error_at: str = "",
+    notice: str = "",
+    status: int = 200,
+    **extra: object,
+) -> HttpResponse:
+    """The blade as a partial for htmx, or the whole page; a refusal is shown at ``error_at``,
+    next to the control the person used."""
+    context = blade_context(request, vault, blade)
+    context.update(error=error, error_at=error_at, notice=notice, **extra)
+    template = f"vaults/detail.html#{blade}" if request.htmx else "vaults/detail.html"
+    return render(request, template, context, status=status)
+
+
+def _refused(
+    request: HttpRequest, vault: Vault, blade: str, error: DomainError, at: str, **extra: object
+) -> HttpResponse:
+    # A role refusal concerns the whole blade (a reader sees none of its controls).
+    at = "page" if error.code == "permission_denied" else at
+    return _render_blade(
+        request, vault, blade, error=error, error_at=at, status=error.http_status, **extra
+    )
+
+
+def _done(request: HttpRequest, vault: Vault, blade: str, notice: str) -> HttpResponse:
+    if request.htmx:
+        return _render_blade(request, vault, blade, notice=notice)
+    messages.success(request, notice)
+    return redirect("vaults:blade", name=vault.name, blade=blade)
+
+
+def _form_error(form: SoftDeleteForm | GuardChoiceForm) -> DomainError:
+    field, errors = next(iter(form.errors.items()))
+    return DomainError("validation_error", errors[0], field=field)
+
+
+@require_POST
+def soft_delete_change(request: HttpRequest, name: str) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    form = SoftDeleteForm(request.POST)
+    at = "disable" if request.POST.get("state") == Vault.SoftDelete.DISABLED else "soft-delete"
+    if not form.is_valid():
+        return _refused(request, vault, "security", _form_error(form), at)
+    try:
+        vault = services.soft_delete_set(actor=request.user, vault=vault, **form.cleaned_data)
+    except DomainError as error:
+        return _refused(request, vault, "security", error, at)
+    state = "on" if vault.soft_delete_on else "off"
+    notice = f"Soft delete is {state}; retention {vault.soft_delete_retention_days} days."
+    return _done(request, vault, "security", notice)
+
+
+@require_POST
+def soft_delete_always_on(request: HttpRequest, name: str) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    form = ConfirmNameForm(request.POST)
+    confirmation = form.data.get("confirmation", "")
+    try:
+        services.soft_delete_always_on_request(
+            actor=request.user, vault=vault, confirmation=confirmation
+        )
+    except DomainError as error:
+        return _refused(request, vault, "security", error, "always-on", always_on_form=form)
+    notice = "Always-on requested: a security admin must approve it within 24 hours."
+    return _done(request, vault, "security", notice)
+
+
+@require_POST
+def item_undelete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    item = get_object_or_404(vault.items.all(), pk=pk)
+    item.vault = vault
+    try:
+        item = services.item_undelete(actor=request.user, item=item)
+    except DomainError as error:
+        return _refused(request, vault, "security", error, "undelete")
+    notice = f"Item {item.name} undeleted: protection is stopped and its data retained."
+    return _done(request, vault, "security", notice)
+
+
+@require_POST
+def guard_set(request: HttpRequest, name: str) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    form = GuardChoiceForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, vault, "mua", _form_error(form), "guard")
+    guard = form.cleaned_data["guard"]
+    try:
+        vault = services.vault_guard_set(actor=request.user, vault=vault, guard=guard)
+    except DomainError as error:
+        return _refused(request, vault, "mua", error, "guard")
+    return _done(request, vault, "mua", f"Vault {vault.name} is protected by {guard.name}.")
+
+
+@require_POST
+def guard_remove(request: HttpRequest, name: str) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    try:
+        vault = services.vault_guard_remove(actor=request.user, vault=vault)
+    except DomainError as error:
+        return _refused(request, vault, "mua", error, "guard-remove")
+    return _done(request, vault, "mua", "Resource Guard removed: multi-user authorization is off.")
