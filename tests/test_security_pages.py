@@ -15,7 +15,6 @@ from guards import services as guard_services
 from policies import services as policy_services
 from portal import services as portal_services
 from portal.models import Approval, AuditRecord
-from tests.factories import make_vault
 from vaults import services
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 
@@ -35,7 +34,11 @@ def soft_deleted_items(admin: Any, vault: Vault, tmp_path: Path, count: int) -> 
     items = []
     for number in range(count):
         item = services.item_protect(
-            actor=admin, vault=vault, name=f"item-{number}", source_path=str(tmp_path), policy=policy
+            actor=admin,
+            vault=vault,
+            name=f"item-{number}",
+            source_path=str(tmp_path),
+            policy=policy,
         )
         services.point_record(item=item)
         services.protection_stop(actor=admin, item=item, delete_data=True)
@@ -253,7 +256,11 @@ def test_security_blade_query_count_does_not_grow_with_rows(
     policy_services.policy_update(actor=admin, policy=policy, changes={"daily_days": 30})
     for number in range(3):
         extra = services.item_protect(
-            actor=admin, vault=vault, name=f"more-{number}", source_path=str(tmp_path), policy=policy
+            actor=admin,
+            vault=vault,
+            name=f"more-{number}",
+            source_path=str(tmp_path),
+            policy=policy,
         )
         services.point_record(item=extra, created_at=clock.now() - timedelta(days=20))
         services.protection_stop(actor=admin, item=extra, delete_data=True)
