@@ -46,7 +46,7 @@ def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
     guard = get_object_or_404(ResourceGuard.objects.prefetch_related("vaults"), name=name)
     now = clock.now()
     elevations = Approval.objects.filter(guard=guard, kind=Approval.Kind.ELEVATION)
-    mine = [a for a in elevations.filter(requested_by=request.user)[:10]]
+    mine = [a for a in elevations.filter(requested_by_id=request.user.pk)[:10]]
     active = [
         a
         for a in elevations.select_related("requested_by").filter(

@@ -243,6 +243,7 @@ def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pol
             raise DomainError("validation_error", "name: that name is taken.", field="name")
 
     def change(check: Check) -> Policy:
+        assert check.vault is not None
         points = _scheduled_points(item__policy=policy).select_for_update(of=("self",))
         apply_moves(_moves(check.vault, points, edited))
         edited.save()

@@ -14,13 +14,14 @@ from typing import Any
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal import clock
 from portal.access import get_vault_for_user
 from portal.gate import DomainError
+from portal.http import HtmxHttpRequest
 from vaults import jobs
 from vaults import services as vault_services
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
@@ -51,7 +52,7 @@ ITEM_SORTS = {
 
 
 def _page(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     vault: Vault,
     blade: str,
     *,
@@ -103,12 +104,12 @@ def _policy_list(vault: Vault) -> dict[str, Any]:
     return {"policies": policies}
 
 
-def policy_list(request: HttpRequest, name: str) -> HttpResponse:
+def policy_list(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     return _page(request, vault, "policies", partial="policy-list", **_policy_list(vault))
 
 
-def policy_create(request: HttpRequest, name: str) -> HttpResponse:
+def policy_create(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = PolicyForm.for_policy(Policy(vault=vault), request.POST or None)
     extra: dict[str, Any] = {"form": form}
@@ -123,7 +124,7 @@ def policy_create(request: HttpRequest, name: str) -> HttpResponse:
     return _page(request, vault, "policies", **extra)
 
 
-def _policy_preview(request: HttpRequest, policy: Policy, form: PolicyForm) -> dict[str, Any]:
+def _policy_preview(request: HtmxHttpRequest, policy: Policy, form: PolicyForm) -> dict[str, Any]:
     if not form.is_valid():
         return {}
     changes = form.cleaned_data
@@ -132,7 +133,7 @@ def _policy_preview(request: HttpRequest, policy: Policy, form: PolicyForm) -> d
     )
 
 
-def policy_edit(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def policy_edit(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     """Edit a policy; "Preview" (or htmx on change) shows the effect before "Save"."""
     vault = get_vault_for_user(request.user, name)
     policy = get_object_or_404(vault.policies, pk=pk)
@@ -152,7 +153,7 @@ def policy_edit(request: HttpRequest, name: str, pk: int) -> HttpResponse:
 
 
 @require_POST
-def policy_preview(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def policy_preview(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     """The preview region alone, for htmx as the edit form changes."""
     vault = get_vault_for_user(request.user, name)
     policy = get_object_or_404(vault.policies, pk=pk)
@@ -162,7 +163,7 @@ def policy_preview(request: HttpRequest, name: str, pk: int) -> HttpResponse:
 
 
 @require_POST
-def policy_delete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def policy_delete(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     policy = get_object_or_404(vault.policies, pk=pk)
     try:
@@ -193,7 +194,7 @@ def _point(item: ProtectedItem, pk: int) -> RecoveryPoint:
 
 
 def _item_page(
-    request: HttpRequest, vault: Vault, item: ProtectedItem, **extra: Any
+    request: HtmxHttpRequest, vault: Vault, item: ProtectedItem, **extra: Any
 ) -> HttpResponse:
     points = item.recovery_points.order_by("-created_at", "-pk")
     context = {
@@ -207,7 +208,7 @@ def _item_page(
     return _page(request, vault, "items", **context)
 
 
-def item_list(request: HttpRequest, name: str) -> HttpResponse:
+def item_list(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     sort = request.GET.get("sort", "name")
     items = (
@@ -220,7 +221,7 @@ def item_list(request: HttpRequest, name: str) -> HttpResponse:
     return _page(request, vault, "items", page=page, sort=sort, query=query)
 
 
-def item_protect(request: HttpRequest, name: str) -> HttpResponse:
+def item_protect(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = ProtectForm(request.POST or None, vault=vault)
     extra: dict[str, Any] = {"form": form}
@@ -235,12 +236,12 @@ def item_protect(request: HttpRequest, name: str) -> HttpResponse:
     return _page(request, vault, "items", **extra)
 
 
-def item_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def item_detail(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     return _item_page(request, vault, _item(vault, pk))
 
 
-def point_browse(request: HttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+def point_browse(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
     """Browse a recovery point's files (read-only; restore starts from the jobs forms)."""
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
@@ -269,7 +270,7 @@ def point_browse(request: HttpRequest, name: str, pk: int, point_pk: int) -> Htt
 
 
 @require_POST
-def item_change_policy(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def item_change_policy(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     """Move an item to another policy; "Preview" shows the effect first, as on a policy."""
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
@@ -289,7 +290,7 @@ def item_change_policy(request: HttpRequest, name: str, pk: int) -> HttpResponse
 
 
 def _change_preview(
-    request: HttpRequest, item: ProtectedItem, form: ChangePolicyForm
+    request: HtmxHttpRequest, item: ProtectedItem, form: ChangePolicyForm
 ) -> dict[str, Any]:
     if not form.is_valid():
         return {}
@@ -301,7 +302,7 @@ def _change_preview(
 
 
 @require_POST
-def item_policy_preview(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def item_policy_preview(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
     form = ChangePolicyForm(request.POST, item=item)
@@ -310,7 +311,7 @@ def item_policy_preview(request: HttpRequest, name: str, pk: int) -> HttpRespons
 
 
 @require_POST
-def item_stop(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def item_stop(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     """Stop protection; deleting the data also needs the item's name typed."""
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
@@ -343,7 +344,7 @@ def _stopped(item: ProtectedItem) -> str:
 
 
 @require_POST
-def item_resume(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def item_resume(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
     try:
@@ -355,7 +356,7 @@ def item_resume(request: HttpRequest, name: str, pk: int) -> HttpResponse:
 
 
 def _point_result(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     vault: Vault,
     item: ProtectedItem,
     point_pk: int,
@@ -376,7 +377,7 @@ def _point_result(
 
 
 @require_POST
-def point_delete(request: HttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+def point_delete(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
     point = _point(item, point_pk)
@@ -388,7 +389,7 @@ def point_delete(request: HttpRequest, name: str, pk: int, point_pk: int) -> Htt
 
 
 @require_POST
-def point_retain(request: HttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+def point_retain(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
     point = _point(item, point_pk)

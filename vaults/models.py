@@ -140,7 +140,7 @@ class Vault(models.Model):
                 "state": self.soft_delete_state,
                 "retention_days": self.soft_delete_retention_days,
             },
-            "resource_guard": self.resource_guard.name if self.resource_guard_id else None,
+            "resource_guard": self.resource_guard.name if self.resource_guard else None,
         }
 
 

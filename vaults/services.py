@@ -279,6 +279,7 @@ def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Any) -> Prote
         facts.update(policy_services.item_policy_facts(facts["item"], policy))
 
     def change(check: Check) -> ProtectedItem:
+        assert check.vault is not None
         points = policy_services.scheduled_points_for(item).select_for_update(of=("self",))
         policy_services.apply_moves(policy_services.moves_for(check.vault, points, policy))
         locked: ProtectedItem = check.facts["item"]
@@ -746,7 +747,7 @@ def soft_delete_sweep() -> dict[str, int]:
             kind="upcoming_purge",
             vault_name=item.vault.name,
             target=f"item:{item.name}",
-            first_at__gte=item.soft_deleted_at or item.purge_at - UPCOMING_PURGE_WARNING,
+            first_at__gte=item.soft_deleted_at or (item.purge_at or now) - UPCOMING_PURGE_WARNING,
         ).exists()
         if not warned:
             item_purge_warn(item=item)

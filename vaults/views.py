@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -17,6 +18,7 @@ from guards.services import elevation_remaining
 from portal import clock
 from portal.access import get_vault_for_user, vaults_for_user
 from portal.gate import DomainError
+from portal.http import HtmxHttpRequest
 from portal.models import Approval
 from portal.roles import has_capability
 
@@ -55,7 +57,7 @@ SORTS = {
 }
 
 
-def vault_list(request: HttpRequest) -> HttpResponse:
+def vault_list(request: HtmxHttpRequest) -> HttpResponse:
     if not has_capability(request.user, "view"):
         raise PermissionDenied
     vault_filter = VaultFilter(request.GET, queryset=vaults_for_user(request.user))
@@ -69,7 +71,7 @@ def vault_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def vault_create(request: HttpRequest) -> HttpResponse:
+def vault_create(request: HtmxHttpRequest) -> HttpResponse:
     form = VaultCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -84,7 +86,7 @@ def vault_create(request: HttpRequest) -> HttpResponse:
     return render(request, "vaults/create.html", {"form": form})
 
 
-def blade_context(request: HttpRequest, vault: Vault, blade: str) -> dict[str, object]:
+def blade_context(request: HtmxHttpRequest, vault: Vault, blade: str) -> dict[str, object]:
     """What every blade of the vault page needs; the policies app's pages build on it."""
     now = clock.now()
     pending_lock = (
@@ -146,7 +148,7 @@ def _security_context(vault: Vault, now: datetime) -> dict[str, object]:
     }
 
 
-def _mua_context(request: HttpRequest, vault: Vault, now: datetime) -> dict[str, object]:
+def _mua_context(request: HtmxHttpRequest, vault: Vault, now: datetime) -> dict[str, object]:
     """The vault's Resource Guard, what it protects, and the viewer's elevation on it."""
     guard = vault.resource_guard
     context: dict[str, object] = {
@@ -165,7 +167,7 @@ def _mua_context(request: HttpRequest, vault: Vault, now: datetime) -> dict[str,
             kind=Approval.Kind.ELEVATION,
             status=Approval.Status.APPROVED,
             guard=guard,
-            requested_by=request.user,
+            requested_by_id=request.user.pk,
             active_until__gt=now,
         )
         .order_by("-active_until")
@@ -178,7 +180,7 @@ def _mua_context(request: HttpRequest, vault: Vault, now: datetime) -> dict[str,
     return context
 
 
-def vault_blade(request: HttpRequest, name: str, blade: str = "overview") -> HttpResponse:
+def vault_blade(request: HtmxHttpRequest, name: str, blade: str = "overview") -> HttpResponse:
     if blade not in dict(BLADES):
         raise Http404("No such blade.")
     vault = get_vault_for_user(request.user, name)
@@ -186,7 +188,7 @@ def vault_blade(request: HttpRequest, name: str, blade: str = "overview") -> Htt
 
 
 def _render_immutability(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     vault: Vault,
     *,
     error: DomainError | None = None,
@@ -202,7 +204,7 @@ def _render_immutability(
 
 
 @require_POST
-def immutability_change(request: HttpRequest, name: str) -> HttpResponse:
+def immutability_change(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = ImmutabilityForm(request.POST)
     if not form.is_valid():
@@ -221,7 +223,7 @@ def immutability_change(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-def immutability_lock(request: HttpRequest, name: str) -> HttpResponse:
+def immutability_lock(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = ConfirmNameForm(request.POST)
     confirmation = form.data.get("confirmation", "")
@@ -243,7 +245,7 @@ def immutability_lock(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-def vault_delete(request: HttpRequest, name: str) -> HttpResponse:
+def vault_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = ConfirmNameForm(request.POST)
     confirmed = form.is_valid() and form.cleaned_data["confirmation"] == vault.name
@@ -266,7 +268,7 @@ def vault_delete(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _render_blade(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     vault: Vault,
     blade: str,
     *,
@@ -285,7 +287,7 @@ def _render_blade(
 
 
 def _refused(
-    request: HttpRequest, vault: Vault, blade: str, error: DomainError, at: str, **extra: object
+    request: HtmxHttpRequest, vault: Vault, blade: str, error: DomainError, at: str, **extra: Any
 ) -> HttpResponse:
     # A role refusal concerns the whole blade (a reader sees none of its controls).
     at = "page" if error.code == "permission_denied" else at
@@ -294,7 +296,7 @@ def _refused(
     )
 
 
-def _done(request: HttpRequest, vault: Vault, blade: str, notice: str) -> HttpResponse:
+def _done(request: HtmxHttpRequest, vault: Vault, blade: str, notice: str) -> HttpResponse:
     if request.htmx:
         return _render_blade(request, vault, blade, notice=notice)
     messages.success(request, notice)
@@ -303,11 +305,11 @@ def _done(request: HttpRequest, vault: Vault, blade: str, notice: str) -> HttpRe
 
 def _form_error(form: SoftDeleteForm | GuardChoiceForm) -> DomainError:
     field, errors = next(iter(form.errors.items()))
-    return DomainError("validation_error", errors[0], field=field)
+    return DomainError("validation_error", str(errors[0]), field=field)
 
 
 @require_POST
-def soft_delete_change(request: HttpRequest, name: str) -> HttpResponse:
+def soft_delete_change(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = SoftDeleteForm(request.POST)
     at = "disable" if request.POST.get("state") == Vault.SoftDelete.DISABLED else "soft-delete"
@@ -323,7 +325,7 @@ def soft_delete_change(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-def soft_delete_always_on(request: HttpRequest, name: str) -> HttpResponse:
+def soft_delete_always_on(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = ConfirmNameForm(request.POST)
     confirmation = form.data.get("confirmation", "")
@@ -338,7 +340,7 @@ def soft_delete_always_on(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-def item_undelete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+def item_undelete(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     item = get_object_or_404(vault.items.all(), pk=pk)
     item.vault = vault
@@ -351,7 +353,7 @@ def item_undelete(request: HttpRequest, name: str, pk: int) -> HttpResponse:
 
 
 @require_POST
-def guard_set(request: HttpRequest, name: str) -> HttpResponse:
+def guard_set(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = GuardChoiceForm(request.POST)
     if not form.is_valid():
@@ -365,7 +367,7 @@ def guard_set(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-def guard_remove(request: HttpRequest, name: str) -> HttpResponse:
+def guard_remove(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     try:
         vault = services.vault_guard_remove(actor=request.user, vault=vault)
