@@ -19,6 +19,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     context["user_role"] = role
     context["user_role_label"] = ROLE_LABELS.get(role, "Installation admin" if role else "No role")
     context["can_manage"] = has_capability(user, "manage")
+    context["can_operate"] = has_capability(user, "operate")
     context["can_approve"] = has_capability(user, "approve")
     context["pending_approvals"] = Approval.objects.filter(
         status=Approval.Status.PENDING, expires_at__gt=clock.now()

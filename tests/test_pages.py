@@ -260,3 +260,35 @@ def test_users_page_is_for_superusers(admin: Any, superuser: Any) -> None:
     newbie.refresh_from_db()
     assert [g.name for g in newbie.groups.all()] == ["operator"]
     assert not newbie.is_active
+
+
+def test_jobs_blade_lists_the_vaults_jobs_with_live_progress(
+    admin: Any, reader: Any, tmp_path: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from policies import services as policy_services
+    from vaults import jobs
+    from vaults import services as vault_services
+
+    vault = make_vault(admin, name="busy")
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="p", daily_days=7)
+    item = vault_services.item_protect(
+        actor=admin, vault=vault, name="docs", source_path=str(tmp_path), policy=policy
+    )
+    job = jobs.backup_request(actor=admin, item=item)
+    client = Client()
+    client.force_login(admin)
+    page = client.get("/vaults/busy/jobs/").content.decode()
+    assert f"#{job.pk}" in page and f"/jobs/{job.pk}/progress/" in page
+    assert f"/jobs/items/{item.pk}/backup/" in page
+    with CaptureQueriesContext(connection) as one:
+        client.get("/vaults/busy/jobs/")
+    for _ in range(5):
+        jobs.backup_request(actor=admin, item=item)
+    with CaptureQueriesContext(connection) as six:
+        client.get("/vaults/busy/jobs/")
+    assert len(six) == len(one), "no query per row"
+    client.force_login(reader)
+    assert "/backup/" not in client.get("/vaults/busy/jobs/").content.decode()

@@ -114,7 +114,21 @@ def blade_context(request: HtmxHttpRequest, vault: Vault, blade: str) -> dict[st
         context.update(_security_context(vault, now))
     elif blade == "mua":
         context.update(_mua_context(request, vault, now))
+    elif blade == "jobs":
+        context.update(_jobs_context(vault))
     return context
+
+
+def _jobs_context(vault: Vault) -> dict[str, object]:
+    """The vault's latest jobs (live progress) and its items' on-demand backup links."""
+    jobs = vault.jobs.select_related("item", "requested_by").order_by("-created_at", "-id")
+    return {
+        "jobs": list(jobs[:25]),
+        "job_count": jobs.count(),
+        "backup_items": list(
+            vault.items.filter(protection_state=ProtectedItem.State.PROTECTED).order_by("name")
+        ),
+    }
 
 
 def _security_context(vault: Vault, now: datetime) -> dict[str, object]:
