@@ -66,9 +66,21 @@ def raise_alert(kind: str, *, vault_name: str = "", target: str = "", message: s
 # --- delivery (e-mail and webhook, retried by Celery) -----------------------------------------
 
 
+def _muted(alert: Alert) -> bool:
+    """Job alerts of a vault whose owners muted them are not delivered (still listed)."""
+    if alert.category != Alert.Category.JOB or not alert.vault_name:
+        return False
+    from vaults.models import Vault
+
+    return Vault.objects.filter(name=alert.vault_name, mute_job_alerts=True).exists()
+
+
 def _enqueue_delivery(alert: Alert) -> None:
     from django.conf import settings
     from django.db import transaction
+
+    if _muted(alert):
+        return
 
     from .tasks import deliver_alert_email, deliver_alert_webhook
 

@@ -19,6 +19,7 @@ from .filters import ApprovalFilter, AuditFilter
 from .gate import DomainError
 from .models import Approval, AuditRecord
 from .roles import has_capability
+from .throttle import LOCKED_CODE, lockout_sentence
 
 ERROR_SCHEMA = inline_serializer(
     "Error", {"code": serializers.CharField(), "detail": serializers.CharField()}
@@ -81,10 +82,21 @@ class TokenView(ObtainAuthToken):
         responses={
             200: inline_serializer("Token", {"token": serializers.CharField()}),
             400: ERROR_SCHEMA,
+            429: ERROR_SCHEMA,
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            # django-axes flags the request object ``authenticate`` saw, which here is DRF's
+            # wrapper, so its middleware never sees the lockout: answer it here.
+            if getattr(request, "axes_locked_out", False):
+                return Response(
+                    {"code": LOCKED_CODE, "detail": lockout_sentence()},
+                    status=status.HTTP_429_TOO_MANY_REQUESTS,
+                )
+            raise
 
 
 class ApprovalSerializer(serializers.ModelSerializer[Approval]):
@@ -125,6 +137,13 @@ class ApprovalSerializer(serializers.ModelSerializer[Approval]):
 
 class DecisionSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    otp = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=16,
+        help_text="A fresh code from your authenticator app: needed to approve or deny when "
+        "HOLDFAST_APPROVER_2FA is required.",
+    )
 
 
 class ApprovalViewSet(viewsets.ReadOnlyModelViewSet[Approval]):
@@ -146,6 +165,8 @@ class ApprovalViewSet(viewsets.ReadOnlyModelViewSet[Approval]):
         kwargs: dict[str, Any] = {}
         if action_name in {"deny", "revoke"}:
             kwargs["reason"] = serializer.validated_data.get("reason", "")
+        if action_name in {"approve", "deny"}:
+            kwargs["otp"] = serializer.validated_data.get("otp", "")
         service = getattr(services, f"approval_{action_name}")
         approval = service(actor=request.user, approval=approval, **kwargs)
         return Response(ApprovalSerializer(approval).data)

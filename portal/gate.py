@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # Refusals that raise the "operation refused by immutability or MUA" security alert.
-ALERTING_REFUSALS = {"immutable_vault", "immutability_locked", "mua_required"}
+# A wrong second-factor code on an approval may be a stolen session guessing: alert on it too.
+ALERTING_REFUSALS = {"immutable_vault", "immutability_locked", "mua_required", "otp_invalid"}
 
 HTTP_STATUS = {
     "permission_denied": 403,
@@ -124,6 +125,90 @@ def not_own_request(check: Check) -> DomainError | None:
             "self_approval",
             "You asked for this yourself: another security admin must decide it.",
         )
+    return None
+
+
+def approver_second_factor(check: Check) -> DomainError | None:
+    """With ``HOLDFAST_APPROVER_2FA=required``, deciding a request needs a fresh TOTP code from
+    the approver's confirmed authenticator, checked now: a stolen session alone cannot approve.
+
+    The devices are locked, so one code cannot be spent twice by two requests racing; a
+    verified code moves the device's ``last_t`` on, so it is never accepted again, and wrong
+    codes slow further tries down (django-otp's throttling).
+    """
+    from django.conf import settings
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    if settings.HOLDFAST_APPROVER_2FA != "required":
+        return None
+    devices = list(TOTPDevice.objects.select_for_update().filter(user=check.actor, confirmed=True))
+    if not devices:
+        return DomainError(
+            "otp_required",
+            "Deciding requests needs two-factor authentication: enrol an authenticator app on "
+            "your Two-factor page (/account/two-factor/) first, then enter its current code.",
+            field="otp",
+        )
+    code = str(check.facts.get("otp") or "").strip()
+    if not code:
+        return DomainError(
+            "otp_required",
+            "Enter the current code from your authenticator app to decide this request.",
+            field="otp",
+        )
+    locked_until = None
+    for device in devices:
+        allowed, info = device.verify_is_allowed()
+        if not allowed:
+            locked_until = (info or {}).get("locked_until")
+            continue
+        if device.verify_token(code):
+            return None
+    if locked_until is not None:
+        return DomainError(
+            "otp_invalid",
+            "Too many wrong codes in a row: try again after "
+            f"{locked_until:%H:%M:%S} UTC with a fresh code.",
+            field="otp",
+        )
+    return DomainError(
+        "otp_invalid",
+        "That code is wrong, expired or already used: enter the next code your authenticator "
+        "app shows.",
+        field="otp",
+    )
+
+
+def authenticator_enrolment_valid(check: Check) -> DomainError | None:
+    """A new authenticator is confirmed only with the account's password, typed again, and a
+    code it produced; a confirmed one is replaced only by an installation admin (who removes
+    the old one), so a stolen session cannot swap in the thief's phone."""
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    if not check.facts.get("password_ok"):
+        return DomainError(
+            "validation_error", "password: your password is wrong.", field="password"
+        )
+    if TOTPDevice.objects.filter(user=check.actor, confirmed=True).exists():
+        return DomainError(
+            "validation_error",
+            "You already have an authenticator. If it is lost, ask an installation admin to "
+            "remove it (Django admin, TOTP devices), then enrol again.",
+        )
+    totp = TOTP(bytes.fromhex(check.facts["key"]))
+    try:
+        code = int(str(check.facts.get("otp") or "").strip())
+    except ValueError:
+        code = -1
+    if code < 0 or not totp.verify(code, tolerance=1):
+        return DomainError(
+            "otp_invalid",
+            "That code does not match: check the app's clock and enter the code it shows now.",
+            field="otp",
+        )
+    # The code used here is spent: approvals need a later one.
+    check.facts["last_t"] = totp.t()
     return None
 
 
@@ -493,14 +578,20 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "approval_approve",
             "approve",
-            rules=(approval_pending, not_own_request),
+            rules=(approval_pending, not_own_request, approver_second_factor),
             label="Approve a request",
         ),
         Operation(
             "approval_deny",
             "approve",
-            rules=(approval_pending, not_own_request),
+            rules=(approval_pending, not_own_request, approver_second_factor),
             label="Deny a request",
+        ),
+        Operation(
+            "authenticator_enrol",
+            "view",
+            rules=(authenticator_enrolment_valid,),
+            label="Enrol a two-factor authenticator",
         ),
         Operation("approval_cancel", "view", rules=(own_request, approval_pending), label="Cancel"),
         Operation("approval_expire", "system", label="Expire a pending request"),
@@ -521,6 +612,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation("point_rehydration_end", "system", label="End a point's rehydration"),
         Operation("point_mark_corrupt", "system", label="Mark a point corrupt"),
         Operation("point_mark_verified", "system", label="Record a point's verification"),
+        Operation("job_alerts_mute", "manage", label="Mute or unmute a vault's job alerts"),
         Operation("alert_acknowledge", "respond", label="Acknowledge an alert"),
         Operation("alert_resolve", "respond", label="Resolve an alert"),
         # Installation administration: superusers, or the server's own shell commands.

@@ -15,7 +15,7 @@ from .models import Alert, Approval
 from .roles import ROLES
 
 # The gate operation each kind of approval runs once approved.
-APPROVED_ACTIONS = {
+APPROVED_ACTIONS: dict[str, str] = {
     Approval.Kind.LOCK_IMMUTABILITY: "immutability_lock",
     Approval.Kind.ALWAYS_ON_SOFT_DELETE: "soft_delete_always_on",
 }
@@ -32,11 +32,13 @@ def _approval_target(approval: Approval) -> str:
     return f"approval:{approval.pk}:{approval.kind}"
 
 
-def approval_approve(*, actor: Any, approval: Approval) -> Approval:
+def approval_approve(*, actor: Any, approval: Approval, otp: str = "") -> Approval:
     """Approve a pending request; the approved action runs in the same transaction.
 
     The approval row is locked before it is checked, so of two approvers racing on the same
-    request exactly one wins; the other is refused with ``approval_not_pending``.
+    request exactly one wins; the other is refused with ``approval_not_pending``. With
+    ``HOLDFAST_APPROVER_2FA=required``, ``otp`` must be a fresh code from the approver's
+    authenticator (``otp_required`` / ``otp_invalid`` otherwise).
     """
     from vaults import services as vault_services
 
@@ -68,7 +70,7 @@ def approval_approve(*, actor: Any, approval: Approval) -> Approval:
         actor=actor,
         vault=approval.vault,
         target=_approval_target(approval),
-        facts={"approval": approval},
+        facts={"approval": approval, "otp": otp},
         refresh=_lock_approval(approval),
         precheck=precheck,
         change=change,
@@ -76,7 +78,9 @@ def approval_approve(*, actor: Any, approval: Approval) -> Approval:
     )
 
 
-def _close(op: str, status: str, *, actor: Any, approval: Approval, reason: str = "") -> Approval:
+def _close(
+    op: str, status: str, *, actor: Any, approval: Approval, reason: str = "", otp: str = ""
+) -> Approval:
     def change(check: Check) -> Approval:
         locked: Approval = check.facts["approval"]
         locked.status = status
@@ -92,17 +96,23 @@ def _close(op: str, status: str, *, actor: Any, approval: Approval, reason: str 
         actor=actor,
         vault=approval.vault,
         target=_approval_target(approval),
-        facts={"approval": approval},
+        facts={"approval": approval, "otp": otp},
         refresh=_lock_approval(approval),
         change=change,
         after=lambda a: {"status": a.status, "kind": a.kind},
     )
 
 
-def approval_deny(*, actor: Any, approval: Approval, reason: str = "") -> Approval:
-    """A security admin other than the requester turns the request down."""
+def approval_deny(*, actor: Any, approval: Approval, reason: str = "", otp: str = "") -> Approval:
+    """A security admin other than the requester turns the request down (with a fresh
+    second-factor code when ``HOLDFAST_APPROVER_2FA=required``)."""
     return _close(
-        "approval_deny", Approval.Status.DENIED, actor=actor, approval=approval, reason=reason
+        "approval_deny",
+        Approval.Status.DENIED,
+        actor=actor,
+        approval=approval,
+        reason=reason,
+        otp=otp,
     )
 
 
@@ -115,6 +125,35 @@ def approval_revoke(*, actor: Any, approval: Approval, reason: str = "") -> Appr
     """A security admin ends an active elevation early."""
     return _close(
         "approval_revoke", Approval.Status.REVOKED, actor=actor, approval=approval, reason=reason
+    )
+
+
+def authenticator_enrol(*, actor: Any, key: str, otp: str, password_ok: bool) -> Any:
+    """Confirm a TOTP authenticator (hex ``key``) for ``actor`` with a code it produced.
+
+    ``password_ok`` says the caller re-checked the account's password (through
+    ``authenticate``, so login throttling counts wrong ones). The code is spent on enrolment.
+    """
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    def change(check: Check) -> TOTPDevice:
+        TOTPDevice.objects.filter(user=actor, confirmed=False).delete()
+        return TOTPDevice.objects.create(
+            user=actor,
+            name="authenticator",
+            key=key,
+            confirmed=True,
+            last_t=check.facts["last_t"],
+        )
+
+    return gate.execute(
+        "authenticator_enrol",
+        actor=actor,
+        target=f"user:{actor.get_username()}",
+        facts={"key": key, "otp": otp, "password_ok": password_ok},
+        before={},
+        change=change,
+        after=lambda device: {"device": device.pk, "confirmed": True},
     )
 
 

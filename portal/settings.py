@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "pgtrigger",
     "csp",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "portal",
     "guards",
     "vaults",
@@ -75,6 +78,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.EntryPointMiddleware",
+    # Last, as django-axes asks: it turns a flagged lockout into the lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -116,10 +121,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "portal.throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-SESSION_COOKIE_AGE = int(os.environ.get("HOLDFAST_SESSION_SECONDS", str(8 * 3600)))
+# Idle expiry: every request pushes the expiry forward, so a session unused for this long ends.
+SESSION_COOKIE_AGE = int(os.environ.get("HOLDFAST_SESSION_SECONDS", str(30 * 60)))
+SESSION_SAVE_EVERY_REQUEST = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -230,6 +242,21 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Login throttling (django-axes): 5 failed sign-ins for one username from one address lock that
+# pair out for 15 minutes; a success resets the count. The pair, not the username alone, so an
+# attacker cannot lock a colleague out from elsewhere. The address is REMOTE_ADDR, never a
+# header a client could forge (behind a proxy, that makes the pair the username alone).
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.throttle.lockout_response"
+# TOTP second factor (django-otp). With "required" (the production default) approving or denying
+# a request needs a fresh code from the approver's confirmed authenticator (SPEC 3.5).
+HOLDFAST_APPROVER_2FA = os.environ.get("HOLDFAST_APPROVER_2FA", "off" if DEBUG else "required")
+if HOLDFAST_APPROVER_2FA not in {"off", "required"}:
+    raise RuntimeError("HOLDFAST_APPROVER_2FA must be 'off' or 'required'.")
+OTP_TOTP_ISSUER = "Holdfast"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import csv
+from base64 import b32encode
+from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
+from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.util import random_hex
 
 from . import clock, services
 from .audit import verify as verify_chain
@@ -22,7 +28,7 @@ from .gate import OPERATIONS, DomainError
 from .models import Alert, Approval, AuditRecord
 from .roles import has_capability, role_of
 
-APPROVAL_ACTIONS = {
+APPROVAL_ACTIONS: dict[str, Callable[..., Approval]] = {
     "approve": services.approval_approve,
     "deny": services.approval_deny,
     "cancel": services.approval_cancel,
@@ -57,6 +63,55 @@ def approval_list(request: HttpRequest) -> HttpResponse:
             "page": page,
             "now": clock.now(),
             "status": params.get("status"),
+            "two_factor_required": settings.HOLDFAST_APPROVER_2FA == "required",
+        },
+    )
+
+
+PENDING_AUTHENTICATOR_KEY = "holdfast_pending_authenticator_key"
+
+
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Enrol a TOTP authenticator: the key is shown as an otpauth URI and as text, and is kept
+    in the session (not the database) until a code from the app and the password confirm it."""
+    device = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
+    key = request.session.get(PENDING_AUTHENTICATOR_KEY) if device is None else None
+    if device is None and not key:
+        key = request.session[PENDING_AUTHENTICATOR_KEY] = random_hex(20)
+    error = ""
+    if request.method == "POST" and device is None and "otp" in request.POST:
+        # ``authenticate`` rather than ``check_password``: login throttling counts wrong ones.
+        password_ok = (
+            authenticate(
+                request,
+                username=request.user.get_username(),
+                password=request.POST.get("password", ""),
+            )
+            is not None
+        )
+        try:
+            services.authenticator_enrol(
+                actor=request.user,
+                key=str(key),
+                otp=request.POST.get("otp", "")[:16],
+                password_ok=password_ok,
+            )
+        except DomainError as refusal:
+            error = refusal.detail
+        else:
+            request.session.pop(PENDING_AUTHENTICATOR_KEY, None)
+            messages.success(request, "Authenticator enrolled.")
+            return redirect("two-factor")
+    pending = TOTPDevice(user=request.user, key=key) if key else None
+    return render(
+        request,
+        "portal/two_factor.html",
+        {
+            "device": device,
+            "config_url": pending.config_url if pending else "",
+            "secret": b32encode(pending.bin_key).decode() if pending else "",
+            "error": error,
+            "two_factor_required": settings.HOLDFAST_APPROVER_2FA == "required",
         },
     )
 
@@ -70,7 +125,9 @@ def approval_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         raise PermissionDenied("Unknown action.")
     form = DecisionForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    kwargs = {"reason": reason} if action in {"deny", "revoke"} else {}
+    kwargs: dict[str, str] = {"reason": reason} if action in {"deny", "revoke"} else {}
+    if action in {"approve", "deny"}:
+        kwargs["otp"] = request.POST.get("otp", "")[:16]
     try:
         service(actor=request.user, approval=approval, **kwargs)
     except DomainError as error:
@@ -100,7 +157,7 @@ class _Echo:
         return value
 
 
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: HttpRequest) -> HttpResponseBase:
     _require(request, "view")
     audit_filter = AuditFilter(request.GET, queryset=AuditRecord.objects.all())
     if request.GET.get("format") == "csv":
@@ -146,7 +203,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
         except DomainError as error:
             form.add_error(error.field if error.field in form.fields else None, error.detail)
         else:
-            messages.success(request, f"User {user.username} created.")
+            messages.success(request, f"User {user.get_username()} created.")
             return redirect("users")
     users = get_user_model().objects.prefetch_related("groups").order_by("username")
     rows = [(user, role_of(user)) for user in users]
