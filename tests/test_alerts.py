@@ -133,3 +133,24 @@ def test_alerts_page_filters_and_actions(admin: Any, operator: Any) -> None:
     alert.refresh_from_db()
     assert alert.status == "resolved"
     assert 'aria-label="1 open"' in client.get("/alerts/").content.decode()
+
+
+def test_job_alerts_of_a_muted_vault_are_listed_but_not_delivered(
+    admin: Any, reader: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.HOLDFAST_ALERT_WEBHOOK_URL = "http://127.0.0.1:9/never"
+    vault = make_vault(admin, name="quiet")
+    client = Client()
+    client.force_login(reader)
+    assert client.post("/vaults/quiet/job-alerts/", {"muted": "1"}).status_code == 403
+    client.force_login(admin)
+    client.post("/vaults/quiet/job-alerts/", {"muted": "1"})
+    vault.refresh_from_db()
+    assert vault.mute_job_alerts
+    with django_capture_on_commit_callbacks() as job_callbacks:
+        raise_alert("backup_failed", vault_name="quiet", message="disk full")
+    assert job_callbacks == [], "a muted job alert is not delivered"
+    assert Alert.objects.filter(kind="backup_failed", vault_name="quiet").exists()
+    with django_capture_on_commit_callbacks() as security_callbacks:
+        raise_alert("immutability_disabled", vault_name="quiet", message="off")
+    assert len(security_callbacks) == 1, "security alerts cannot be muted"

@@ -43,6 +43,7 @@ class VaultSerializer(serializers.ModelSerializer[Vault]):
             "immutability",
             "soft_delete",
             "resource_guard",
+            "mute_job_alerts",
             "security_level",
             "data_lock",
             "created_at",

@@ -60,6 +60,9 @@ class Vault(models.Model):
         on_delete=models.PROTECT,
         related_name="vaults",
     )
+    # Job alerts (backup failed, restore failed) of this vault are recorded but not delivered
+    # by e-mail or webhook; security alerts cannot be muted (SPEC 3.8).
+    mute_job_alerts = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -141,6 +144,7 @@ class Vault(models.Model):
                 "retention_days": self.soft_delete_retention_days,
             },
             "resource_guard": self.resource_guard.name if self.resource_guard else None,
+            "mute_job_alerts": self.mute_job_alerts,
         }
 
 

@@ -116,6 +116,13 @@ def vault_delete(*, actor: Any, vault: Vault) -> None:
     )
 
 
+def job_alerts_mute(*, actor: Any, vault: Vault, muted: bool) -> Vault:
+    """Mute (or unmute) the delivery of this vault's job alerts; security alerts stay on."""
+    return _vault_change(
+        "job_alerts_mute", actor=actor, vault=vault, fields={"mute_job_alerts": muted}
+    )
+
+
 def immutability_set(*, actor: Any, vault: Vault, state: str) -> Vault:
     """Enable or disable immutability; locking goes through :func:`immutability_lock_request`."""
     if state not in {Vault.Immutability.ENABLED, Vault.Immutability.DISABLED}:

@@ -259,6 +259,21 @@ def immutability_lock(request: HtmxHttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
+def job_alerts_mute(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    muted = request.POST.get("muted") == "1"
+    try:
+        services.job_alerts_mute(actor=request.user, vault=vault, muted=muted)
+    except DomainError as error:
+        if error.code == "permission_denied":
+            raise PermissionDenied(error.detail) from error
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, f"Job alerts {'muted' if muted else 'delivered again'}.")
+    return redirect("vaults:blade", name=vault.name, blade="properties")
+
+
+@require_POST
 def vault_delete(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     form = ConfirmNameForm(request.POST)
