@@ -11,7 +11,7 @@ import django_filters
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -103,12 +103,34 @@ def _item(request: Request, name: str, item: str) -> ProtectedItem:
     )
 
 
+# The broker was down: the job is recorded and queued, and starts once the queue is back.
+QUEUE_UNAVAILABLE = OpenApiResponse(
+    inline_serializer(
+        "QueueUnavailable",
+        {
+            "code": serializers.CharField(),
+            "detail": serializers.CharField(),
+            "job": JobSerializer(),
+        },
+    ),
+    description="The job queue is unreachable: the job is recorded, queued and sent once it "
+    "is back; do not submit it again.",
+)
+
+
 def _accepted(job: Job) -> Response:
+    if jobs.job_waiting_for_queue(job):
+        return Response(
+            {"code": "queue_unavailable", "detail": job.error, "job": JobSerializer(job).data},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
     return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class BackupView(APIView):
-    @extend_schema(request=BackupRequestSerializer, responses={202: JobSerializer})
+    @extend_schema(
+        request=BackupRequestSerializer, responses={202: JobSerializer, 503: QUEUE_UNAVAILABLE}
+    )
     def post(self, request: Request, name: str, item: str) -> Response:
         protected = _item(request, name, item)
         body = BackupRequestSerializer(data=request.data)
@@ -120,7 +142,9 @@ class BackupView(APIView):
 
 
 class RestoreView(APIView):
-    @extend_schema(request=RestoreRequestSerializer, responses={202: JobSerializer})
+    @extend_schema(
+        request=RestoreRequestSerializer, responses={202: JobSerializer, 503: QUEUE_UNAVAILABLE}
+    )
     def post(self, request: Request, name: str, item: str, pk: int) -> Response:
         protected = _item(request, name, item)
         point = get_object_or_404(
@@ -140,7 +164,7 @@ def _point(request: Request, name: str, item: str, pk: int) -> RecoveryPoint:
 
 
 class VerifyView(APIView):
-    @extend_schema(request=None, responses={202: JobSerializer})
+    @extend_schema(request=None, responses={202: JobSerializer, 503: QUEUE_UNAVAILABLE})
     def post(self, request: Request, name: str, item: str, pk: int) -> Response:
         """Re-read and re-hash the point's data (SPEC 3.8 verification job)."""
         return _accepted(
@@ -149,7 +173,9 @@ class VerifyView(APIView):
 
 
 class RehydrateView(APIView):
-    @extend_schema(request=RehydrateRequestSerializer, responses={202: JobSerializer})
+    @extend_schema(
+        request=RehydrateRequestSerializer, responses={202: JobSerializer, 503: QUEUE_UNAVAILABLE}
+    )
     def post(self, request: Request, name: str, item: str, pk: int) -> Response:
         """Bring an archived point back to the standard tier for 10 to 30 days (SPEC 3.7)."""
         point = _point(request, name, item, pk)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -80,6 +81,13 @@ def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+def _started(request: HttpRequest, job: Job) -> HttpResponse:
+    """To the job's page; if the queue was down, the job waits there and the page says so."""
+    if jobs.job_waiting_for_queue(job):
+        messages.warning(request, f"Job #{job.pk}: {job.error}")
+    return redirect("jobs:detail", pk=job.pk)
+
+
 def backup_start(request: HttpRequest, pk: int) -> HttpResponse:
     if not has_capability(request.user, "operate"):
         raise PermissionDenied("Your role does not allow on-demand backups.")
@@ -97,7 +105,7 @@ def backup_start(request: HttpRequest, pk: int) -> HttpResponse:
         except DomainError as error:
             _apply_error(form, error)
         else:
-            return redirect("jobs:detail", pk=job.pk)
+            return _started(request, job)
     return render(request, "jobs/backup.html", {"form": form, "item": item})
 
 
@@ -116,7 +124,7 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
         except DomainError as error:
             _apply_error(form, error)
         else:
-            return redirect("jobs:detail", pk=job.pk)
+            return _started(request, job)
     context: dict[str, Any] = {"form": form, "point": point}
     return render(request, "jobs/restore.html", context)
 

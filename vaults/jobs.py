@@ -25,7 +25,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils.dateparse import parse_datetime
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from policies import rules
 from portal import clock, gate
@@ -113,12 +115,57 @@ def job_state(job: Job) -> dict[str, Any]:
     }
 
 
+QUEUE_DOWN = (
+    "The job queue (Redis) could not be reached ({reason}). The job is recorded and stays "
+    "queued: it is sent to a worker automatically once the queue is back, so there is no "
+    "need to submit it again."
+)
+
+
 def _enqueue_on_commit(job: Job) -> None:
     """Send the job's id to a worker once the row is committed (never before)."""
+    transaction.on_commit(lambda: _send(job))
+
+
+def _send(job: Job) -> None:
+    """Send ``job`` to the queue; if the broker is down, keep it queued and say so.
+
+    The row and its audit record are already committed, so the request is not lost: the
+    reason becomes the queued job's ``error`` (the page or API that asked shows it, see
+    :func:`job_waiting_for_queue`), a backup or restore raises its job alert, and the job
+    sweep re-sends every queued job with such an error until a worker claims it (the
+    claim is a compare-and-set, so a message that did get through runs once anyway).
+    """
     from . import tasks
 
-    job_id = job.pk
-    transaction.on_commit(lambda: tasks.enqueue_job(job_id))
+    try:
+        tasks.enqueue_job(job.pk)
+    except (BrokerUnavailable, OSError) as exc:
+        logger.warning("job %s not sent, the broker is unreachable: %s", job.pk, exc)
+        first = not job.error
+        job.error = QUEUE_DOWN.format(reason=exc)
+        alert = FAILURE_ALERTS.get(job.kind) if first else None
+        # The alert's own e-mail or webhook delivery goes through the same queue; the alert
+        # row is committed before that is attempted, so its failure is logged, not raised.
+        with contextlib.suppress(BrokerUnavailable, OSError), transaction.atomic():
+            updated = Job.objects.filter(pk=job.pk, status=Status.QUEUED).update(error=job.error)
+            if updated and alert is not None:
+                raise_alert(
+                    alert,
+                    vault_name=job.vault.name if job.vault else "",
+                    target=f"item:{job.item.name}" if job.item else f"job:{job.pk}",
+                    message=f"{job.get_kind_display()} job #{job.pk} could not be started "
+                    f"yet: {job.error}",
+                )
+        return
+    if job.error:  # a re-send by the sweep got through
+        Job.objects.filter(pk=job.pk, status=Status.QUEUED).update(error="")
+        job.error = ""
+
+
+def job_waiting_for_queue(job: Job) -> bool:
+    """Whether ``job`` was recorded but could not be sent yet (the broker was down)."""
+    return job.status == Status.QUEUED and bool(job.error)
 
 
 def _new_job(kind: str, *, now: datetime, **fields: Any) -> Job:
@@ -432,7 +479,7 @@ def job_claim(*, job_id: int) -> Job | None:
     """Compare-and-set a queued job to running; None if it is gone or someone else has it."""
     now = clock.now()
     claimed = Job.objects.filter(pk=job_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=now, heartbeat_at=now
+        status=Status.RUNNING, started_at=now, heartbeat_at=now, error=""
     )
     if not claimed:
         return None
@@ -458,7 +505,7 @@ def _finish(
     Job.objects.filter(pk=job.pk).update(**fields)
 
 
-FAILURE_ALERTS = {Kind.BACKUP: "backup_failed", Kind.RESTORE: "restore_failed"}
+FAILURE_ALERTS: dict[str, str] = {Kind.BACKUP: "backup_failed", Kind.RESTORE: "restore_failed"}
 
 
 def _fail(job: Job, error: str) -> None:
@@ -704,8 +751,9 @@ RUNNERS: dict[str, Callable[[Job, _Heartbeat], None]] = {
 
 def jobs_fail_stale(*, now: datetime | None = None) -> int:
     """Fail running jobs whose heartbeat stopped (their worker died), and re-send queued
-    jobs whose message seems lost. Nothing a dead backup wrote is visible: its point has
-    no manifest, and GC reclaims its chunks once its store lease expires."""
+    jobs whose message seems lost or could not be sent (the broker was down: their error
+    says so). Nothing a dead backup wrote is visible: its point has no manifest, and GC
+    reclaims its chunks once its store lease expires."""
     now = now or clock.now()
     cutoff = now - _stale_after()
     failed = 0
@@ -722,7 +770,10 @@ def jobs_fail_stale(*, now: datetime | None = None) -> int:
             ).update(status=Status.FAILED, ended_at=now, error=error):
                 _alert_failure(job, error)
                 failed += 1
-    for job in Job.objects.filter(status=Status.QUEUED, heartbeat_at__lt=now - REQUEUE_AFTER):
+    lost = Job.objects.filter(status=Status.QUEUED).filter(
+        Q(heartbeat_at__lt=now - REQUEUE_AFTER) | ~Q(error="")
+    )
+    for job in lost.select_related("vault", "item"):
         if Job.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(heartbeat_at=now):
             _enqueue_on_commit(job)
     return failed

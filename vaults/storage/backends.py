@@ -8,6 +8,7 @@ temporary file, fsync and rename, none of which leaks out of `put`.
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno
 import os
 import re
@@ -65,6 +66,28 @@ class Backend(abc.ABC):
         """Seconds since the epoch when the object was last written."""
 
 
+# Write failures that mean the storage itself is unusable (not a bug in the caller): turned
+# into a `StorageError` with a sentence, so the job fails saying what to fix.
+_UNWRITABLE = {
+    errno.ENOSPC: "it is full (no space left on the device)",
+    errno.EDQUOT: "its disk quota is exhausted",
+    errno.EROFS: "it is mounted read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+class StoreUnwritable(StorageError):
+    """The store's filesystem refused a write (full, read-only, no permission)."""
+
+    def __init__(self, root: Path, reason: str, errno_: int) -> None:
+        super().__init__(
+            f"Cannot write to the store at {root}: {reason}. Nothing half-written is visible; "
+            "free space or make the storage writable, then run the job again."
+        )
+        self.errno = errno_
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -86,6 +109,16 @@ class LocalBackend(Backend):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            reason = _UNWRITABLE.get(exc.errno or 0)
+            if reason is None:
+                raise
+            raise StoreUnwritable(self.root, reason, exc.errno or 0) from exc
+
     def _ensure_dir(self, directory: Path) -> None:
         if directory.is_dir():
             return
@@ -100,7 +133,10 @@ class LocalBackend(Backend):
             _fsync_dir(created.parent)
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+        with self._writing():
+            self._put(self._path(key), data)
+
+    def _put(self, path: Path, data: bytes) -> None:
         self._ensure_dir(path.parent)
         temp = path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -131,11 +167,12 @@ class LocalBackend(Backend):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        try:
-            path.unlink()
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        _fsync_dir(path.parent)
+        with self._writing():
+            try:
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            _fsync_dir(path.parent)
 
     def list(self, prefix: str) -> Iterator[str]:
         directory, _, _ = prefix.rpartition("/")
