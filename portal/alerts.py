@@ -4,10 +4,15 @@ the decision that raised it does."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from django.db.models import F
 
 from . import clock
 from .models import Alert
+
+logger = logging.getLogger(__name__)
 
 SECURITY_ALERTS = {
     "backup_data_deleted": ("critical", "Backup data deleted"),
@@ -89,9 +94,18 @@ def _enqueue_delivery(alert: Alert) -> None:
     # every occurrence (same id, growing count); e-mail only the first, so a repeating alert
     # does not flood inboxes.
     if settings.HOLDFAST_ALERT_WEBHOOK_URL:
-        transaction.on_commit(lambda: deliver_alert_webhook.delay(alert_id))
+        transaction.on_commit(lambda: _send(deliver_alert_webhook, alert_id))
     if settings.HOLDFAST_ALERT_EMAILS and alert.count == 1:
-        transaction.on_commit(lambda: deliver_alert_email.delay(alert_id))
+        transaction.on_commit(lambda: _send(deliver_alert_email, alert_id))
+
+
+def _send(task: Any, alert_id: int) -> None:
+    """Queue a delivery; with the broker down the alert stays listed in the dashboard and the
+    request that raised it still succeeds (its decision is already committed)."""
+    try:
+        task.delay(alert_id)
+    except Exception:  # kombu raises several kinds when the broker is unreachable
+        logger.exception("alert %s: delivery could not be queued (broker unreachable?)", alert_id)
 
 
 def alert_payload(alert: Alert) -> dict[str, object]:

@@ -146,7 +146,7 @@ def _send(job: Job) -> None:
         job.error = QUEUE_DOWN.format(reason=exc)
         alert = FAILURE_ALERTS.get(job.kind) if first else None
         # The alert's own e-mail or webhook delivery goes through the same queue; the alert
-        # row is committed before that is attempted, so its failure is logged, not raised.
+        # row is committed before that is attempted, so that failure is dropped, not raised.
         with contextlib.suppress(BrokerUnavailable, OSError), transaction.atomic():
             updated = Job.objects.filter(pk=job.pk, status=Status.QUEUED).update(error=job.error)
             if updated and alert is not None:
