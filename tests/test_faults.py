@@ -411,13 +411,6 @@ def test_worker_killed_while_gc_deletes_chunks_leaves_every_point_whole(
     assert restored.status == "completed" and tree_of(target) == tree_of(source)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A GC killed mid-run leaves gc/<run>.json; every backup of that vault then waits "
-    "at its end until the marker is gc_timeout (6 h) old, beyond the backup task's 5 h soft "
-    "limit. Fix in vaults/storage: GC heartbeats its marker and stops deleting when its "
-    "heartbeat lapses; writers ignore markers whose heartbeat is stale (as GC does leases).",
-)
 def test_a_backup_after_a_gc_killed_mid_run_is_not_held_by_its_marker(
     people: dict[str, Any],
     storage: Path,

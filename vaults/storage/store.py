@@ -74,6 +74,11 @@ DEFAULT_TIMESTAMP_SLACK = 2.0
 
 DEFAULT_LEASE_TIMEOUT = 6 * 3600.0
 DEFAULT_GC_TIMEOUT = 6 * 3600.0
+# A running GC refreshes its marker this often; writers treat a marker not refreshed for
+# DEFAULT_GC_STALE seconds as left by a GC that died, and a GC stops deleting before its own
+# marker could look that old (see docs/storage.md, "A GC that dies").
+GC_HEARTBEAT = 5.0
+DEFAULT_GC_STALE = 30.0
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,7 @@ class VaultStore:
         workers: int | None = None,
         lease_timeout: float = DEFAULT_LEASE_TIMEOUT,
         gc_timeout: float = DEFAULT_GC_TIMEOUT,
+        gc_stale: float = DEFAULT_GC_STALE,
         poll_interval: float = 0.2,
         timestamp_slack: float = DEFAULT_TIMESTAMP_SLACK,
     ) -> None:
@@ -229,6 +235,7 @@ class VaultStore:
         self.workers = workers or min(8, 2 * (os.cpu_count() or 1))
         self.lease_timeout = lease_timeout
         self.gc_timeout = gc_timeout
+        self.gc_stale = gc_stale
         self.poll_interval = poll_interval
         self.timestamp_slack = timestamp_slack
 
@@ -761,7 +768,15 @@ class VaultStore:
         """
         run_key = f"gc/{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
         started = time.monotonic()
-        self.backend.put(run_key, json.dumps({"started_at": time.time()}).encode())
+        started_at = time.time()
+
+        def beat() -> float:
+            # The marker's heartbeat: writers wait only for markers that are being refreshed.
+            body = {"started_at": started_at, "beat_at": time.time()}
+            self.backend.put(run_key, json.dumps(body).encode())
+            return time.monotonic()
+
+        last_beat = beat()
         deleted = freed = leased = 0
         completed = True
         try:
@@ -780,7 +795,13 @@ class VaultStore:
                 if digest in protected:
                     leased += 1
                     continue
-                if time.monotonic() - started > self.gc_timeout * SAFETY:
+                if time.monotonic() - last_beat > GC_HEARTBEAT:
+                    last_beat = beat()
+                if (
+                    time.monotonic() - started > self.gc_timeout * SAFETY
+                    or time.monotonic() - last_beat > self.gc_stale * SAFETY
+                ):
+                    # Stalled long enough that a writer may take our marker for dead: stop.
                     completed = False
                     break
                 try:

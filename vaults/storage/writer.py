@@ -104,22 +104,13 @@ class WriteSession:
         A GC that read the leases before we recorded a chunk had published its marker
         before that; we wait for every marker present now to go away, then re-check.
         """
-        markers = list(self.backend.list("gc/"))
-        deadline_checks = {}
-        for key in markers:
-            try:
-                started = json.loads(self.backend.get(key))["started_at"]
-            except ObjectNotFound:
-                continue
-            except (ValueError, KeyError, TypeError):
-                started = 0.0
-            deadline_checks[key] = float(started)
-        while deadline_checks:
+        waiting = set(self.backend.list("gc/"))
+        while waiting:
             now = time.time()
-            for key, started in list(deadline_checks.items()):
-                if now - started > self.store.gc_timeout or not self.backend.exists(key):
-                    del deadline_checks[key]
-            if deadline_checks:
+            for key in list(waiting):
+                if self._gc_marker_done(key, now):
+                    waiting.discard(key)
+            if waiting:
                 self.heartbeat_if_due()
                 time.sleep(self.store.poll_interval)
         missing = [c for c in reused if not self.backend.exists(chunk_key(c))]
@@ -129,6 +120,23 @@ class WriteSession:
                 f" (e.g. {missing[0]}); point {self.point_id!r} was not written. Run the"
                 " backup again."
             )
+
+    def _gc_marker_done(self, key: str, now: float) -> bool:
+        """A GC marker stops holding us once it is gone, or once its GC is evidently dead:
+        not refreshed for ``gc_stale`` seconds (a live GC refreshes it every few seconds and
+        stops deleting before it could look that old), or older than ``gc_timeout``."""
+        try:
+            marker = json.loads(self.backend.get(key))
+        except ObjectNotFound:
+            return True
+        except ValueError:
+            marker = {}
+        try:
+            started = float(marker.get("started_at", 0.0))
+            beat = float(marker.get("beat_at", started))
+        except (TypeError, ValueError, AttributeError):
+            started = beat = 0.0
+        return now - beat > self.store.gc_stale or now - started > self.store.gc_timeout
 
     def commit(self, manifest_bytes: bytes) -> None:
         now = time.time()
