@@ -339,25 +339,16 @@ def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> Pr
     With soft delete on, the item is kept for the retention in force now and can be undeleted.
     """
     if not delete_data:
-
-        def retain(check: Check) -> ProtectedItem:
-            locked: ProtectedItem = check.facts["item"]
-            locked.protection_state = ProtectedItem.State.PROTECTION_STOPPED
-            locked.stopped_at = check.now
-            locked.save(update_fields=["protection_state", "stopped_at"])
-            return locked
-
-        return gate.execute(
+        return _item_change(
             "protection_stop_retain",
             actor=actor,
-            vault=item.vault,
-            target=f"item:{item.name}",
-            before=item.audit_state(),
-            facts={"item": item},
-            refresh=_lock_item(item),
-            precheck=_require_state(ProtectedItem.State.PROTECTED, verb="stop protection"),
-            change=retain,
-            after=lambda i: i.audit_state(),
+            item=item,
+            states=(ProtectedItem.State.PROTECTED,),
+            verb="stop protection",
+            fields=lambda check: {
+                "protection_state": ProtectedItem.State.PROTECTION_STOPPED,
+                "stopped_at": check.now,
+            },
         )
 
     def delete(check: Check) -> ProtectedItem:
@@ -370,8 +361,7 @@ def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> Pr
             locked.purge_at = check.now + timedelta(days=vault.soft_delete_retention_days)
             locked.save(update_fields=["protection_state", "soft_deleted_at", "purge_at"])
         else:
-            locked.recovery_points.all().delete()
-            locked.delete()
+            _purge(locked, check)
         return locked
 
     unexpired = item.unexpired_point_count(clock.now())
@@ -392,23 +382,44 @@ def protection_stop(*, actor: Any, item: ProtectedItem, delete_data: bool) -> Pr
 def protection_resume(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
     """Resume backups of an item whose protection was stopped (undelete a soft-deleted one
     first)."""
+    return _item_change(
+        "protection_resume",
+        actor=actor,
+        item=item,
+        states=(ProtectedItem.State.PROTECTION_STOPPED,),
+        verb="resume",
+        fields={"protection_state": ProtectedItem.State.PROTECTED, "stopped_at": None},
+    )
+
+
+def _item_change(
+    op: str,
+    *,
+    actor: Any,
+    item: ProtectedItem,
+    states: tuple[str, ...],
+    verb: str,
+    fields: dict[str, Any] | Callable[[Check], dict[str, Any]],
+) -> ProtectedItem:
+    """Set fields of the item row locked for ``op``, allowed only from ``states``."""
 
     def change(check: Check) -> ProtectedItem:
         locked: ProtectedItem = check.facts["item"]
-        locked.protection_state = ProtectedItem.State.PROTECTED
-        locked.stopped_at = None
-        locked.save(update_fields=["protection_state", "stopped_at"])
+        values = fields(check) if callable(fields) else fields
+        for name, value in values.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=list(values))
         return locked
 
     return gate.execute(
-        "protection_resume",
+        op,
         actor=actor,
         vault=item.vault,
         target=f"item:{item.name}",
         before=item.audit_state(),
         facts={"item": item},
         refresh=_lock_item(item),
-        precheck=_require_state(ProtectedItem.State.PROTECTION_STOPPED, verb="resume"),
+        precheck=_require_state(*states, verb=verb),
         change=change,
         after=lambda i: i.audit_state(),
     )
@@ -638,24 +649,18 @@ def soft_delete_always_on(*, actor: Any, vault: Vault, approval: Approval) -> Va
 
 def item_undelete(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
     """Bring a soft-deleted item back as protection stopped, data retained."""
-
-    def change(check: Check) -> ProtectedItem:
-        item.protection_state = ProtectedItem.State.PROTECTION_STOPPED
-        item.stopped_at = check.now
-        item.soft_deleted_at = None
-        item.purge_at = None
-        item.save(update_fields=["protection_state", "stopped_at", "soft_deleted_at", "purge_at"])
-        return item
-
-    return gate.execute(
+    return _item_change(
         "item_undelete",
         actor=actor,
-        vault=item.vault,
-        target=f"item:{item.name}",
-        facts={"item": item},
-        before=item.audit_state(),
-        change=change,
-        after=lambda i: i.audit_state(),
+        item=item,
+        states=(ProtectedItem.State.SOFT_DELETED,),
+        verb="be undeleted",
+        fields=lambda check: {
+            "protection_state": ProtectedItem.State.PROTECTION_STOPPED,
+            "stopped_at": check.now,
+            "soft_deleted_at": None,
+            "purge_at": None,
+        },
     )
 
 
