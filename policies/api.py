@@ -417,6 +417,15 @@ class ProtectedItemViewSet(
         resumed = vault_services.protection_resume(actor=request.user, item=self.get_object())
         return Response(ProtectedItemSerializer(resumed).data)
 
+    @extend_schema(
+        request=None,
+        responses={200: ProtectedItemSerializer, 400: ERROR_SCHEMA, 403: ERROR_SCHEMA},
+    )
+    def undelete(self, request: Request, name: str, item: str) -> Response:
+        """Bring a soft-deleted item back as protection stopped, data retained (SPEC 3.3)."""
+        restored = vault_services.item_undelete(actor=request.user, item=self.get_object())
+        return Response(ProtectedItemSerializer(restored).data)
+
 
 # --- recovery points ------------------------------------------------------------------------
 

@@ -154,6 +154,11 @@ STORAGES = {
 
 # --- Holdfast ---------------------------------------------------------------------------
 HOLDFAST_STORAGE_ROOT = Path(os.environ.get("HOLDFAST_STORAGE_ROOT", VAR_DIR / "storage"))
+# Directories that may be protected (colon-separated); empty allows any readable directory
+# except Holdfast's own storage and data.
+HOLDFAST_SOURCE_ROOTS = [
+    Path(p) for p in os.environ.get("HOLDFAST_SOURCE_ROOTS", "").split(":") if p.strip()
+]
 HOLDFAST_RESTORE_ROOTS = [
     Path(p) for p in os.environ.get("HOLDFAST_RESTORE_ROOTS", str(VAR_DIR / "restores")).split(":")
 ]

@@ -54,6 +54,11 @@ vault_children = [
         name="api-item-resume",
     ),
     path(
+        _ITEM + "undelete/",
+        ProtectedItemViewSet.as_view({"post": "undelete"}),
+        name="api-item-undelete",
+    ),
+    path(
         _ITEM + "recovery-points/",
         RecoveryPointViewSet.as_view({"get": "list"}),
         name="api-point-list",

@@ -16,6 +16,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
@@ -41,6 +43,16 @@ def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return HttpResponse("ok", content_type="text/plain")
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    """Where a form asked to go back to, if it is a path on this site; else ``fallback``."""
+    target = request.POST.get("next", "")
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse(fallback)
 
 
 def _require(request: HttpRequest, capability: str) -> None:
@@ -134,7 +146,7 @@ def approval_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.error(request, error.detail)
     else:
         messages.success(request, f"{approval.get_kind_display()} #{approval.pk}: {action} done.")
-    return redirect(request.POST.get("next") or "approvals")
+    return redirect(_safe_next(request, "approvals"))
 
 
 AUDIT_COLUMNS = [
@@ -258,4 +270,4 @@ def alert_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         service[action](actor=request.user, alert=alert)
     except DomainError as error:
         messages.error(request, error.detail)
-    return redirect(request.POST.get("next") or "alerts")
+    return redirect(_safe_next(request, "alerts"))

@@ -293,3 +293,44 @@ def test_immutable_backup_vault_keeps_expiries_so_nothing_is_soft_deleted(
     policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
     old = RecoveryPoint.objects.get(pk=w["old"].pk)
     assert (old.soft_deleted_until, old.expires_at) == (None, clock.now() + timedelta(days=10))
+
+
+def test_undelete_through_the_api(admin: Any, reader: Any, api: Any, tmp_path: Path) -> None:
+    vault, (item,) = vault_with_items(admin, tmp_path)
+    services.protection_stop(actor=admin, item=item, delete_data=True)
+    url = f"/api/v1/vaults/{vault.name}/items/{item.name}/undelete/"
+    assert api(reader).post(url).status_code == 403
+    response = api(admin).post(url)
+    assert response.status_code == 200
+    assert response.json()["protection_state"] == "protection_stopped"
+    again = api(admin).post(url)
+    assert (again.status_code, again.json()["code"]) == (400, "validation_error")
+
+
+def test_holdfasts_own_storage_cannot_be_protected(
+    admin: Any, settings: Any, tmp_path: Path
+) -> None:
+    from policies import services as policy_services
+    from portal.gate import DomainError
+    from tests.factories import make_vault
+
+    settings.HOLDFAST_STORAGE_ROOT = tmp_path / "storage"
+    (tmp_path / "storage").mkdir()
+    vault = make_vault(admin, name="self")
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="p", daily_days=7)
+    for path in (tmp_path / "storage", tmp_path):
+        with pytest.raises(DomainError) as refusal:
+            services.item_protect(
+                actor=admin, vault=vault, name="x", source_path=str(path), policy=policy
+            )
+        assert refusal.value.field == "source.path"
+    settings.HOLDFAST_SOURCE_ROOTS = [tmp_path / "data"]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DomainError):
+        services.item_protect(
+            actor=admin, vault=vault, name="x", source_path=str(tmp_path / "other"), policy=policy
+        )
+    services.item_protect(
+        actor=admin, vault=vault, name="x", source_path=str(tmp_path / "data"), policy=policy
+    )

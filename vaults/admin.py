@@ -62,7 +62,8 @@ class VaultAdmin(admin.ModelAdmin):
         try:
             services.vault_delete(actor=request.user, vault=obj)
         except DomainError as error:
-            self.message_user(request, error.detail, messages.ERROR)
+            # Refused (and audited): never let the admin report it as deleted.
+            raise PermissionDenied(error.detail) from error
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         for vault in queryset:

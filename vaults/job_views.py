@@ -46,6 +46,8 @@ class RestoreForm(forms.Form):
 
 
 def _apply_error(form: forms.Form, error: DomainError) -> None:
+    if error.code == "permission_denied":
+        raise PermissionDenied(error.detail) from error  # refused and audited by the gate
     field = error.field if error.field in form.fields else None
     form.add_error(field, error.detail.split(": ", 1)[-1] if field else error.detail)
 
@@ -89,14 +91,15 @@ def _started(request: HttpRequest, job: Job) -> HttpResponse:
 
 
 def backup_start(request: HttpRequest, pk: int) -> HttpResponse:
-    if not has_capability(request.user, "operate"):
+    # The form is for operators; a POST goes to the gate either way, so it is audited.
+    if request.method != "POST" and not has_capability(request.user, "operate"):
         raise PermissionDenied("Your role does not allow on-demand backups.")
     item = get_object_or_404(
         ProtectedItem.objects.select_related("vault", "policy"),
         pk=pk,
         vault__in=vaults_for_user(request.user),
     )
-    form = BackupForm(request.POST or None)
+    form = BackupForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             job = jobs.backup_request(
@@ -110,14 +113,14 @@ def backup_start(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
-    if not has_capability(request.user, "operate"):
+    if request.method != "POST" and not has_capability(request.user, "operate"):
         raise PermissionDenied("Your role does not allow restores.")
     point = get_object_or_404(
         RecoveryPoint.objects.select_related("vault", "item"),
         pk=pk,
         vault__in=vaults_for_user(request.user),
     )
-    form = RestoreForm(request.POST or None)
+    form = RestoreForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             job = jobs.restore_request(actor=request.user, point=point, **form.cleaned_data)

@@ -11,8 +11,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 VAULT_NAME_VALIDATOR = RegexValidator(
-    r"^[A-Za-z][A-Za-z0-9-]{1,49}$",
-    "A vault name is 2 to 50 letters, digits or hyphens, starting with a letter.",
+    r"^(?!new$)[A-Za-z][A-Za-z0-9-]{1,49}$",
+    "A vault name is 2 to 50 letters, digits or hyphens, starting with a letter ('new' is "
+    "reserved).",
 )
 
 

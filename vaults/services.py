@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -213,6 +214,27 @@ def _validate_source(kind: str, path: str) -> None:
         raise DomainError(
             "validation_error",
             f"source.path: {path!r} is relative; give an absolute path.",
+            field="source.path",
+        )
+    resolved = Path(path).resolve()
+    # The store, the database and the server's own files are never a backup source (a backup
+    # admin could otherwise read them back through a restore); HOLDFAST_SOURCE_ROOTS, when
+    # set, narrows sources further.
+    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve(), Path(settings.VAR_DIR).resolve()]
+    if any(resolved == root or resolved.is_relative_to(root) for root in forbidden) or any(
+        root.is_relative_to(resolved) for root in forbidden
+    ):
+        raise DomainError(
+            "validation_error",
+            f"source.path: {path} holds Holdfast's own storage or data; choose another directory.",
+            field="source.path",
+        )
+    allowed = [Path(root).resolve() for root in settings.HOLDFAST_SOURCE_ROOTS]
+    if allowed and not any(resolved.is_relative_to(root) for root in allowed):
+        raise DomainError(
+            "validation_error",
+            f"source.path: {path} is outside the directories this installation backs up "
+            f"({', '.join(str(root) for root in allowed)}).",
             field="source.path",
         )
     if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
@@ -673,8 +695,10 @@ def item_purge(*, item: ProtectedItem) -> None:
     """Purge a soft-deleted item whose retention has ended (the sweep)."""
 
     def precheck(check: Check) -> None:
-        if item.protection_state != ProtectedItem.State.SOFT_DELETED or (
-            item.purge_at is None or item.purge_at > check.now
+        # Judged on the row locked now: an undelete since the sweep listed it wins.
+        locked: ProtectedItem = check.facts["item"]
+        if locked.protection_state != ProtectedItem.State.SOFT_DELETED or (
+            locked.purge_at is None or locked.purge_at > check.now
         ):
             raise DomainError("validation_error", f"Item {item.name} is not due for purge.")
 
@@ -684,10 +708,11 @@ def item_purge(*, item: ProtectedItem) -> None:
         actor=None,
         vault=item.vault,
         target=f"item:{item.name}",
-        facts={"unexpired_points": unexpired},
+        facts={"item": item, "unexpired_points": unexpired},
+        refresh=_lock_item(item),
         before=item.audit_state(),
         precheck=precheck,
-        change=lambda check: _purge(item, check),
+        change=lambda check: _purge(check.facts["item"], check),
         after=lambda _: {"purged": True},
     )
 
