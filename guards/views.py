@@ -4,13 +4,13 @@ time-bound access."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal import clock
 from portal.gate import DomainError
+from portal.http import require_capability
 from portal.models import Approval
 from portal.roles import has_capability
 
@@ -19,13 +19,8 @@ from .forms import AccessRequestForm, GuardForm
 from .models import ResourceGuard
 
 
-def _viewable(request: HttpRequest) -> None:
-    if not has_capability(request.user, "view"):
-        raise PermissionDenied
-
-
 def guard_list(request: HttpRequest) -> HttpResponse:
-    _viewable(request)
+    require_capability(request, "view")
     form = GuardForm(
         request.POST or None, initial={"protected_operations": ResourceGuard.Operation.values}
     )
@@ -42,7 +37,7 @@ def guard_list(request: HttpRequest) -> HttpResponse:
 
 
 def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
-    _viewable(request)
+    require_capability(request, "view")
     guard = get_object_or_404(ResourceGuard.objects.prefetch_related("vaults"), name=name)
     now = clock.now()
     elevations = Approval.objects.filter(guard=guard, kind=Approval.Kind.ELEVATION)

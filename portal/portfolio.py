@@ -13,12 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import django_filters
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django_htmx.middleware import HtmxDetails
 
 from policies.models import Policy
 from vaults import selectors
@@ -26,13 +24,9 @@ from vaults.filters import PortfolioFilter
 from vaults.models import ProtectedItem
 
 from . import clock
-from .roles import has_capability
+from .http import Echo, HtmxHttpRequest, require_capability
 
 PAGE_SIZE = 50
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 CSV_COLUMNS = [
@@ -50,11 +44,6 @@ CSV_COLUMNS = [
     "last_backup_at",
     *[f"storage_{name}_bytes" for name in selectors.STORAGE_TIERS],
 ]
-
-
-def _require_view(request: HttpRequest) -> None:
-    if not has_capability(request.user, "view"):
-        raise PermissionDenied("Your role does not allow you to see vaults.")
 
 
 def _query_without(request: HttpRequest, *names: str) -> str:
@@ -79,7 +68,7 @@ def _page(queryset: QuerySet[Any], number: str | None) -> Page[Any]:
 
 def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     """The landing page: one row per vault, filtered, sorted, paginated; htmx swaps #results."""
-    _require_view(request)
+    require_capability(request, "view")
     vault_filter = PortfolioFilter(request.GET, queryset=selectors.portfolio_vaults(request.user))
     page = _page(vault_filter.qs, request.GET.get("page"))
     context = {
@@ -93,11 +82,6 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     }
     template = "portal/portfolio.html#results" if request.htmx else "portal/portfolio.html"
     return render(request, template, context)
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
 
 
 def _csv_rows(vaults: Any) -> Iterator[list[Any]]:
@@ -123,9 +107,9 @@ def _csv_rows(vaults: Any) -> Iterator[list[Any]]:
 
 def portfolio_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered portfolio as CSV, streamed row by row (server-side cursor on PostgreSQL)."""
-    _require_view(request)
+    require_capability(request, "view")
     vault_filter = PortfolioFilter(request.GET, queryset=selectors.portfolio_vaults(request.user))
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     rows = _csv_rows(vault_filter.qs.iterator(chunk_size=2000))
     response = StreamingHttpResponse(
         (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
@@ -178,7 +162,7 @@ class ItemFilter(django_filters.FilterSet):
 
 def item_list(request: HtmxHttpRequest) -> HttpResponse:
     """Protected items across every vault the user sees, with last backup and RPO state."""
-    _require_view(request)
+    require_capability(request, "view")
     queryset = selectors.items_for_user(request.user, clock.now())
     item_filter = ItemFilter(request.GET, queryset=queryset)
     items = item_filter.qs
@@ -202,7 +186,7 @@ def item_list(request: HtmxHttpRequest) -> HttpResponse:
 
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Cards and charts; the numbers are in the HTML, the charts draw from a JSON script tag."""
-    _require_view(request)
+    require_capability(request, "view")
     figures = selectors.dashboard_figures(request.user, clock.now())
     chart_data = {
         "jobs": {"labels": [r[0] for r in figures["jobs_by_status"]],

@@ -27,6 +27,7 @@ from .audit import verify as verify_chain
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
 from .forms import DecisionForm, UserCreateForm, UserUpdateForm
 from .gate import OPERATIONS, DomainError
+from .http import Echo, require_capability
 from .models import Alert, Approval, AuditRecord
 from .roles import has_capability, role_of
 
@@ -55,13 +56,8 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
     return reverse(fallback)
 
 
-def _require(request: HttpRequest, capability: str) -> None:
-    if not has_capability(request.user, capability):
-        raise PermissionDenied("Your role does not allow you to see this page.")
-
-
 def approval_list(request: HttpRequest) -> HttpResponse:
-    _require(request, "view")
+    require_capability(request, "view")
     params = request.GET.copy()
     params.setdefault("status", Approval.Status.PENDING)
     approvals = Approval.objects.select_related("requested_by", "decided_by", "vault", "guard")
@@ -130,7 +126,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def approval_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
-    _require(request, "view")
+    require_capability(request, "view")
     approval = get_object_or_404(Approval, pk=pk)
     service = APPROVAL_ACTIONS.get(action)
     if service is None:
@@ -164,16 +160,11 @@ AUDIT_COLUMNS = [
 ]
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def audit_list(request: HttpRequest) -> HttpResponseBase:
-    _require(request, "view")
+    require_capability(request, "view")
     audit_filter = AuditFilter(request.GET, queryset=AuditRecord.objects.all())
     if request.GET.get("format") == "csv":
-        writer = csv.writer(_Echo())
+        writer = csv.writer(Echo())
         rows = (
             [getattr(record, column) for column in AUDIT_COLUMNS]
             for record in audit_filter.qs.iterator(chunk_size=2000)
@@ -207,7 +198,7 @@ def _with_header(rows):  # type: ignore[no-untyped-def]
 
 
 def user_list(request: HttpRequest) -> HttpResponse:
-    _require(request, "superuser")
+    require_capability(request, "superuser")
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -226,7 +217,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def user_update(request: HttpRequest, pk: int) -> HttpResponse:
-    _require(request, "superuser")
+    require_capability(request, "superuser")
     user = get_object_or_404(get_user_model(), pk=pk)
     form = UserUpdateForm(request.POST)
     if not form.is_valid():
@@ -242,7 +233,7 @@ def user_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def alert_list(request: HttpRequest) -> HttpResponse:
-    _require(request, "view")
+    require_capability(request, "view")
     params = request.GET.copy()
     params.setdefault("status", Alert.Status.OPEN)
     alert_filter = AlertFilter(params, queryset=Alert.objects.all())
