@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from guards.models import ResourceGuard
@@ -80,3 +82,11 @@ class GuardChoiceForm(forms.Form):
         label="Resource Guard",
         error_messages={"invalid_choice": "Choose an existing Resource Guard."},
     )
+
+    def __init__(self, *args: Any, current: ResourceGuard | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if current is not None:
+            # Only another guard can replace the one in place.
+            field = self.fields["guard"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = ResourceGuard.objects.exclude(pk=current.pk).order_by("name")

@@ -547,12 +547,19 @@ def point_expire(*, point: RecoveryPoint) -> None:
     def change(check: Check) -> None:
         RecoveryPoint.objects.filter(pk=point.pk).delete()
 
+    def refresh(facts: dict[str, Any]) -> None:
+        # Judge the expiry on the row as it is now: a retention increase a moment ago wins.
+        facts["point"] = (
+            RecoveryPoint.objects.select_for_update().filter(pk=point.pk).first() or point
+        )
+
     gate.execute(
         "point_expire",
         actor=None,
         vault=point.vault,
         target=f"point:{point.pk}",
         facts={"point": point},
+        refresh=refresh,
         before=point.audit_state(),
         change=change,
         after=lambda _: {"deleted": True},

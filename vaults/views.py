@@ -166,7 +166,7 @@ def _mua_context(request: HtmxHttpRequest, vault: Vault, now: datetime) -> dict[
     """The vault's Resource Guard, what it protects, and the viewer's elevation on it."""
     guard = vault.resource_guard
     context: dict[str, object] = {
-        "guard_form": GuardChoiceForm(initial={"guard": guard.name if guard else None}),
+        "guard_form": GuardChoiceForm(current=guard),
         "guard_operations": [],
         "elevation": None,
     }
