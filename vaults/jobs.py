@@ -176,6 +176,34 @@ def _new_job(kind: str, *, now: datetime, **fields: Any) -> Job:
 # --- requests: each is an audited operation through the gate ---------------------------------
 
 
+def _job_request(
+    op: str,
+    kind: str,
+    *,
+    actor: Any,
+    vault: Vault,
+    target: str,
+    precheck: Callable[[Check], None] | None = None,
+    **job_fields: Any,
+) -> Job:
+    """The shape of every job request: through the gate, a queued Job row, sent on commit."""
+
+    def change(check: Check) -> Job:
+        job = _new_job(kind, now=check.now, vault=check.vault, requested_by=actor, **job_fields)
+        _enqueue_on_commit(job)
+        return job
+
+    return gate.execute(
+        op,
+        actor=actor,
+        vault=vault,
+        target=target,
+        precheck=precheck,
+        change=change,
+        after=job_state,
+    )
+
+
 def _require_protected(item: ProtectedItem) -> None:
     if item.protection_state != ProtectedItem.State.PROTECTED:
         raise DomainError(
@@ -198,30 +226,19 @@ def backup_request(*, actor: Any, item: ProtectedItem, retain_until: datetime | 
                 field="retain_until",
             )
 
-    def change(check: Check) -> Job:
-        job = _new_job(
-            Kind.BACKUP,
-            now=check.now,
-            vault=check.vault,
-            item=item,
-            requested_by=actor,
-            params={
-                "tier": Tier.SNAPSHOT_AND_VAULT,
-                "on_demand": True,
-                "retain_until": retain_until.isoformat() if retain_until else None,
-            },
-        )
-        _enqueue_on_commit(job)
-        return job
-
-    return gate.execute(
+    return _job_request(
         "backup_run",
+        Kind.BACKUP,
         actor=actor,
         vault=item.vault,
         target=f"item:{item.name}",
         precheck=precheck,
-        change=change,
-        after=job_state,
+        item=item,
+        params={
+            "tier": Tier.SNAPSHOT_AND_VAULT,
+            "on_demand": True,
+            "retain_until": retain_until.isoformat() if retain_until else None,
+        },
     )
 
 
@@ -270,52 +287,30 @@ def restore_request(
         if point.is_archived and not point.is_rehydrated(check.now):
             raise _archived_refusal(point)
 
-    def change(check: Check) -> Job:
-        job = _new_job(
-            Kind.RESTORE,
-            now=check.now,
-            vault=check.vault,
-            item=point.item,
-            recovery_point=point,
-            requested_by=actor,
-            params={"target_path": target_path, "sub_path": sub_path, "overwrite": overwrite},
-        )
-        _enqueue_on_commit(job)
-        return job
-
-    return gate.execute(
+    return _job_request(
         "restore_start",
+        Kind.RESTORE,
         actor=actor,
         vault=point.vault,
         target=f"point:{point.pk}",
         precheck=precheck,
-        change=change,
-        after=job_state,
+        item=point.item,
+        recovery_point=point,
+        params={"target_path": target_path, "sub_path": sub_path, "overwrite": overwrite},
     )
 
 
 def verify_request(*, actor: Any, point: RecoveryPoint) -> Job:
     """Queue a verification (re-read and re-hash) of ``point``; ``actor=None`` is the schedule."""
 
-    def change(check: Check) -> Job:
-        job = _new_job(
-            Kind.VERIFY,
-            now=check.now,
-            vault=check.vault,
-            item=point.item,
-            recovery_point=point,
-            requested_by=actor,
-        )
-        _enqueue_on_commit(job)
-        return job
-
-    return gate.execute(
+    return _job_request(
         "verify_start" if actor is not None else "verify_schedule",
+        Kind.VERIFY,
         actor=actor,
         vault=point.vault,
         target=f"point:{point.pk}",
-        change=change,
-        after=job_state,
+        item=point.item,
+        recovery_point=point,
     )
 
 
@@ -343,27 +338,16 @@ def rehydrate_request(
                 "validation_error", "priority: 'standard' or 'high'.", field="priority"
             )
 
-    def change(check: Check) -> Job:
-        job = _new_job(
-            Kind.REHYDRATE,
-            now=check.now,
-            vault=check.vault,
-            item=point.item,
-            recovery_point=point,
-            requested_by=actor,
-            params={"days": days, "priority": priority},
-        )
-        _enqueue_on_commit(job)
-        return job
-
-    return gate.execute(
+    return _job_request(
         "point_rehydrate",
+        Kind.REHYDRATE,
         actor=actor,
         vault=point.vault,
         target=f"point:{point.pk}",
         precheck=precheck,
-        change=change,
-        after=job_state,
+        item=point.item,
+        recovery_point=point,
+        params={"days": days, "priority": priority},
     )
 
 
