@@ -430,9 +430,19 @@ class ProtectedItemViewSet(
 # --- recovery points ------------------------------------------------------------------------
 
 
+class StorageLockSerializer(serializers.Serializer[Any]):
+    """The S3 Object Lock of the point's objects as the storage itself confirmed it."""
+
+    until = serializers.DateTimeField(source="storage_locked_until", allow_null=True)
+    mode = serializers.CharField(source="storage_lock_mode")
+    checked_at = serializers.DateTimeField(source="storage_lock_checked_at", allow_null=True)
+    problem = serializers.CharField(source="storage_lock_problem")
+
+
 class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
     item = serializers.CharField(source="item.name", read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    storage_lock = StorageLockSerializer(source="*", read_only=True)
 
     class Meta:
         model = RecoveryPoint
@@ -447,6 +457,7 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
             "stored_bytes",
             "digest",
             "on_demand",
+            "storage_lock",
         ]
         read_only_fields = fields
 

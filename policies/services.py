@@ -153,10 +153,17 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
 
 def apply_moves(moves: list[PointMove]) -> None:
     """Write the moves computed by :func:`_moves` (inside the gate's transaction)."""
+    from vaults import jobs
+
     for move in moves:
         RecoveryPoint.objects.filter(pk=move.point_id).update(
             expires_at=move.new_expires_at, soft_deleted_until=move.soft_deleted_until
         )
+    # On S3, objects of points whose expiry grew get the longer lock (never a shorter one).
+    longer = [move.point_id for move in moves if move.new_expires_at > move.old_expires_at]
+    if longer:
+        for vault in Vault.objects.filter(recovery_points__pk__in=longer).distinct():
+            jobs.storage_lock_follow(vault)
 
 
 def _scheduled_points(**filters: Any) -> Any:

@@ -25,6 +25,7 @@ SECURITY_ALERTS = {
     "immutability_disabled": ("critical", "Immutability disabled"),
     "operation_refused": ("warning", "Operation refused by immutability or MUA"),
     "corruption_found": ("critical", "Verification found corruption"),
+    "storage_lock_missing": ("critical", "Storage lock missing or shorter than the expiry"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),

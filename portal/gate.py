@@ -612,6 +612,12 @@ OPERATIONS: dict[str, Operation] = {
         Operation("point_rehydration_end", "system", label="End a point's rehydration"),
         Operation("point_mark_corrupt", "system", label="Mark a point corrupt"),
         Operation("point_mark_verified", "system", label="Record a point's verification"),
+        Operation("storage_lock_apply", "system", label="Lock a vault's objects in storage"),
+        Operation("lock_verify_start", "operate", label="Verify a vault's storage locks"),
+        Operation("lock_verify_schedule", "system", label="Schedule a storage lock check"),
+        Operation(
+            "point_lock_verified", "system", label="Record a point's storage lock as read back"
+        ),
         Operation("job_alerts_mute", "manage", label="Mute or unmute a vault's job alerts"),
         Operation("alert_acknowledge", "respond", label="Acknowledge an alert"),
         Operation("alert_resolve", "respond", label="Resolve an alert"),

@@ -42,7 +42,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=10, hour=1),
         "options": {"expires": 3600},
     },
-    # Weekly per item: its newest point is re-read and re-hashed (checked daily).
+    # Weekly per item: its newest point is re-read and re-hashed (checked daily); weekly per
+    # S3 vault: every object lock is read back.
     "holdfast-schedule-verifications": {
         "task": "holdfast.schedule_verifications",
         "schedule": crontab(minute=40, hour=2),

@@ -51,6 +51,7 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "recovery_point",
             "requested_by",
             "slot",
+            "worker",
         ]
         read_only_fields = fields
 
@@ -186,6 +187,16 @@ class RehydrateView(APIView):
         )
 
 
+class LockVerifyView(APIView):
+    @extend_schema(request=None, responses={202: JobSerializer, 503: QUEUE_UNAVAILABLE})
+    def post(self, request: Request, name: str) -> Response:
+        """Read back every S3 object lock of the vault's points and record, per point, the
+        date until which the storage confirms it; a missing or short lock raises a
+        security alert. A vault on local disk answers 400 ``validation_error``."""
+        vault = get_vault_for_user(request.user, name)
+        return _accepted(jobs.lock_verify_request(actor=request.user, vault=vault))
+
+
 class JobList(generics.ListAPIView[Job]):
     serializer_class = JobSerializer
     filterset_class = JobFilter
@@ -225,6 +236,11 @@ urlpatterns = [
         "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/rehydrate/",
         RehydrateView.as_view(),
         name="api-point-rehydrate",
+    ),
+    path(
+        "vaults/<str:name>/storage-lock/verify/",
+        LockVerifyView.as_view(),
+        name="api-vault-lock-verify",
     ),
     path("jobs/", JobList.as_view(), name="api-jobs"),
     path("jobs/<int:pk>/", JobDetail.as_view(), name="api-job"),

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -38,16 +40,18 @@ from portal.models import Approval
 from . import services
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
 from .storage import (
-    ArchiveStore,
     ConcurrentGcConflict,
-    LocalBackend,
     PointNotFound,
     RestoreRefused,
     StorageError,
-    VaultStore,
     entries_of,
 )
+from .storage.backends import Retention
+from .storage.errors import ObjectArchived, ObjectLocked
 from .storage.restore import resolve_target
+from .stores import archive_store, point_retention, vault_store
+
+__all__ = ["archive_store", "vault_store"]  # re-exported: callers and tests use jobs.*
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +86,6 @@ def _stale_after() -> timedelta:
 
 
 # --- stores ---------------------------------------------------------------------------------
-
-
-def vault_store(vault: Vault) -> VaultStore:
-    """The vault's standard-tier store: one per vault, so deduplication is per vault."""
-    return VaultStore(LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "vaults" / vault.name))
-
-
-def archive_store(vault: Vault) -> ArchiveStore:
-    return ArchiveStore(LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "archive" / vault.name))
 
 
 def point_browse(point: RecoveryPoint, path: str = "") -> list[Any]:
@@ -459,11 +454,15 @@ class _Heartbeat:
             connection.close()
 
 
+def worker_name() -> str:
+    return os.environ.get("HOLDFAST_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
 def job_claim(*, job_id: int) -> Job | None:
     """Compare-and-set a queued job to running; None if it is gone or someone else has it."""
     now = clock.now()
     claimed = Job.objects.filter(pk=job_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=now, heartbeat_at=now, error=""
+        status=Status.RUNNING, started_at=now, heartbeat_at=now, error="", worker=worker_name()
     )
     if not claimed:
         return None
@@ -558,20 +557,28 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
         ),
         None,
     )
+    tier = job.params.get("tier", Tier.VAULT_STANDARD)
+    retain_until = parse_datetime(job.params.get("retain_until") or "")
+    # The expiry the point will get, known before a byte is written, so that on S3 every
+    # object is locked until then as it is written (SPEC 6); point_record recomputes the
+    # same value from the same inputs.
+    assert job.started_at is not None
+    _tags, expires_at = services.point_expiry(item, job.started_at, retain_until, tier)
+    retention = point_retention(job.vault, expires_at, operational=tier == Tier.SNAPSHOT)
     result = None
     for attempt in range(2):
         key = f"rp-{job.pk}-{uuid.uuid4().hex[:12]}"
         # Recorded first, so the orphan sweep never mistakes our manifest for garbage.
         Job.objects.filter(pk=job.pk).update(params={**job.params, "storage_key": key})
         try:
-            result = store.backup(Path(item.source_path), key, progress=beat, parent=parent)
+            result = store.backup(
+                Path(item.source_path), key, progress=beat, parent=parent, retention=retention
+            )
             break
         except ConcurrentGcConflict:
             if attempt:
                 raise
     assert result is not None
-    tier = job.params.get("tier", Tier.VAULT_STANDARD)
-    retain_until = parse_datetime(job.params.get("retain_until") or "")
     with transaction.atomic():
         point = services.point_record(
             item=item,
@@ -583,6 +590,9 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
             digest=result.manifest_digest,
         )
         extra: dict[str, Any] = {"storage_key": key}
+        if retention is not None:  # as written; lock_verify later confirms it from the storage
+            extra["storage_locked_until"] = retention.until
+            extra["storage_lock_mode"] = retention.mode
         if tier == Tier.SNAPSHOT_AND_VAULT:
             days = item.policy.instant_restore_days
             extra["snapshot_expires_at"] = point.created_at + timedelta(days=days)
@@ -678,7 +688,8 @@ def _run_tier_move(job: Job, beat: _Heartbeat) -> None:
         return
     store, archive = vault_store(point.vault), archive_store(point.vault)
     if not archive.has_point(point.storage_key):
-        result = archive.archive_point(store, point.storage_key)
+        retention = point_retention(point.vault, point.expires_at, operational=False)
+        result = archive.archive_point(store, point.storage_key, retention=retention)
         beat(result.logical_bytes, result.logical_bytes)
 
     def change(check: Check) -> None:
@@ -696,9 +707,16 @@ def _run_tier_move(job: Job, beat: _Heartbeat) -> None:
         change=change,
         after=lambda _: {"tier": Tier.VAULT_ARCHIVE},
     )
-    # Only once the move is recorded does the standard copy go; GC reclaims its chunks.
-    with contextlib.suppress(PointNotFound):
+    # Only once the move is recorded does the standard copy go; GC reclaims its chunks. On
+    # S3 the standard copy may be under an object lock until the point's expiry: it then
+    # stays (restores still go through rehydration) and the job says so.
+    try:
         store.delete_point(point.storage_key)
+    except PointNotFound:
+        pass
+    except ObjectLocked as exc:
+        note = f"The standard-tier copy stays until its storage lock ends: {exc}"
+        Job.objects.filter(pk=job.pk).update(params={**job.params, "note": note})
     _finish(job, done=beat.done, total=beat.total)
 
 
@@ -706,7 +724,20 @@ def _run_rehydrate(job: Job, beat: _Heartbeat) -> None:
     point = _point_of(job)
     if not point.is_archived:
         raise JobFailed(f"Recovery point {point.pk} is not in the archive tier.")
-    result = archive_store(point.vault).rehydrate(point.storage_key, vault_store(point.vault))
+    archive = archive_store(point.vault)
+    days = int(job.params.get("days", REHYDRATE_DEFAULT_DAYS))
+    tier = "Expedited" if job.params.get("priority") == "high" else "Standard"
+    pending = archive.request_restore(point.storage_key, days=days, tier=tier)
+    if pending:
+        raise JobFailed(
+            f"The archive storage is restoring {pending} object(s) of recovery point "
+            f"{point.pk} from its cold storage class; this takes hours. Request the "
+            "rehydration again later."
+        )
+    try:
+        result = archive.rehydrate(point.storage_key, vault_store(point.vault))
+    except ObjectArchived as exc:
+        raise JobFailed(f"{exc} Request the rehydration again once it is restored.") from None
     until = clock.now() + timedelta(days=int(job.params.get("days", REHYDRATE_DEFAULT_DAYS)))
     if point.rehydrated_until is None or point.rehydrated_until < until:
         RecoveryPoint.objects.filter(pk=point.pk).update(rehydrated_until=until)
@@ -720,6 +751,199 @@ def _run_sweep(job: Job, beat: _Heartbeat) -> None:
     _finish(job)
 
 
+# --- storage locks (S3 Object Lock, SPEC 6) --------------------------------------------------
+
+
+def _lock_candidates(vault: Vault, now: datetime) -> list[RecoveryPoint]:
+    return list(
+        RecoveryPoint.objects.filter(vault=vault, expires_at__gt=now)
+        .exclude(storage_key="")
+        .select_related("item")
+        .order_by("created_at", "id")
+    )
+
+
+def _require_object_lock(vault: Vault) -> None:
+    if not vault_store(vault).backend.supports_object_lock:
+        raise JobFailed(
+            f"Vault {vault.name} keeps its data on local disk, which has no object lock; "
+            "storage locks apply to vaults on S3-compatible storage."
+        )
+
+
+def storage_lock_request(vault: Vault) -> Job | None:
+    """Queue the job that locks a vault's existing objects, after immutability is enabled
+    or locked, or an expiry grew. Only for S3 vaults with immutability on; one at a time."""
+    if (
+        not vault_store(vault).backend.supports_object_lock
+        or point_retention(vault, clock.now(), operational=False) is None
+    ):
+        return None
+    if Job.objects.filter(vault=vault, kind=Kind.STORAGE_LOCK, status=Status.QUEUED).exists():
+        return None
+    return _job_request(
+        "storage_lock_apply",
+        Kind.STORAGE_LOCK,
+        actor=None,
+        vault=vault,
+        target=f"vault:{vault.name}",
+    )
+
+
+def storage_lock_follow(vault: Vault) -> None:
+    """Call inside the transaction that changed immutability or an expiry: once it commits,
+    the vault's objects are brought up to their new locks by a job."""
+    transaction.on_commit(lambda: storage_lock_request(vault))
+
+
+def lock_verify_request(*, actor: Any, vault: Vault) -> Job:
+    """Queue the read-back of every object lock of the vault's points; ``actor=None`` is the
+    weekly schedule."""
+
+    def precheck(check: Check) -> None:
+        if not vault_store(vault).backend.supports_object_lock:
+            raise DomainError(
+                "validation_error",
+                f"Vault {vault.name} keeps its data on local disk, which has no object lock.",
+            )
+
+    return _job_request(
+        "lock_verify_start" if actor is not None else "lock_verify_schedule",
+        Kind.LOCK_VERIFY,
+        actor=actor,
+        vault=vault,
+        target=f"vault:{vault.name}",
+        precheck=precheck,
+    )
+
+
+def _run_storage_lock(job: Job, beat: _Heartbeat) -> None:
+    """Set every unexpired point's retention on its objects (never shortening one), then
+    read the locks back as a lock verification does."""
+    vault = job.vault
+    assert vault is not None
+    _require_object_lock(vault)
+    now = clock.now()
+    store, archive = vault_store(vault), archive_store(vault)
+    standard: dict[str, Retention] = {}
+    archived: dict[str, Retention] = {}
+    for point in _lock_candidates(vault, now):
+        wanted = point_retention(vault, point.expires_at, operational=point.is_operational_only)
+        if wanted is not None:
+            (archived if point.is_archived else standard)[point.storage_key] = wanted
+    result = store.apply_retention(standard)
+    extended = result.extended
+    for key, wanted in archived.items():
+        with contextlib.suppress(PointNotFound):
+            extended += archive.apply_retention(key, wanted)
+    beat(len(standard) + len(archived), len(standard) + len(archived))
+    Job.objects.filter(pk=job.pk).update(
+        params={
+            **job.params,
+            "points": len(standard) + len(archived),
+            "objects": result.objects,
+            "extended": extended,
+            "missing": len(result.missing),
+        }
+    )
+    _verify_locks(job, vault, now)
+
+
+def _run_lock_verify(job: Job, beat: _Heartbeat) -> None:
+    vault = job.vault
+    assert vault is not None
+    _require_object_lock(vault)
+    _verify_locks(job, vault, clock.now())
+
+
+def _verify_locks(job: Job, vault: Vault, now: datetime) -> None:
+    """Read back every object's retention and legal hold; record per point the date until
+    which the storage itself confirms the lock, and alert on any missing or short lock."""
+    store, archive = vault_store(vault), archive_store(vault)
+    cache: dict[str, Any] = {}
+    found: dict[int, dict[str, Any]] = {}
+    problems: list[str] = []
+    objects = 0
+    for point in _lock_candidates(vault, now):
+        wanted = point_retention(vault, point.expires_at, operational=point.is_operational_only)
+        try:
+            if point.is_archived:
+                lock = archive.point_lock(point.storage_key, wanted)
+            else:
+                lock = store.point_lock(point.storage_key, wanted, cache)
+        except PointNotFound:
+            problem = "its manifest is missing from the storage"
+            found[point.pk] = {"until": None, "mode": "", "problem": problem}
+            problems.append(f"point {point.pk}: {problem}")
+            continue
+        objects += lock.objects
+        problem = ""
+        if wanted is not None and lock.missing:
+            problem = f"{len(lock.missing)} object(s) missing, e.g. {lock.missing[0]}"
+        elif wanted is not None and lock.short:
+            problem = (
+                f"{len(lock.short)} of {lock.objects} object(s) locked for less than the "
+                f"expiry {point.expires_at:%Y-%m-%d %H:%M} UTC, e.g. {lock.short[0]}"
+            )
+        found[point.pk] = {"until": lock.until, "mode": lock.mode or "", "problem": problem}
+        if problem:
+            problems.append(f"point {point.pk}: {problem}")
+
+    def change(check: Check) -> int:
+        for pk, seen in found.items():
+            RecoveryPoint.objects.filter(pk=pk).update(
+                storage_locked_until=seen["until"],
+                storage_lock_mode=seen["mode"],
+                storage_lock_problem=seen["problem"],
+                storage_lock_checked_at=check.now,
+            )
+        if problems:
+            raise_alert(
+                "storage_lock_missing",
+                vault_name=vault.name,
+                target=f"vault:{vault.name}",
+                message=f"The storage does not hold the lock of {len(problems)} recovery "
+                f"point(s) of vault {vault.name} until their expiry: " + "; ".join(problems[:5]),
+            )
+        return len(found)
+
+    gate.execute(
+        "point_lock_verified",
+        actor=None,
+        vault=vault,
+        target=f"vault:{vault.name}",
+        change=change,
+        after=lambda n: {"points": n, "objects": objects, "problems": len(problems)},
+    )
+    Job.objects.filter(pk=job.pk).update(
+        params={
+            **Job.objects.get(pk=job.pk).params,
+            "checked_points": len(found),
+            "checked_objects": objects,
+            "problems": problems[:20],
+        }
+    )
+    if problems:
+        raise JobFailed(
+            f"{len(problems)} recovery point(s) are not locked by the storage until their "
+            f"expiry (first: {problems[0]}); a security alert was raised."
+        )
+    _finish(job, done=objects, total=objects)
+
+
+def lock_verifications_schedule(*, now: datetime | None = None) -> list[Job]:
+    """Weekly per S3 vault: read every storage lock back."""
+    now = now or clock.now()
+    jobs = []
+    for vault in Vault.objects.filter(storage_location__startswith="s3://"):
+        recent = Job.objects.filter(
+            vault=vault, kind=Kind.LOCK_VERIFY, created_at__gt=now - VERIFY_EVERY
+        )
+        if not recent.exists():
+            jobs.append(lock_verify_request(actor=None, vault=vault))
+    return jobs
+
+
 RUNNERS: dict[str, Callable[[Job, _Heartbeat], None]] = {
     Kind.BACKUP: _run_backup,
     Kind.RESTORE: _run_restore,
@@ -727,6 +951,8 @@ RUNNERS: dict[str, Callable[[Job, _Heartbeat], None]] = {
     Kind.TIER_MOVE: _run_tier_move,
     Kind.REHYDRATE: _run_rehydrate,
     Kind.SWEEP: _run_sweep,
+    Kind.STORAGE_LOCK: _run_storage_lock,
+    Kind.LOCK_VERIFY: _run_lock_verify,
 }
 
 
@@ -796,11 +1022,18 @@ def approvals_expire(*, now: datetime | None = None) -> int:
 
 
 def _delete_point_data(vault: Vault, key: str) -> None:
+    """Remove a point's data from both tiers. An object the storage still locks (its clock
+    is behind ours, or a legal hold) is left and logged; the orphan sweep retries it once
+    its lock has ended."""
     if not key:
         return
     for store in (vault_store(vault), archive_store(vault)):
-        with contextlib.suppress(PointNotFound):
+        try:
             store.delete_point(key)
+        except PointNotFound:
+            pass
+        except ObjectLocked as exc:
+            logger.warning("point data %s of vault %s kept: %s", key, vault.name, exc)
 
 
 def points_expire(*, now: datetime | None = None) -> int:
@@ -846,7 +1079,7 @@ def rehydrations_end(*, now: datetime | None = None) -> int:
         if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
             continue
         _point_flag("point_rehydration_end", point, rehydrated_until=None)
-        with contextlib.suppress(PointNotFound):
+        with contextlib.suppress(PointNotFound, ObjectLocked):
             vault_store(point.vault).delete_point(point.storage_key)
         count += 1
     return count
@@ -923,10 +1156,17 @@ def orphans_remove(vault: Vault) -> int:
     }
     known = set(RecoveryPoint.objects.filter(vault=vault).values_list("storage_key", flat=True))
     orphans = keys - busy - known
+    removed = 0
     for key in orphans:
-        with contextlib.suppress(PointNotFound):
+        try:
             store.delete_point(key)
-    return len(orphans)
+        except PointNotFound:
+            continue
+        except ObjectLocked as exc:  # reported, and tried again once the lock has ended
+            logger.info("orphan manifest %s of vault %s kept: %s", key, vault.name, exc)
+            continue
+        removed += 1
+    return removed
 
 
 def sweep_points(*, now: datetime | None = None) -> dict[str, int]:
@@ -945,12 +1185,20 @@ def sweep_storage() -> dict[str, int]:
 
     The store's GC is lease-based and never deletes a chunk a running backup is about to
     reference (docs/storage.md), so this may run at any time."""
-    report = {"orphan_manifests": 0, "deleted_chunks": 0, "freed_bytes": 0}
+    report = {
+        "orphan_manifests": 0,
+        "deleted_chunks": 0,
+        "freed_bytes": 0,
+        "retained_chunks": 0,
+        "refused_deletes": 0,
+    }
     for vault in Vault.objects.all():
         report["orphan_manifests"] += orphans_remove(vault)
         result = vault_store(vault).gc()
         report["deleted_chunks"] += result.deleted_chunks
         report["freed_bytes"] += result.freed_bytes
+        report["retained_chunks"] += result.retained_chunks
+        report["refused_deletes"] += result.refused_deletes
     return report
 
 

@@ -250,6 +250,12 @@ class RecoveryPoint(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     corrupted_at = models.DateTimeField(null=True, blank=True)
     corruption = models.TextField(blank=True)
+    # S3 Object Lock as the storage itself confirmed it (the lock_verify job): the earliest
+    # retain-until date over the point's objects, the weakest mode, and when it was read.
+    storage_locked_until = models.DateTimeField(null=True, blank=True)
+    storage_lock_mode = models.CharField(max_length=12, blank=True)
+    storage_lock_checked_at = models.DateTimeField(null=True, blank=True)
+    storage_lock_problem = models.TextField(blank=True)
 
     objects = RecoveryPointQuerySet.as_manager()
 
@@ -336,6 +342,9 @@ class Job(models.Model):
         TIER_MOVE = "tier_move", "Tier move"
         REHYDRATE = "rehydrate", "Rehydrate"
         SWEEP = "sweep", "Sweep"
+        # S3 Object Lock: set retention on existing objects; read it back per point.
+        STORAGE_LOCK = "storage_lock", "Storage lock"
+        LOCK_VERIFY = "lock_verify", "Storage lock verification"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -370,6 +379,8 @@ class Job(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # Which worker ran it ("host:pid", or HOLDFAST_WORKER_NAME): workers may run on many hosts.
+    worker = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -29,6 +29,8 @@ from django.db.models import (
     DateField,
     DateTimeField,
     IntegerField,
+    Max,
+    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -280,3 +282,20 @@ def dashboard_figures(user: Any, now: datetime, *, days: int = 14) -> dict[str, 
         "levels": [(label, levels.get(v, 0), v) for v, label in Vault.SecurityLevel.choices],
         "alerts": [(label, alerts.get(v, 0), v) for v, label in Alert.Severity.choices],
     }
+
+
+def storage_lock_summary(vault: Vault, now: datetime) -> dict[str, Any]:
+    """What S3 confirmed about the vault's locks (the lock_verify job): over its unexpired
+    vault- and archive-tier points, the earliest confirmed lock end, the latest read, how
+    many were read back and how many had a missing or short lock. One query."""
+    return (
+        RecoveryPoint.objects.filter(vault=vault, expires_at__gt=now)
+        .exclude(tier=RecoveryPoint.Tier.SNAPSHOT)
+        .aggregate(
+            points=Count("id"),
+            verified=Count("id", filter=Q(storage_lock_checked_at__isnull=False)),
+            until=Min("storage_locked_until", filter=Q(storage_lock_checked_at__isnull=False)),
+            checked_at=Max("storage_lock_checked_at"),
+            problems=Count("id", filter=~Q(storage_lock_problem="")),
+        )
+    )

@@ -16,7 +16,9 @@ from portal import clock, gate
 from portal.gate import Check, DomainError
 from portal.models import Approval
 
+from . import stores
 from .models import ProtectedItem, RecoveryPoint, Vault
+from .storage import StorageError
 
 
 def _validation_error(exc: ValidationError) -> DomainError:
@@ -83,6 +85,7 @@ def vault_create(
             vault.full_clean()
         except ValidationError as exc:
             raise _validation_error(exc) from exc
+        _check_storage_location(vault.storage_location)
 
     def change(check: Check) -> Vault:
         vault.save()
@@ -98,6 +101,28 @@ def vault_create(
         change=change,
         after=lambda v: v.audit_state(),
     )
+
+
+def _check_storage_location(location: str) -> None:
+    """An S3 location must be a bucket with versioning and Object Lock, used by no other
+    vault; the storage is asked before the vault exists (docs/storage.md)."""
+    if not stores.is_s3(location):
+        return
+    try:
+        wanted = str(stores.parse_location(location)) + "/"
+        for other in Vault.objects.filter(storage_location__startswith=stores.S3_SCHEME):
+            taken = str(stores.parse_location(other.storage_location)) + "/"
+            if wanted.startswith(taken) or taken.startswith(wanted):
+                raise DomainError(
+                    "validation_error",
+                    f"storage_location: {location} overlaps the storage of vault {other.name}.",
+                    field="storage_location",
+                )
+        stores.check_location(location)
+    except StorageError as exc:
+        raise DomainError(
+            "validation_error", f"storage_location: {exc}", field="storage_location"
+        ) from None
 
 
 def vault_delete(*, actor: Any, vault: Vault) -> None:
@@ -136,12 +161,22 @@ def immutability_set(*, actor: Any, vault: Vault, state: str) -> Vault:
     if vault.immutability == state:
         # Nothing to change, but the attempt still goes through the gate and is audited.
         return _vault_change(op, actor=actor, vault=vault, fields={})
-    return _vault_change(
+    changed = _vault_change(
         op,
         actor=actor,
         vault=vault,
         fields=lambda check: {"immutability": state, "immutability_changed_at": check.now},
     )
+    if state == Vault.Immutability.ENABLED:
+        _storage_lock_follow(changed)
+    return changed
+
+
+def _storage_lock_follow(vault: Vault) -> None:
+    """On S3, existing objects get the lock that immutability now asks for (by a job)."""
+    from . import jobs
+
+    jobs.storage_lock_follow(vault)
 
 
 def lock_action_request(
@@ -186,7 +221,7 @@ def immutability_lock_request(*, actor: Any, vault: Vault, confirmation: str) ->
 
 def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
     """Lock immutability for good; run only by an approved lock approval."""
-    return _vault_change(
+    locked = _vault_change(
         "immutability_lock",
         actor=actor,
         vault=vault,
@@ -196,6 +231,8 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
             "immutability_changed_at": check.now,
         },
     )
+    _storage_lock_follow(locked)
+    return locked
 
 
 # --- protected items and recovery points (SPEC 3.7) -----------------------------------------
@@ -447,6 +484,20 @@ def _item_change(
     )
 
 
+def point_expiry(
+    item: ProtectedItem, at: datetime, retain_until: datetime | None, tier: str
+) -> tuple[list[str], datetime]:
+    """A point's GFS tags and expiry: from the item's policy, or the retain-until date of an
+    on-demand backup; an operational snapshot keeps its instant-restore days."""
+    policy = item.policy
+    if tier == RecoveryPoint.Tier.SNAPSHOT:
+        return [], at + timedelta(days=policy.instant_restore_days)
+    tags = sorted(rules.gfs_tags(at, policy.retention(), policy.schedule()))
+    if retain_until is not None:
+        return [], retain_until
+    return tags, policy.expiry_for(at, tags)
+
+
 def point_record(
     *,
     item: ProtectedItem,
@@ -459,21 +510,17 @@ def point_record(
 ) -> RecoveryPoint:
     """Record a finished backup's point: GFS tags and expiry from the item's policy, or the
     retain-until date of an on-demand backup."""
-    policy = item.policy
 
     def change(check: Check) -> RecoveryPoint:
         at = created_at or check.now
-        tags = sorted(rules.gfs_tags(at, policy.retention(), policy.schedule()))
-        expires_at = retain_until or policy.expiry_for(at, tags)
-        if tier == RecoveryPoint.Tier.SNAPSHOT:
-            tags, expires_at = [], at + timedelta(days=policy.instant_restore_days)
+        tags, expires_at = point_expiry(item, at, retain_until, tier)
         point = RecoveryPoint.objects.create(
             vault=item.vault,
             item=item,
             tier=tier,
             created_at=at,
             expires_at=expires_at,
-            tags=[] if retain_until else tags,
+            tags=tags,
             on_demand=retain_until is not None,
             logical_bytes=logical_bytes,
             stored_bytes=stored_bytes,
@@ -526,6 +573,7 @@ def point_retain_until(
     def change(check: Check) -> RecoveryPoint:
         point.expires_at = retain_until
         point.save(update_fields=["expires_at"])
+        _storage_lock_follow(point.vault)
         return point
 
     return gate.execute(

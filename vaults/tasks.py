@@ -81,4 +81,4 @@ def schedule_tier_moves() -> int:
 @shared_task(name="holdfast.schedule_verifications", **RETRY, **SHORT)
 def schedule_verifications() -> int:
     with entry_point("task"):
-        return len(jobs.verifications_schedule())
+        return len(jobs.verifications_schedule()) + len(jobs.lock_verifications_schedule())

@@ -11,6 +11,7 @@ urlpatterns = [
     path("<str:name>/immutability/lock/", views.immutability_lock, name="lock"),
     path("<str:name>/delete/", views.vault_delete, name="delete"),
     path("<str:name>/job-alerts/", views.job_alerts_mute, name="job-alerts"),
+    path("<str:name>/storage-lock/verify/", views.lock_verify, name="lock-verify"),
     path("<str:name>/soft-delete/", views.soft_delete_change, name="soft-delete"),
     path("<str:name>/soft-delete/always-on/", views.soft_delete_always_on, name="always-on"),
     path(

@@ -22,7 +22,7 @@ from portal.http import HtmxHttpRequest
 from portal.models import Approval
 from portal.roles import has_capability
 
-from . import services
+from . import jobs, selectors, services, stores
 from .filters import VaultFilter
 from .forms import (
     ConfirmNameForm,
@@ -109,7 +109,10 @@ def blade_context(request: HtmxHttpRequest, vault: Vault, blade: str) -> dict[st
         "point_count": vault.unexpired_point_count(now),
         "item_count": vault.items.count(),
         "states": Vault.Immutability,
+        "on_s3": stores.is_s3(vault.storage_location),
     }
+    if context["on_s3"] and blade in {"overview", "properties"}:
+        context["storage_lock"] = selectors.storage_lock_summary(vault, now)
     if blade == "security":
         context.update(_security_context(vault, now))
     elif blade == "mua":
@@ -270,6 +273,21 @@ def job_alerts_mute(request: HtmxHttpRequest, name: str) -> HttpResponse:
         messages.error(request, error.detail)
     else:
         messages.success(request, f"Job alerts {'muted' if muted else 'delivered again'}.")
+    return redirect("vaults:blade", name=vault.name, blade="properties")
+
+
+@require_POST
+def lock_verify(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Read every storage lock of the vault's points back from S3 (a job)."""
+    vault = get_vault_for_user(request.user, name)
+    try:
+        job = jobs.lock_verify_request(actor=request.user, vault=vault)
+    except DomainError as error:
+        if error.code == "permission_denied":
+            raise PermissionDenied(error.detail) from error
+        messages.error(request, error.detail)
+    else:
+        messages.success(request, f"Storage lock verification queued (job #{job.pk}).")
     return redirect("vaults:blade", name=vault.name, blade="properties")
 
 

@@ -23,11 +23,11 @@ from typing import Any
 import blake3
 import zstandard
 
-from .backends import Backend
+from .backends import Backend, Retention
 from .chunks import chunk_id
 from .errors import CorruptChunk, ObjectNotFound, PointNotFound, StorageError
 from .manifest import Manifest, check_point_id
-from .store import ImportResult, VaultStore
+from .store import ImportResult, PointLock, VaultStore, read_locks
 
 PACK_MAGIC = b"HFP"
 PACK_FORMAT_VERSION = 1
@@ -97,8 +97,13 @@ class ArchiveStore:
         packed = zstandard.ZstdCompressor(compression_params=params).compress(data)
         return PACK_MAGIC + bytes((PACK_FORMAT_VERSION, PACK_CODEC_ZSTD)) + packed
 
-    def archive_point(self, vault_store: VaultStore, point_id: str) -> ArchiveResult:
+    def archive_point(
+        self, vault_store: VaultStore, point_id: str, *, retention: Retention | None = None
+    ) -> ArchiveResult:
         """Copy a standard-tier point into the archive; the standard copy is untouched.
+
+        `retention` locks every archive object of the point (packs, index, manifest copy)
+        on backends with object lock: the point keeps its expiry through the move.
 
         Chunks are read hash-checked (`CorruptChunk` stops the move), packed in the order
         the point first uses them, and the manifest copy is written last so a half-written
@@ -120,7 +125,7 @@ class ArchiveStore:
                 return
             key = f"{prefix}pack-{len(packs):06d}.zst"
             blob = self._compress(b"".join(buffer))
-            self.backend.put(key, blob)
+            self.backend.put(key, blob, retention)
             packs.append(
                 {
                     "key": key,
@@ -149,8 +154,8 @@ class ArchiveStore:
                 "packs": packs,
                 "chunks": locations,
             }
-            self.backend.put(prefix + "index.json", json.dumps(index).encode())
-            self.backend.put(self._manifest_key(point_id), raw_manifest)
+            self.backend.put(prefix + "index.json", json.dumps(index).encode(), retention)
+            self.backend.put(self._manifest_key(point_id), raw_manifest, retention)
         except BaseException:
             for key in list(self.backend.list(prefix)):
                 self.backend.delete(key)
@@ -201,6 +206,35 @@ class ArchiveStore:
                 if chunk_id(data) != digest:
                     raise CorruptChunk(str(digest), f"its copy in archive pack {key} is damaged")
                 yield str(digest), data
+
+    def request_restore(self, point_id: str, *, days: int, tier: str = "Standard") -> int:
+        """Ask a backend with cold storage classes to restore the point's packs.
+
+        Returns how many packs are still being restored (0: every pack is readable now).
+        Backends without storage classes have nothing to restore."""
+        restore = getattr(self.backend, "request_restore", None)
+        if restore is None:
+            return 0
+        index = self._index(point_id)
+        return sum(1 for pack in index["packs"] if not restore(str(pack["key"]), days, tier))
+
+    def object_keys(self, point_id: str) -> list[str]:
+        """Every archive object of the point: manifest copy, index and packs."""
+        return [self._manifest_key(point_id), *self.backend.list(self._prefix(point_id))]
+
+    def apply_retention(self, point_id: str, retention: Retention) -> int:
+        """Raise the lock of every archive object of the point; how many were changed."""
+        if not self.has_point(point_id):
+            raise PointNotFound(point_id)
+        return sum(
+            1 for key in self.object_keys(point_id) if self.backend.extend_retention(key, retention)
+        )
+
+    def point_lock(self, point_id: str, wanted: Retention | None = None) -> PointLock:
+        """The storage's lock on every archive object of the point."""
+        if not self.has_point(point_id):
+            raise PointNotFound(point_id)
+        return read_locks(self.backend, self.object_keys(point_id), wanted)
 
     def rehydrate(self, point_id: str, vault_store: VaultStore) -> ImportResult:
         """Write an archived point back into the standard store so it can be restored.

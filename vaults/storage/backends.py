@@ -15,6 +15,8 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from .errors import ObjectNotFound, StorageError
@@ -31,6 +33,58 @@ def check_key(key: str) -> str:
     return key
 
 
+# Object-lock modes, weakest first (S3 Object Lock: GOVERNANCE can be bypassed by a holder
+# of s3:BypassGovernanceRetention, COMPLIANCE by nobody, the bucket's owner included).
+GOVERNANCE = "GOVERNANCE"
+COMPLIANCE = "COMPLIANCE"
+_STRENGTH = {None: 0, GOVERNANCE: 1, COMPLIANCE: 2}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """A write-once-read-many retention to put on an object: mode and retain-until date."""
+
+    mode: str
+    until: datetime  # timezone-aware
+
+    def __post_init__(self) -> None:
+        if self.mode not in (GOVERNANCE, COMPLIANCE):
+            raise StorageError(f"Unknown object-lock mode {self.mode!r}.")
+        if self.until.tzinfo is None:
+            raise StorageError("A retain-until date must carry its time zone.")
+        # Storages keep whole seconds: round up, so the lock never ends before the expiry.
+        if self.until.microsecond:
+            rounded = self.until.replace(microsecond=0) + timedelta(seconds=1)
+            object.__setattr__(self, "until", rounded)
+
+    def merged(self, other: Retention | None) -> Retention:
+        """The stronger mode and the later date of the two: never weaker than either."""
+        if other is None:
+            return self
+        mode = self.mode if _STRENGTH[self.mode] >= _STRENGTH[other.mode] else other.mode
+        return Retention(mode, max(self.until, other.until))
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    """An object's lock as the storage reports it."""
+
+    mode: str | None = None
+    until: datetime | None = None
+    legal_hold: bool = False
+
+    def covers(self, wanted: Retention) -> bool:
+        """Whether this lock is at least as strong and as long as `wanted`."""
+        return (
+            self.until is not None
+            and self.until >= wanted.until
+            and _STRENGTH[self.mode] >= _STRENGTH[wanted.mode]
+        )
+
+    def active(self, now: datetime) -> bool:
+        return self.legal_hold or (self.until is not None and self.until > now)
+
+
 class Backend(abc.ABC):
     """A strongly consistent object namespace.
 
@@ -40,8 +94,12 @@ class Backend(abc.ABC):
     - after `put` or `delete` returns, `get`, `exists` and `list` from any process see it.
     """
 
+    # Backends that can lock objects (S3 Object Lock) set this and implement `lock_of` and
+    # `extend_retention`; the others ignore `retention` (docs/storage.md, "Object Lock").
+    supports_object_lock = False
+
     @abc.abstractmethod
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes, retention: Retention | None = None) -> None: ...
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -64,6 +122,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def mtime(self, key: str) -> float:
         """Seconds since the epoch when the object was last written."""
+
+    def lock_of(self, key: str) -> ObjectLock | None:
+        """The object's lock as the storage reports it; None where locks do not exist.
+
+        Raises `ObjectNotFound` for a missing object."""
+        return None
+
+    def extend_retention(self, key: str, retention: Retention) -> bool:
+        """Raise the object's lock to at least `retention`, never lowering it.
+
+        Returns whether the storage was changed; False where locks do not exist. Raises
+        `ObjectNotFound` for a missing object."""
+        return False
 
 
 # Write failures that mean the storage itself is unusable (not a bug in the caller): turned
@@ -132,7 +203,7 @@ class LocalBackend(Backend):
         for created in reversed(missing):
             _fsync_dir(created.parent)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, retention: Retention | None = None) -> None:
         with self._writing():
             self._put(self._path(key), data)
 

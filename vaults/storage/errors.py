@@ -53,3 +53,28 @@ class ConcurrentGcConflict(StorageError):
     The backup is abandoned before its manifest is written, so no broken point becomes
     visible; running the backup again stores the chunk anew.
     """
+
+
+class ObjectLocked(StorageError):
+    """The storage refused to delete an object because its object lock has not ended.
+
+    Reported, never retried blindly: the object stays until its retention passes (or, for
+    a legal hold, until the hold is released), and a later sweep deletes it then.
+    """
+
+    def __init__(self, key: str, until: object = None) -> None:
+        when = f" until {until}" if until else ""
+        super().__init__(f"The storage refuses to delete {key!r}: it is locked{when}.")
+        self.key = key
+        self.until = until
+
+
+class ObjectArchived(StorageError):
+    """An object sits in a cold storage class and must be restored before it can be read."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Object {key!r} is in a cold storage class and must be restored by the storage "
+            "before it can be read."
+        )
+        self.key = key

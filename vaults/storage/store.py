@@ -21,11 +21,13 @@ from collections import OrderedDict, deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import blake3
 
-from .backends import Backend
+from .backends import COMPLIANCE, GOVERNANCE, Backend, ObjectLock, Retention
 from .chunks import (
     DEFAULT_LEVEL,
     MIN_SIZE,
@@ -37,6 +39,7 @@ from .chunks import (
 )
 from .errors import (
     CorruptChunk,
+    ObjectLocked,
     ObjectNotFound,
     PointNotFound,
     RestoreRefused,
@@ -140,6 +143,38 @@ class GcResult:
     leased_chunks: int = 0
     expired_leases: int = 0
     completed: bool = True  # False when the run stopped early to respect its timeout
+    # Unreferenced chunks kept because their object lock has not ended yet (S3 Object
+    # Lock), and deletions the storage refused anyway; both are deleted by a later run.
+    retained_chunks: int = 0
+    refused_deletes: int = 0
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """What `VaultStore.apply_retention` did: objects looked at, extended, and missing."""
+
+    objects: int
+    extended: int
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PointLock:
+    """A point's objects' locks as the storage confirms them (`VaultStore.point_lock`).
+
+    `until` is the earliest retain-until date over the manifest and every chunk, `mode` the
+    weakest mode; `short` names objects whose lock is missing or ends before `wanted`."""
+
+    objects: int
+    until: datetime | None
+    mode: str | None
+    legal_holds: int
+    missing: list[str]
+    short: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.short
 
 
 @dataclass(frozen=True)
@@ -265,14 +300,32 @@ class VaultStore:
             raise CorruptChunk(digest, "it is missing from the store") from None
         return decode_chunk(digest, blob, expected_size)
 
-    def _store_chunk(self, digest: str, data: bytes) -> int | None:
-        """Write a chunk unless present; the stored size if written, None if it existed."""
+    def _store_chunk(
+        self, digest: str, data: bytes, retention: Retention | None = None
+    ) -> int | None:
+        """Write a chunk unless present; the stored size if written, None if it existed.
+
+        With a `retention`, a chunk already stored has its lock extended to cover it (a
+        deduplicated chunk is locked until the latest expiry of the points using it)."""
         key = chunk_key(digest)
-        if self.backend.exists(key):
+        if retention is not None and self.backend.supports_object_lock:
+            if self._keep_locked(key, retention):
+                return None
+        elif self.backend.exists(key):
             return None
         blob = encode_chunk(data, self.level)
-        self.backend.put(key, blob)
+        self.backend.put(key, blob, retention)
         return len(blob)
+
+    def _keep_locked(self, key: str, retention: Retention) -> bool:
+        """Extend a stored object's lock to `retention`; False if the object is missing."""
+        try:
+            lock = self.backend.lock_of(key)
+            if lock is None or not lock.covers(retention):
+                self.backend.extend_retention(key, retention)
+        except ObjectNotFound:
+            return False
+        return True
 
     # Backup ----------------------------------------------------------------------------
 
@@ -283,6 +336,7 @@ class VaultStore:
         progress: Progress | None = None,
         *,
         parent: str | None = None,
+        retention: Retention | None = None,
     ) -> BackupResult:
         """Back up the tree under `source` as point `point_id`.
 
@@ -293,6 +347,9 @@ class VaultStore:
         ctime, inode and device all match the parent's entry reuse its extents without
         being read (docs/storage.md, "Incremental backups"). A missing, damaged or version
         1 parent manifest just means every file is read.
+
+        `retention` locks every object of the point (chunks reused included) until then,
+        on backends with object lock (docs/storage.md, "Object Lock").
         """
         check_point_id(point_id)
         if parent is not None:
@@ -314,7 +371,7 @@ class VaultStore:
                 if old is not None and _same_file(old, item.st):
                     unchanged[item.rel] = old
 
-        session = WriteSession(self, point_id, "backup")
+        session = WriteSession(self, point_id, "backup", retention)
         session.open()
         try:
             nodes: list[Node] = []
@@ -420,12 +477,18 @@ class VaultStore:
         for start in range(0, len(wanted), PARENT_REFS_BATCH):
             batch = wanted[start : start + PARENT_REFS_BATCH]
             session.record(batch)
-            present = pool.map(lambda digest: self.backend.exists(chunk_key(digest)), batch)
+            present = pool.map(partial(self._present, session.retention), batch)
             missing.update(digest for digest, ok in zip(batch, present, strict=True) if not ok)
         if missing:
             for path, node in list(unchanged.items()):
                 if any(digest in missing for digest, _o, _l in node.extents):
                     del unchanged[path]
+
+    def _present(self, retention: Retention | None, digest: str) -> bool:
+        key = chunk_key(digest)
+        if retention is not None and self.backend.supports_object_lock:
+            return self._keep_locked(key, retention)
+        return self.backend.exists(key)
 
     def _scan(self, source: Path, root_stat: os.stat_result) -> _Scan:
         scan = _Scan()
@@ -512,7 +575,11 @@ class VaultStore:
             os.close(fd)
 
     def import_point(
-        self, point_id: str, manifest_bytes: bytes, chunks: Iterable[tuple[str, bytes]]
+        self,
+        point_id: str,
+        manifest_bytes: bytes,
+        chunks: Iterable[tuple[str, bytes]],
+        retention: Retention | None = None,
     ) -> ImportResult:
         """Publish a point whose manifest and chunk plaintexts come from elsewhere.
 
@@ -528,7 +595,7 @@ class VaultStore:
             if self.read_manifest(point_id) == manifest_bytes:
                 return ImportResult(point_id, digest, 0, len(manifest.chunks), 0)
             raise StorageError(f"A different point {point_id!r} already exists in this store.")
-        session = WriteSession(self, point_id, "import")
+        session = WriteSession(self, point_id, "import", retention)
         session.open()
         try:
             seen: set[str] = set()
@@ -709,6 +776,52 @@ class VaultStore:
             raise PointNotFound(point_id)
         self.backend.delete(key)
 
+    # Object Lock ---------------------------------------------------------------------------
+
+    def apply_retention(self, wanted: dict[str, Retention]) -> RetentionResult:
+        """Lock every object of the given points at least as long as asked, never shorter.
+
+        A chunk shared by several points gets the latest date and strongest mode among
+        them. Used when immutability is enabled or locked after the points were written,
+        and when a point's expiry grows. A no-op on backends without object lock."""
+        if not self.backend.supports_object_lock or not wanted:
+            return RetentionResult(0, 0)
+        per_object: dict[str, Retention] = {}
+        missing: list[str] = []
+        for point_id, retention in wanted.items():
+            try:
+                chunks = self.manifest(point_id).chunks
+            except PointNotFound:
+                missing.append(manifest_key(point_id))
+                continue
+            for key in [manifest_key(point_id), *(chunk_key(d) for d in chunks)]:
+                per_object[key] = retention.merged(per_object.get(key))
+
+        def extend(item: tuple[str, Retention]) -> bool | None:
+            try:
+                return self.backend.extend_retention(*item)
+            except ObjectNotFound:
+                return None
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-lock") as pool:
+            outcomes = list(pool.map(extend, per_object.items()))
+        missing += [key for key, done in zip(per_object, outcomes, strict=True) if done is None]
+        return RetentionResult(len(per_object), sum(1 for done in outcomes if done), missing)
+
+    def point_lock(
+        self,
+        point_id: str,
+        wanted: Retention | None = None,
+        cache: dict[str, ObjectLock | None] | None = None,
+    ) -> PointLock:
+        """Read back the lock of the point's manifest and every chunk from the storage.
+
+        `cache` (object key to lock) lets a caller checking many points read each shared
+        chunk once. `PointNotFound` if the manifest is gone."""
+        chunks = self.manifest(point_id).chunks
+        keys = [manifest_key(point_id), *(chunk_key(d) for d in chunks)]
+        return read_locks(self.backend, keys, wanted, cache, self.workers)
+
     def stored_bytes(self) -> int:
         """Bytes of every object in the store (chunks, manifests, leases)."""
         return sum(self.backend.size(key) for key in self.backend.list(""))
@@ -764,7 +877,8 @@ class VaultStore:
         its manifest waits for every GC marker it sees and re-checks the chunks it reused.
         So a GC either sees a chunk in a lease or manifest, or finishes deleting before the
         writer's re-check notices the chunk is gone. `now` only sets the clock used to
-        expire the leases of crashed writers.
+        expire the leases of crashed writers and to judge whether an object lock has
+        ended (the storage has the last word: a delete it refuses is counted, not retried).
         """
         run_key = f"gc/{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
         started = time.monotonic()
@@ -777,7 +891,8 @@ class VaultStore:
             return time.monotonic()
 
         last_beat = beat()
-        deleted = freed = leased = 0
+        deleted = freed = leased = retained = refused = 0
+        lock_now = datetime.fromtimestamp(now, UTC) if now is not None else datetime.now(UTC)
         completed = True
         try:
             candidates = list(self.backend.list("chunks/"))
@@ -806,9 +921,17 @@ class VaultStore:
                     break
                 try:
                     size = self.backend.size(key)
+                    lock = self.backend.lock_of(key)
                 except ObjectNotFound:
                     continue
-                self.backend.delete(key)
+                if lock is not None and lock.active(lock_now):
+                    retained += 1  # its retention has not passed: a later run deletes it
+                    continue
+                try:
+                    self.backend.delete(key)
+                except ObjectLocked:
+                    refused += 1  # the storage's clock or a legal hold says no: reported
+                    continue
                 deleted += 1
                 freed += size
             if completed:
@@ -826,7 +949,53 @@ class VaultStore:
             leased_chunks=leased,
             expired_leases=len(expired) if completed else 0,
             completed=completed,
+            retained_chunks=retained,
+            refused_deletes=refused,
         )
+
+
+def read_locks(
+    backend: Backend,
+    keys: list[str],
+    wanted: Retention | None,
+    cache: dict[str, ObjectLock | None] | None = None,
+    workers: int = 8,
+) -> PointLock:
+    """The locks of `keys` as the storage reports them, summed up as one point's lock."""
+    cache = {} if cache is None else cache
+
+    def read(key: str) -> ObjectLock | None:
+        try:
+            return backend.lock_of(key) or ObjectLock()
+        except ObjectNotFound:
+            return None
+
+    todo = [key for key in dict.fromkeys(keys) if key not in cache]
+    with ThreadPoolExecutor(workers, thread_name_prefix="holdfast-lock") as pool:
+        cache.update(zip(todo, pool.map(read, todo), strict=True))
+    locks = [(key, cache[key]) for key in keys]
+    present = [lock for _key, lock in locks if lock is not None]
+    short = [
+        key
+        for key, lock in locks
+        if lock is not None
+        and wanted is not None
+        and not lock.legal_hold
+        and not lock.covers(wanted)
+    ]
+    unlocked = any(lock.until is None for lock in present)
+    modes = {lock.mode for lock in present}
+    weakest = GOVERNANCE if GOVERNANCE in modes else COMPLIANCE
+    return PointLock(
+        objects=len(keys),
+        until=None
+        if unlocked or len(present) < len(keys)
+        else min(lock.until for lock in present if lock.until is not None),
+        mode=None if unlocked or not present else weakest,
+        legal_holds=sum(lock.legal_hold for lock in present),
+        missing=[key for key, lock in locks if lock is None],
+        short=short,
+    )
 
 
 def entries_of(manifest: Manifest, path: str = "", point_id: str = "") -> list[Entry]:

@@ -27,6 +27,7 @@ from .errors import ConcurrentGcConflict, ObjectNotFound, StorageError
 from .manifest import Node, check_point_id, manifest_key
 
 if TYPE_CHECKING:
+    from .backends import Retention
     from .store import VaultStore
 
 Progress = Callable[[int, int], None]
@@ -52,8 +53,12 @@ class WriteSession:
     see `VaultStore.gc` for the argument that the two never race.
     """
 
-    def __init__(self, store: VaultStore, point_id: str, kind: str) -> None:
+    def __init__(
+        self, store: VaultStore, point_id: str, kind: str, retention: Retention | None = None
+    ) -> None:
         self.store = store
+        # The object lock every chunk and the manifest of this point get (None: no lock).
+        self.retention = retention
         self.backend = store.backend
         self.point_id = point_id
         self.kind = kind
@@ -142,7 +147,7 @@ class WriteSession:
         now = time.time()
         if now - self._last_beat > self.store.lease_timeout * SAFETY:
             raise StorageError(f"The lease of point {self.point_id!r} lapsed; retry.")
-        self.backend.put(manifest_key(self.point_id), manifest_bytes)
+        self.backend.put(manifest_key(self.point_id), manifest_bytes, self.retention)
         self.release()
 
     def release(self) -> None:
@@ -208,7 +213,10 @@ class ChunkWriter:
         if self._batch:
             self.session.record([digest for digest, _ in self._batch])
             futures = [
-                (digest, self.pool.submit(self.store._store_chunk, digest, data))
+                (
+                    digest,
+                    self.pool.submit(self.store._store_chunk, digest, data, self.session.retention),
+                )
                 for digest, data in self._batch
             ]
             self._in_flight.append((futures, self._unreported))
