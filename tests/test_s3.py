@@ -198,7 +198,10 @@ def test_lock_read_back_finds_a_removed_and_a_missing_lock(
     # ...and deletes another one's version outright.
     gone = f"vault/standard/chunks/{digests[1][:2]}/{digests[1]}"
     s3.client().delete_object(
-        Bucket=bucket, Key=gone, VersionId=_version(s3, bucket, gone), BypassGovernanceRetention=True
+        Bucket=bucket,
+        Key=gone,
+        VersionId=_version(s3, bucket, gone),
+        BypassGovernanceRetention=True,
     )
     lock = store.point_lock("p1", wanted)
     assert lock.missing == [gone.removeprefix("vault/standard/")] and not lock.ok
@@ -481,9 +484,7 @@ def test_tier_move_on_s3_locks_the_archive_copy_and_keeps_the_locked_standard_co
     vault = _s3_vault(s3, admin, immutability="enabled")
     item = protect(admin, vault, write_tree(storage / "docs"), "docs")
     point = _backup(item, operator)
-    move = jobs._new_job(
-        "tier_move", now=clock.now(), vault=vault, item=item, recovery_point=point
-    )
+    move = jobs._new_job("tier_move", now=clock.now(), vault=vault, item=item, recovery_point=point)
     done = _run(move)
     assert done.status == "completed", done.error
     assert "stays until its storage lock ends" in done.params["note"]
