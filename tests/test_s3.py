@@ -338,6 +338,18 @@ def test_vault_creation_checks_the_bucket(
     assert overlapping.status_code == 400
     assert "overlaps the storage of vault good" in overlapping.json()["detail"]
 
+    from django.test import Client
+
+    page = Client()
+    page.force_login(people["admin"])
+    answer = page.post(
+        "/vaults/new/",
+        {**body, "name": "web", "storage_location": f"s3://{s3.bucket(lock=False)}/w"},
+    )
+    assert answer.status_code == 400
+    assert "does not have Object Lock enabled" in answer.content.decode()
+    assert not Vault.objects.filter(name="web").exists()
+
 
 def test_immutability_maps_onto_object_lock_for_existing_and_new_points(
     s3: S3Server,  # noqa: F811

@@ -28,6 +28,12 @@ class VaultCreateForm(forms.Form):
     kind = forms.ChoiceField(choices=Vault.Kind.choices)
     region = forms.CharField(max_length=40, help_text="A region label, e.g. westeurope.")
     tags = forms.CharField(required=False, help_text="key=value pairs, separated by commas.")
+    storage_location = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Empty: this server's storage. s3://bucket/prefix: an S3 bucket with "
+        "versioning and Object Lock, which then locks every recovery point itself.",
+    )
 
     def clean_tags(self) -> dict[str, str]:
         return parse_tags(self.cleaned_data.get("tags") or "")
