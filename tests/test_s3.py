@@ -524,3 +524,38 @@ def test_a_shared_chunk_store_survives_a_source_copy(
     assert a.points() == b.points() == ["p1"]
     assert a.gc().deleted_chunks == 0 and b.gc().deleted_chunks == 0
     assert a.verify("p1").ok and b.verify("p1").ok
+
+
+def test_a_longer_expiry_extends_the_storage_lock_and_readers_cannot_verify(
+    s3: S3Server,  # noqa: F811
+    people: dict[str, Any],
+    storage: Path,  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from tests.conftest import make_user
+
+    admin, operator = people["admin"], people["operator"]
+    vault = _s3_vault(s3, admin, immutability="enabled")
+    item = protect(admin, vault, write_tree(storage / "docs"), "docs")
+    point = _backup(item, operator)
+    later = point.expires_at + timedelta(days=45)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        vault_services.point_retain_until(actor=admin, point=point, retain_until=later)
+    job = _run(_queued(vault, "storage_lock"))
+    assert job.status == "completed", job.error
+    backend = _backend_of(vault)
+    for key in backend.list(""):
+        assert backend.lock_of(key).until >= later, key
+    point.refresh_from_db()
+    assert point.storage_locked_until is not None and point.storage_locked_until >= later
+
+    reader = make_user("rita", "reader")
+    answer = api_client_for(reader).post(f"/api/v1/vaults/{vault.name}/storage-lock/verify/")
+    assert answer.status_code == 403 and answer.json()["code"] == "permission_denied"
+    # The weekly schedule queues one verification per S3 vault, and not twice in a week.
+    make_vault(admin, name="on-disk")
+    scheduled = jobs.lock_verifications_schedule()
+    assert [j.vault.name for j in scheduled] == [vault.name]
+    assert jobs.lock_verifications_schedule() == []
+    assert _run(scheduled[0]).status == "completed"
