@@ -199,7 +199,7 @@ class ProtectedItem(models.Model):
 
 _POINT_GUARD_SQL = """
     IF OLD.tier <> 'snapshot' AND OLD.expires_at > now() AND EXISTS (
-        SELECT 1 FROM vaults_vault v
+        SELECT 1 FROM public.vaults_vault v
         WHERE v.id = OLD.vault_id AND v.immutability IN ('enabled', 'locked')
     ) THEN
         {check}
@@ -284,9 +284,13 @@ class RecoveryPoint(models.Model):
                 when=pgtrigger.Before,
                 operation=pgtrigger.Update,
                 func=_POINT_GUARD_SQL.format(
+                    # Moving a protected point into the operational tier would take it out
+                    # of immutability's cover (and out of this trigger's): refused too.
                     check="IF NEW.expires_at < OLD.expires_at OR NEW.vault_id <> OLD.vault_id "
+                    "OR NEW.tier = 'snapshot' "
                     "THEN RAISE EXCEPTION 'immutable_vault: the expiry of recovery point % "
-                    "cannot be shortened', OLD.id; END IF;",
+                    "cannot be shortened, nor the point moved out of its vault or tier', "
+                    "OLD.id; END IF;",
                     ret="NEW",
                 ),
             ),
