@@ -18,7 +18,7 @@ export PATH := $(BIN):$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv run test lint format bench bench-portfolio fuzz clean distclean
+.PHONY: help venv run test lint format bench bench-s3 bench-portfolio bench-load fuzz clean distclean
 
 help:
 	@echo "make venv    create/refresh .venv (pip install -e '.[dev]') when pyproject.toml changes"
@@ -27,7 +27,9 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  sort imports and format with ruff"
 	@echo "make bench   data plane against restic (bench/run.py)"
+	@echo "make bench-s3  backup/restore to S3 (moto on loopback) next to local disk"
 	@echo "make bench-portfolio  portfolio page and vault API at 100 and 10,000 vaults"
+	@echo "make bench-load  50 users browsing and operating for 2 min (locust; LOAD_RUN_TIME=20s)"
 	@echo "make fuzz    longer schemathesis and stateful gate runs"
 	@echo "make clean   remove caches and build output (keeps .venv and var/)"
 
@@ -39,11 +41,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev]'
 	@touch $@
 
+# On PostgreSQL (a postgres:// DATABASE_URL) migrations run as DATABASE_URL's role, the owner,
+# and web, worker and beat as the least-privilege role db_roles sets up (HOLDFAST_DB_APP_ROLE,
+# HOLDFAST_DB_APP_PASSWORD), which signs in over the same URL with a password (so not through
+# a peer-authenticated socket); or set DATABASE_OWNER_URL and DATABASE_URL apart yourself.
 run: venv
 	mkdir -p var
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	$(BIN)/honcho -f Procfile.dev start
+	@set -e; \
+	case "$${DATABASE_URL:-}" in \
+	  postgres*|pgsql*) \
+	    if [[ -z "$${DATABASE_OWNER_URL:-}" ]]; then \
+	      export DATABASE_OWNER_URL="$$DATABASE_URL" \
+	        HOLDFAST_DB_APP_ROLE="$${HOLDFAST_DB_APP_ROLE:-holdfast_app}" \
+	        HOLDFAST_DB_APP_PASSWORD="$${HOLDFAST_DB_APP_PASSWORD:-holdfast-app-dev}"; \
+	      app_url="$$($(PY) manage.py db_roles --print-app-url)"; \
+	      export DATABASE_URL="$$app_url"; \
+	    fi; \
+	    $(PY) manage.py migrate --noinput; \
+	    $(PY) manage.py db_roles; \
+	    unset DATABASE_OWNER_URL;; \
+	  *) $(PY) manage.py migrate --noinput;; \
+	esac; \
+	$(PY) manage.py seed_demo; \
+	exec $(BIN)/honcho -f Procfile.dev start
 
 # ensure-services.sh prints the DATABASE_URL to use (TCP as $(PGUSER) when the server
 # trusts it, otherwise the Unix socket); a postgres:// DATABASE_URL in the environment wins.
@@ -72,6 +92,14 @@ bench-portfolio: venv
 	@set -e; \
 	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
 	BENCH_POSTGRES="$$db_url" $(PY) bench/portfolio.py
+
+# Load test: 50 locust users browsing and running operations for 2 minutes against gunicorn
+# and a worker on loopback, with its own database and Redis database (/14); p50/p95/p99.
+bench-load: venv
+	@set -e; \
+	broker="$${LOAD_BROKER_URL:-redis://127.0.0.1:6379/14}"; \
+	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL="$$broker" scripts/ensure-services.sh)"; \
+	BENCH_POSTGRES="$$db_url" LOAD_BROKER_URL="$$broker" $(PY) bench/load.py
 
 # A longer fuzz: schemathesis against the OpenAPI schema and the gate's state machine.
 fuzz: venv

@@ -17,6 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from . import clock, services
 from .filters import ApprovalFilter, AuditFilter
 from .gate import DomainError
+from .middleware import DATABASE_ERRORS, database_unavailable_body
 from .models import Approval, AuditRecord
 from .roles import has_capability
 from .throttle import LOCKED_CODE, lockout_sentence
@@ -42,6 +43,8 @@ def _first_message(detail: Any) -> tuple[str, str | None]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every error is ``{"code", "detail"}`` with the stable codes of SPEC section 4."""
+    if isinstance(exc, DATABASE_ERRORS):  # the database is down or restarting
+        return Response(database_unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, DomainError):
         body: dict[str, Any] = {"code": exc.code, "detail": exc.detail}
         if exc.field:

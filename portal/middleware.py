@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
+from typing import Any, cast
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequired
-from django.http import HttpRequest, HttpResponse
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
+from django.core.signals import got_request_exception
+from django.db import InterfaceError, OperationalError
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 
 from .gate import entry_point
+
+logger = logging.getLogger(__name__)
 
 
 class EntryPointMiddleware:
@@ -30,3 +40,103 @@ class LoginRequiredMiddleware(_LoginRequired):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+DATABASE_UNAVAILABLE = (
+    "The database cannot be reached right now (it may be restarting). Try again in a few "
+    "seconds; if you were making a change, check whether it was recorded before repeating it."
+)
+_PAGE = (
+    "<!doctype html><html lang=en><head><meta charset=utf-8>"
+    "<title>Database unavailable - Holdfast</title></head>"
+    "<body><h1>Database unavailable</h1><p>{sentence}</p></body></html>"
+)
+
+
+def database_unavailable_body() -> dict[str, str]:
+    """The API's ``{code, detail}`` answer to a lost database connection (status 503)."""
+    return {"code": "database_unavailable", "detail": DATABASE_UNAVAILABLE}
+
+
+def database_unavailable_response(request: HttpRequest) -> HttpResponse:
+    response: HttpResponse
+    if request.path_info.startswith("/api/"):
+        response = JsonResponse(database_unavailable_body(), status=503)
+    else:
+        # A plain page: the site's templates would query the database again.
+        response = HttpResponse(_PAGE.format(sentence=DATABASE_UNAVAILABLE), status=503)
+    response["Retry-After"] = "5"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@receiver(got_request_exception, dispatch_uid="holdfast-database-unavailable")
+def _remember_database_error(
+    sender: Any, request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    if request is not None and isinstance(sys.exc_info()[1], DATABASE_ERRORS):
+        request.holdfast_database_error = True  # type: ignore[attr-defined]
+
+
+def _caused_by_database(error: BaseException | None) -> bool:
+    for _ in range(10):  # the chain is short: SessionInterrupted <- UpdateError <- ours
+        if error is None:
+            return False
+        if isinstance(error, DATABASE_ERRORS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class SessionMiddleware(_SessionMiddleware):
+    """Django's sessions, and a database that cannot be reached answered with a 503 and a
+    sentence (``{code: database_unavailable, detail}`` under ``/api/``), never a 500 trace.
+
+    The session layer is where a request meets the database outside its view, so the outage
+    is handled here, in four places: ``process_view`` loads the session and the user before
+    the login check does (its error would become a 500 inside Django); ``process_exception``
+    covers the view; ``process_response`` covers the session's own reads and its save on the
+    way out (a failed save would be Django's 400 "session interrupted"); any other
+    middleware's database error, which Django turns into a 500 before this one sees it, is
+    recognised by the ``got_request_exception`` signal. A 5xx answer saves no session, so an
+    outage signs nobody out.
+    """
+
+    async_capable = False  # the __call__ below is synchronous; Django adapts it under ASGI
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = cast(HttpResponseBase, super().__call__(request))
+        if response.status_code == 500 and getattr(request, "holdfast_database_error", False):
+            return database_unavailable_response(request)
+        return response
+
+    def process_view(
+        self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        try:
+            if hasattr(request, "user"):
+                request.user.is_authenticated  # noqa: B018  (loads the session and the user)
+        except DATABASE_ERRORS as exc:
+            return self._unavailable(request, exc)
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DATABASE_ERRORS):
+            return None
+        return self._unavailable(request, exception)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if getattr(request, "holdfast_database_error", False):
+            return response  # nothing to save on a 5xx, and reading the session would fail
+        try:
+            return super().process_response(request, response)
+        except (SessionInterrupted, *DATABASE_ERRORS) as exc:
+            if not _caused_by_database(exc):
+                raise
+            return self._unavailable(request, exc)
+
+    def _unavailable(self, request: HttpRequest, error: BaseException) -> HttpResponse:
+        request.holdfast_database_error = True  # type: ignore[attr-defined]
+        logger.warning("database unavailable while serving %s: %s", request.path, error)
+        return database_unavailable_response(request)

@@ -8,6 +8,7 @@ Production sets ``DJANGO_DEBUG=0``, ``SECRET_KEY``, ``DATABASE_URL`` and ``CELER
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -68,7 +69,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "portal.middleware.SessionMiddleware",  # Django's, plus a 503 when the database is down
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -101,10 +102,26 @@ TEMPLATES = [
     }
 ]
 
+# Least privilege in PostgreSQL (docs/security.md, "Database roles"): web, worker and beat
+# connect as DATABASE_URL's role, which cannot alter tables; `migrate` and `db_roles` connect as
+# DATABASE_OWNER_URL's role, which owns them, when it is set. Give it to the migration step only.
+_DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'holdfast.sqlite3'}")
+DATABASE_OWNER_URL = os.environ.get("DATABASE_OWNER_URL", "")
+_AS_DATABASE_OWNER = bool(DATABASE_OWNER_URL) and sys.argv[1:2] in (["migrate"], ["db_roles"])
+# The application's role that `db_roles` sets up: these variables, else DATABASE_URL's user
+# when the owner's URL is the connection.
+_app_database: dict[str, object] = (
+    dict(dj_database_url.parse(_DATABASE_URL)) if _AS_DATABASE_OWNER else {}
+)
+HOLDFAST_DB_APP_ROLE = os.environ.get("HOLDFAST_DB_APP_ROLE") or str(_app_database.get("USER", ""))
+HOLDFAST_DB_APP_PASSWORD = os.environ.get("HOLDFAST_DB_APP_PASSWORD") or str(
+    _app_database.get("PASSWORD", "")
+)
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'holdfast.sqlite3'}"),
+        DATABASE_OWNER_URL if _AS_DATABASE_OWNER else _DATABASE_URL,
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        conn_health_checks=True,  # a kept connection the server dropped is replaced, not used
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -162,6 +179,19 @@ HOLDFAST_SOURCE_ROOTS = [
 HOLDFAST_RESTORE_ROOTS = [
     Path(p) for p in os.environ.get("HOLDFAST_RESTORE_ROOTS", str(VAR_DIR / "restores")).split(":")
 ]
+# S3-compatible vault storage (docs/storage.md, "S3 and Object Lock"): a vault created with
+# storage location s3://bucket/prefix lives there. Credentials come from a JSON secret file,
+# else these variables, else boto3's own chain (AWS_ACCESS_KEY_ID, instance roles, ...).
+HOLDFAST_S3_ENDPOINT_URL = os.environ.get("HOLDFAST_S3_ENDPOINT_URL", "")
+HOLDFAST_S3_REGION = os.environ.get("HOLDFAST_S3_REGION", "us-east-1")
+HOLDFAST_S3_CREDENTIALS_FILE = os.environ.get("HOLDFAST_S3_CREDENTIALS_FILE", "")
+HOLDFAST_S3_ACCESS_KEY_ID = os.environ.get("HOLDFAST_S3_ACCESS_KEY_ID", "")
+HOLDFAST_S3_SECRET_ACCESS_KEY = os.environ.get("HOLDFAST_S3_SECRET_ACCESS_KEY", "")
+# The archive tier's packs: their storage class, and optionally another bucket for them.
+HOLDFAST_S3_ARCHIVE_STORAGE_CLASS = os.environ.get(
+    "HOLDFAST_S3_ARCHIVE_STORAGE_CLASS", "GLACIER_IR"
+)
+HOLDFAST_S3_ARCHIVE_LOCATION = os.environ.get("HOLDFAST_S3_ARCHIVE_LOCATION", "")
 # Alert delivery (SPEC 3.8): e-mail recipients and a webhook signed with HMAC-SHA256.
 HOLDFAST_ALERT_EMAILS = env_list("HOLDFAST_ALERT_EMAILS", "")
 HOLDFAST_ALERT_WEBHOOK_URL = os.environ.get("HOLDFAST_ALERT_WEBHOOK_URL", "")
