@@ -14,8 +14,8 @@ alert, and work resumes once the fault is gone.
 - Redis stopped while the web serves: a private ``redis-server`` on a free loopback port,
   a gunicorn web process and a ``celery worker`` pointed at it (never the shared Redis).
 
-Not here: "PostgreSQL restarted under load" needs a PostgreSQL of its own (the machine's is
-shared by other test runs and must not be restarted). The worker killed mid-backup is
+Elsewhere: "PostgreSQL restarted under load" is ``tests/test_fault_postgres.py`` (a cluster
+of its own: the machine's is shared by other test runs), the worker killed mid-backup is
 ``tests/test_worker.py``.
 """
 

@@ -19,14 +19,23 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -445,11 +454,15 @@ class _Heartbeat:
     def _loop(self) -> None:
         try:
             while not self._stop.wait(_heartbeat_seconds()):
-                Job.objects.filter(pk=self.job_id, status=Status.RUNNING).update(
-                    bytes_done=self.done, bytes_total=self.total, heartbeat_at=clock.now()
-                )
-        except Exception:  # a lost heartbeat must not kill the job; the sweep will judge
-            logger.exception("heartbeat of job %s failed", self.job_id)
+                try:
+                    Job.objects.filter(pk=self.job_id, status=Status.RUNNING).update(
+                        bytes_done=self.done, bytes_total=self.total, heartbeat_at=clock.now()
+                    )
+                except DatabaseError as exc:
+                    # The database restarted or is unreachable: a beat is lost, not the job.
+                    # Drop the dead connection so the next beat opens a new one.
+                    logger.warning("heartbeat of job %s missed: %s", self.job_id, exc)
+                    connection.close()
         finally:
             connection.close()
 
@@ -510,6 +523,32 @@ def _alert_failure(job: Job, error: str) -> None:
     )
 
 
+def with_database(fn: Callable[[], Any], *, attempts: int = 8) -> Any:
+    """Run ``fn`` (one transaction's worth of work); if the database connection broke (a
+    restart, a failover), reconnect and try again, for up to about 30 s in all. A job's
+    storage work can outlive the connection it started with; its result is not lost."""
+    for attempt in range(attempts):
+        if attempt:
+            connection.close()
+            time.sleep(min(0.25 * 2**attempt, 8.0))
+        close_old_connections()  # health checks are on: a dead kept connection is replaced
+        try:
+            return fn()
+        except (OperationalError, InterfaceError):
+            if attempt == attempts - 1:
+                raise
+            logger.warning("database unreachable, retrying (%s/%s)", attempt + 1, attempts)
+    return None  # pragma: no cover - the loop returns or raises
+
+
+def _database_failure(exc: Exception) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"The database was unreachable while the job ran ({reason}). Nothing half-done is "
+        "visible; run the job again."
+    )
+
+
 def job_run(*, job_id: int) -> Job | None:
     """Claim the job and run it to completed or failed; never raises for the job's own errors."""
     job = job_claim(job_id=job_id)
@@ -520,11 +559,14 @@ def job_run(*, job_id: int) -> Job | None:
         with _Heartbeat(job.pk) as beat:
             runner(job, beat)
     except (JobFailed, StorageError, DomainError) as exc:
-        _fail(job, str(exc))
+        with_database(partial(_fail, job, str(exc)))
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("job %s failed: the database was unreachable: %s", job.pk, exc)
+        with_database(partial(_fail, job, _database_failure(exc)))
     except Exception as exc:
         logger.exception("job %s failed", job.pk)
-        _fail(job, f"{type(exc).__name__}: {exc}")
-    job.refresh_from_db()
+        with_database(partial(_fail, job, f"{type(exc).__name__}: {exc}"))
+    with_database(job.refresh_from_db)
     return job
 
 
@@ -569,7 +611,9 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
     for attempt in range(2):
         key = f"rp-{job.pk}-{uuid.uuid4().hex[:12]}"
         # Recorded first, so the orphan sweep never mistakes our manifest for garbage.
-        Job.objects.filter(pk=job.pk).update(params={**job.params, "storage_key": key})
+        with_database(
+            partial(Job.objects.filter(pk=job.pk).update, params={**job.params, "storage_key": key})
+        )
         try:
             result = store.backup(
                 Path(item.source_path), key, progress=beat, parent=parent, retention=retention
@@ -579,26 +623,34 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
             if attempt:
                 raise
     assert result is not None
-    with transaction.atomic():
-        point = services.point_record(
-            item=item,
-            created_at=job.started_at,
-            retain_until=retain_until,
-            tier=tier,
-            logical_bytes=result.logical_bytes,
-            stored_bytes=result.stored_bytes,
-            digest=result.manifest_digest,
-        )
-        extra: dict[str, Any] = {"storage_key": key}
-        if retention is not None:  # as written; lock_verify later confirms it from the storage
-            extra["storage_locked_until"] = retention.until
-            extra["storage_lock_mode"] = retention.mode
-        if tier == Tier.SNAPSHOT_AND_VAULT:
-            days = item.policy.instant_restore_days
-            extra["snapshot_expires_at"] = point.created_at + timedelta(days=days)
-        RecoveryPoint.objects.filter(pk=point.pk).update(**extra)
-        Job.objects.filter(pk=job.pk).update(recovery_point=point)
-        _finish(job, done=result.logical_bytes, total=result.logical_bytes)
+
+    def record() -> None:
+        with transaction.atomic():
+            # A retry after a commit whose answer was lost finds the point recorded already.
+            if Job.objects.filter(pk=job.pk, recovery_point__isnull=False).exists():
+                return
+            point = services.point_record(
+                item=item,
+                created_at=job.started_at,
+                retain_until=retain_until,
+                tier=tier,
+                logical_bytes=result.logical_bytes,
+                stored_bytes=result.stored_bytes,
+                digest=result.manifest_digest,
+            )
+            extra: dict[str, Any] = {"storage_key": key}
+            if retention is not None:  # as written; lock_verify confirms it from the storage
+                extra["storage_locked_until"] = retention.until
+                extra["storage_lock_mode"] = retention.mode
+            if tier == Tier.SNAPSHOT_AND_VAULT:
+                days = item.policy.instant_restore_days
+                extra["snapshot_expires_at"] = point.created_at + timedelta(days=days)
+            RecoveryPoint.objects.filter(pk=point.pk).update(**extra)
+            Job.objects.filter(pk=job.pk).update(recovery_point=point)
+            _finish(job, done=result.logical_bytes, total=result.logical_bytes)
+
+    # The manifest is durable: a database that restarted meanwhile must not lose the point.
+    with_database(record)
 
 
 def _run_restore(job: Job, beat: _Heartbeat) -> None:
