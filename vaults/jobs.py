@@ -526,7 +526,11 @@ def _alert_failure(job: Job, error: str) -> None:
 def with_database(fn: Callable[[], Any], *, attempts: int = 8) -> Any:
     """Run ``fn`` (one transaction's worth of work); if the database connection broke (a
     restart, a failover), reconnect and try again, for up to about 30 s in all. A job's
-    storage work can outlive the connection it started with; its result is not lost."""
+    storage work can outlive the connection it started with; its result is not lost.
+
+    Inside a caller's transaction there is nothing to reconnect: ``fn`` just runs."""
+    if connection.in_atomic_block:
+        return fn()
     for attempt in range(attempts):
         if attempt:
             connection.close()
