@@ -136,6 +136,18 @@ def test_a_governance_object_is_deleted_only_with_the_bypass_header(
     assert not backend.exists("chunks/ab/g1")
 
 
+def test_two_writers_of_one_new_chunk_leave_one_version(s3: S3Server) -> None:  # noqa: F811
+    bucket = s3.bucket()
+    backend = _backend(s3, bucket)
+    later, sooner = Retention(GOVERNANCE, _soon(9)), Retention(GOVERNANCE, _soon(2))
+    assert backend.put_if_absent("chunks/ab/c1", b"data", later) is True
+    # The second writer's conditional PUT loses: no second version with a shorter lock.
+    assert backend.put_if_absent("chunks/ab/c1", b"data", sooner) is False
+    versions = s3.client().list_object_versions(Bucket=bucket, Prefix="vault/standard/chunks/")
+    assert len(versions["Versions"]) == 1
+    assert backend.lock_of("chunks/ab/c1").until == later.until
+
+
 def test_retention_is_never_shortened_by_holdfast(s3: S3Server) -> None:  # noqa: F811
     backend = _backend(s3, s3.bucket())
     later = _soon(10)
@@ -195,6 +207,15 @@ def test_lock_read_back_finds_a_removed_and_a_missing_lock(
     lock = store.point_lock("p1", wanted)
     assert lock.short == [weakened.removeprefix("vault/standard/")] and not lock.missing
     assert lock.until is not None and lock.until < until
+    # A legal hold on it does not excuse the short retention: a hold can be lifted at will.
+    s3.client().put_object_legal_hold(
+        Bucket=bucket,
+        Key=weakened,
+        VersionId=_version(s3, bucket, weakened),
+        LegalHold={"Status": "ON"},
+    )
+    lock = store.point_lock("p1", wanted)
+    assert lock.short == [weakened.removeprefix("vault/standard/")] and lock.legal_holds == 1
     # ...and deletes another one's version outright.
     gone = f"vault/standard/chunks/{digests[1][:2]}/{digests[1]}"
     s3.client().delete_object(
@@ -482,6 +503,7 @@ def test_expiry_sweep_leaves_data_the_storage_still_locks(
     assert not RecoveryPoint.objects.filter(pk=point.pk).exists()
     assert store.has_point(point.storage_key)  # refused and reported, not forced
     assert report["orphan_manifests"] == 0 and report["deleted_chunks"] == 0
+    assert report["locked_orphans"] == 1 and report["vaults_failed"] == 0
     assert store.verify(point.storage_key).ok
 
 

@@ -71,6 +71,9 @@ REQUEUE_AFTER = timedelta(minutes=10)
 VERIFY_EVERY = timedelta(days=7)
 REHYDRATE_DAYS = (10, 30)
 REHYDRATE_DEFAULT_DAYS = 15
+# A point whose expiry is this close is not given a lock: the storage would refuse a date
+# that has passed by the time the request arrives.
+LOCK_MARGIN = timedelta(minutes=5)
 # SPEC 3.6 archive eligibility: monthly and yearly points, 90 days in the standard tier,
 # at least 180 days of retention left.
 ARCHIVE_MIN_AGE = timedelta(days=90)
@@ -627,6 +630,7 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
             if attempt:
                 raise
     assert result is not None
+    vault_pk = job.vault.pk
 
     def record() -> None:
         with transaction.atomic():
@@ -652,6 +656,13 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
             RecoveryPoint.objects.filter(pk=point.pk).update(**extra)
             Job.objects.filter(pk=job.pk).update(recovery_point=point)
             _finish(job, done=result.logical_bytes, total=result.logical_bytes)
+            # Immutability enabled or locked while this backup ran: the storage_lock job it
+            # queued could not see this point yet; queue another now that the point exists.
+            now_wanted = point_retention(
+                Vault.objects.get(pk=vault_pk), expires_at, operational=tier == Tier.SNAPSHOT
+            )
+            if now_wanted is not None and (retention is None or retention.mode != now_wanted.mode):
+                storage_lock_follow(point.vault)
 
     # The manifest is durable: a database that restarted meanwhile must not lose the point.
     with_database(record)
@@ -743,10 +754,12 @@ def _run_tier_move(job: Job, beat: _Heartbeat) -> None:
         _finish(job)
         return
     store, archive = vault_store(point.vault), archive_store(point.vault)
+    retention = point_retention(point.vault, point.expires_at, operational=False)
     if not archive.has_point(point.storage_key):
-        retention = point_retention(point.vault, point.expires_at, operational=False)
         result = archive.archive_point(store, point.storage_key, retention=retention)
         beat(result.logical_bytes, result.logical_bytes)
+    elif retention is not None:  # a copy left by an attempt that died: lock it before use
+        archive.apply_retention(point.storage_key, retention)
 
     def change(check: Check) -> None:
         # The expiry is untouched: a point keeps it through every move (SPEC 3.7).
@@ -849,7 +862,25 @@ def storage_lock_request(vault: Vault) -> Job | None:
 def storage_lock_follow(vault: Vault) -> None:
     """Call inside the transaction that changed immutability or an expiry: once it commits,
     the vault's objects are brought up to their new locks by a job."""
-    transaction.on_commit(lambda: storage_lock_request(vault))
+    transaction.on_commit(lambda: _storage_lock_after_commit(vault))
+
+
+def _storage_lock_after_commit(vault: Vault) -> None:
+    # The change is committed; a storage that cannot be asked now must not turn it into an
+    # error page. The vault's objects are then behind their lock: say so with an alert (the
+    # weekly lock check would find it too).
+    try:
+        storage_lock_request(vault)
+    except (StorageError, DomainError) as exc:
+        logger.warning("storage lock job for vault %s not queued: %s", vault.name, exc)
+        raise_alert(
+            "storage_lock_missing",
+            vault_name=vault.name,
+            target=f"vault:{vault.name}",
+            message=f"The objects of vault {vault.name} could not be given their new storage "
+            f"lock: {getattr(exc, 'detail', exc)} Verify the storage locks once the storage "
+            "answers.",
+        )
 
 
 def lock_verify_request(*, actor: Any, vault: Vault) -> Job:
@@ -883,15 +914,20 @@ def _run_storage_lock(job: Job, beat: _Heartbeat) -> None:
     store, archive = vault_store(vault), archive_store(vault)
     standard: dict[str, Retention] = {}
     archived: dict[str, Retention] = {}
-    for point in _lock_candidates(vault, now):
+    for point in _lock_candidates(vault, now + LOCK_MARGIN):
         wanted = point_retention(vault, point.expires_at, operational=point.is_operational_only)
         if wanted is not None:
             (archived if point.is_archived else standard)[point.storage_key] = wanted
     result = store.apply_retention(standard)
     extended = result.extended
+    failed = list(result.failed)
     for key, wanted in archived.items():
-        with contextlib.suppress(PointNotFound):
+        try:
             extended += archive.apply_retention(key, wanted)
+        except PointNotFound:
+            continue
+        except StorageError as exc:
+            failed.append(str(exc))
     beat(len(standard) + len(archived), len(standard) + len(archived))
     Job.objects.filter(pk=job.pk).update(
         params={
@@ -900,9 +936,15 @@ def _run_storage_lock(job: Job, beat: _Heartbeat) -> None:
             "objects": result.objects,
             "extended": extended,
             "missing": len(result.missing),
+            "refused": failed[:20],
         }
     )
     _verify_locks(job, vault, now)
+    if failed:  # reached only when every lock read back covers its point: say what was refused
+        raise JobFailed(
+            f"The storage refused {len(failed)} retention change(s) (first: {failed[0]}); "
+            "the locks read back still cover every point."
+        )
 
 
 def _run_lock_verify(job: Job, beat: _Heartbeat) -> None:
@@ -1199,30 +1241,40 @@ def verifications_schedule(*, now: datetime | None = None) -> list[Job]:
     return jobs
 
 
-def orphans_remove(vault: Vault) -> int:
-    """Delete manifests no point row names and no running job is writing (a backup that
-    crashed between its manifest and its row, a point deleted by a person)."""
-    store = vault_store(vault)
+def orphans_remove(vault: Vault, report: dict[str, int] | None = None) -> int:
+    """Delete points of either tier that no point row names and no running job is writing
+    (a backup that crashed between its manifest and its row, a point deleted by a person,
+    data whose deletion the storage refused while its lock lasted). Returns how many
+    standard-tier manifests went; ``report`` also counts archive copies and refusals."""
+    store, archive = vault_store(vault), archive_store(vault)
     # Order matters: a backup commits its row while its job is running, so reading keys,
     # then running jobs, then rows never misses a point being published.
     keys = set(store.points())
+    archived = set(archive.points())
     busy = {
         job.params.get("storage_key")
         for job in Job.objects.filter(vault=vault, status__in=[Status.QUEUED, Status.RUNNING])
     }
     known = set(RecoveryPoint.objects.filter(vault=vault).values_list("storage_key", flat=True))
-    orphans = keys - busy - known
-    removed = 0
-    for key in orphans:
-        try:
-            store.delete_point(key)
-        except PointNotFound:
-            continue
-        except ObjectLocked as exc:  # reported, and tried again once the lock has ended
-            logger.info("orphan manifest %s of vault %s kept: %s", key, vault.name, exc)
-            continue
-        removed += 1
-    return removed
+    counts = {"standard": 0, "archive": 0, "locked": 0}
+    for tier, tier_store, orphans in (
+        ("standard", store, keys - busy - known),
+        ("archive", archive, archived - busy - known),
+    ):
+        for key in sorted(orphans):
+            try:
+                tier_store.delete_point(key)
+            except PointNotFound:
+                continue
+            except ObjectLocked as exc:  # reported; deleted by a sweep once the lock ended
+                logger.info("orphan %s point %s of vault %s kept: %s", tier, key, vault.name, exc)
+                counts["locked"] += 1
+                continue
+            counts[tier] += 1
+    if report is not None:
+        report["orphan_archive_points"] = report.get("orphan_archive_points", 0) + counts["archive"]
+        report["locked_orphans"] = report.get("locked_orphans", 0) + counts["locked"]
+    return counts["standard"]
 
 
 def sweep_points(*, now: datetime | None = None) -> dict[str, int]:
@@ -1243,14 +1295,22 @@ def sweep_storage() -> dict[str, int]:
     reference (docs/storage.md), so this may run at any time."""
     report = {
         "orphan_manifests": 0,
+        "orphan_archive_points": 0,
+        "locked_orphans": 0,
         "deleted_chunks": 0,
         "freed_bytes": 0,
         "retained_chunks": 0,
         "refused_deletes": 0,
+        "vaults_failed": 0,
     }
     for vault in Vault.objects.all():
-        report["orphan_manifests"] += orphans_remove(vault)
-        result = vault_store(vault).gc()
+        try:
+            report["orphan_manifests"] += orphans_remove(vault, report)
+            result = vault_store(vault).gc()
+        except StorageError as exc:  # one unreachable store must not stop the others
+            logger.warning("storage sweep of vault %s failed: %s", vault.name, exc)
+            report["vaults_failed"] += 1
+            continue
         report["deleted_chunks"] += result.deleted_chunks
         report["freed_bytes"] += result.freed_bytes
         report["retained_chunks"] += result.retained_chunks

@@ -32,6 +32,7 @@ from .forms import (
     VaultCreateForm,
 )
 from .models import ProtectedItem, Vault
+from .storage import StorageError
 
 BLADES = [
     ("overview", "Overview"),
@@ -286,6 +287,8 @@ def lock_verify(request: HtmxHttpRequest, name: str) -> HttpResponse:
         if error.code == "permission_denied":
             raise PermissionDenied(error.detail) from error
         messages.error(request, error.detail)
+    except StorageError as error:
+        messages.error(request, str(error))
     else:
         messages.success(request, f"Storage lock verification queued (job #{job.pk}).")
     return redirect("vaults:blade", name=vault.name, blade="properties")

@@ -14,6 +14,7 @@ compression in the standard tier cannot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -157,8 +158,11 @@ class ArchiveStore:
             self.backend.put(prefix + "index.json", json.dumps(index).encode(), retention)
             self.backend.put(self._manifest_key(point_id), raw_manifest, retention)
         except BaseException:
+            # Packs written with a retention cannot be deleted before it ends: they stay
+            # (a retry writes new versions) and the original error is what is reported.
             for key in list(self.backend.list(prefix)):
-                self.backend.delete(key)
+                with contextlib.suppress(StorageError):
+                    self.backend.delete(key)
             raise
         return ArchiveResult(
             point_id=point_id,

@@ -123,6 +123,14 @@ class Backend(abc.ABC):
     def mtime(self, key: str) -> float:
         """Seconds since the epoch when the object was last written."""
 
+    def put_if_absent(self, key: str, data: bytes, retention: Retention | None = None) -> bool:
+        """Write the object unless the key exists; whether it was written. Backends with a
+        conditional write make the check and the write one step."""
+        if self.exists(key):
+            return False
+        self.put(key, data, retention)
+        return True
+
     def lock_of(self, key: str) -> ObjectLock | None:
         """The object's lock as the storage reports it; None where locks do not exist.
 

@@ -168,7 +168,7 @@ class S3Backend(Backend):
 
     # The Backend interface ---------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, retention: Retention | None = None) -> None:
+    def _put_args(self, key: str, retention: Retention | None) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         if retention is not None:
             extra["ObjectLockMode"] = retention.mode
@@ -176,7 +176,34 @@ class S3Backend(Backend):
             extra["ChecksumAlgorithm"] = "SHA256"
         if self.storage_class and key.endswith(self.storage_class_suffix):
             extra["StorageClass"] = self.storage_class
+        return extra
+
+    def put(self, key: str, data: bytes, retention: Retention | None = None) -> None:
+        extra = self._put_args(key, retention)
         self._call("write", key, self.client.put_object, Key=self._key(key), Body=data, **extra)
+
+    def put_if_absent(self, key: str, data: bytes, retention: Retention | None = None) -> bool:
+        """A conditional PUT (``If-None-Match: *``): False if the key exists already.
+
+        Two writers storing the same new chunk then never stack a second version whose
+        lock could be shorter than the first's; the loser extends the winner's lock. A
+        store without conditional writes gets a plain PUT."""
+        extra = self._put_args(key, retention)
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*", **extra
+            )
+        except ClientError as exc:
+            code = _code(exc)
+            if code in {"PreconditionFailed", "ConditionalRequestConflict"} or _status(exc) == 412:
+                return False
+            if code in {"NotImplemented", "InvalidArgument"}:
+                self.put(key, data, retention)
+                return True
+            raise StorageError(f"S3 refused to write {key!r} in {self.location}: {code}.") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
+        return True
 
     def get(self, key: str) -> bytes:
         response = self._call("read", key, self.client.get_object, Key=self._key(key))
@@ -210,6 +237,8 @@ class S3Backend(Backend):
                         found.append((marker["VersionId"], True))
         except ClientError as exc:
             raise StorageError(f"Cannot list versions in {self.location}: {_code(exc)}.") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
         return found
 
     def delete(self, key: str) -> None:
@@ -225,10 +254,19 @@ class S3Backend(Backend):
                 code = _code(exc)
                 if code in _MISSING:
                     continue
+                lock = self._lock_of_version(full, version_id)
+                if lock is not None and lock.active(datetime.now(UTC)):
+                    held = "a legal hold" if lock.legal_hold else lock.until
+                    raise ObjectLocked(key, held) from None
                 if code in _LOCKED or _status(exc) == 403:
-                    lock = self._lock_of_version(full, version_id)
-                    raise ObjectLocked(key, lock.until if lock else None) from None
+                    raise StorageError(
+                        f"S3 denied deleting {key!r} in {self.location} ({code}) although it is "
+                        "not locked: the credentials need s3:DeleteObject and "
+                        "s3:DeleteObjectVersion."
+                    ) from None
                 raise StorageError(f"S3 refused to delete {key!r}: {code}.") from None
+            except BotoCoreError as exc:
+                raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
 
     def list(self, prefix: str) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -238,6 +276,8 @@ class S3Backend(Backend):
                     yield item["Key"][len(self._base) :]
         except ClientError as exc:
             raise StorageError(f"Cannot list {self.location}: {_code(exc)}.") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
 
     def size(self, key: str) -> int:
         return int(self._head(key)["ContentLength"])
@@ -322,6 +362,8 @@ class S3Backend(Backend):
                     "HOLDFAST_S3_ARCHIVE_STORAGE_CLASS."
                 ) from None
             raise StorageError(f"S3 refused to restore {key!r}: {code}.") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
         return self.exists(key) and not self._still_cold(key)
 
     def _still_cold(self, key: str) -> bool:

@@ -156,6 +156,7 @@ class RetentionResult:
     objects: int
     extended: int
     missing: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # the storage's refusals, as sentences
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,9 @@ class PointLock:
     """A point's objects' locks as the storage confirms them (`VaultStore.point_lock`).
 
     `until` is the earliest retain-until date over the manifest and every chunk, `mode` the
-    weakest mode; `short` names objects whose lock is missing or ends before `wanted`."""
+    weakest mode; `short` names objects whose retention is missing or ends before `wanted`.
+    A legal hold does not excuse a short retention (whoever may set one may lift it); holds
+    are counted in `legal_holds`."""
 
     objects: int
     until: datetime | None
@@ -311,7 +314,13 @@ class VaultStore:
         if retention is not None and self.backend.supports_object_lock:
             if self._keep_locked(key, retention):
                 return None
-        elif self.backend.exists(key):
+            blob = encode_chunk(data, self.level)
+            if not self.backend.put_if_absent(key, blob, retention):
+                # Another writer stored it between our look and our write: extend its lock.
+                self._keep_locked(key, retention)
+                return None
+            return len(blob)
+        if self.backend.exists(key):
             return None
         blob = encode_chunk(data, self.level)
         self.backend.put(key, blob, retention)
@@ -797,16 +806,24 @@ class VaultStore:
             for key in [manifest_key(point_id), *(chunk_key(d) for d in chunks)]:
                 per_object[key] = retention.merged(per_object.get(key))
 
-        def extend(item: tuple[str, Retention]) -> bool | None:
+        def extend(item: tuple[str, Retention]) -> bool | str | None:
             try:
                 return self.backend.extend_retention(*item)
             except ObjectNotFound:
                 return None
+            except StorageError as exc:  # one object's refusal must not stop the others
+                return str(exc)
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="holdfast-lock") as pool:
             outcomes = list(pool.map(extend, per_object.items()))
-        missing += [key for key, done in zip(per_object, outcomes, strict=True) if done is None]
-        return RetentionResult(len(per_object), sum(1 for done in outcomes if done), missing)
+        pairs = list(zip(per_object, outcomes, strict=True))
+        missing += [key for key, done in pairs if done is None]
+        return RetentionResult(
+            len(per_object),
+            sum(1 for _key, done in pairs if done is True),
+            missing,
+            failed=[done for _key, done in pairs if isinstance(done, str)],
+        )
 
     def point_lock(
         self,
@@ -978,10 +995,7 @@ def read_locks(
     short = [
         key
         for key, lock in locks
-        if lock is not None
-        and wanted is not None
-        and not lock.legal_hold
-        and not lock.covers(wanted)
+        if lock is not None and wanted is not None and not lock.covers(wanted)
     ]
     unlocked = any(lock.until is None for lock in present)
     modes = {lock.mode for lock in present}
