@@ -359,10 +359,7 @@ def test_vault_creation_checks_the_bucket(
     assert overlapping.status_code == 400
     assert "overlaps the storage of vault good" in overlapping.json()["detail"]
 
-    from django.test import Client
-
-    page = Client()
-    page.force_login(people["admin"])
+    page = _page(people["admin"])
     answer = page.post(
         "/vaults/new/",
         {**body, "name": "web", "storage_location": f"s3://{s3.bucket(lock=False)}/w"},
@@ -415,14 +412,20 @@ def test_immutability_maps_onto_object_lock_for_existing_and_new_points(
     assert {p["storage_lock"]["mode"] for p in points["results"]} == {COMPLIANCE}
     assert all(p["storage_lock"]["until"] for p in points["results"])
 
-    from django.test import Client
-
-    page = Client()
-    page.force_login(admin)
+    page = _page(admin)
     html = page.get(f"/vaults/{vault.name}/properties/").content.decode()
     assert "Storage lock verified until" in html and "S3 with Object Lock" in html
     html = page.get(f"/vaults/{vault.name}/items/{item.pk}/").content.decode()
     assert "Storage lock verified until" in html
+
+
+def _page(user: Any) -> Any:
+    """A browser-like client signed in as ``user``."""
+    from django.test import Client
+
+    page = Client()
+    page.force_login(user)
+    return page
 
 
 def _backend_of(vault: Vault) -> Any:
@@ -458,10 +461,7 @@ def test_lock_verification_catches_a_removed_lock_and_alerts(
     alert = Alert.objects.get(kind="storage_lock_missing", vault_name=vault.name)
     assert alert.category == "security" and f"point {point.pk}" in alert.message
 
-    from django.test import Client
-
-    page = Client()
-    page.force_login(admin)
+    page = _page(admin)
     html = page.get(f"/vaults/{vault.name}/properties/").content.decode()
     assert "1 point with a missing or short lock" in html
 

@@ -832,22 +832,27 @@ def _lock_candidates(vault: Vault, now: datetime) -> list[RecoveryPoint]:
     )
 
 
+def _without_object_lock(vault: Vault) -> str | None:
+    """Why the vault's storage locks cannot be checked, or None when they can."""
+    if vault_store(vault).backend.supports_object_lock:
+        return None
+    return (
+        f"Vault {vault.name} keeps its data on local disk, which has no object lock; "
+        "storage locks apply to vaults on S3-compatible storage."
+    )
+
+
 def _require_object_lock(vault: Vault) -> None:
-    if not vault_store(vault).backend.supports_object_lock:
-        raise JobFailed(
-            f"Vault {vault.name} keeps its data on local disk, which has no object lock; "
-            "storage locks apply to vaults on S3-compatible storage."
-        )
+    reason = _without_object_lock(vault)
+    if reason is not None:
+        raise JobFailed(reason)
 
 
 def storage_lock_request(vault: Vault) -> Job | None:
     """Queue the job that locks a vault's existing objects, after immutability is enabled
     or locked, or an expiry grew. Only for S3 vaults with immutability on; one at a time."""
-    if (
-        not vault_store(vault).backend.supports_object_lock
-        or point_retention(vault, clock.now(), operational=False) is None
-    ):
-        return None
+    if point_retention(vault, clock.now(), operational=False) is None:
+        return None  # local disk, or immutability off: nothing to lock
     if Job.objects.filter(vault=vault, kind=Kind.STORAGE_LOCK, status=Status.QUEUED).exists():
         return None
     return _job_request(
@@ -888,11 +893,9 @@ def lock_verify_request(*, actor: Any, vault: Vault) -> Job:
     weekly schedule."""
 
     def precheck(check: Check) -> None:
-        if not vault_store(vault).backend.supports_object_lock:
-            raise DomainError(
-                "validation_error",
-                f"Vault {vault.name} keeps its data on local disk, which has no object lock.",
-            )
+        reason = _without_object_lock(vault)
+        if reason is not None:
+            raise DomainError("validation_error", reason)
 
     return _job_request(
         "lock_verify_start" if actor is not None else "lock_verify_schedule",
@@ -988,13 +991,26 @@ def _verify_locks(job: Job, vault: Vault, now: datetime) -> None:
             problems.append(f"point {point.pk}: {problem}")
 
     def change(check: Check) -> int:
-        for pk, seen in found.items():
-            RecoveryPoint.objects.filter(pk=pk).update(
+        rows = [
+            RecoveryPoint(
+                pk=pk,
                 storage_locked_until=seen["until"],
                 storage_lock_mode=seen["mode"],
                 storage_lock_problem=seen["problem"],
                 storage_lock_checked_at=check.now,
             )
+            for pk, seen in found.items()
+        ]
+        RecoveryPoint.objects.bulk_update(
+            rows,
+            [
+                "storage_locked_until",
+                "storage_lock_mode",
+                "storage_lock_problem",
+                "storage_lock_checked_at",
+            ],
+            batch_size=500,
+        )
         if problems:
             raise_alert(
                 "storage_lock_missing",

@@ -108,7 +108,6 @@ def check_location(location: str) -> None:
     default retention; a `StorageError` with the sentence to show."""
     if not is_s3(location):
         return
-    parse_location(location)
     S3Backend(s3_client(), parse_location(location)).check_bucket()
 
 

@@ -9,7 +9,6 @@ enabled (:meth:`S3Backend.check_bucket` says which is missing). Object Lock prot
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,7 +108,6 @@ class S3Backend(Backend):
         self.storage_class = storage_class
         self.storage_class_suffix = storage_class_suffix
         self._base = f"{location.prefix}/" if location.prefix else ""
-        self._checked = threading.Event()
 
     def __repr__(self) -> str:
         return f"S3Backend({str(self.location)!r})"
@@ -164,7 +162,6 @@ class S3Backend(Backend):
                 f"The {where} has a default retention; remove it: Holdfast sets each "
                 "object's retention from its recovery points."
             )
-        self._checked.set()
 
     # The Backend interface ---------------------------------------------------------------
 
