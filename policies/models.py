@@ -7,6 +7,8 @@ from typing import Any
 
 from django.db import models
 
+from vaults.triggers import POLICY_TRIGGERS
+
 from . import rules
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -55,6 +57,8 @@ class Policy(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["vault", "name"], name="policy_unique_name_per_vault"),
         ]
+        # PostgreSQL refuses a shorter retention in an immutable vault (vaults/triggers.py).
+        triggers = POLICY_TRIGGERS
 
     def __str__(self) -> str:
         return self.name

@@ -239,19 +239,34 @@ def policy_create(*, actor: Any, vault: Vault, **fields: Any) -> Policy:
 
 
 def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Policy:
-    """Change a policy; existing scheduled points' expiries follow the new retention."""
-    edited = _apply(policy, changes)
+    """Change a policy; existing scheduled points' expiries follow the new retention.
+
+    The edit is judged against the policy row as it is under its lock, not the caller's copy:
+    a copy read before someone else lengthened the retention would otherwise make a shorter
+    retention look like no change."""
+    _apply(policy, changes)  # unknown fields are refused before anything else
+
+    def refresh(facts: dict[str, Any]) -> None:
+        locked = Policy.objects.select_for_update().get(pk=policy.pk)
+        edited = _apply(locked, changes)
+        facts.update(policy=locked, edited=edited)
+        # An invalid edit (say, an unknown time zone) has no meaningful facts: the precheck
+        # refuses it, after the role check.
+        if not edited.validation_errors():
+            facts.update(_policy_facts(locked, edited))
 
     def precheck(check: Check) -> None:
+        locked, edited = check.facts["policy"], check.facts["edited"]
         _validate(edited)
-        _check_kind_change(policy, edited)
-        renamed = "name" in changes and changes["name"] != policy.name
-        if renamed and Policy.objects.filter(vault=policy.vault, name=changes["name"]).exists():
+        _check_kind_change(locked, edited)
+        renamed = "name" in changes and changes["name"] != locked.name
+        if renamed and Policy.objects.filter(vault=locked.vault_id, name=changes["name"]).exists():
             raise DomainError("validation_error", "name: that name is taken.", field="name")
 
     def change(check: Check) -> Policy:
         assert check.vault is not None
-        points = _scheduled_points(item__policy=policy).select_for_update(of=("self",))
+        edited: Policy = check.facts["edited"]
+        points = _scheduled_points(item__policy=edited).select_for_update(of=("self",))
         apply_moves(_moves(check.vault, points, edited))
         edited.save()
         return edited
@@ -261,10 +276,8 @@ def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pol
         actor=actor,
         vault=policy.vault,
         target=f"policy:{policy.name}",
-        # An invalid edit (say, an unknown time zone) has no meaningful facts: the precheck
-        # refuses it, after the role check.
-        facts={} if edited.validation_errors() else _policy_facts(policy, edited),
-        before=policy.audit_state(),
+        refresh=refresh,
+        before=lambda facts: facts["policy"].audit_state(),
         precheck=precheck,
         change=change,
         after=lambda p: p.audit_state(),

@@ -762,7 +762,7 @@ def execute(
     vault_name: str = "",
     target: str = "",
     facts: dict[str, Any] | None = None,
-    before: dict[str, Any] | None = None,
+    before: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     after: Callable[[T], dict[str, Any]] | None = None,
     precheck: Callable[[Check], None] | None = None,
     refresh: Callable[[dict[str, Any]], None] | None = None,
@@ -772,7 +772,8 @@ def execute(
     ``change`` receives the :class:`Check`, whose ``vault`` is the row locked for this
     transaction. ``precheck`` may raise a ``validation_error`` that depends on locked state.
     ``refresh`` re-reads (and locks) the facts inside the transaction, after the vault row, so
-    two callers racing on the same row are decided one after the other.
+    two callers racing on the same row are decided one after the other; ``before`` may then be
+    a function of those refreshed facts, so the audit record shows the row as it was judged.
     """
     facts = dict(facts or {})
     error: DomainError | None = None
@@ -781,7 +782,12 @@ def execute(
             vault = type(vault).objects.select_for_update().get(pk=vault.pk)
         if refresh is not None:
             refresh(facts)
-        before_state = before if before is not None else (vault.audit_state() if vault else {})
+        if callable(before):
+            before_state = before(facts)
+        elif before is not None:
+            before_state = before
+        else:
+            before_state = vault.audit_state() if vault else {}
         try:
             check = decide(op_name, actor=actor, vault=vault, facts=facts)
             if precheck is not None:

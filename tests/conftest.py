@@ -14,6 +14,7 @@ from portal import clock as clock_module
 from portal import services
 from portal.gate import entry_point
 from tests.browser import browser  # noqa: F401  (fixture)
+from tests.dbroles import app_role, as_app  # noqa: F401  (fixtures)
 from tests.factories import make_vault
 
 PASSWORD = "correct-horse-battery-staple"

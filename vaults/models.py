@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import pgtrigger
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+
+from .triggers import ITEM_TRIGGERS, POINT_TRIGGERS, VAULT_TRIGGERS
 
 VAULT_NAME_VALIDATOR = RegexValidator(
     r"^(?!new$)[A-Za-z][A-Za-z0-9-]{1,49}$",
@@ -71,15 +72,8 @@ class Vault(models.Model):
 
     class Meta:
         ordering = ["name"]
-        triggers = [
-            # A locked vault stays locked, whatever the caller (SPEC 3.2).
-            pgtrigger.Protect(
-                name="vault_locked_stays_locked",
-                operation=pgtrigger.Update,
-                condition=pgtrigger.Q(old__immutability="locked")
-                & ~pgtrigger.Q(new__immutability="locked"),
-            ),
-        ]
+        # PostgreSQL's own line of defence (SPEC 8.2): vaults/triggers.py.
+        triggers = VAULT_TRIGGERS
         permissions = [
             ("operate", "Run on-demand backups, restores and rehydration"),
             ("manage", "Create and change vaults, policies, protection and security settings"),
@@ -179,6 +173,7 @@ class ProtectedItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["vault", "name"], name="item_unique_name_per_vault"),
         ]
+        triggers = ITEM_TRIGGERS
         indexes = [models.Index(fields=["policy", "protection_state"], name="item_policy_idx")]
 
     def __str__(self) -> str:
@@ -195,17 +190,6 @@ class ProtectedItem(models.Model):
             "source": {"kind": self.source_kind, "path": self.source_path},
             "purge_at": self.purge_at.isoformat() if self.purge_at else None,
         }
-
-
-_POINT_GUARD_SQL = """
-    IF OLD.tier <> 'snapshot' AND OLD.expires_at > now() AND EXISTS (
-        SELECT 1 FROM public.vaults_vault v
-        WHERE v.id = OLD.vault_id AND v.immutability IN ('enabled', 'locked')
-    ) THEN
-        {check}
-    END IF;
-    RETURN {ret};
-"""
 
 
 class RecoveryPointQuerySet(models.QuerySet["RecoveryPoint"]):
@@ -265,36 +249,7 @@ class RecoveryPoint(models.Model):
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
         ]
-        triggers = [
-            # Defence in depth (SPEC 3.2): whatever the caller, PostgreSQL refuses to delete a
-            # vault- or archive-tier point of an immutable vault before its expiry, or to
-            # shorten such a point's expiry. The gate refuses first; this is the backstop.
-            pgtrigger.Trigger(
-                name="point_immutable_delete",
-                when=pgtrigger.Before,
-                operation=pgtrigger.Delete,
-                func=_POINT_GUARD_SQL.format(
-                    check="RAISE EXCEPTION 'immutable_vault: recovery point % is protected "
-                    "until %', OLD.id, OLD.expires_at;",
-                    ret="OLD",
-                ),
-            ),
-            pgtrigger.Trigger(
-                name="point_immutable_expiry",
-                when=pgtrigger.Before,
-                operation=pgtrigger.Update,
-                func=_POINT_GUARD_SQL.format(
-                    # Moving a protected point into the operational tier would take it out
-                    # of immutability's cover (and out of this trigger's): refused too.
-                    check="IF NEW.expires_at < OLD.expires_at OR NEW.vault_id <> OLD.vault_id "
-                    "OR NEW.tier = 'snapshot' "
-                    "THEN RAISE EXCEPTION 'immutable_vault: the expiry of recovery point % "
-                    "cannot be shortened, nor the point moved out of its vault or tier', "
-                    "OLD.id; END IF;",
-                    ret="NEW",
-                ),
-            ),
-        ]
+        triggers = POINT_TRIGGERS
 
     def __str__(self) -> str:
         return f"{self.item.name}@{self.created_at:%Y-%m-%d %H:%M}"

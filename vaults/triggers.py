@@ -1,0 +1,240 @@
+"""PostgreSQL's own line of defence (SPEC 8.2), installed by django-pgtrigger.
+
+The gate refuses first; these triggers refuse again for whoever holds a database connection
+(the application's role included, which `manage.py db_roles` keeps from altering, disabling
+or ignoring them). Each is judged on values an attacker cannot move:
+
+- the keys of vaults, items, points and policies never change, and a point never moves to
+  another vault or item, so no row can be renumbered or re-parented out of a rule's sight;
+- a point is protected while it is unexpired on the database's own clock (``now()``), and a
+  point whose vault cannot be found is treated as protected (fail closed);
+- an item is deleted only after its points, and a vault only once it has no items, so the
+  rows a rule reads cannot be removed first behind deferred foreign keys;
+- a vault's kind and storage location never change; a locked vault stays locked and keeps a
+  guard (which may only be replaced by another); always-on soft delete never goes back and
+  its retention never shrinks; a soft-deleted item's purge date never moves earlier;
+- in an immutable Recovery Services or archive vault, a policy's retention never shrinks and
+  an item never moves to a policy with a shorter retention (SPEC 3.2).
+"""
+
+# Trigger bodies are fixed SQL written here; no value from a request ever reaches them.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import pgtrigger
+
+PROTECTED_POINT = "OLD.tier <> 'snapshot' AND OLD.expires_at > now()"
+
+
+def refuse(code: str, message: str, *args: str) -> str:
+    """A ``RAISE EXCEPTION`` whose text starts with the gate's error code."""
+    params = "".join(f", {arg}" for arg in args)
+    return f"RAISE EXCEPTION '{code}: {message}'{params};"
+
+
+def keys_fixed(name: str, *columns: str) -> pgtrigger.Protect:
+    """Refuse an ``UPDATE`` that changes any of ``columns`` (keys and parents)."""
+    changed = " OR ".join(f"OLD.{column} IS DISTINCT FROM NEW.{column}" for column in columns)
+    return pgtrigger.Protect(
+        name=name, operation=pgtrigger.Update, condition=pgtrigger.Condition(changed)
+    )
+
+
+# --- vaults ---------------------------------------------------------------------------------
+
+VAULT_TRIGGERS = [
+    keys_fixed("vault_keys_fixed", "id", "name", "kind", "storage_location"),
+    # A locked vault stays locked, whatever the caller (SPEC 3.2).
+    pgtrigger.Protect(
+        name="vault_locked_stays_locked",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Q(old__immutability="locked")
+        & ~pgtrigger.Q(new__immutability="locked"),
+    ),
+    # ... and keeps a Resource Guard once it has one: replacing it is allowed, removing not.
+    pgtrigger.Protect(
+        name="vault_locked_keeps_guard",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Condition(
+            "OLD.immutability = 'locked' AND OLD.resource_guard_id IS NOT NULL "
+            "AND NEW.resource_guard_id IS NULL"
+        ),
+    ),
+    pgtrigger.Protect(
+        name="vault_always_on_stays",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Condition(
+            "OLD.soft_delete_state = 'always_on' AND (NEW.soft_delete_state <> 'always_on' "
+            "OR NEW.soft_delete_retention_days < OLD.soft_delete_retention_days)"
+        ),
+    ),
+    pgtrigger.Trigger(
+        name="vault_delete_only_empty",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Delete,
+        func=(
+            "IF EXISTS (SELECT 1 FROM public.vaults_protecteditem i WHERE i.vault_id = OLD.id) "
+            "OR EXISTS (SELECT 1 FROM public.vaults_recoverypoint p WHERE p.vault_id = OLD.id "
+            "AND p.tier <> 'snapshot' AND p.expires_at > now()) THEN "
+            + refuse("vault_not_empty", "vault % still holds items or unexpired points", "OLD.name")
+            + " END IF; RETURN OLD;"
+        ),
+    ),
+    # Two vaults never share storage: one vault's orphan sweep would take the other's data.
+    pgtrigger.Trigger(
+        name="vault_storage_apart",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Insert,
+        func=(
+            "IF NEW.storage_location <> '' AND EXISTS (SELECT 1 FROM public.vaults_vault v "
+            "WHERE v.storage_location <> '' AND (starts_with(NEW.storage_location || '/', "
+            "v.storage_location || '/') OR starts_with(v.storage_location || '/', "
+            "NEW.storage_location || '/'))) THEN "
+            + refuse(
+                "validation_error",
+                "storage location % overlaps another vault''s",
+                "NEW.storage_location",
+            )
+            + " END IF; RETURN NEW;"
+        ),
+    ),
+]
+
+
+# --- protected items ------------------------------------------------------------------------
+
+# Whether policy ``new`` keeps any vault-tier tier shorter than policy ``old`` (or drops one),
+# each tier compared in its own unit, as policies.rules.retention_shorter does.
+_SHORTER = (
+    "(new_policy.daily_days < old_policy.daily_days"
+    " OR (old_policy.weekly_weeks IS NOT NULL AND (new_policy.weekly_weeks IS NULL"
+    " OR new_policy.weekly_weeks < old_policy.weekly_weeks))"
+    " OR (old_policy.monthly_months IS NOT NULL AND (new_policy.monthly_months IS NULL"
+    " OR new_policy.monthly_months < old_policy.monthly_months))"
+    " OR (old_policy.yearly_years IS NOT NULL AND (new_policy.yearly_years IS NULL"
+    " OR new_policy.yearly_years < old_policy.yearly_years)))"
+)
+_RETENTION_FROZEN = (
+    "EXISTS (SELECT 1 FROM public.vaults_vault v WHERE v.id = {vault} "
+    "AND v.immutability IN ('enabled', 'locked') AND v.kind IN ('recovery_services', 'archive'))"
+)
+
+ITEM_TRIGGERS = [
+    keys_fixed("item_keys_fixed", "id", "vault_id"),
+    pgtrigger.Trigger(
+        name="item_delete_after_points",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Delete,
+        func=(
+            "IF EXISTS (SELECT 1 FROM public.vaults_recoverypoint p WHERE p.item_id = OLD.id) "
+            "THEN "
+            + refuse("vault_not_empty", "item % still has recovery points", "OLD.name")
+            + " END IF; RETURN OLD;"
+        ),
+    ),
+    pgtrigger.Protect(
+        name="item_purge_not_sooner",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Condition(
+            "OLD.protection_state = 'soft_deleted' AND NEW.protection_state = 'soft_deleted' "
+            "AND (NEW.purge_at IS NULL OR NEW.purge_at < OLD.purge_at)"
+        ),
+    ),
+    pgtrigger.Trigger(
+        name="item_policy_not_shorter",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Condition("OLD.policy_id IS DISTINCT FROM NEW.policy_id"),
+        declare=[
+            ("old_policy", "public.policies_policy"),
+            ("new_policy", "public.policies_policy"),
+        ],
+        func=(
+            "SELECT * INTO old_policy FROM public.policies_policy WHERE id = OLD.policy_id; "
+            "SELECT * INTO new_policy FROM public.policies_policy WHERE id = NEW.policy_id; "
+            f"IF {_RETENTION_FROZEN.format(vault='OLD.vault_id')} AND {_SHORTER} THEN "
+            + refuse(
+                "immutable_vault",
+                "item % cannot move to a policy with shorter retention",
+                "OLD.name",
+            )
+            + " END IF; RETURN NEW;"
+        ),
+    ),
+]
+
+POLICY_TRIGGERS = [
+    keys_fixed("policy_keys_fixed", "id", "vault_id"),
+    pgtrigger.Trigger(
+        name="policy_retention_only_grows",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Update,
+        declare=[
+            ("old_policy", "public.policies_policy"),
+            ("new_policy", "public.policies_policy"),
+        ],
+        func=(
+            "old_policy := OLD; new_policy := NEW; "
+            f"IF {_RETENTION_FROZEN.format(vault='OLD.vault_id')} AND {_SHORTER} THEN "
+            + refuse("immutable_vault", "the retention of policy % can only grow", "OLD.name")
+            + " END IF; RETURN NEW;"
+        ),
+    ),
+]
+
+
+# --- recovery points ------------------------------------------------------------------------
+
+
+def _point_guard(check: str, ret: str) -> str:
+    # The vault is looked up by the point's own vault_id, which no one can change; if the
+    # vault row cannot be found the point counts as protected.
+    return (
+        f"IF {PROTECTED_POINT} THEN "
+        "SELECT v.immutability INTO vault_immutability FROM public.vaults_vault v "
+        "WHERE v.id = OLD.vault_id; "
+        "IF NOT FOUND OR vault_immutability IN ('enabled', 'locked') THEN "
+        f"{check} END IF; END IF; RETURN {ret};"
+    )
+
+
+POINT_TRIGGERS = [
+    keys_fixed("point_keys_fixed", "id", "vault_id", "item_id"),
+    # Defence in depth (SPEC 3.2): whatever the caller, PostgreSQL refuses to delete a vault-
+    # or archive-tier point of an immutable vault before its expiry, or to shorten its expiry.
+    pgtrigger.Trigger(
+        name="point_immutable_delete",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Delete,
+        declare=[("vault_immutability", "text")],
+        func=_point_guard(
+            refuse(
+                "immutable_vault",
+                "recovery point % is protected until %",
+                "OLD.id",
+                "OLD.expires_at",
+            ),
+            "OLD",
+        ),
+    ),
+    pgtrigger.Trigger(
+        name="point_immutable_expiry",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Update,
+        declare=[("vault_immutability", "text")],
+        func=_point_guard(
+            # Moving a protected point into the operational tier would take it out of
+            # immutability's cover (and out of this trigger's): refused too.
+            "IF NEW.expires_at < OLD.expires_at OR NEW.tier = 'snapshot' THEN "
+            + refuse(
+                "immutable_vault",
+                "the expiry of recovery point % cannot be shortened, nor the point moved "
+                "out of its tier",
+                "OLD.id",
+            )
+            + " END IF;",
+            "NEW",
+        ),
+    ),
+]
