@@ -28,6 +28,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from portal import clock
 from portal.access import get_vault_for_user
 from portal.api import ERROR_SCHEMA
 from portal.gate import DomainError
@@ -443,6 +444,13 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
     item = serializers.CharField(source="item.name", read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     storage_lock = StorageLockSerializer(source="*", read_only=True)
+    state = serializers.SerializerMethodField(
+        help_text="soft_deleted: past its expiry, restorable until soft_deleted_until."
+    )
+
+    @extend_schema_field(serializers.ChoiceField(choices=["active", "soft_deleted"]))
+    def get_state(self, point: RecoveryPoint) -> str:
+        return point.state(clock.now())
 
     class Meta:
         model = RecoveryPoint
@@ -458,6 +466,8 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
             "digest",
             "on_demand",
             "storage_lock",
+            "state",
+            "soft_deleted_until",
         ]
         read_only_fields = fields
 
@@ -508,7 +518,12 @@ class RecoveryPointViewSet(
         )
         return Response(RecoveryPointSerializer(point).data)
 
-    @extend_schema(responses={204: None, 403: ERROR_SCHEMA, 409: ERROR_SCHEMA})
+    @extend_schema(
+        responses={204: None, 403: ERROR_SCHEMA, 409: ERROR_SCHEMA},
+        description="With soft delete on, a vault-tier point is soft-deleted (its `state` then "
+        "reads `soft_deleted` until the vault's soft-delete retention has passed; a later "
+        "`retain_until` brings it back); otherwise it is gone.",
+    )
     def destroy(self, request: Request, name: str, item: str, id: int) -> Response:
         vault_services.point_delete(actor=request.user, point=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -382,10 +382,17 @@ def point_delete(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) ->
     item = _item(vault, pk)
     point = _point(item, point_pk)
     try:
-        vault_services.point_delete(actor=request.user, point=point)
+        kept = vault_services.point_delete(actor=request.user, point=point)
     except DomainError as error:
         return _point_result(request, vault, item, point_pk, error=error)
-    return _point_result(request, vault, item, point_pk, notice=f"Point {point_pk} deleted.")
+    notice = f"Point {point_pk} deleted."
+    if kept is not None and kept.soft_deleted_until is not None:
+        notice = (
+            f"Point {point_pk} soft-deleted: restorable until "
+            f"{kept.soft_deleted_until:%Y-%m-%d %H:%M} UTC, then purged. Retain it again to "
+            "keep it."
+        )
+    return _point_result(request, vault, item, point_pk, notice=notice)
 
 
 @require_POST

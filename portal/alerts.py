@@ -21,6 +21,7 @@ SECURITY_ALERTS = {
     "soft_delete_disabled": ("critical", "Soft delete disabled"),
     "policy_retention_reduced": ("warning", "Policy modified to shorter retention"),
     "protection_retention_reduced": ("warning", "Protection modified to shorter retention"),
+    "point_retention_reduced": ("warning", "Recovery point's retention shortened"),
     "mua_removed": ("critical", "Multi-user authorization removed"),
     "immutability_disabled": ("critical", "Immutability disabled"),
     "operation_refused": ("warning", "Operation refused by immutability or MUA"),

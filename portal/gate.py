@@ -96,6 +96,24 @@ def no_unexpired_points_in_immutable_vault(check: Check) -> DomainError | None:
     return None
 
 
+def vault_is_empty(check: Check) -> DomainError | None:
+    """SPEC 3.2: a vault goes only once it holds no item in any state (protected, stopped,
+    soft-deleted) and no unexpired point, whatever its immutability or soft delete."""
+    vault = check.vault
+    if vault is None:
+        return None
+    items = vault.items.count()
+    points = vault.unexpired_point_count(check.now)
+    if items or points:
+        return DomainError(
+            "vault_not_empty",
+            f"Vault {vault.name} still holds {items} protected item(s) (soft-deleted ones "
+            f"included) and {points} unexpired recovery point(s): stop protection of every "
+            "item and let soft delete and the points' retention run out first.",
+        )
+    return None
+
+
 def confirmation_matches(check: Check) -> DomainError | None:
     vault = check.vault
     if vault is not None and check.facts.get("confirmation") != vault.name:
@@ -419,7 +437,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "vault_delete",
             "manage",
-            rules=(no_unexpired_points_in_immutable_vault,),
+            rules=(no_unexpired_points_in_immutable_vault, vault_is_empty),
             mua="delete_vault",
             label="Delete a vault",
         ),
@@ -499,7 +517,12 @@ OPERATIONS: dict[str, Operation] = {
             "point_retain_until",
             "manage",
             rules=(expiry_not_shortened,),
+            # A shorter date is a delete that takes longer: the same guard operation.
+            mua="delete_recovery_point",
+            mua_when=_shortens,
             label="Change a recovery point's retain-until date",
+            alert="point_retention_reduced",
+            alert_when=_shortens,
         ),
         Operation("point_record", "system", label="Record a recovery point"),
         # Expiry is always allowed: immutability never keeps data past its expiry.

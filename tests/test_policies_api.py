@@ -818,7 +818,29 @@ def test_recovery_points_are_paginated(admin: Any, api: Any, item: Any, clock: A
     assert body["previous"] is None
 
 
-def test_delete_a_point_answers_204(admin: Any, api: Any, item: Any, clock: Any) -> None:
+def test_delete_a_point_answers_204_and_soft_deletes_it_while_soft_delete_is_on(
+    admin: Any, api: Any, item: Any, clock: Any
+) -> None:
+    (point,) = make_points(item, clock, (1,))
+    url = f"{V}/vault-one/items/docs/recovery-points/{point.pk}/"
+    response = api(admin).delete(url)
+    assert response.status_code == 204
+    kept = api(admin).get(url).json()
+    assert kept["state"] == "soft_deleted"
+    assert kept["soft_deleted_until"] == "2026-03-15T12:00:00Z"  # 14 days of soft delete
+    # Deleting it again does not purge it sooner ...
+    assert_error(api(admin).delete(url), 400, "validation_error")
+    # ... and a later retain-until brings it back.
+    back = api(admin).patch(url, {"retain_until": "2026-06-01T00:00:00Z"}, format="json")
+    assert (back.json()["state"], back.json()["soft_deleted_until"]) == ("active", None)
+
+
+def test_delete_a_point_without_soft_delete_removes_it(
+    admin: Any, api: Any, item: Any, clock: Any
+) -> None:
+    vault_services.soft_delete_set(
+        actor=admin, vault=item.vault, state="disabled", confirm_purge_count=0
+    )
     (point,) = make_points(item, clock, (1,))
     response = api(admin).delete(f"{V}/vault-one/items/docs/recovery-points/{point.pk}/")
     assert response.status_code == 204

@@ -11,6 +11,7 @@ from django.test import Client
 
 from policies import services as policy_services
 from policies.models import Policy
+from portal import clock
 from portal.models import AuditRecord
 from tests.factories import make_vault
 from vaults import services as vault_services
@@ -413,8 +414,12 @@ def test_point_delete_on_a_plain_vault(admin: Any, client: Client, world: dict[s
     client.force_login(admin)
     response = client.post(f"/vaults/plain/items/{item.pk}/points/{point.pk}/delete/")
     assert response.status_code == 302
-    assert not RecoveryPoint.objects.filter(pk=point.pk).exists()
-    assert item.recovery_points.count() == 1
+    # Soft delete is on (new vaults start so): the point stays, restorable, then is purged.
+    point.refresh_from_db()
+    assert point.state(clock.now()) == "soft_deleted"
+    page = client.get(f"/vaults/plain/items/{item.pk}/").content.decode()
+    assert "soft-deleted: restorable until" in page
+    assert "Soft-deleted until" in page
 
 
 # --- readers --------------------------------------------------------------------------------

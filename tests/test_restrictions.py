@@ -112,20 +112,24 @@ def test_restriction_cell(
 ) -> None:
     world = setup(admin, tmp_path, kind, state)
     function, audit_operation, allowed_kinds = OPERATIONS[operation]
+    code = "immutable_vault"
     refused = state != "disabled" and kind not in allowed_kinds
+    if operation == "delete_vault_with_unexpired_points" and not refused:
+        # Independently of immutability, only an empty vault is deleted (SPEC 3.2).
+        refused, code = True, "vault_not_empty"
     before = snapshot(world)
     audits = AuditRecord.objects.count()
     if refused:
         with pytest.raises(DomainError) as refusal:
             function(admin, world)
-        assert refusal.value.code == "immutable_vault"
+        assert refusal.value.code == code
         assert refusal.value.http_status == 409
         assert snapshot(world) == before, "a refusal changes nothing"
         record = AuditRecord.objects.first()
         assert (record.operation, record.outcome, record.code) == (
             audit_operation,
             "refused",
-            "immutable_vault",
+            code,
         )
     else:
         function(admin, world)
@@ -202,6 +206,13 @@ def test_locked_vault_with_only_expired_points_can_be_deleted(admin: Any, tmp_pa
     )
     old = services.point_record(item=item, created_at=clock.now() - timedelta(days=45))
     assert old.expires_at < clock.now()
+    # An item, even one holding only expired points, keeps the vault (SPEC 3.2) ...
+    with pytest.raises(DomainError) as refusal:
+        services.vault_delete(actor=admin, vault=vault)
+    assert refusal.value.code == "vault_not_empty"
+    # ... until it is gone: no soft delete here, so stopping with delete data purges it.
+    services.soft_delete_set(actor=admin, vault=vault, state="disabled", confirm_purge_count=0)
+    services.protection_stop(actor=admin, item=item, delete_data=True)
     services.vault_delete(actor=admin, vault=vault)
     assert not Vault.objects.filter(pk=vault.pk).exists()
     assert not RecoveryPoint.objects.filter(pk=old.pk).exists()

@@ -187,12 +187,11 @@ class VaultViewSet(
         data.is_valid(raise_exception=True)
         fields = data.validated_data
         if fields.get("state") == Vault.SoftDelete.ALWAYS_ON:
-            if "retention_days" in fields:
-                vault = services.soft_delete_set(
-                    actor=request.user, vault=vault, retention_days=fields["retention_days"]
-                )
             approval = services.soft_delete_always_on_request(
-                actor=request.user, vault=vault, confirmation=fields.get("confirmation", "")
+                actor=request.user,
+                vault=vault,
+                confirmation=fields.get("confirmation", ""),
+                retention_days=fields.get("retention_days"),
             )
             return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
         vault = services.soft_delete_set(

@@ -226,12 +226,8 @@ def backup_request(*, actor: Any, item: ProtectedItem, retain_until: datetime | 
 
     def precheck(check: Check) -> None:
         _require_protected(item)
-        if retain_until is not None and retain_until <= check.now:
-            raise DomainError(
-                "validation_error",
-                "retain_until: choose a time in the future.",
-                field="retain_until",
-            )
+        if retain_until is not None:
+            services.retain_until_check(retain_until, check.now)
 
     return _job_request(
         "backup_run",

@@ -198,6 +198,10 @@ class RecoveryPointQuerySet(models.QuerySet["RecoveryPoint"]):
         (operational snapshots are not, SPEC 3.2)."""
         return self.filter(expires_at__gt=now).exclude(tier="snapshot")
 
+    def soft_deleted(self, now: datetime) -> RecoveryPointQuerySet:
+        """Points past their expiry that soft delete still keeps, restorable (SPEC 3.3)."""
+        return self.filter(expires_at__lte=now, soft_deleted_until__gt=now)
+
 
 class RecoveryPoint(models.Model):
     """One backup's recovery point; immutability protects it until ``expires_at``."""
@@ -262,8 +266,13 @@ class RecoveryPoint(models.Model):
         return self.expires_at <= now
 
     def is_soft_deleted(self, now: datetime) -> bool:
-        """Expired by a retention reduction but kept by soft delete until ``soft_deleted_until``."""
+        """Kept by soft delete until ``soft_deleted_until`` once its (shortened) expiry passes:
+        the sweep does not purge it before then."""
         return self.soft_deleted_until is not None and self.soft_deleted_until > now
+
+    def state(self, now: datetime) -> str:
+        """``soft_deleted`` while past its expiry but kept by soft delete, else ``active``."""
+        return "soft_deleted" if self.is_expired(now) and self.is_soft_deleted(now) else "active"
 
     @property
     def is_archived(self) -> bool:
@@ -284,6 +293,9 @@ class RecoveryPoint(models.Model):
             "tier": self.tier,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),
+            "soft_deleted_until": (
+                self.soft_deleted_until.isoformat() if self.soft_deleted_until else None
+            ),
         }
 
 

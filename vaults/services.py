@@ -180,10 +180,18 @@ def _storage_lock_follow(vault: Vault) -> None:
 
 
 def lock_action_request(
-    op: str, kind: str, *, actor: Any, vault: Vault, confirmation: str
+    op: str,
+    kind: str,
+    *,
+    actor: Any,
+    vault: Vault,
+    confirmation: str,
+    payload: dict[str, Any] | None = None,
+    precheck: Callable[[Check], None] | None = None,
 ) -> Approval:
     """An irreversible action (SPEC 3.5): the vault's exact name typed, then a pending approval
-    valid 24 hours; asking again while one is pending returns that one."""
+    valid 24 hours, carrying ``payload`` for the action; asking again while one is pending
+    returns that one."""
 
     def change(check: Check) -> Approval:
         pending = Approval.objects.filter(
@@ -193,6 +201,7 @@ def lock_action_request(
             kind=kind,
             requested_by=actor,
             vault=check.vault,
+            payload=payload or {},
             created_at=check.now,
             expires_at=check.now + settings.HOLDFAST_APPROVAL_TTL,
         )
@@ -203,8 +212,9 @@ def lock_action_request(
         vault=vault,
         target=f"vault:{vault.name}",
         facts={"confirmation": confirmation},
+        precheck=precheck,
         change=change,
-        after=lambda a: {"approval": a.pk, "status": a.status},
+        after=lambda a: {"approval": a.pk, "status": a.status, **a.payload},
     )
 
 
@@ -539,42 +549,124 @@ def point_record(
     )
 
 
-def point_delete(*, actor: Any, point: RecoveryPoint) -> None:
-    """Delete one recovery point; an immutable vault refuses it before the point's expiry."""
+# The longest anything is kept (99 years of yearly points, SPEC 3.6): no date beyond it.
+RETAIN_UNTIL_LIMIT = timedelta(days=99 * 366)
 
-    def change(check: Check) -> None:
-        RecoveryPoint.objects.filter(pk=point.pk).delete()
 
-    gate.execute(
+def retain_until_check(retain_until: datetime, now: datetime) -> None:
+    """A retain-until date lies ahead, and no further than the longest retention a policy
+    allows (a date in year 9999 on a locked vault would hold its storage for ever)."""
+    if retain_until <= now:
+        raise DomainError(
+            "validation_error", "retain_until: choose a time in the future.", field="retain_until"
+        )
+    if retain_until > now + RETAIN_UNTIL_LIMIT:
+        raise DomainError(
+            "validation_error",
+            "retain_until: choose a date at most 99 years ahead, the longest retention a policy "
+            "allows.",
+            field="retain_until",
+        )
+
+
+def _lock_point(point: RecoveryPoint) -> Callable[[dict[str, Any]], None]:
+    """Re-read the point under a row lock inside the gate's transaction (after the vault)."""
+
+    def refresh(facts: dict[str, Any]) -> None:
+        facts["point"] = (
+            RecoveryPoint.objects.select_for_update(of=("self",))
+            .select_related("item")
+            .get(pk=point.pk)
+        )
+
+    return refresh
+
+
+def _soft_delete_point(vault: Vault, point: RecoveryPoint, expires_at: datetime) -> dict[str, Any]:
+    """The fields that end ``point`` at ``expires_at``: with soft delete on, a vault-tier
+    point is then kept, restorable, for the vault's soft-delete retention (SPEC 3.2, 3.3)."""
+    fields: dict[str, Any] = {"expires_at": expires_at, "soft_deleted_until": None}
+    if vault.soft_delete_on and not point.is_operational_only:
+        fields["soft_deleted_until"] = expires_at + timedelta(days=vault.soft_delete_retention_days)
+    return fields
+
+
+def point_delete(*, actor: Any, point: RecoveryPoint) -> RecoveryPoint | None:
+    """Delete one recovery point; an immutable vault refuses it before the point's expiry.
+
+    With soft delete on, a vault-tier point is soft-deleted instead (returned): restorable
+    until the vault's soft-delete retention has passed, brought back by a later retain-until,
+    purged by the sweep after. Returns ``None`` once the point is gone."""
+
+    def precheck(check: Check) -> None:
+        locked: RecoveryPoint = check.facts["point"]
+        if locked.is_expired(check.now) and locked.is_soft_deleted(check.now):
+            raise DomainError(
+                "validation_error",
+                f"Recovery point {locked.pk} is already soft-deleted: it is purged on "
+                f"{locked.soft_deleted_until:%Y-%m-%d %H:%M} UTC, not sooner.",
+            )
+
+    def change(check: Check) -> RecoveryPoint | None:
+        assert check.vault is not None
+        locked: RecoveryPoint = check.facts["point"]
+        fields = _soft_delete_point(check.vault, locked, min(check.now, locked.expires_at))
+        if fields["soft_deleted_until"] is None:
+            RecoveryPoint.objects.filter(pk=locked.pk).delete()
+            return None
+        RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
+        locked.refresh_from_db()
+        return locked
+
+    return gate.execute(
         "point_delete",
         actor=actor,
         vault=point.vault,
         target=f"point:{point.pk}",
         facts={"point": point},
-        before=point.audit_state(),
+        refresh=_lock_point(point),
+        before=lambda facts: facts["point"].audit_state(),
+        precheck=precheck,
         change=change,
-        after=lambda _: {"deleted": True},
+        after=lambda p: p.audit_state() if p is not None else {"deleted": True},
     )
 
 
 def point_retain_until(
     *, actor: Any, point: RecoveryPoint, retain_until: datetime
 ) -> RecoveryPoint:
-    """Move a point's expiry; under immutability it may only grow."""
+    """Move a point's expiry. Growing is always allowed (and brings a soft-deleted point back).
+
+    Shortening is a weakening, judged on the point as it is under its lock (SPEC 3.2): an
+    immutable vault refuses it; a guarded vault needs elevation on ``delete_recovery_point``
+    (a shorter date is a delete that takes longer); it raises a security alert; and with soft
+    delete on, the point is soft-deleted for the vault's retention once its new date passes.
+    """
+
+    def refresh(facts: dict[str, Any]) -> None:
+        _lock_point(point)(facts)
+        current = facts["point"].expires_at
+        facts["retention_shorter"] = (
+            [f"{current:%Y-%m-%d %H:%M} to {retain_until:%Y-%m-%d %H:%M} UTC"]
+            if retain_until < current
+            else []
+        )
 
     def precheck(check: Check) -> None:
-        if retain_until <= check.now:
-            raise DomainError(
-                "validation_error",
-                "retain_until: choose a time in the future.",
-                field="retain_until",
-            )
+        retain_until_check(retain_until, check.now)
 
     def change(check: Check) -> RecoveryPoint:
-        point.expires_at = retain_until
-        point.save(update_fields=["expires_at"])
-        _storage_lock_follow(point.vault)
-        return point
+        assert check.vault is not None
+        locked: RecoveryPoint = check.facts["point"]
+        if check.facts["retention_shorter"]:
+            fields = _soft_delete_point(check.vault, locked, retain_until)
+        else:
+            fields = {"expires_at": retain_until, "soft_deleted_until": None}
+        RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
+        locked.refresh_from_db()
+        if not check.facts["retention_shorter"]:
+            _storage_lock_follow(check.vault)
+        return locked
 
     return gate.execute(
         "point_retain_until",
@@ -582,7 +674,8 @@ def point_retain_until(
         vault=point.vault,
         target=f"point:{point.pk}",
         facts={"point": point, "new_expiry": retain_until},
-        before=point.audit_state(),
+        refresh=refresh,
+        before=lambda facts: facts["point"].audit_state(),
         precheck=precheck,
         change=change,
         after=lambda p: p.audit_state(),
@@ -619,6 +712,15 @@ def point_expire(*, point: RecoveryPoint) -> None:
 SOFT_DELETE_RETENTION = (14, 180)
 
 
+def _check_soft_delete_retention(days: int) -> None:
+    if not SOFT_DELETE_RETENTION[0] <= days <= SOFT_DELETE_RETENTION[1]:
+        raise DomainError(
+            "validation_error",
+            "retention_days: soft delete keeps items 14 to 180 days.",
+            field="retention_days",
+        )
+
+
 def soft_delete_set(
     *,
     actor: Any,
@@ -636,14 +738,8 @@ def soft_delete_set(
             "state: choose 'enabled' or 'disabled'; always-on needs a lock request.",
             field="state",
         )
-    if retention_days is not None and not (
-        SOFT_DELETE_RETENTION[0] <= retention_days <= SOFT_DELETE_RETENTION[1]
-    ):
-        raise DomainError(
-            "validation_error",
-            "retention_days: soft delete keeps items 14 to 180 days.",
-            field="retention_days",
-        )
+    if retention_days is not None:
+        _check_soft_delete_retention(retention_days)
     if state == Vault.SoftDelete.DISABLED:
         soft_deleted = vault.items.filter(protection_state=ProtectedItem.State.SOFT_DELETED)
 
@@ -702,25 +798,54 @@ def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
     )
 
 
-def soft_delete_always_on_request(*, actor: Any, vault: Vault, confirmation: str) -> Approval:
-    """Always-on soft delete is irreversible: typed confirmation plus a second approver."""
+def soft_delete_always_on_request(
+    *, actor: Any, vault: Vault, confirmation: str, retention_days: int | None = None
+) -> Approval:
+    """Always-on soft delete is irreversible: typed confirmation plus a second approver.
+
+    A retention given with the request travels in the approval and is applied with always-on,
+    both or neither: a request refused (say, a mistyped name) changes nothing. Always-on
+    retention only grows, so a shorter one is refused here."""
+
+    def precheck(check: Check) -> None:
+        if retention_days is None:
+            return
+        _check_soft_delete_retention(retention_days)
+        assert check.vault is not None
+        if retention_days < check.vault.soft_delete_retention_days:
+            raise DomainError(
+                "validation_error",
+                f"retention_days: always-on retention can only grow; it is "
+                f"{check.vault.soft_delete_retention_days} days now.",
+                field="retention_days",
+            )
+
     return lock_action_request(
         "soft_delete_always_on_request",
         Approval.Kind.ALWAYS_ON_SOFT_DELETE,
         actor=actor,
         vault=vault,
         confirmation=confirmation,
+        payload={"retention_days": retention_days} if retention_days is not None else None,
+        precheck=precheck,
     )
 
 
 def soft_delete_always_on(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
-    """Make soft delete always-on; run only by an approved request."""
+    """Make soft delete always-on (with the retention the request carried, if longer); run
+    only by an approved request."""
     return _vault_change(
         "soft_delete_always_on",
         actor=actor,
         vault=vault,
         facts={"approval": approval},
-        fields={"soft_delete_state": Vault.SoftDelete.ALWAYS_ON},
+        fields=lambda check: {
+            "soft_delete_state": Vault.SoftDelete.ALWAYS_ON,
+            "soft_delete_retention_days": max(
+                check.vault.soft_delete_retention_days if check.vault else 14,
+                approval.payload.get("retention_days") or 0,
+            ),
+        },
     )
 
 

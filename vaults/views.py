@@ -143,7 +143,7 @@ def _security_context(vault: Vault, now: datetime) -> dict[str, object]:
         )
     )
     points = list(
-        vault.recovery_points.filter(soft_deleted_until__gt=now)
+        vault.recovery_points.soft_deleted(now)
         .select_related("item")
         .order_by("soft_deleted_until", "pk")
     )
