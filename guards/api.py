@@ -10,8 +10,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api import ERROR_SCHEMA, ApprovalSerializer
+from portal.api import ERROR_SCHEMA, ApprovalSerializer, otp_field
 from portal.gate import DomainError
+from portal.models import Approval
 from portal.roles import has_capability
 
 from . import services
@@ -48,16 +49,24 @@ class GuardWriteSerializer(serializers.Serializer[Any]):
     protected_operations = serializers.ListField(
         child=serializers.CharField(), required=False, allow_null=True
     )
+    otp = otp_field()
 
 
 class AccessRequestSerializer(serializers.Serializer[Any]):
     justification = serializers.CharField(allow_blank=True)
     duration_minutes = serializers.IntegerField()
+    otp = otp_field()
+
+
+class GuardDeleteSerializer(serializers.Serializer[Any]):
+    otp = otp_field()
 
 
 class ResourceGuardViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
     """Guards are owned by security admins; backup admins can see them and ask for access."""
 
     serializer_class = ResourceGuardSerializer
@@ -88,19 +97,45 @@ class ResourceGuardViewSet(
         return Response(ResourceGuardSerializer(guard).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        request=GuardWriteSerializer, responses={200: ResourceGuardSerializer, 400: ERROR_SCHEMA}
+        request=GuardWriteSerializer,
+        responses={
+            200: ResourceGuardSerializer,
+            202: ApprovalSerializer,
+            400: ERROR_SCHEMA,
+            403: ERROR_SCHEMA,
+        },
+        description="Adding protected operations takes effect at once (200). Removing any is "
+        "a weakening: 202 with a pending `guard_weaken` approval that another security admin "
+        "decides, and a security alert.",
     )
     def partial_update(self, request: Request, name: str | None = None) -> Response:
         guard = self.get_object()
         data = GuardWriteSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        guard = services.guard_update(
+        result = services.guard_update(
             actor=request.user,
             guard=guard,
             protected_operations=data.validated_data.get("protected_operations"),
             description=data.validated_data.get("description"),
+            otp=data.validated_data.get("otp", ""),
         )
-        return Response(ResourceGuardSerializer(guard).data)
+        if isinstance(result, Approval):
+            return Response(ApprovalSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+        return Response(ResourceGuardSerializer(result).data)
+
+    @extend_schema(
+        request=GuardDeleteSerializer,
+        responses={202: ApprovalSerializer, 403: ERROR_SCHEMA, 409: ERROR_SCHEMA},
+        description="Deleting a guard is a weakening: 202 with a pending `guard_weaken` "
+        "approval; `guard_in_use` while vaults use it.",
+    )
+    def destroy(self, request: Request, name: str | None = None) -> Response:
+        data = GuardDeleteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        approval = services.guard_delete(
+            actor=request.user, guard=self.get_object(), otp=data.validated_data.get("otp", "")
+        )
+        return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=AccessRequestSerializer, responses={201: ApprovalSerializer, 400: ERROR_SCHEMA}

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
+
+# The same rule as vault names: a guard's name is a URL segment on every page and API path.
+GUARD_NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z][A-Za-z0-9-]{1,49}$",
+    "A guard name is 2 to 50 letters, digits or hyphens, starting with a letter.",
+)
 
 
 class ResourceGuard(models.Model):
@@ -20,7 +27,7 @@ class ResourceGuard(models.Model):
 
     MANDATORY = frozenset({Operation.DISABLE_SOFT_DELETE, Operation.DISABLE_MUA})
 
-    name = models.CharField(max_length=50, unique=True)
+    name = models.CharField(max_length=50, unique=True, validators=[GUARD_NAME_VALIDATOR])
     description = models.TextField(blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_guards"
@@ -40,3 +47,10 @@ class ResourceGuard(models.Model):
 
     def protects(self, operation: str) -> bool:
         return operation in self.MANDATORY or operation in self.protected_operations
+
+    def audit_state(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "protected_operations": sorted(self.protected_operations),
+            "description": self.description,
+        }

@@ -58,6 +58,12 @@ def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
             for value, label in ResourceGuard.Operation.choices
         ],
         "request_form": AccessRequestForm(),
+        "pending_weakenings": Approval.objects.filter(
+            guard=guard,
+            kind=Approval.Kind.GUARD_WEAKEN,
+            status=Approval.Status.PENDING,
+            expires_at__gt=now,
+        ).select_related("requested_by"),
         "can_manage_guards": has_capability(request.user, "manage_guards"),
     }
     return render(request, "guards/detail.html", context)
@@ -67,15 +73,43 @@ def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
 def guard_update(request: HttpRequest, name: str) -> HttpResponse:
     guard = get_object_or_404(ResourceGuard, name=name)
     try:
-        services.guard_update(
+        result = services.guard_update(
             actor=request.user,
             guard=guard,
             protected_operations=request.POST.getlist("protected_operations"),
+            otp=request.POST.get("otp", "")[:16],
         )
     except DomainError as error:
         messages.error(request, error.detail)
     else:
-        messages.success(request, "Protected operations saved.")
+        messages.success(request, _saved(result))
+    return redirect("guard-detail", name=guard.name)
+
+
+def _saved(result: ResourceGuard | Approval) -> str:
+    if isinstance(result, Approval):
+        return (
+            f"Removing protection weakens the guard: request #{result.pk} waits for another "
+            "security admin to approve it. Nothing changes until then."
+        )
+    return "Protected operations saved."
+
+
+@require_POST
+def guard_delete(request: HttpRequest, name: str) -> HttpResponse:
+    guard = get_object_or_404(ResourceGuard, name=name)
+    try:
+        approval = services.guard_delete(
+            actor=request.user, guard=guard, otp=request.POST.get("otp", "")[:16]
+        )
+    except DomainError as error:
+        messages.error(request, error.detail)
+        return redirect("guard-detail", name=guard.name)
+    messages.success(
+        request,
+        f"Deleting {guard.name} waits for another security admin to approve request "
+        f"#{approval.pk}.",
+    )
     return redirect("guard-detail", name=guard.name)
 
 
@@ -87,7 +121,12 @@ def access_request(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, "Give a justification and a duration (15 minutes to 8 hours).")
         return redirect("guard-detail", name=guard.name)
     try:
-        services.elevation_request(actor=request.user, guard=guard, **form.cleaned_data)
+        services.elevation_request(
+            actor=request.user,
+            guard=guard,
+            otp=request.POST.get("otp", "")[:16],
+            **form.cleaned_data,
+        )
     except DomainError as error:
         messages.error(request, error.detail)
     else:

@@ -23,6 +23,7 @@ SECURITY_ALERTS = {
     "protection_retention_reduced": ("warning", "Protection modified to shorter retention"),
     "point_retention_reduced": ("warning", "Recovery point's retention shortened"),
     "mua_removed": ("critical", "Multi-user authorization removed"),
+    "guard_weaken_requested": ("critical", "Weakening of a Resource Guard requested"),
     "immutability_disabled": ("critical", "Immutability disabled"),
     "operation_refused": ("warning", "Operation refused by immutability or MUA"),
     "corruption_found": ("critical", "Verification found corruption"),

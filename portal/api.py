@@ -138,15 +138,20 @@ class ApprovalSerializer(serializers.ModelSerializer[Approval]):
         return approval.effective_status(clock.now())
 
 
-class DecisionSerializer(serializers.Serializer[Any]):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
-    otp = serializers.CharField(
+def otp_field() -> serializers.CharField:
+    """The ``otp`` field of every request that files or decides an approval."""
+    return serializers.CharField(
         required=False,
         allow_blank=True,
         max_length=16,
-        help_text="A fresh code from your authenticator app: needed to approve or deny when "
-        "HOLDFAST_APPROVER_2FA is required.",
+        help_text="A fresh code from your authenticator app: needed to file or decide a "
+        "request when HOLDFAST_APPROVER_2FA is required (otp_required / otp_invalid).",
     )
+
+
+class DecisionSerializer(serializers.Serializer[Any]):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    otp = otp_field()
 
 
 class ApprovalViewSet(viewsets.ReadOnlyModelViewSet[Approval]):

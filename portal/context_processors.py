@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from . import clock
@@ -25,4 +26,6 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         status=Approval.Status.PENDING, expires_at__gt=clock.now()
     ).count()
     context["open_alerts"] = Alert.objects.filter(status=Alert.Status.OPEN).count()
+    # Filing and deciding requests then asks for a fresh authenticator code (templates/_otp.html).
+    context["two_factor_required"] = settings.HOLDFAST_APPROVER_2FA == "required"
     return context

@@ -146,9 +146,11 @@ def not_own_request(check: Check) -> DomainError | None:
     return None
 
 
-def approver_second_factor(check: Check) -> DomainError | None:
-    """With ``HOLDFAST_APPROVER_2FA=required``, deciding a request needs a fresh TOTP code from
-    the approver's confirmed authenticator, checked now: a stolen session alone cannot approve.
+def second_factor(check: Check) -> DomainError | None:
+    """With ``HOLDFAST_APPROVER_2FA=required``, deciding a request, and filing one (elevation,
+    lock actions, guard weakening: seed 003, "MUA ... prompt the administrator for MFA"), needs
+    a fresh TOTP code from the actor's confirmed authenticator, checked now: a stolen session
+    alone can neither ask nor approve.
 
     The devices are locked, so one code cannot be spent twice by two requests racing; a
     verified code moves the device's ``last_t`` on, so it is never accepted again, and wrong
@@ -159,11 +161,12 @@ def approver_second_factor(check: Check) -> DomainError | None:
 
     if settings.HOLDFAST_APPROVER_2FA != "required":
         return None
+    what = OPERATIONS[check.operation].label.lower() if check.operation in OPERATIONS else "this"
     devices = list(TOTPDevice.objects.select_for_update().filter(user=check.actor, confirmed=True))
     if not devices:
         return DomainError(
             "otp_required",
-            "Deciding requests needs two-factor authentication: enrol an authenticator app on "
+            f"To {what} you need two-factor authentication: enrol an authenticator app on "
             "your Two-factor page (/account/two-factor/) first, then enter its current code.",
             field="otp",
         )
@@ -171,7 +174,7 @@ def approver_second_factor(check: Check) -> DomainError | None:
     if not code:
         return DomainError(
             "otp_required",
-            "Enter the current code from your authenticator app to decide this request.",
+            f"Enter the current code from your authenticator app to {what}.",
             field="otp",
         )
     locked_until = None
@@ -402,6 +405,26 @@ def elevation_is_own_and_active(check: Check) -> DomainError | None:
     return active_elevation(check)
 
 
+def guard_not_in_use(check: Check) -> DomainError | None:
+    """A guard that protects vaults is not deleted (SPEC 3.4): remove it from them first."""
+    if not check.facts.get("delete"):
+        return None
+    guard = check.facts.get("guard")
+    if guard is None and check.facts.get("approval") is not None:
+        guard = check.facts["approval"].guard
+    if guard is None:
+        return None
+    names = sorted(guard.vaults.values_list("name", flat=True))
+    if names:
+        return DomainError(
+            "guard_in_use",
+            f"Resource Guard {guard.name} protects {len(names)} vault(s) ({', '.join(names[:5])}"
+            f"{', ...' if len(names) > 5 else ''}): remove it from them first (each removal is "
+            "itself protected by the guard).",
+        )
+    return None
+
+
 def _replaces_guard(check: Check) -> bool:
     return bool(check.facts.get("replacing"))
 
@@ -458,7 +481,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "immutability_lock_request",
             "manage",
-            rules=(vault_not_locked, confirmation_matches),
+            rules=(vault_not_locked, confirmation_matches, second_factor),
             label="Ask to lock immutability",
         ),
         Operation(
@@ -552,7 +575,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "soft_delete_always_on_request",
             "manage",
-            rules=(soft_delete_not_always_on, confirmation_matches),
+            rules=(soft_delete_not_always_on, confirmation_matches, second_factor),
             label="Ask to make soft delete always-on",
         ),
         Operation(
@@ -590,8 +613,28 @@ OPERATIONS: dict[str, Operation] = {
             alert="mua_removed",
         ),
         Operation("guard_create", "manage_guards", label="Create a Resource Guard"),
+        # Strengthening only: adding protected operations or a description.
         Operation("guard_update", "manage_guards", label="Change a Resource Guard"),
-        Operation("elevation_request", "manage", label="Request access on a Resource Guard"),
+        # Removing protected operations or deleting a guard is a lock action (SPEC 3.4).
+        Operation(
+            "guard_weaken_request",
+            "manage_guards",
+            rules=(guard_not_in_use, second_factor),
+            label="Ask to weaken or delete a Resource Guard",
+            alert="guard_weaken_requested",
+        ),
+        Operation(
+            "guard_weaken",
+            "approve",
+            rules=(guard_not_in_use,),
+            label="Weaken or delete a Resource Guard",
+        ),
+        Operation(
+            "elevation_request",
+            "manage",
+            rules=(second_factor,),
+            label="Request access on a Resource Guard",
+        ),
         Operation(
             "elevation_release",
             "view",
@@ -601,13 +644,13 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "approval_approve",
             "approve",
-            rules=(approval_pending, not_own_request, approver_second_factor),
+            rules=(approval_pending, not_own_request, second_factor),
             label="Approve a request",
         ),
         Operation(
             "approval_deny",
             "approve",
-            rules=(approval_pending, not_own_request, approver_second_factor),
+            rules=(approval_pending, not_own_request, second_factor),
             label="Deny a request",
         ),
         Operation(

@@ -81,6 +81,7 @@ class Approval(models.Model):
         LOCK_IMMUTABILITY = "lock_immutability", "Lock immutability"
         ALWAYS_ON_SOFT_DELETE = "always_on_soft_delete", "Make soft delete always-on"
         ELEVATION = "elevation", "Elevation on a Resource Guard"
+        GUARD_WEAKEN = "guard_weaken", "Weaken or delete a Resource Guard"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

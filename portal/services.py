@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -14,11 +17,27 @@ from .gate import Check, DomainError
 from .models import Alert, Approval
 from .roles import ROLES
 
-# The gate operation each kind of approval runs once approved.
-APPROVED_ACTIONS: dict[str, str] = {
-    Approval.Kind.LOCK_IMMUTABILITY: "immutability_lock",
-    Approval.Kind.ALWAYS_ON_SOFT_DELETE: "soft_delete_always_on",
-}
+
+@dataclass(frozen=True)
+class ApprovedAction:
+    """What an approved request of one kind does: the gate operation whose rules are checked
+    again before approving (``operation``), and the service that then runs it (``run``,
+    called with ``actor``, ``vault`` and ``approval`` in the approval's transaction)."""
+
+    operation: str
+    run: Callable[..., Any]
+    needs_vault: bool = False
+
+
+# Filled by each app's AppConfig.ready(): the app that owns an action registers it, so the
+# kernel never imports an app and a new kind of approval is one registration.
+APPROVED_ACTIONS: dict[str, ApprovedAction] = {}
+
+
+def register_approved_action(
+    kind: str, *, operation: str, run: Callable[..., Any], needs_vault: bool = False
+) -> None:
+    APPROVED_ACTIONS[kind] = ApprovedAction(operation, run, needs_vault)
 
 
 def _lock_approval(approval: Approval) -> Any:
@@ -40,14 +59,19 @@ def approval_approve(*, actor: Any, approval: Approval, otp: str = "") -> Approv
     ``HOLDFAST_APPROVER_2FA=required``, ``otp`` must be a fresh code from the approver's
     authenticator (``otp_required`` / ``otp_invalid`` otherwise).
     """
-    from vaults import services as vault_services
 
     def precheck(check: Check) -> None:
         locked: Approval = check.facts["approval"]
         # Re-check the approved action's own preconditions before approving it.
         action = APPROVED_ACTIONS.get(locked.kind)
+        if action is not None and action.needs_vault and check.vault is None:
+            raise DomainError(
+                "validation_error", "The vault this request was for no longer exists."
+            )
         if action is not None:
-            gate.decide(action, actor=actor, vault=check.vault, facts={"approval": locked})
+            gate.decide(
+                action.operation, actor=actor, vault=check.vault, facts={"approval": locked}
+            )
 
     def change(check: Check) -> Approval:
         locked: Approval = check.facts["approval"]
@@ -55,14 +79,11 @@ def approval_approve(*, actor: Any, approval: Approval, otp: str = "") -> Approv
         locked.decided_by = actor
         locked.decided_at = check.now
         if locked.kind == Approval.Kind.ELEVATION:
-            from datetime import timedelta
-
             locked.active_until = check.now + timedelta(minutes=locked.duration_minutes or 0)
         locked.save()
-        if locked.kind == Approval.Kind.LOCK_IMMUTABILITY and check.vault is not None:
-            vault_services.immutability_lock(actor=actor, vault=check.vault, approval=locked)
-        if locked.kind == Approval.Kind.ALWAYS_ON_SOFT_DELETE and check.vault is not None:
-            vault_services.soft_delete_always_on(actor=actor, vault=check.vault, approval=locked)
+        action = APPROVED_ACTIONS.get(locked.kind)
+        if action is not None:
+            action.run(actor=actor, vault=check.vault, approval=locked)
         return locked
 
     return gate.execute(

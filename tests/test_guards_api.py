@@ -28,13 +28,25 @@ def test_security_admin_creates_and_edits_a_guard(
         "disable_soft_delete",
         "disable_mua",
     }
+    # Adding is immediate ...
+    patched = client.patch(
+        "/api/v1/resource-guards/rg-prod/",
+        {"protected_operations": ["delete_vault", "delete_recovery_point"]},
+        format="json",
+    )
+    assert patched.status_code == 200
+    assert "delete_recovery_point" in patched.json()["protected_operations"]
+    # ... removing waits for another security admin (SPEC 3.4).
     patched = client.patch(
         "/api/v1/resource-guards/rg-prod/",
         {"protected_operations": ["delete_recovery_point"]},
         format="json",
     )
-    assert "delete_recovery_point" in patched.json()["protected_operations"]
-    assert "delete_vault" not in patched.json()["protected_operations"]
+    assert (patched.status_code, patched.json()["kind"]) == (202, "guard_weaken")
+    assert (
+        "delete_vault"
+        in client.get("/api/v1/resource-guards/rg-prod/").json()["protected_operations"]
+    )
     listing = api(admin).get("/api/v1/resource-guards/").json()
     assert [g["name"] for g in listing["results"]] == ["rg-prod"]
 
@@ -55,7 +67,7 @@ def test_backup_admin_cannot_create_or_change_guards(
 
 def test_bad_guard_input(security_admin: Any, api: Any) -> None:
     response = api(security_admin).post(
-        "/api/v1/resource-guards/", {"name": "x", "protected_operations": ["fly"]}, format="json"
+        "/api/v1/resource-guards/", {"name": "rg-x", "protected_operations": ["fly"]}, format="json"
     )
     assert (response.status_code, response.json()["field"]) == (400, "protected_operations")
 

@@ -42,8 +42,11 @@ def world(admin: Any, security_admin: Any, tmp_path: Path, guarded: bool) -> dic
     )
     snapshot = services.point_record(item=item, tier="snapshot")
     guard = guard_services.guard_create(actor=security_admin, name="g1")
+    # Only an empty vault may be deleted at all (SPEC 3.2): the one delete_vault acts on.
+    empty = make_vault(admin, name=f"{vault.name}-empty")
     if guarded:
         services.vault_guard_set(actor=admin, vault=vault, guard=guard)
+        services.vault_guard_set(actor=admin, vault=empty, guard=guard)
         vault.refresh_from_db()
     return {
         "vault": vault,
@@ -53,6 +56,7 @@ def world(admin: Any, security_admin: Any, tmp_path: Path, guarded: bool) -> dic
         "item": item,
         "snapshot": snapshot,
         "guard": guard,
+        "empty": empty,
     }
 
 
@@ -100,8 +104,7 @@ def delete_point(admin: Any, w: dict) -> Any:
 
 
 def delete_vault(admin: Any, w: dict) -> Any:
-    # The vault holds only an operational snapshot, so immutability does not object.
-    return services.vault_delete(actor=admin, vault=w["vault"])
+    return services.vault_delete(actor=admin, vault=w["empty"])
 
 
 PROTECTED = {

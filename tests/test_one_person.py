@@ -189,3 +189,89 @@ def test_always_on_carries_its_retention_to_the_approval(
     portal_services.approval_approve(actor=security_admin, approval=approval)
     vault = Vault.objects.get(name="carry")
     assert (vault.soft_delete_state, vault.soft_delete_retention_days) == ("always_on", 90)
+
+
+# --- finding 5: any security admin quietly weakened any guard -----------------------------------
+
+G = "/api/v1/resource-guards"
+
+
+def test_a_second_security_admin_cannot_quietly_clear_a_guard(
+    admin: Any, security_admin: Any, security_admin2: Any, api: Any, tmp_path: Path
+) -> None:
+    world = protected_world(admin, tmp_path)
+    guard = guard_everything(world, admin, security_admin)
+    response = api(security_admin2).patch(
+        f"{G}/{guard.name}/", {"protected_operations": []}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    pending = response.json()
+    assert (pending["kind"], pending["status"]) == ("guard_weaken", "pending")
+    guard.refresh_from_db()
+    assert "delete_recovery_point" in guard.protected_operations, "nothing changes yet"
+    alert = Alert.objects.get(kind="guard_weaken_requested")
+    assert alert.category == "security"
+    # The requester cannot approve it; another security admin can.
+    mine = api(security_admin2).post(f"/api/v1/approvals/{pending['id']}/approve/")
+    assert mine.json()["code"] == "self_approval"
+    approved = api(security_admin).post(f"/api/v1/approvals/{pending['id']}/approve/")
+    assert approved.status_code == 200, approved.content
+    guard.refresh_from_db()
+    assert sorted(guard.protected_operations) == ["disable_mua", "disable_soft_delete"]
+
+
+def test_strengthening_a_guard_takes_effect_at_once(security_admin: Any, api: Any) -> None:
+    guard = guard_services.guard_create(
+        actor=security_admin, name="narrow", protected_operations=["delete_vault"]
+    )
+    response = api(security_admin).patch(
+        f"{G}/narrow/",
+        {"protected_operations": ["delete_vault", "delete_recovery_point"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    guard.refresh_from_db()
+    assert "delete_recovery_point" in guard.protected_operations
+    assert not Approval.objects.filter(kind="guard_weaken").exists()
+
+
+def test_a_guard_in_use_is_not_deleted_and_an_unused_one_waits_for_approval(
+    admin: Any, security_admin: Any, security_admin2: Any, api: Any, tmp_path: Path
+) -> None:
+    world = protected_world(admin, tmp_path)
+    guard = guard_everything(world, admin, security_admin)
+    response = api(security_admin).delete(f"{G}/{guard.name}/")
+    assert response.status_code == 409
+    assert response.json()["code"] == "guard_in_use"
+    spare = guard_services.guard_create(actor=security_admin, name="spare")
+    response = api(security_admin).delete(f"{G}/spare/")
+    assert response.status_code == 202
+    assert api(security_admin).get(f"{G}/spare/").status_code == 200, "still there"
+    api(security_admin2).post(f"/api/v1/approvals/{response.json()['id']}/approve/")
+    assert not type(spare).objects.filter(name="spare").exists()
+
+
+def test_a_guard_taken_into_use_while_its_deletion_waits_is_not_deleted(
+    admin: Any, security_admin: Any, security_admin2: Any, api: Any, tmp_path: Path
+) -> None:
+    guard_services.guard_create(actor=security_admin, name="later")
+    pending = api(security_admin).delete(f"{G}/later/").json()
+    world = protected_world(admin, tmp_path)
+    guard = type(world["vault"]).objects.get(pk=world["vault"].pk)
+    vault_services.vault_guard_set(
+        actor=admin, vault=guard, guard=guard_services.ResourceGuard.objects.get(name="later")
+    )
+    response = api(security_admin2).post(f"/api/v1/approvals/{pending['id']}/approve/")
+    assert response.status_code == 409
+    assert response.json()["code"] == "guard_in_use"
+
+
+@pytest.mark.parametrize("name", ["a/b", "%00", "x", "1abc", "a b", "ä-guard", "a" * 51])
+def test_guard_names_are_validated_like_vault_names(
+    security_admin: Any, api: Any, client: Any, name: str
+) -> None:
+    response = api(security_admin).post(f"{G}/", {"name": name}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == "name"
+    client.force_login(security_admin)
+    assert client.get("/resource-guards/").status_code == 200

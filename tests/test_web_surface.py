@@ -17,7 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from portal import services
 from portal.gate import DomainError
 from portal.models import Alert, Approval, AuditRecord
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_user
 from vaults import services as vault_services
 from vaults.models import Vault
 
@@ -44,9 +44,21 @@ def enrol(user: Any) -> TOTPDevice:
     return TOTPDevice.objects.get(user=user, confirmed=True)
 
 
+def fresh_code(user: Any) -> str:
+    """The requester's next unused code (enrolling them first), when a second factor is on."""
+    from django.conf import settings
+
+    if settings.HOLDFAST_APPROVER_2FA != "required":
+        return ""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or enrol(user)
+    totp = TOTP(bytes.fromhex(device.key))
+    totp.time = (device.last_t + 1) * 30
+    return f"{totp.token():06d}"
+
+
 def request_lock(admin: Any, vault: Vault) -> Approval:
     return vault_services.immutability_lock_request(
-        actor=admin, vault=vault, confirmation=vault.name
+        actor=admin, vault=vault, confirmation=vault.name, otp=fresh_code(admin)
     )
 
 
@@ -430,3 +442,86 @@ def test_settings_default_to_a_30_minute_idle_timeout_and_two_factor_off_in_deve
     assert settings.SESSION_SAVE_EVERY_REQUEST is True
     assert settings.SESSION_COOKIE_AGE == 30 * 60
     assert settings.HOLDFAST_APPROVER_2FA == "off"
+
+
+# --- the requester's second factor (seed 003: "MUA ... prompt the administrator for MFA") ----
+
+
+def _file_elevation(user: Any, vault: Vault, otp: str) -> Any:
+    from guards import services as guard_services
+    from guards.models import ResourceGuard
+
+    guard = ResourceGuard.objects.first() or guard_services.guard_create(
+        actor=make_user("gina", "security_admin"), name="rg-otp"
+    )
+    return guard_services.elevation_request(
+        actor=user, guard=guard, justification="patch", duration_minutes=30, otp=otp
+    )
+
+
+def _file_lock(user: Any, vault: Vault, otp: str) -> Any:
+    return vault_services.immutability_lock_request(
+        actor=user, vault=vault, confirmation=vault.name, otp=otp
+    )
+
+
+def _file_always_on(user: Any, vault: Vault, otp: str) -> Any:
+    return vault_services.soft_delete_always_on_request(
+        actor=user, vault=vault, confirmation=vault.name, otp=otp
+    )
+
+
+def _file_guard_weakening(user: Any, vault: Vault, otp: str) -> Any:
+    from guards import services as guard_services
+    from guards.models import ResourceGuard
+
+    guard = ResourceGuard.objects.filter(name="rg-weak").first() or guard_services.guard_create(
+        actor=user, name="rg-weak"
+    )
+    return guard_services.guard_update(actor=user, guard=guard, protected_operations=[], otp=otp)
+
+
+REQUESTS = {
+    "elevation": (_file_elevation, "admin"),
+    "lock": (_file_lock, "admin"),
+    "always-on": (_file_always_on, "admin"),
+    "guard weakening": (_file_guard_weakening, "gwen"),
+}
+
+
+@pytest.mark.parametrize("request_kind", list(REQUESTS))
+def test_filing_a_request_needs_the_requesters_fresh_code(
+    two_factor: Any, no_otp_throttle: None, admin: Any, vault: Vault, request_kind: str
+) -> None:
+    file, who = REQUESTS[request_kind]
+    user = admin if who == "admin" else make_user(who, "security_admin")
+    for otp, code in (("", "otp_required"), ("123456", "otp_invalid")):
+        if code == "otp_invalid":
+            enrol(user)
+        with pytest.raises(DomainError) as refusal:
+            file(user, vault, otp)
+        assert (refusal.value.code, refusal.value.field) == (code, "otp")
+    assert not Approval.objects.exists(), "nothing is filed without the code"
+    approval = file(user, vault, fresh_code(user))
+    assert approval.status == Approval.Status.PENDING
+
+
+def test_the_api_takes_the_requesters_code(
+    two_factor: Any, api: Any, admin: Any, vault: Vault
+) -> None:
+    url = f"/api/v1/vaults/{vault.name}/immutability/lock/"
+    response = api(admin).post(url, {"confirmation": vault.name}, format="json")
+    assert (response.status_code, response.json()["code"]) == (409, "otp_required")
+    enrol(admin)
+    response = api(admin).post(
+        url, {"confirmation": vault.name, "otp": fresh_code(admin)}, format="json"
+    )
+    assert response.status_code == 202, response.content
+
+
+def test_the_lock_form_asks_for_a_code(
+    two_factor: Any, client: Any, admin: Any, vault: Vault
+) -> None:
+    client.force_login(admin)
+    page = client.get(reverse("vaults:blade", args=[vault.name, "immutability"]))
+    assert b'id="lock-otp"' in page.content

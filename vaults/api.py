@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal.access import vaults_for_user
-from portal.api import ERROR_SCHEMA, ApprovalSerializer
+from portal.api import ERROR_SCHEMA, ApprovalSerializer, otp_field
 from portal.gate import DomainError
 
 from . import services
@@ -101,6 +101,7 @@ class ImmutabilitySerializer(serializers.Serializer[Any]):
 
 class LockSerializer(serializers.Serializer[Any]):
     confirmation = serializers.CharField(allow_blank=True)
+    otp = otp_field()
 
 
 class SoftDeleteSerializer(serializers.Serializer[Any]):
@@ -111,6 +112,7 @@ class SoftDeleteSerializer(serializers.Serializer[Any]):
     retention_days = serializers.IntegerField(required=False)
     confirm_purge_count = serializers.IntegerField(required=False)
     confirmation = serializers.CharField(required=False, allow_blank=True)
+    otp = otp_field()
 
 
 class GuardAssociationSerializer(serializers.Serializer[Any]):
@@ -172,7 +174,10 @@ class VaultViewSet(
         data = LockSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         approval = services.immutability_lock_request(
-            actor=request.user, vault=vault, confirmation=data.validated_data["confirmation"]
+            actor=request.user,
+            vault=vault,
+            confirmation=data.validated_data["confirmation"],
+            otp=data.validated_data.get("otp", ""),
         )
         return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
 
@@ -192,6 +197,7 @@ class VaultViewSet(
                 vault=vault,
                 confirmation=fields.get("confirmation", ""),
                 retention_days=fields.get("retention_days"),
+                otp=fields.get("otp", ""),
             )
             return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
         vault = services.soft_delete_set(

@@ -188,6 +188,7 @@ def lock_action_request(
     confirmation: str,
     payload: dict[str, Any] | None = None,
     precheck: Callable[[Check], None] | None = None,
+    otp: str = "",
 ) -> Approval:
     """An irreversible action (SPEC 3.5): the vault's exact name typed, then a pending approval
     valid 24 hours, carrying ``payload`` for the action; asking again while one is pending
@@ -211,21 +212,25 @@ def lock_action_request(
         actor=actor,
         vault=vault,
         target=f"vault:{vault.name}",
-        facts={"confirmation": confirmation},
+        facts={"confirmation": confirmation, "otp": otp},
         precheck=precheck,
         change=change,
         after=lambda a: {"approval": a.pk, "status": a.status, **a.payload},
     )
 
 
-def immutability_lock_request(*, actor: Any, vault: Vault, confirmation: str) -> Approval:
-    """Ask for the irreversible lock of immutability."""
+def immutability_lock_request(
+    *, actor: Any, vault: Vault, confirmation: str, otp: str = ""
+) -> Approval:
+    """Ask for the irreversible lock of immutability (with a fresh second-factor code when
+    ``HOLDFAST_APPROVER_2FA=required``)."""
     return lock_action_request(
         "immutability_lock_request",
         Approval.Kind.LOCK_IMMUTABILITY,
         actor=actor,
         vault=vault,
         confirmation=confirmation,
+        otp=otp,
     )
 
 
@@ -799,7 +804,12 @@ def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
 
 
 def soft_delete_always_on_request(
-    *, actor: Any, vault: Vault, confirmation: str, retention_days: int | None = None
+    *,
+    actor: Any,
+    vault: Vault,
+    confirmation: str,
+    retention_days: int | None = None,
+    otp: str = "",
 ) -> Approval:
     """Always-on soft delete is irreversible: typed confirmation plus a second approver.
 
@@ -828,6 +838,7 @@ def soft_delete_always_on_request(
         confirmation=confirmation,
         payload={"retention_days": retention_days} if retention_days is not None else None,
         precheck=precheck,
+        otp=otp,
     )
 
 

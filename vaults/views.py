@@ -247,7 +247,10 @@ def immutability_lock(request: HtmxHttpRequest, name: str) -> HttpResponse:
     confirmation = form.data.get("confirmation", "")
     try:
         services.immutability_lock_request(
-            actor=request.user, vault=vault, confirmation=confirmation
+            actor=request.user,
+            vault=vault,
+            confirmation=confirmation,
+            otp=request.POST.get("otp", "")[:16],
         )
     except DomainError as error:
         if error.field == "confirmation":
@@ -381,7 +384,10 @@ def soft_delete_always_on(request: HtmxHttpRequest, name: str) -> HttpResponse:
     confirmation = form.data.get("confirmation", "")
     try:
         services.soft_delete_always_on_request(
-            actor=request.user, vault=vault, confirmation=confirmation
+            actor=request.user,
+            vault=vault,
+            confirmation=confirmation,
+            otp=request.POST.get("otp", "")[:16],
         )
     except DomainError as error:
         return _refused(request, vault, "security", error, "always-on", always_on_form=form)
