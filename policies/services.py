@@ -121,11 +121,14 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
 
     Under immutability a point's expiry never moves earlier (Backup vaults accept a shorter
     policy, but it applies to new points only); elsewhere it follows the new retention. With
-    soft delete on, a point the change would expire at once is soft-deleted for the vault's
-    soft-delete retention instead of being purged by the next sweep (SPEC 3.3); a later change
-    that moves its expiry back into the future brings it back.
+    soft delete on, a point whose expiry the change shortens is soft-deleted for the vault's
+    soft-delete retention once its new expiry passes (at once, if it has passed already)
+    instead of being purged by the next sweep (SPEC 3.2, 3.3): a shorter retention never
+    removes data sooner than soft delete allows. A later change that moves its expiry back
+    into the future brings it back.
     """
     now = clock.now()
+    period = timedelta(days=vault.soft_delete_retention_days)
     moves = []
     for point in points:
         new_expiry = new_policy.expiry_for(point.created_at, point.tags)
@@ -134,10 +137,12 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
         if new_expiry == point.expires_at:
             continue
         soft_deleted_until = point.soft_deleted_until
-        if new_expiry > now:
+        if new_expiry > point.expires_at and new_expiry > now:
             soft_deleted_until = None
-        elif point.expires_at > now and vault.soft_delete_on:
-            soft_deleted_until = now + timedelta(days=vault.soft_delete_retention_days)
+        elif new_expiry < point.expires_at and point.expires_at > now and vault.soft_delete_on:
+            soft_deleted_until = max(
+                max(new_expiry, now) + period, point.soft_deleted_until or new_expiry
+            )
         moves.append(
             PointMove(
                 point.pk,

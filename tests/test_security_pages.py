@@ -265,7 +265,7 @@ def test_security_blade_query_count_does_not_grow_with_rows(
         services.point_record(item=extra, created_at=clock.now() - timedelta(days=20))
         services.protection_stop(actor=admin, item=extra, delete_data=True)
     policy_services.policy_update(actor=admin, policy=policy, changes={"daily_days": 7})
-    assert RecoveryPoint.objects.filter(soft_deleted_until__gt=clock.now()).count() == 4
+    assert RecoveryPoint.objects.soft_deleted(clock.now()).count() == 4
     with CaptureQueriesContext(connection) as many:
         page = client.get(url).content.decode()
     assert "Undelete more-2" in page

@@ -216,15 +216,20 @@ def test_retention_reduction_soft_deletes_points_it_would_expire_at_once(
     assert old.expires_at == clock.now() - timedelta(days=13), "its expiry still moves"
     assert old.soft_deleted_until == clock.now() + timedelta(days=21)
     assert old.is_soft_deleted(clock.now())
-    assert new.soft_deleted_until is None, "a point still unexpired is not soft-deleted"
+    # A point the reduction shortens but leaves unexpired is active now, and soft-deleted for
+    # the period once its new expiry passes: soft delete covers every shortening (SPEC 3.2).
+    assert new.state(clock.now()) == "active"
+    assert new.soft_deleted_until == new.expires_at + timedelta(days=21)
 
     assert jobs.points_expire() == 0, "the sweep keeps a soft-deleted point"
     with pytest.raises(DomainError) as refusal:
         services.point_expire(point=old)
     assert refusal.value.code == "point_not_expired"
     clock.advance(timedelta(days=21))
-    assert jobs.points_expire() == 2, "purged at the end of its soft-delete period"
+    assert jobs.points_expire() == 1, "purged at the end of its soft-delete period"
     assert not RecoveryPoint.objects.filter(pk=old.pk).exists()
+    clock.advance(timedelta(days=7))
+    assert jobs.points_expire() == 1, "the shortened new point too, a period after its expiry"
 
 
 def test_raising_the_retention_again_brings_soft_deleted_points_back(
