@@ -26,6 +26,7 @@ SECURITY_ALERTS = {
     "operation_refused": ("warning", "Operation refused by immutability or MUA"),
     "corruption_found": ("critical", "Verification found corruption"),
     "storage_lock_missing": ("critical", "Storage lock missing or shorter than the expiry"),
+    "audit_chain_broken": ("critical", "Audit log does not match its chain or anchors"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),
