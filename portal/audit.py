@@ -392,4 +392,11 @@ def anchor() -> AnchorResult:
             count=AuditRecord.objects.filter(id__lte=head_id).count(),
             at=clock.now(),
         )
-        return AnchorResult(anchor=new, outcome=write_anchor(new, stores), status=status)
+        outcome = write_anchor(new, stores)
+        for store, sentence in outcome.failed:
+            raise_alert(
+                "audit_anchor_failed",
+                target=store[:255],
+                message=f"The audit chain's head could not be anchored in {store}: {sentence}",
+            )
+        return AnchorResult(anchor=new, outcome=outcome, status=status)

@@ -133,6 +133,8 @@ def test_a_store_that_cannot_be_written_is_named_and_the_command_fails(
     settings.HOLDFAST_AUDIT_ANCHOR_DIR = blocker / "audit-anchors"
     with pytest.raises(CommandError, match="Could not write the anchor to local disk at "):
         run("audit_anchor")
+    alert = Alert.objects.get(kind="audit_anchor_failed")
+    assert alert.target == f"local disk at {blocker / 'audit-anchors'}"
 
 
 # --- verifying against anchors ------------------------------------------------------------
