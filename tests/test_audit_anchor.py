@@ -9,6 +9,7 @@ connection, with the append-only trigger switched off) and must be reported by
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import types
@@ -272,6 +273,39 @@ def test_a_record_deleted_below_the_anchor_without_rechaining_is_counted_by_the_
     assert f"Up to record {records[-1].pk}, anchored on " in failure
     assert f"the log holds {len(records) - 1} record(s) instead of {len(records)}" in failure
     assert "records were removed" in failure
+
+
+@pytest.mark.django_db
+def test_an_insert_into_an_id_gap_below_the_anchor_is_reported(admin: Any, reader: Any) -> None:
+    """What the application's role may do (INSERT only, no trigger to switch off): slip a
+    well-formed record into an unused id below the anchor. It cannot hide anything, and it
+    shows: the next link and the anchored count both break."""
+    some_history(admin, reader)
+    with transaction.atomic():
+        make_vault(admin, name="gap-maker")
+        transaction.set_rollback(True)  # burns ids, leaves a gap
+    make_vault(admin, name="after-the-gap")
+    records = list(AuditRecord.objects.order_by("id"))
+    gap = next(r.pk + 1 for r, s in itertools.pairwise(records) if s.pk > r.pk + 1)
+    run("audit_anchor")
+    before = AuditRecord.objects.filter(pk__lt=gap).order_by("-id").first()
+    assert before is not None
+    forged = AuditRecord.objects.get(pk=before.pk)
+    forged.pk, forged.actor_name = gap, "mallory"
+    forged.prev_hash = before.hash
+    forged.hash = audit.record_hash(forged)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {TABLE} (id, at, actor_id, actor_name, operation, outcome, code, reason, "
+            "vault_name, target, source, before, after, details, prev_hash, hash) SELECT %s, "
+            "at, actor_id, %s, operation, outcome, code, reason, vault_name, target, source, "
+            "before, "
+            "after, details, %s, %s FROM " + TABLE + " WHERE id = %s",
+            [gap, "mallory", forged.prev_hash, forged.hash, before.pk],
+        )
+    status = audit.verify()
+    assert status.broken_id == next(r.pk for r in records if r.pk > gap)
+    assert any("records were inserted" in failure for failure in status.failures)
 
 
 @pytest.mark.django_db
