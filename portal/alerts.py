@@ -28,6 +28,8 @@ SECURITY_ALERTS = {
     "operation_refused": ("warning", "Operation refused by immutability or MUA"),
     "corruption_found": ("critical", "Verification found corruption"),
     "storage_lock_missing": ("critical", "Storage lock missing or shorter than the expiry"),
+    "audit_chain_broken": ("critical", "Audit log does not match its chain or anchors"),
+    "audit_anchor_failed": ("warning", "Audit anchor could not be written"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),

@@ -1,36 +1,57 @@
 """The audit log's hash chain: every record seals the hash of the one before it.
 
 A record's ``hash`` is SHA-256 over its predecessor's hash followed by the canonical JSON of
-the record's own fields (everything but ``id`` and ``hash``). Changing, removing or inserting
-a record anywhere but at the very end therefore breaks a link that :func:`verify` finds, even
-when whoever did it could bypass the append-only trigger (a database superuser).
+the record's own fields (everything but ``id`` and ``hash``); the first record's predecessor
+hash is :data:`GENESIS`, the empty string. Changing, removing or inserting a record anywhere
+but at the very end therefore breaks a link that :func:`verify` finds, even when whoever did
+it could bypass the append-only trigger (a database superuser). Every record is chained: an
+empty hash is a break like any other (installations upgraded from before the chain had their
+old records chained by the migration ``chain_old_audit_records``).
+
+The hash is unkeyed, so the chain alone cannot see a log rewritten consistently from some
+record on, or shortened at the end. Anchors can (``portal/anchors.py``): the head is written
+outside the database every hour (:func:`anchor`), and :func:`verify` checks the log against
+the latest anchor of every store. Records after the latest anchor are *unanchored*: an
+attacker who may only INSERT (the application's database role) can append forged records
+there, but cannot change or remove anything an anchor covers.
 
 Appends are serialised so the chain stays linear: on PostgreSQL a transaction-scoped advisory
 lock is taken before the last hash is read and held until the appending transaction commits,
-so the next appender reads the committed record (Django runs at READ COMMITTED). On SQLite
-the ``IMMEDIATE`` transaction mode of the settings already makes writers take turns; on other
-databases the last row is locked with ``SELECT ... FOR UPDATE``.
-
-Records written before the chain existed (an installation upgraded from an earlier version)
-have an empty hash; they form an unchained prefix that :func:`verify` counts but cannot vouch
-for.
+so the next appender reads the committed record (Django runs at READ COMMITTED), and record
+ids grow in chain order. On SQLite the ``IMMEDIATE`` transaction mode of the settings already
+makes writers take turns; on other databases the last row is locked with ``SELECT ... FOR
+UPDATE``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import UTC
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
+from . import clock
+from .anchors import (
+    Anchor,
+    StoreReading,
+    WriteOutcome,
+    anchor_stores,
+    read_latest,
+    write_anchor,
+)
 from .models import AuditRecord
 
-# An arbitrary, fixed 63-bit key for pg_advisory_xact_lock: "holdfast audit chain".
+# Arbitrary, fixed 63-bit keys for pg_advisory_xact_lock: "holdfast audit chain" and the
+# anchoring run's own, so anchoring never waits for appends (nor the other way round).
 ADVISORY_LOCK_KEY = 0x486F6C6446617374 & 0x7FFFFFFFFFFFFFFF
+ANCHOR_LOCK_KEY = 0x486F6C64416E6368 & 0x7FFFFFFFFFFFFFFF
 CHAIN_VERSION = 1
+# The first record's prev_hash. Empty, as it always was, so chains written before anchors
+# existed still verify; blanking hashes is found anyway, since no record hashes to "".
+GENESIS = ""
 
 HASHED_FIELDS = (
     "at",
@@ -55,8 +76,10 @@ def _json_value(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def canonical_bytes(record: AuditRecord) -> bytes:
-    """The record's fields as canonical JSON: sorted keys, no spaces, UTF-8, UTC times."""
+def canonical_bytes(record: Any) -> bytes:
+    """The record's fields as canonical JSON: sorted keys, no spaces, UTF-8, UTC times.
+
+    ``record`` is an ``AuditRecord`` (or the migrations' historical model of it)."""
     payload: dict[str, Any] = {"v": CHAIN_VERSION}
     for name in HASHED_FIELDS:
         value = getattr(record, name)
@@ -68,17 +91,22 @@ def canonical_bytes(record: AuditRecord) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def record_hash(record: AuditRecord) -> str:
+def record_hash(record: Any) -> str:
     digest = hashlib.sha256()
     digest.update(record.prev_hash.encode("ascii"))
     digest.update(canonical_bytes(record))
     return digest.hexdigest()
 
 
-def _serialise_appends() -> None:
+def _advisory_lock(key: int) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def _serialise_appends() -> None:
+    if connection.vendor == "postgresql":
+        _advisory_lock(ADVISORY_LOCK_KEY)
     elif connection.vendor != "sqlite":
         list(AuditRecord.objects.select_for_update().order_by("-id")[:1])
 
@@ -93,74 +121,282 @@ def seal(record: AuditRecord) -> AuditRecord:
         raise RuntimeError("audit.seal() needs the transaction that inserts the record")
     _serialise_appends()
     last = AuditRecord.objects.order_by("-id").values_list("hash", flat=True).first()
-    record.prev_hash = last or ""
+    record.prev_hash = GENESIS if last is None else last
     record.hash = record_hash(record)
     return record
 
 
 def contains_hash(value: str) -> bool:
-    """Whether a record with this hash is in the log (an anchor kept outside the database)."""
+    """Whether a record with this hash is in the log (a head kept elsewhere by hand)."""
     return bool(value) and AuditRecord.objects.filter(hash=value).exists()
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+@dataclass
+class AnchorCheck:
+    """One store's latest anchor against the log: ``problem`` is empty when they agree."""
+
+    store: str
+    anchor: Anchor
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
 
 
 @dataclass
 class ChainStatus:
-    """The outcome of :func:`verify`."""
+    """The outcome of :func:`verify`: the chain's links, then the log against each anchor."""
 
     checked: int = 0
-    unchained: int = 0
     head: str = ""
     broken_id: int | None = None
     reason: str = ""
     partial: bool = False
+    remote_checked: bool = True
+    anchors: list[AnchorCheck] = field(default_factory=list)
+    # Anchors that are not well-formed: nobody but Holdfast writes there, so a failure.
+    invalid_anchors: list[str] = field(default_factory=list)
+    # What could not be checked (no anchor yet, an unreadable store): said, not failed.
+    warnings: list[str] = field(default_factory=list)
+    unanchored: int = 0
+
+    @property
+    def chain_ok(self) -> bool:
+        return self.broken_id is None
+
+    @property
+    def failures(self) -> list[str]:
+        found = []
+        if not self.chain_ok:
+            found.append(f"Record {self.broken_id} fails verification: {self.reason}.")
+        found += [
+            f"{check.problem} (anchor in {check.store})." for check in self.anchors if check.problem
+        ]
+        found += self.invalid_anchors
+        return found
 
     @property
     def ok(self) -> bool:
-        return self.broken_id is None
+        return not self.failures
+
+    @property
+    def anchored(self) -> AnchorCheck | None:
+        """The newest anchor the log agrees with."""
+        matching = [check for check in self.anchors if check.ok]
+        return max(matching, key=lambda check: check.anchor.record_id, default=None)
 
 
-def verify(*, last: int | None = None) -> ChainStatus:
-    """Walk the chain in id order and stop at the first broken link.
-
-    ``last`` checks only the most recent records (the audit page's quick check), starting
-    from the hash of the record just before them.
-    """
-    status = ChainStatus(partial=last is not None)
+def _walk(status: ChainStatus, *, last: int | None, start: Anchor | None) -> None:
+    """Check every link in id order from the chain's start, from ``start`` (an anchor the
+    log has been checked against), or for the ``last`` records; stop at the first break."""
     records = AuditRecord.objects.order_by("id")
-    expected_prev: str | None = None
-    chain_started = False
-    if last is not None:
+    expected_prev = GENESIS
+    if start is not None:
+        records = records.filter(id__gt=start.record_id)
+        expected_prev = start.hash
+    elif last is not None:
         window = list(AuditRecord.objects.order_by("-id").values_list("id", flat=True)[:last])
         if not window:
-            return status
-        start = window[-1]
-        before = AuditRecord.objects.filter(id__lt=start).order_by("-id").first()
-        records = records.filter(id__gte=start)
-        if before is not None:
-            expected_prev = before.hash
-            chain_started = bool(before.hash)
-        else:
-            expected_prev = ""
-    else:
-        expected_prev = ""
+            return
+        records = records.filter(id__gte=window[-1])
+        before = (
+            AuditRecord.objects.filter(id__lt=window[-1])
+            .order_by("-id")
+            .values_list("hash", flat=True)
+            .first()
+        )
+        expected_prev = GENESIS if before is None else before
     for record in records.iterator(chunk_size=2000):
-        if not chain_started and not record.hash and not record.prev_hash:
-            status.unchained += 1  # written before the chain existed
-            expected_prev = ""
-            continue
-        chain_started = True
         status.checked += 1
+        if not record.hash:
+            status.broken_id = record.pk
+            status.reason = (
+                "its hash is blank: the log was blanked, or the record was written around the chain"
+            )
+            return
         if record.prev_hash != expected_prev:
             status.broken_id = record.pk
             status.reason = (
                 "its prev_hash does not match the hash of the record before it: a record "
                 "before it was removed, inserted or rewritten"
             )
-            return status
+            return
         if record.hash != record_hash(record):
             status.broken_id = record.pk
             status.reason = "its contents do not match its hash: the record was altered"
-            return status
+            return
         expected_prev = record.hash
         status.head = record.hash
+
+
+def _anchor_problem(anchor: Anchor, counts: dict[int, tuple[str | None, int]]) -> str:
+    """Why the log no longer matches ``anchor``; empty when it does."""
+    if anchor.record_id not in counts:
+        stored = (
+            AuditRecord.objects.filter(pk=anchor.record_id).values_list("hash", flat=True).first()
+        )
+        counts[anchor.record_id] = (
+            stored,
+            AuditRecord.objects.filter(pk__lte=anchor.record_id).count(),
+        )
+    stored, count = counts[anchor.record_id]
+    where = f"Record {anchor.record_id}, anchored on {_when(anchor.at)},"
+    if stored is None:
+        return (
+            f"{where} is missing: the log was truncated or the record deleted ({count} of "
+            f"the {anchor.count} anchored record(s) up to it are left)"
+        )
+    if stored != anchor.hash:
+        return (
+            f"{where} no longer has the anchored hash: it or a record before it was altered, "
+            "removed or blanked"
+        )
+    if count != anchor.count:
+        change = "removed" if count < anchor.count else "inserted"
+        return (
+            f"Up to record {anchor.record_id}, anchored on {_when(anchor.at)}, the log holds "
+            f"{count} record(s) instead of {anchor.count}: records were {change}"
+        )
+    return ""
+
+
+def _check_anchors(status: ChainStatus, readings: list[StoreReading]) -> None:
+    counts: dict[int, tuple[str | None, int]] = {}
+    for reading in readings:
+        if reading.error:
+            status.warnings.append(
+                f"Could not read the anchors in {reading.store}: {reading.error}"
+            )
+        elif reading.invalid:
+            status.invalid_anchors.append(
+                f"In {reading.store}, {reading.invalid}: something other than Holdfast wrote there."
+            )
+        elif reading.latest is None:
+            status.warnings.append(
+                f"No anchor in {reading.store}: the hourly anchoring task has not written one "
+                "there yet (manage.py audit_anchor writes one now), or they were deleted."
+            )
+        else:
+            problem = _anchor_problem(reading.latest, counts)
+            status.anchors.append(AnchorCheck(reading.store, reading.latest, problem))
+    newest = max((check.anchor.record_id for check in status.anchors), default=None)
+    for check in status.anchors:
+        # A store whose latest anchor lags behind another's missed anchors, or lost them.
+        if newest is not None and check.ok and check.anchor.record_id < newest:
+            status.warnings.append(
+                f"The latest anchor in {check.store} (record {check.anchor.record_id}) is older "
+                f"than the newest elsewhere (record {newest}): writing there failed, or newer "
+                "anchors were deleted."
+            )
+    anchored = status.anchored
+    if anchored is not None:
+        status.unanchored = AuditRecord.objects.filter(id__gt=anchored.anchor.record_id).count()
+    if not readings:
+        status.warnings.append(
+            "No anchor store is configured: the log is checked only against itself."
+        )
+
+
+def verify(
+    *,
+    last: int | None = None,
+    remote: bool = True,
+    readings: list[StoreReading] | None = None,
+    start: Anchor | None = None,
+) -> ChainStatus:
+    """Check the chain's links, then the log against the latest anchor of every store.
+
+    ``last`` checks only the links of the most recent records (the Audit page's quick
+    check), starting from the hash of the record just before them; anchors are checked
+    either way (a lookup and a count each). ``remote=False`` reads only local anchor stores.
+    """
+    if readings is None:
+        readings = [read_latest(store) for store in anchor_stores(remote=remote)]
+    status = ChainStatus(partial=last is not None or start is not None, remote_checked=remote)
+    _walk(status, last=last, start=start)
+    _check_anchors(status, readings)
     return status
+
+
+def verify_and_alert() -> ChainStatus:
+    """The whole chain against every anchor (the daily task); a failure raises the
+    ``audit_chain_broken`` security alert."""
+    from .alerts import raise_alert
+
+    status = verify()
+    if not status.ok:
+        with transaction.atomic():
+            message = "The audit log does not verify: " + " ".join(status.failures)
+            raise_alert("audit_chain_broken", target="audit log", message=message)
+    return status
+
+
+# --- anchoring ----------------------------------------------------------------------------
+
+
+@dataclass
+class AnchorResult:
+    """What :func:`anchor` did: the anchor and where it went, or why nothing was written."""
+
+    anchor: Anchor | None = None
+    outcome: WriteOutcome = field(default_factory=WriteOutcome)
+    status: ChainStatus | None = None
+    refused: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and not self.outcome.failed
+
+
+def anchor() -> AnchorResult:
+    """Write the chain's head to every anchor store, after checking the log against the
+    latest anchors already there.
+
+    The check comes first because only the latest anchor is compared later: anchoring a
+    rewritten log on top would hide the rewrite. So the links are checked from the oldest
+    of the stores' latest anchors (from the start when there is none) to the head, and a
+    log that no longer matches its anchors is not anchored; it raises the
+    ``audit_chain_broken`` security alert instead. Runs serialised (an advisory lock on
+    PostgreSQL), so two anchoring runs never race on one name.
+    """
+    from .alerts import raise_alert
+
+    stores = anchor_stores()
+    if not stores:
+        return AnchorResult(refused="No anchor store is configured: nowhere to write the anchor.")
+    readings = [read_latest(store) for store in stores]
+    with transaction.atomic():
+        _advisory_lock(ANCHOR_LOCK_KEY)
+        head = AuditRecord.objects.order_by("-id").values_list("id", "hash").first()
+        if head is None:
+            return AnchorResult(refused="The audit log is empty: there is nothing to anchor yet.")
+        head_id, head_hash = head
+        latest = [r.latest for r in readings if r.latest and r.latest.record_id <= head_id]
+        start = min(latest, key=lambda a: a.record_id, default=None)
+        status = verify(readings=readings, start=start)
+        if not status.ok:
+            message = "The audit log does not verify: " + " ".join(status.failures)
+            raise_alert("audit_chain_broken", target="audit log", message=message)
+            return AnchorResult(status=status, refused=message + " No anchor was written.")
+        new = Anchor(
+            record_id=head_id,
+            hash=head_hash,
+            count=AuditRecord.objects.filter(id__lte=head_id).count(),
+            at=clock.now(),
+        )
+        outcome = write_anchor(new, stores)
+        for store, sentence in outcome.failed:
+            raise_alert(
+                "audit_anchor_failed",
+                target=store[:255],
+                message=f"The audit chain's head could not be anchored in {store}: {sentence}",
+            )
+        return AnchorResult(anchor=new, outcome=outcome, status=status)

@@ -49,4 +49,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=40, hour=2),
         "options": {"expires": 3600},
     },
+    # The audit chain's head to local disk and S3 under Object Lock (docs/security.md, "Audit
+    # anchors"). Records newer than the latest anchor are the ones a database superuser could
+    # still rewrite or drop unnoticed: the hour bounds that window.
+    "holdfast-audit-anchor": {
+        "task": "holdfast.audit_anchor",
+        "schedule": crontab(minute=5),
+        "options": {"expires": 3000},
+    },
+    # The whole chain against every anchor; a failure raises the audit_chain_broken alert.
+    "holdfast-audit-verify": {
+        "task": "holdfast.audit_verify",
+        "schedule": crontab(minute=20, hour=3),
+        "options": {"expires": 3 * 3600},
+    },
 }

@@ -192,6 +192,21 @@ HOLDFAST_S3_ARCHIVE_STORAGE_CLASS = os.environ.get(
     "HOLDFAST_S3_ARCHIVE_STORAGE_CLASS", "GLACIER_IR"
 )
 HOLDFAST_S3_ARCHIVE_LOCATION = os.environ.get("HOLDFAST_S3_ARCHIVE_LOCATION", "")
+# Anchors of the audit chain (docs/security.md, "Audit anchors"): the chain's head, written
+# hourly to this directory and, under Object Lock, to these S3 locations (empty: every S3
+# vault's location), each locked in this mode for this many days.
+HOLDFAST_AUDIT_ANCHOR_DIR = Path(
+    os.environ.get("HOLDFAST_AUDIT_ANCHOR_DIR", HOLDFAST_STORAGE_ROOT / "audit-anchors")
+)
+HOLDFAST_AUDIT_ANCHOR_LOCATIONS = env_list("HOLDFAST_AUDIT_ANCHOR_LOCATIONS", "")
+HOLDFAST_AUDIT_ANCHOR_LOCK_MODE = os.environ.get("HOLDFAST_AUDIT_ANCHOR_LOCK_MODE", "COMPLIANCE")
+if HOLDFAST_AUDIT_ANCHOR_LOCK_MODE not in {"COMPLIANCE", "GOVERNANCE"}:
+    raise RuntimeError("HOLDFAST_AUDIT_ANCHOR_LOCK_MODE must be 'COMPLIANCE' or 'GOVERNANCE'.")
+HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS = int(
+    os.environ.get("HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS", "365")
+)
+if HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS < 1:
+    raise RuntimeError("HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS must be at least 1.")
 # Alert delivery (SPEC 3.8): e-mail recipients and a webhook signed with HMAC-SHA256.
 HOLDFAST_ALERT_EMAILS = env_list("HOLDFAST_ALERT_EMAILS", "")
 HOLDFAST_ALERT_WEBHOOK_URL = os.environ.get("HOLDFAST_ALERT_WEBHOOK_URL", "")

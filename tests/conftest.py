@@ -88,6 +88,14 @@ def api() -> Any:
 
 
 @pytest.fixture(autouse=True)
+def audit_anchor_dir(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Each test its own local store of audit anchors: an anchor written for one test's
+    database must not be checked against another's (or a dev server's, under var/)."""
+    settings.HOLDFAST_AUDIT_ANCHOR_DIR = tmp_path_factory.mktemp("audit-anchors")
+    return settings.HOLDFAST_AUDIT_ANCHOR_DIR
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     # Personas are created per test; a deliberately slow hash only slows the suite down.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

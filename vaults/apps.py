@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
@@ -5,10 +7,12 @@ class VaultsConfig(AppConfig):
     name = "vaults"
 
     def ready(self) -> None:
+        from portal.anchors import register_anchor_stores
         from portal.models import Approval
         from portal.services import register_approved_action
 
         from . import services
+        from .anchors import anchor_stores
 
         register_approved_action(
             Approval.Kind.LOCK_IMMUTABILITY,
@@ -22,3 +26,5 @@ class VaultsConfig(AppConfig):
             run=services.soft_delete_always_on,
             needs_vault=True,
         )
+        # The audit chain's anchors go to vault storage; the kernel only knows the hook.
+        register_anchor_stores(anchor_stores)

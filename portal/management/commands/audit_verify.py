@@ -1,8 +1,10 @@
-"""``manage.py audit_verify [--last N]``: check the audit log's hash chain.
+"""``manage.py audit_verify [--last N] [--local-only] [--require-anchor] [--expect-head HASH]``.
 
-Exits 0 when every link holds and prints the head hash (keep it somewhere the database's
-administrators cannot write, to detect a rewrite of the whole tail later); otherwise names the
-first broken record and exits non-zero.
+Checks the audit log's hash chain, then the log against the latest anchor in every anchor
+store (local disk and S3; docs/security.md, "Audit anchors"). Exits 0 when every link holds
+and the log matches every anchor, printing the head and the anchor it matches; otherwise
+names the first broken record and each anchor the log no longer matches, and exits non-zero.
+What cannot be checked (no anchor yet, an unreadable store) is printed as a warning.
 """
 
 from __future__ import annotations
@@ -15,35 +17,65 @@ from portal import audit
 
 
 class Command(BaseCommand):
-    help = "Verify the audit log's hash chain and report the first broken link."
+    help = "Verify the audit log's hash chain and check it against its anchors."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--last", type=int, default=None, help="Check only the most recent N records."
+            "--last", type=int, default=None, help="Check the links of the most recent N records."
+        )
+        parser.add_argument(
+            "--local-only",
+            action="store_true",
+            help="Read anchors from local disk only, not from S3.",
+        )
+        parser.add_argument(
+            "--require-anchor",
+            action="store_true",
+            help="Fail unless the log matches at least one anchor.",
         )
         parser.add_argument(
             "--expect-head",
             default="",
-            help="Fail unless the chain's head hash is this one (or a later record follows it).",
+            help="Fail unless the chain contains this hash (a head kept elsewhere by hand).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        status = audit.verify(last=options["last"])
-        if not status.ok:
+        last = options["last"]
+        if last is not None and last < 1:
+            raise CommandError("--last needs a positive number of records.")
+        status = audit.verify(last=last, remote=not options["local_only"])
+        for warning in status.warnings:
+            self.stderr.write(f"Warning: {warning}")
+        if not status.chain_ok:
             raise CommandError(
                 f"Audit chain broken at record {status.broken_id}: {status.reason}. "
                 f"{status.checked - 1} record(s) before it verified."
+                + "".join(f" {problem}" for problem in status.failures[1:])
             )
+        if not status.ok:
+            raise CommandError("Audit log does not match its anchors: " + " ".join(status.failures))
         expected = options["expect_head"]
         if expected and expected != status.head and not audit.contains_hash(expected):
             raise CommandError(
                 f"Audit chain does not contain the expected head {expected}: records at the "
                 "end of the log were removed or the log was rewritten."
             )
+        anchored = status.anchored
+        if anchored is None and options["require_anchor"]:
+            raise CommandError(
+                "No anchor to check the log against: run manage.py audit_anchor, and check that "
+                "the anchor stores above are reachable."
+            )
         scope = f"the last {status.checked}" if status.partial else f"{status.checked}"
         self.stdout.write(f"Audit chain intact: {scope} record(s) verified.")
-        if status.unchained:
+        for check in status.anchors:
             self.stdout.write(
-                f"{status.unchained} older record(s) predate the chain and are not covered."
+                f"Matches the anchor in {check.store}: record {check.anchor.record_id}, "
+                f"{check.anchor.count} record(s), anchored {check.anchor.at:%Y-%m-%d %H:%M} UTC."
+            )
+        if anchored is not None:
+            self.stdout.write(
+                f"Anchored at record {anchored.anchor.record_id}; {status.unanchored} newer "
+                "record(s) not anchored yet."
             )
         self.stdout.write(f"Head: {status.head or '(empty log)'}")

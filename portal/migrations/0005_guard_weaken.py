@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('portal', '0003_audit_hash_chain'),
+        ('portal', '0004_chain_old_audit_records'),
     ]
 
     operations = [
