@@ -26,6 +26,8 @@ SECURITY_ALERTS = {
     "operation_refused": ("warning", "Operation refused by immutability or MUA"),
     "corruption_found": ("critical", "Verification found corruption"),
     "storage_lock_missing": ("critical", "Storage lock missing or shorter than the expiry"),
+    "account_power_granted": ("warning", "Account granted security_admin or superuser"),
+    "authenticator_removed": ("warning", "Account's two-factor authenticator removed"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),
