@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from . import gate
 from .gate import Check, DomainError
 from .models import Alert, Approval
-from .roles import POWER_ROLES, READER, ROLES, forget_roles, role_of
+from .roles import POWER_ROLES, READER, ROLES, SECURITY_ADMIN, forget_roles, role_of
 
 # The gate operation each kind of approval runs once approved.
 APPROVED_ACTIONS: dict[str, str] = {
@@ -242,7 +242,8 @@ def account_create(
     account without it, plus a pending ``user_role_grant`` approval that a security admin who is
     neither the requester nor the account decides. From the server's shell (``actor=None``,
     ``manage.py adduser``: the installation's bootstrap) a new account gets its power at once;
-    that is audited and raises the ``account_power_granted`` security alert.
+    that is audited, and once a security admin exists it raises the ``account_power_granted``
+    security alert.
     """
     user_model = get_user_model()
     asked: dict[str, Any] = {}
@@ -267,6 +268,13 @@ def account_create(
         error = _password_error(password, user_model(username=username, email=email))
         if error is not None:
             raise error
+        # Past the bootstrap (once a security admin exists, who could have decided a grant),
+        # power created from the shell raises the account_power_granted alert.
+        check.facts["direct_power"] = (
+            direct
+            and bool(asked)
+            and user_model.objects.filter(groups__name=SECURITY_ADMIN, is_active=True).exists()
+        )
 
     def change(check: Check) -> AccountChange:
         user = user_model.objects.create_user(username=username, email=email, password=password)
@@ -281,7 +289,6 @@ def account_create(
         "user_create",
         actor=actor,
         target=f"user:{username}",
-        facts={"direct_power": direct and bool(asked)},
         before={},
         precheck=precheck,
         change=change,

@@ -406,20 +406,39 @@ def test_the_schema_lists_user_role_grant_and_the_users_endpoints() -> None:
 # --- the server's shell: the bootstrap, audited, never silent --------------------------------
 
 
-def test_adduser_creates_a_security_admin_at_once_with_an_alert(db: None) -> None:
-    out = StringIO()
+def test_the_first_security_admin_is_the_bootstrap(db: None) -> None:
+    # Nobody could have approved a grant yet: created at once, audited, no one to alert.
     call_command(
-        "adduser", "first-sam", "--role", "security_admin", "--password", NEW_PASSWORD, stdout=out
+        "adduser",
+        "first",
+        "--role",
+        "security_admin",
+        "--password",
+        NEW_PASSWORD,
+        stdout=StringIO(),
     )
-    sam = get_user_model().objects.get(username="first-sam")
-    assert has_capability(sam, "approve")
-    record = AuditRecord.objects.get(operation="user_create")
-    assert (record.source, record.actor_name, record.after["role"]) == (
+    assert has_capability(get_user_model().objects.get(username="first"), "approve")
+    assert AuditRecord.objects.filter(operation="user_create", source="command").exists()
+    assert not Alert.objects.filter(kind="account_power_granted").exists()
+
+
+@pytest.mark.parametrize(
+    "flags", [["--role", "security_admin"], ["--role", "reader", "--superuser"]]
+)
+def test_adduser_after_the_bootstrap_grants_power_with_an_alert(
+    security_admin: Any, flags: list[str]
+) -> None:
+    out = StringIO()
+    call_command("adduser", "second-sam", *flags, "--password", NEW_PASSWORD, stdout=out)
+    second = get_user_model().objects.get(username="second-sam")
+    assert has_capability(second, "approve") or second.is_superuser
+    record = AuditRecord.objects.filter(operation="user_create").first()
+    assert (record.source, record.actor_name, record.target) == (
         "command",
         "holdfast",
-        "security_admin",
+        "user:second-sam",
     )
-    assert Alert.objects.filter(kind="account_power_granted", target="user:first-sam").exists()
+    assert Alert.objects.filter(kind="account_power_granted", target="user:second-sam").exists()
 
 
 def test_adduser_never_changes_an_existing_account(reader: Any) -> None:
