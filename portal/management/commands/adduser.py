@@ -5,8 +5,9 @@ superuser status at once, since before the first security admins exist nobody co
 grant. It never changes an existing account (a name in use is refused), every use goes through
 the gate and is in the audit log (source ``command``), and once a security admin exists (past
 the bootstrap) a new security admin or superuser raises the ``account_power_granted`` security
-alert: a shell on one host grants no power silently. Raising an existing account's power is a ``user_role_grant`` approval, filed by a
-superuser on the Users page or in the API and decided by another security admin.
+alert: a shell on one host grants no power silently. Raising an existing account's power is a
+``user_role_grant`` approval, filed by a superuser on the Users page or in the API and decided
+by another security admin.
 """
 
 from __future__ import annotations
