@@ -1,3 +1,6 @@
+"""Resource Guards in the admin: read-only; security admins change them on their pages and in
+the API, through the gate."""
+
 from __future__ import annotations
 
 from django.contrib import admin

@@ -30,6 +30,8 @@ SECURITY_ALERTS = {
     "storage_lock_missing": ("critical", "Storage lock missing or shorter than the expiry"),
     "audit_chain_broken": ("critical", "Audit log does not match its chain or anchors"),
     "audit_anchor_failed": ("warning", "Audit anchor could not be written"),
+    "account_power_granted": ("warning", "Account granted security_admin or superuser"),
+    "authenticator_removed": ("warning", "Account's two-factor authenticator removed"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),

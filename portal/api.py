@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import exceptions, mixins, serializers, status, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework import exceptions, mixins, parsers, renderers, serializers, status, viewsets
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from . import clock, services
@@ -19,7 +21,7 @@ from .filters import ApprovalFilter, AuditFilter
 from .gate import DomainError
 from .middleware import DATABASE_ERRORS, database_unavailable_body
 from .models import Approval, AuditRecord
-from .roles import has_capability
+from .roles import ROLES, has_capability, role_of
 from .throttle import LOCKED_CODE, lockout_sentence
 
 ERROR_SCHEMA = inline_serializer(
@@ -74,8 +76,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-class TokenView(ObtainAuthToken):
-    """``POST {username, password}`` answers ``{token}``."""
+class TokenView(APIView):
+    """``POST {username, password}`` answers ``{token}``: a new key, shown this once (only its
+    digest is stored). ``DELETE`` with ``Authorization: Token <key>`` ends that token."""
+
+    throttle_classes = ()
+    permission_classes = ()
+    parser_classes = (parsers.FormParser, parsers.MultiPartParser, parsers.JSONParser)
+    renderer_classes = (renderers.JSONRenderer,)
 
     @extend_schema(
         request=inline_serializer(
@@ -83,14 +91,21 @@ class TokenView(ObtainAuthToken):
             {"username": serializers.CharField(), "password": serializers.CharField()},
         ),
         responses={
-            200: inline_serializer("Token", {"token": serializers.CharField()}),
+            200: inline_serializer(
+                "Token",
+                {
+                    "token": serializers.CharField(),
+                    "expires_at": serializers.DateTimeField(allow_null=True),
+                },
+            ),
             400: ERROR_SCHEMA,
             429: ERROR_SCHEMA,
         },
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        credentials = AuthTokenSerializer(data=request.data, context={"request": request})
         try:
-            return super().post(request, *args, **kwargs)
+            credentials.is_valid(raise_exception=True)
         except exceptions.ValidationError:
             # django-axes flags the request object ``authenticate`` saw, which here is DRF's
             # wrapper, so its middleware never sees the lockout: answer it here.
@@ -100,6 +115,19 @@ class TokenView(ObtainAuthToken):
                     status=status.HTTP_429_TOO_MANY_REQUESTS,
                 )
             raise
+        issued = services.api_token_issue(actor=credentials.validated_data["user"])
+        return Response({"token": issued.key, "expires_at": issued.expires_at})
+
+    @extend_schema(request=None, responses={204: None, 401: ERROR_SCHEMA})
+    def delete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        from knox.models import AuthToken
+
+        if not isinstance(request.auth, AuthToken):
+            raise exceptions.NotAuthenticated(
+                "Send the token to end as Authorization: Token <key>."
+            )
+        services.api_token_revoke(actor=request.user, token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ApprovalSerializer(serializers.ModelSerializer[Approval]):
@@ -114,6 +142,16 @@ class ApprovalSerializer(serializers.ModelSerializer[Approval]):
     guard = serializers.CharField(
         source="guard.name", read_only=True, default=None, allow_null=True
     )
+    account = serializers.CharField(
+        source="account.username",
+        read_only=True,
+        default=None,
+        allow_null=True,
+        help_text="For a user_role_grant: the account that would gain the power.",
+    )
+    grant = serializers.SerializerMethodField(
+        help_text="For a user_role_grant: what it gives, {role?, is_superuser?}."
+    )
 
     class Meta:
         model = Approval
@@ -125,6 +163,8 @@ class ApprovalSerializer(serializers.ModelSerializer[Approval]):
             "decided_by",
             "vault",
             "guard",
+            "account",
+            "grant",
             "justification",
             "duration_minutes",
             "created_at",
@@ -136,6 +176,15 @@ class ApprovalSerializer(serializers.ModelSerializer[Approval]):
 
     def get_status(self, approval: Approval) -> str:
         return approval.effective_status(clock.now())
+
+    def get_grant(self, approval: Approval) -> dict[str, Any] | None:
+        if approval.kind != Approval.Kind.USER_ROLE_GRANT:
+            return None
+        return {
+            key: approval.payload[key]
+            for key in ("role", "is_superuser")
+            if key in approval.payload
+        }
 
 
 def otp_field() -> serializers.CharField:
@@ -159,7 +208,9 @@ class ApprovalViewSet(viewsets.ReadOnlyModelViewSet[Approval]):
 
     serializer_class = ApprovalSerializer
     filterset_class = ApprovalFilter
-    queryset = Approval.objects.select_related("requested_by", "decided_by", "vault", "guard")
+    queryset = Approval.objects.select_related(
+        "requested_by", "decided_by", "vault", "guard", "account"
+    )
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         if not has_capability(self.request.user, "view"):
@@ -238,6 +289,114 @@ class AuditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         if not has_capability(self.request.user, "view"):
             raise DomainError("permission_denied", "Your role does not allow you to see this.")
         return super().get_queryset()
+
+
+# --- users (SPEC 3.9, 5) ---------------------------------------------------------------------
+
+
+class UserSerializer(serializers.Serializer[Any]):
+    username = serializers.CharField(read_only=True)
+    email = serializers.EmailField(read_only=True)
+    role = serializers.SerializerMethodField()
+    is_superuser = serializers.BooleanField(read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+    date_joined = serializers.DateTimeField(read_only=True)
+    last_login = serializers.DateTimeField(read_only=True)
+    pending_grants = serializers.SerializerMethodField(
+        help_text="Ids of the pending user_role_grant approvals for this account."
+    )
+
+    def get_role(self, user: Any) -> str:
+        return role_of(user) if role_of(user) in ROLES else ""
+
+    def get_pending_grants(self, user: Any) -> list[int]:
+        now = clock.now()
+        return [
+            grant.pk
+            for grant in user.role_grants.all()
+            if grant.effective_status(now) == Approval.Status.PENDING
+        ]
+
+
+class UserCreateSerializer(serializers.Serializer[Any]):
+    username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+    role = serializers.ChoiceField(choices=ROLES)
+    is_superuser = serializers.BooleanField(default=False)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+
+
+class UserUpdateSerializer(serializers.Serializer[Any]):
+    password = serializers.CharField(max_length=128, trim_whitespace=False, required=False)
+    role = serializers.ChoiceField(choices=ROLES, required=False)
+    is_superuser = serializers.BooleanField(required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+def _account_answer(change: services.AccountChange, created: bool) -> Response:
+    """200/201 with the account, or 202 with the pending grant when power was asked for."""
+    if change.grant is not None:
+        return Response(ApprovalSerializer(change.grant).data, status=status.HTTP_202_ACCEPTED)
+    code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return Response(UserSerializer(change.user).data, status=code)
+
+
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Accounts: superusers manage them, security admins read them. A grant of power answers
+    202 with a pending ``user_role_grant`` approval; lowering and deactivating are immediate."""
+
+    serializer_class = UserSerializer
+    lookup_field = "username"
+    lookup_value_regex = "[^/]+"
+    queryset = get_user_model().objects.none()  # for the schema; requests use get_queryset()
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        if getattr(self, "swagger_fake_view", False):
+            return get_user_model().objects.none()
+        if not has_capability(self.request.user, "read_accounts"):
+            raise DomainError(
+                "permission_denied", "Only superusers and security admins can see accounts."
+            )
+        return (
+            get_user_model().objects.prefetch_related("groups", "role_grants").order_by("username")
+        )
+
+    @extend_schema(
+        request=UserCreateSerializer,
+        responses={
+            201: UserSerializer,
+            202: ApprovalSerializer,
+            400: ERROR_SCHEMA,
+            403: ERROR_SCHEMA,
+        },
+    )
+    def create(self, request: Request) -> Response:
+        data = UserCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        change = services.account_create(actor=request.user, **data.validated_data)
+        return _account_answer(change, created=True)
+
+    @extend_schema(
+        request=UserUpdateSerializer,
+        responses={
+            200: UserSerializer,
+            202: ApprovalSerializer,
+            400: ERROR_SCHEMA,
+            403: ERROR_SCHEMA,
+        },
+    )
+    def get_object(self):  # type: ignore[no-untyped-def]
+        # PostgreSQL refuses NUL in a query: no account has one in its name.
+        if "\x00" in str(self.kwargs.get(self.lookup_field, "")):
+            raise Http404
+        return super().get_object()
+
+    def partial_update(self, request: Request, username: str | None = None) -> Response:
+        account = self.get_object()
+        data = UserUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        change = services.account_update(actor=request.user, user=account, **data.validated_data)
+        return _account_answer(change, created=False)
 
 
 ACCEPTED = status.HTTP_202_ACCEPTED

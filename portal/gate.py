@@ -215,7 +215,7 @@ def authenticator_enrolment_valid(check: Check) -> DomainError | None:
         return DomainError(
             "validation_error",
             "You already have an authenticator. If it is lost, ask an installation admin to "
-            "remove it (Django admin, TOTP devices), then enrol again.",
+            "remove it (Users page), then enrol again.",
         )
     totp = TOTP(bytes.fromhex(check.facts["key"]))
     try:
@@ -249,6 +249,64 @@ def active_elevation(check: Check) -> DomainError | None:
             "approval_not_pending", "This elevation is not active: there is nothing to revoke."
         )
     return None
+
+
+def grant_not_for_own_account(check: Check) -> DomainError | None:
+    """The account a grant gives power to never decides it (SPEC 3.9), even as a security
+    admin already: a second person vouches for every grant of power."""
+    approval: Approval = check.facts["approval"]
+    if approval.account_id is not None and approval.account_id == check.actor.pk:
+        return DomainError(
+            "self_grant",
+            "This grant gives power to your own account: another security admin must decide it.",
+        )
+    return None
+
+
+def grant_requester_still_installation_admin(check: Check) -> DomainError | None:
+    """Re-checked when the grant is decided: a superuser who lost that status (or whose account
+    was switched off) since asking no longer vouches for it."""
+    approval: Approval = check.facts["approval"]
+    if approval.kind != Approval.Kind.USER_ROLE_GRANT or approval.account_id is None:
+        return DomainError("validation_error", "This approval does not grant an account power.")
+    requester = approval.requested_by
+    if not (requester.is_active and requester.is_superuser):
+        return DomainError(
+            "requester_not_superuser",
+            f"{requester.get_username()}, who asked for this grant, is no longer an active "
+            "superuser: deny it, and ask a current superuser to file it again if it is needed.",
+        )
+    return None
+
+
+def account_power_unchanged_by_shell(check: Check) -> DomainError | None:
+    """``manage.py adduser`` bootstraps new accounts; the server's shell never raises an
+    existing account's power, which only a ``user_role_grant`` approval does."""
+    if check.actor is None and check.facts.get("grant"):
+        return DomainError(
+            "permission_denied",
+            "An existing account gains the security_admin role or superuser status only through "
+            "a user_role_grant approval: a superuser asks on the Users page or in the API, and "
+            "another security admin decides.",
+        )
+    return None
+
+
+def password_set_by_owner_of_power(check: Check) -> DomainError | None:
+    """Whoever sets a password holds the account. Setting the password of another account that
+    has power (the security_admin role or superuser status) would hand that power to one
+    person, so only the account's owner changes it (or the server's shell, the bootstrap)."""
+    account = check.facts.get("account")
+    if not check.facts.get("password_change") or account is None or check.actor is None:
+        return None
+    if account.pk == check.actor.pk or not check.facts.get("account_has_power"):
+        return None
+    return DomainError(
+        "permission_denied",
+        f"{account.get_username()} holds power (security_admin or superuser): only its owner "
+        "changes its password. Lower the account first if it is to change hands.",
+        field="password",
+    )
 
 
 IMMUTABLE_POLICY_KINDS = {"recovery_services", "archive"}
@@ -431,6 +489,10 @@ def _replaces_guard(check: Check) -> bool:
 
 def _shortens(check: Check) -> bool:
     return bool(check.facts.get("retention_shorter"))
+
+
+def _grants_power_directly(check: Check) -> bool:
+    return bool(check.facts.get("direct_power"))
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -687,9 +749,38 @@ OPERATIONS: dict[str, Operation] = {
         Operation("job_alerts_mute", "manage", label="Mute or unmute a vault's job alerts"),
         Operation("alert_acknowledge", "respond", label="Acknowledge an alert"),
         Operation("alert_resolve", "respond", label="Resolve an alert"),
-        # Installation administration: superusers, or the server's own shell commands.
-        Operation("user_create", "installation", label="Create a user"),
-        Operation("user_update", "installation", label="Change a user's role or status"),
+        # Installation administration: superusers, or the server's own shell commands. A grant
+        # of power by a person is a pending user_role_grant (SPEC 3.9); from the shell
+        # (``adduser``, the bootstrap) a new account gets it at once, with a security alert.
+        Operation(
+            "user_create",
+            "installation",
+            label="Create a user",
+            alert="account_power_granted",
+            alert_when=_grants_power_directly,
+        ),
+        Operation(
+            "user_update",
+            "installation",
+            rules=(account_power_unchanged_by_shell, password_set_by_owner_of_power),
+            label="Change a user's role or status",
+        ),
+        Operation(
+            "user_role_grant",
+            "approve",
+            rules=(grant_not_for_own_account, grant_requester_still_installation_admin),
+            label="Grant an account power",
+            alert="account_power_granted",
+        ),
+        Operation(
+            "authenticator_reset",
+            "installation",
+            label="Remove an account's authenticator",
+            alert="authenticator_removed",
+        ),
+        # Every account's own API tokens; the key is never written anywhere but the answer.
+        Operation("api_token_issue", "account", label="Issue an API token"),
+        Operation("api_token_revoke", "account", label="Revoke an API token"),
     )
 }
 

@@ -82,6 +82,7 @@ class Approval(models.Model):
         ALWAYS_ON_SOFT_DELETE = "always_on_soft_delete", "Make soft delete always-on"
         ELEVATION = "elevation", "Elevation on a Resource Guard"
         GUARD_WEAKEN = "guard_weaken", "Weaken or delete a Resource Guard"
+        USER_ROLE_GRANT = "user_role_grant", "Grant an account power"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -113,6 +114,15 @@ class Approval(models.Model):
         on_delete=models.SET_NULL,
         related_name="approvals",
     )
+    # The account a ``user_role_grant`` gives power to; ``payload`` holds what it asks for
+    # (``role`` and/or ``is_superuser``). Users are never deleted, so PROTECT costs nothing.
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="role_grants",
+    )
     justification = models.TextField(blank=True)
     duration_minutes = models.PositiveIntegerField(null=True, blank=True)
     payload = models.JSONField(default=dict, blank=True)
@@ -143,6 +153,16 @@ class Approval(models.Model):
         ):
             return self.Status.EXPIRED
         return self.status
+
+    @property
+    def grant_summary(self) -> str:
+        """What a ``user_role_grant`` asks for, in words ("role security_admin, superuser")."""
+        parts = []
+        if self.payload.get("role"):
+            parts.append(f"role {self.payload['role']}")
+        if self.payload.get("is_superuser"):
+            parts.append("superuser")
+        return ", ".join(parts)
 
     def is_active_elevation(self, now: datetime) -> bool:
         return (

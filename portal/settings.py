@@ -41,7 +41,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The Django admin, read-only for every model (portal/admin.py): it is no back door.
+    "portal.apps.ReadOnlyAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -51,7 +52,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_filters",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens stored as digests (SPEC 3.9)
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -246,7 +247,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "portal.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -256,6 +257,17 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# API tokens (django-rest-knox): only a SHA-512 digest is stored, the key is shown once, to
+# whoever signed in for it, and it stops working after HOLDFAST_API_TOKEN_HOURS or as soon as
+# its account is deactivated. Clients keep sending ``Authorization: Token <key>``.
+HOLDFAST_API_TOKEN_HOURS = int(os.environ.get("HOLDFAST_API_TOKEN_HOURS", "10"))
+if HOLDFAST_API_TOKEN_HOURS < 1:
+    raise RuntimeError("HOLDFAST_API_TOKEN_HOURS must be a whole number of hours, 1 or more.")
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(hours=HOLDFAST_API_TOKEN_HOURS),
+    "AUTO_REFRESH": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Holdfast API",

@@ -19,6 +19,7 @@ router.register("vaults", VaultViewSet, basename="vault")
 router.register("approvals", api.ApprovalViewSet, basename="approval")
 router.register("audit", api.AuditViewSet, basename="audit")
 router.register("resource-guards", ResourceGuardViewSet, basename="resource-guard")
+router.register("users", api.UserViewSet, basename="user")
 
 # Resources under a vault (SPEC 5), as explicit paths: no nested-router dependency.
 _ITEM = "vaults/<str:name>/items/<str:item>/"
@@ -91,6 +92,11 @@ urlpatterns = [
     path("resource-guards/", include("guards.urls")),
     path("users/", views.user_list, name="users"),
     path("users/<int:pk>/", views.user_update, name="user-update"),
+    path(
+        "users/<int:pk>/authenticator/remove/",
+        views.user_authenticator_reset,
+        name="user-authenticator-reset",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/auth/token/", api.TokenView.as_view(), name="api-token"),
     path("api/v1/", include("vaults.job_api")),

@@ -61,7 +61,9 @@ def approval_list(request: HttpRequest) -> HttpResponse:
     require_capability(request, "view")
     params = request.GET.copy()
     params.setdefault("status", Approval.Status.PENDING)
-    approvals = Approval.objects.select_related("requested_by", "decided_by", "vault", "guard")
+    approvals = Approval.objects.select_related(
+        "requested_by", "decided_by", "vault", "guard", "account"
+    )
     approval_filter = ApprovalFilter(params, queryset=approvals)
     page = Paginator(approval_filter.qs, 25).get_page(request.GET.get("page"))
     return render(
@@ -203,21 +205,52 @@ def _with_header(rows):  # type: ignore[no-untyped-def]
     yield from rows
 
 
+def _granted_notice(request: HttpRequest, change: services.AccountChange, done: str) -> None:
+    if change.grant is None:
+        messages.success(request, done)
+        return
+    messages.warning(
+        request,
+        f"{done} Pending approval #{change.grant.pk}: {change.grant.grant_summary} for "
+        f"{change.user.get_username()} takes effect once another security admin approves it "
+        "in Approvals.",
+    )
+
+
 def user_list(request: HttpRequest) -> HttpResponse:
-    require_capability(request, "superuser")
+    """Accounts (SPEC 3.9): superusers manage them, security admins read them."""
+    require_capability(request, "read_accounts")
+    can_manage = has_capability(request.user, "superuser")
     form = UserCreateForm(request.POST or None)
+    if request.method == "POST":
+        require_capability(request, "superuser")
     if request.method == "POST" and form.is_valid():
         try:
-            user = services.user_create(actor=request.user, **form.cleaned_data)
+            change = services.account_create(actor=request.user, **form.cleaned_data)
         except DomainError as error:
             form.add_error(error.field if error.field in form.fields else None, error.detail)
         else:
-            messages.success(request, f"User {user.get_username()} created.")
+            _granted_notice(request, change, f"User {change.user.get_username()} created.")
             return redirect("users")
-    users = get_user_model().objects.prefetch_related("groups").order_by("username")
-    rows = [(user, role_of(user)) for user in users]
+    users = (
+        get_user_model()
+        .objects.prefetch_related("groups", "role_grants", "totpdevice_set")
+        .order_by("username")
+    )
+    now = clock.now()
+    rows = [
+        (
+            user,
+            role_of(user),
+            [g for g in user.role_grants.all() if g.effective_status(now) == "pending"],
+            any(device.confirmed for device in user.totpdevice_set.all()),  # type: ignore[attr-defined]
+        )
+        for user in users
+    ]
     return render(
-        request, "portal/users.html", {"form": form, "rows": rows, "update_form": UserUpdateForm()}
+        request,
+        "portal/users.html",
+        {"form": form, "rows": rows, "update_form": UserUpdateForm(), "can_manage": can_manage},
     )
 
 
@@ -230,11 +263,28 @@ def user_update(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose a role.")
         return redirect("users")
     try:
-        services.user_update(actor=request.user, user=user, **form.cleaned_data)
+        change = services.account_update(actor=request.user, user=user, **form.cleaned_data)
     except DomainError as error:
         messages.error(request, error.detail)
     else:
-        messages.success(request, f"User {user.username} updated.")
+        _granted_notice(request, change, f"User {user.get_username()} updated.")
+    return redirect("users")
+
+
+@require_POST
+def user_authenticator_reset(request: HttpRequest, pk: int) -> HttpResponse:
+    require_capability(request, "superuser")
+    user = get_object_or_404(get_user_model(), pk=pk)
+    try:
+        services.authenticator_reset(actor=request.user, user=user)
+    except DomainError as error:
+        messages.error(request, error.detail)
+    else:
+        messages.success(
+            request,
+            f"{user.get_username()}'s authenticator was removed: they enrol a new one on their "
+            "Two-factor page, with their password.",
+        )
     return redirect("users")
 
 

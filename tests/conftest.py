@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from portal import clock as clock_module
@@ -75,10 +74,19 @@ def clock() -> Iterator[Any]:
     clock_module.set_now(None)
 
 
+def token_for(user: Any) -> str:
+    """A fresh API token's key. The database keeps only its digest, so the key exists only
+    here; issued by knox directly (``POST /api/v1/auth/token/`` does the same through the
+    gate, which would add an audit record to every test that counts them)."""
+    from knox.models import AuthToken
+
+    _, key = AuthToken.objects.create(user=user)
+    return key
+
+
 def api_client_for(user: Any) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
     return client
 
 

@@ -42,12 +42,13 @@ def test_wrong_confirmation_is_refused_and_creates_nothing(admin: Any, vault: Va
 
 
 def test_requester_cannot_approve_their_own_request(admin: Any, vault: Vault) -> None:
-    # A superuser holds every permission, yet still is not a second person.
+    # Superuser status grants no capability of any role (SPEC 1): a backup admin who is also a
+    # superuser approves nothing, their own request least of all.
     boss = make_user("boss", "backup_admin", is_superuser=True)
     approval = request_lock(boss, vault)
     with pytest.raises(DomainError) as refusal:
         services.approval_approve(actor=boss, approval=approval)
-    assert refusal.value.code == "self_approval"
+    assert refusal.value.code == "permission_denied"
     vault.refresh_from_db()
     assert vault.immutability == "disabled"
 

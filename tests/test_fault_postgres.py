@@ -237,7 +237,7 @@ class Installation:
 
 SETUP = """
 import datetime, json, os
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from policies import services as policy_services
 from portal import services
 from portal.gate import entry_point
@@ -262,7 +262,7 @@ with entry_point("command"):
         actor=people["alice"], vault=vault, name=params["item"], source_path=params["source"],
         policy=policy,
     )
-tokens = {name: Token.objects.create(user=user).key for name, user in people.items()}
+tokens = {name: AuthToken.objects.create(user=user)[1] for name, user in people.items()}
 print("RESULT " + json.dumps(tokens))
 """
 

@@ -44,11 +44,11 @@ import requests
 from django.conf import settings
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from portal import clock
 from portal.celery import app
 from portal.models import Alert, AuditRecord
+from tests.conftest import token_for
 from tests.factories import make_vault
 from tests.test_jobs import (
     people,
@@ -551,7 +551,7 @@ def test_redis_stopped_pages_keep_working_actions_say_so_and_work_resumes(
     browser = requests.Session()
     browser.cookies.set("sessionid", signed_in.cookies["sessionid"].value)
     api = requests.Session()
-    api.headers["Authorization"] = f"Token {Token.objects.create(user=operator).key}"
+    api.headers["Authorization"] = f"Token {token_for(operator)}"
 
     private_redis.stop()
 

@@ -24,13 +24,13 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import Client
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from guards import services as guard_services
 from policies import services as policy_services
 from portal.wsgi import application
+from tests.conftest import token_for
 from tests.factories import make_vault
 from vaults import services as vault_services
 
@@ -105,9 +105,8 @@ def fuzz_world(admin: Any, security_admin: Any, tmp_path: Path) -> dict[str, Any
     approval = vault_services.immutability_lock_request(
         actor=admin, vault=vault, confirmation=vault.name
     )
-    token, _ = Token.objects.get_or_create(user=admin)
     return {
-        "headers": {"Authorization": f"Token {token.key}"},
+        "headers": {"Authorization": f"Token {token_for(admin)}"},
         "path": {
             "name": vault.name,
             "policy": policy.name,

@@ -197,7 +197,8 @@ def test_requester_can_never_approve_their_own_elevation(
     )
     with pytest.raises(DomainError) as refusal:
         portal_services.approval_approve(actor=boss, approval=request)
-    assert refusal.value.code == "self_approval"
+    # Being a superuser grants no role's capability (SPEC 1): the role check refuses first.
+    assert refusal.value.code == "permission_denied"
 
 
 def test_without_an_eligible_approver_the_request_waits(

@@ -1,4 +1,14 @@
-"""``manage.py adduser NAME --role ROLE [--password PW | --password-stdin] [--superuser]``."""
+"""``manage.py adduser NAME --role ROLE [--password PW | --password-stdin] [--superuser]``.
+
+The installation's bootstrap (SPEC 3.9): it creates a *new* account, with its role and
+superuser status at once, since before the first security admins exist nobody could approve a
+grant. It never changes an existing account (a name in use is refused), every use goes through
+the gate and is in the audit log (source ``command``), and once a security admin exists (past
+the bootstrap) a new security admin or superuser raises the ``account_power_granted`` security
+alert: a shell on one host grants no power silently. Raising an existing account's power is a
+``user_role_grant`` approval, filed by a superuser on the Users page or in the API and decided
+by another security admin.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +23,11 @@ from portal.roles import ROLES
 
 
 class Command(BaseCommand):
-    help = "Create a Holdfast user with one role."
+    help = (
+        "Create a new Holdfast user with one role (the bootstrap; audited, and once a security "
+        "admin exists, a security alert when it creates a security admin or superuser). "
+        "Existing accounts are changed on the Users page or in the API."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
