@@ -26,6 +26,8 @@ SECURITY_ALERTS = {
     "operation_refused": ("warning", "Operation refused by immutability or MUA"),
     "corruption_found": ("critical", "Verification found corruption"),
     "storage_lock_missing": ("critical", "Storage lock missing or shorter than the expiry"),
+    # SPEC 8.3: the storage holds a point the database no longer names; the data is kept.
+    "point_missing": ("critical", "Recovery point missing from the database"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),

@@ -231,6 +231,7 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
             "immutability_changed_at": check.now,
         },
     )
+    stores.storage_note(vault=locked)
     _storage_lock_follow(locked)
     return locked
 
@@ -544,6 +545,7 @@ def point_delete(*, actor: Any, point: RecoveryPoint) -> None:
 
     def change(check: Check) -> None:
         RecoveryPoint.objects.filter(pk=point.pk).delete()
+        stores.storage_note([point], release=True, vault=check.vault)
 
     gate.execute(
         "point_delete",
@@ -573,6 +575,7 @@ def point_retain_until(
     def change(check: Check) -> RecoveryPoint:
         point.expires_at = retain_until
         point.save(update_fields=["expires_at"])
+        stores.storage_note([point], vault=check.vault)
         _storage_lock_follow(point.vault)
         return point
 
@@ -742,8 +745,10 @@ def item_undelete(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
 
 
 def _purge(item: ProtectedItem, check: Check) -> None:
+    points = list(item.recovery_points.all())
     item.recovery_points.all().delete()
     item.delete()
+    stores.storage_note(points, release=True, vault=check.vault)
 
 
 def item_purge(*, item: ProtectedItem) -> None:
