@@ -36,7 +36,7 @@ class Command(BaseCommand):
                 raise CommandError(exc.detail) from None
             report = job.params.get("report") or {}
             self.stdout.write(f"{name} sweep (job #{job.pk}): {job.status}")
-            for key, value in report.items():
+            for key, value in sorted(report.items()):
                 self.stdout.write(f"  {key}: {value}")
             if job.status != job.Status.COMPLETED:
                 failed.append(f"The {name} sweep failed: {job.error or 'it did not finish.'}")
