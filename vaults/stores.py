@@ -205,11 +205,12 @@ def storage_note(
             holds = vault_store(owner).holds
             if owner.is_locked:
                 holds.lock_vault(now)
+            notes: list[tuple[str, datetime | None, Retention | None]] = []
             for point in noted:
                 if not point.storage_key:
                     continue  # a point without data (never backed up): nothing to keep
                 if release:
-                    holds.note(point.storage_key, at=now, release=True)
+                    notes.append((point.storage_key, None, None))
                     continue
                 until = keep_until(point)
                 # Locked like the point's own objects; a date about to pass gets no lock
@@ -218,7 +219,8 @@ def storage_note(
                 retention = None
                 if until > now + NOTE_LOCK_MARGIN:
                     retention = point_retention(owner, until, operational=operational)
-                holds.note(point.storage_key, at=now, retain_until=until, retention=retention)
+                notes.append((point.storage_key, until, retention))
+            holds.note_many(notes, at=now)
         except (StorageError, OSError) as exc:
             raise DomainError(
                 "storage_unavailable",

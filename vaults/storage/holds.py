@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -140,6 +142,32 @@ class Holds:
         key = f"{HOLDS_PREFIX}{point_id}/{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
         self.backend.put(key, json.dumps(document, sort_keys=True).encode(), retention)
         return key
+
+    def note_many(
+        self,
+        notes: Sequence[tuple[str, datetime | None, Retention | None]],
+        *,
+        at: datetime,
+        workers: int = 8,
+    ) -> None:
+        """`note` for many points at once, in parallel (a policy change may move thousands
+        of expiries, and each note is a durable write): (point id, new retain-until or None
+        for a release, lock). The first failure is raised."""
+
+        def one(item: tuple[str, datetime | None, Retention | None]) -> str:
+            point_id, until, retention = item
+            return self.note(
+                point_id, at=at, retain_until=until, release=until is None, retention=retention
+            )
+
+        if len(notes) <= 1:
+            for item in notes:
+                one(item)
+            return
+        with ThreadPoolExecutor(
+            min(workers, len(notes)), thread_name_prefix="holdfast-hold"
+        ) as pool:
+            list(pool.map(one, notes))
 
     def lock_vault(self, at: datetime) -> bool:
         """Record that the vault's immutability is locked; the first record stays (a lock
