@@ -306,6 +306,7 @@ def test_point_rows_deleted_behind_the_triggers_leave_every_manifest_chunk_and_o
     with CaptureQueriesContext(connection) as one:
         jobs.orphans_remove(other)
     assert len(three) == len(one)
+    assert len(point_missing(other)) == 1  # one alert per vault
     for point, name in zip(points, ("a", "b", "a2"), strict=True):
         source = sources[name.rstrip("2")]
         target = storage / "restores" / name
@@ -530,6 +531,26 @@ def test_an_older_manifest_is_stamped_from_its_row_once_then_kept(
     assert sweep()["kept_unknown"] == 1
     assert stored(vault) == before
     assert len(point_missing(vault)) == 1
+
+
+def test_an_unreadable_orphan_manifest_stops_its_vaults_sweep_and_deletes_nothing(
+    people: dict[str, Any],
+    storage: Path,  # noqa: F811
+    clock: Any,
+) -> None:
+    admin, operator = people["admin"], people["operator"]
+    vault = make_vault(admin, name="damaged")
+    point = backup(protect(admin, vault, write_tree(storage / "src")), operator)
+    forget_points(vault)
+    backend = jobs.vault_store(vault).backend
+    backend.put(f"manifests/{point.storage_key}.json", b"{not json")
+    before = stored(vault)
+
+    job = jobs.sweep_run(sweep="storage")
+
+    assert job.status == "failed"
+    assert "vault damaged: A manifest is damaged" in job.error and "is kept" in job.error
+    assert stored(vault) == before
 
 
 # --- the same on S3 -----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
@@ -49,10 +49,12 @@ from portal.models import Approval
 from . import services, stores
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
 from .storage import (
+    ArchiveStore,
     ConcurrentGcConflict,
     PointNotFound,
     RestoreRefused,
     StorageError,
+    VaultStore,
     entries_of,
 )
 from .storage.backends import Retention
@@ -1290,6 +1292,8 @@ def orphans_remove(
     (once its expiry has passed) and data whose deletion the storage refused while its lock
     lasted. A point the storage must still keep is kept whatever the database says: counted
     (``kept_unknown``), audited and raised as one ``point_missing`` security alert per vault.
+    A manifest or note that cannot be read stops the vault's sweep with a `StorageError`,
+    as a damaged manifest stops GC: nothing is deleted on a guess.
 
     Returns how many standard-tier manifests went; ``report`` also counts archive copies,
     refusals and kept points."""
@@ -1327,12 +1331,6 @@ def orphans_remove(
                 logger.info("orphan %s point %s of vault %s kept: %s", tier, key, vault.name, exc)
                 counts["locked"] += 1
                 continue
-            except StorageError as exc:  # a damaged manifest or note: kept, and reported
-                logger.warning(
-                    "orphan %s point %s of vault %s kept: %s", tier, key, vault.name, exc
-                )
-                kept.add(key)
-                continue
             counts[tier] += 1
     for key in sorted(noted - keys - archived):
         store.holds.forget(key)
@@ -1348,9 +1346,9 @@ def orphans_remove(
 
 def _terms_stamp(
     vault: Vault,
-    store: Any,
-    archive: Any,
-    unnoted: Any,
+    store: VaultStore,
+    archive: ArchiveStore,
+    unnoted: QuerySet[RecoveryPoint],
     keys: set[str],
     archived: set[str],
 ) -> int:
@@ -1366,8 +1364,9 @@ def _terms_stamp(
     for point in unnoted.select_related("vault"):
         key = point.storage_key
         source = store if key in keys else archive if key in archived else None
-        if source is not None and source.terms(key) is None:
-            old.append(point)
+        with contextlib.suppress(PointNotFound):  # gone since listed: nothing to stamp
+            if source is not None and source.terms(key) is None:
+                old.append(point)
     stores.storage_note(old, vault=vault)
     store.holds.mark_stamped(clock.now())
     return len(old)
