@@ -533,6 +533,42 @@ def test_an_older_manifest_is_stamped_from_its_row_once_then_kept(
     assert len(point_missing(vault)) == 1
 
 
+def test_a_vault_row_deleted_behind_the_triggers_leaves_its_store_and_raises_the_alert(
+    people: dict[str, Any],
+    storage: Path,  # noqa: F811
+    clock: Any,
+) -> None:
+    admin, operator = people["admin"], people["operator"]
+    vault = make_vault(admin, name="vanished", immutability="locked")
+    point = backup(protect(admin, vault, write_tree(storage / "src")), operator)
+    before = stored(vault)
+    behind_the_triggers(
+        *(
+            (f"DELETE FROM {table} WHERE vault_id = %s", [vault.pk])
+            for table in (
+                "portal_approval",
+                "vaults_job",
+                "vaults_recoverypoint",
+                "vaults_protecteditem",
+            )
+        ),
+        ("DELETE FROM policies_policy WHERE vault_id = %s", [vault.pk]),
+        ("DELETE FROM vaults_vault WHERE id = %s", [vault.pk]),
+    )
+
+    report = sweep()
+
+    assert report["stores_without_vault"] == 1
+    assert stored(vault) == before
+    (alert,) = point_missing(vault)
+    assert "the database has no such vault" in alert.message and point.storage_key in alert.message
+    assert AuditRecord.objects.filter(
+        operation="point_missing_found", vault_name="vanished"
+    ).exists()
+    clock.set_now(point.expires_at + timedelta(seconds=1))
+    assert sweep()["stores_without_vault"] == 0  # past its date: no longer kept, nor reported
+
+
 def test_an_unreadable_orphan_manifest_stops_its_vaults_sweep_and_deletes_nothing(
     people: dict[str, Any],
     storage: Path,  # noqa: F811

@@ -57,8 +57,9 @@ from .storage import (
     VaultStore,
     entries_of,
 )
-from .storage.backends import Retention
+from .storage.backends import LocalBackend, Retention
 from .storage.errors import ObjectArchived, ObjectLocked, PointRetained
+from .storage.holds import Holds
 from .storage.restore import resolve_target
 from .stores import archive_store, point_retention, point_terms, vault_store
 
@@ -1372,27 +1373,64 @@ def _terms_stamp(
     return len(old)
 
 
-def _point_missing(vault: Vault, kept: list[str]) -> None:
-    """Audit the discovery and raise (or count again) the vault's ``point_missing`` alert."""
+def _point_missing(vault: Vault | None, kept: list[str], *, name: str = "") -> None:
+    """Audit the discovery and raise (or count again) the vault's ``point_missing`` alert;
+    ``vault`` None: the store of a vault named ``name`` whose row is gone."""
+    name = vault.name if vault is not None else name
     shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+    whose = "that the database no longer names" if vault else "and the database has no such vault"
     message = (
-        f"The storage of vault {vault.name} holds {len(kept)} recovery point(s) that the "
-        f"database no longer names ({shown}). Their data is kept until the storage's own "
-        "retain-until date and restores from the store as it is. Rows deleted outside "
-        "Holdfast leave this (so does a backup that crashed before recording its point): "
-        "check the audit log and who can write to the database."
+        f"The storage of vault {name} holds {len(kept)} recovery point(s) {whose} ({shown}). "
+        "Their data is kept until the storage's own retain-until date and restores from the "
+        "store as it is. Rows deleted outside Holdfast leave this (so does a backup that "
+        "crashed before recording its point): check the audit log and who can write to "
+        "the database."
     )
-    target = f"vault:{vault.name}"
+    target = f"vault:{name}"
     gate.execute(
         "point_missing_found",
         actor=None,
         vault=vault,
+        vault_name=name,
         target=target,
         change=lambda check: raise_alert(
-            "point_missing", vault_name=vault.name, target=target, message=message
+            "point_missing", vault_name=name, target=target, message=message
         ),
         after=lambda _: {"kept": len(kept), "storage_keys": kept[:100]},
     )
+
+
+def stores_without_vault(*, now: datetime | None = None) -> int:
+    """Local vault stores whose vault row is gone. No sweep visits them, so nothing deletes
+    their data; but one still holding points its storage keeps means the database forgot a
+    whole vault: the same ``point_missing`` alert, under the store's vault name. (An S3
+    vault's location lives only in its row, so its store cannot be found this way.)
+    Returns how many such stores keep points."""
+    now = now or clock.now()
+    root = Path(settings.HOLDFAST_STORAGE_ROOT)
+    names = {
+        entry.name
+        for tier in ("vaults", "archive")
+        if (root / tier).is_dir()
+        for entry in os.scandir(root / tier)
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+    }
+    found = 0
+    for name in sorted(names - set(Vault.objects.values_list("name", flat=True))):
+        holds = Holds(LocalBackend(root / "vaults" / name))
+        kept: set[str] = set()
+        for store in (
+            VaultStore(holds.backend),
+            ArchiveStore(LocalBackend(root / "archive" / name), holds=holds),
+        ):
+            for key in store.points():
+                with contextlib.suppress(PointNotFound):
+                    if not store.keep(key).allows_delete(now):
+                        kept.add(key)
+        if kept:
+            _point_missing(None, sorted(kept), name=name)
+            found += 1
+    return found
 
 
 def sweep_points(*, now: datetime | None = None) -> dict[str, int]:
@@ -1426,6 +1464,7 @@ def sweep_storage(
         "retained_chunks": 0,
         "refused_deletes": 0,
         "vaults_failed": 0,
+        "stores_without_vault": 0,
     }
     for vault in Vault.objects.all():
         try:
@@ -1444,6 +1483,12 @@ def sweep_storage(
         report["freed_bytes"] += result.freed_bytes
         report["retained_chunks"] += result.retained_chunks
         report["refused_deletes"] += result.refused_deletes
+    try:
+        report["stores_without_vault"] = stores_without_vault(now=now)
+    except (StorageError, OSError) as exc:
+        logger.warning("looking for stores without a vault failed: %s", exc)
+        if failures is not None:
+            failures.append(f"stores without a vault row: {exc}")
     return report
 
 
