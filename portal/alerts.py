@@ -32,6 +32,8 @@ SECURITY_ALERTS = {
     "audit_anchor_failed": ("warning", "Audit anchor could not be written"),
     "account_power_granted": ("warning", "Account granted security_admin or superuser"),
     "authenticator_removed": ("warning", "Account's two-factor authenticator removed"),
+    # SPEC 8.3: the storage holds a point the database no longer names; the data is kept.
+    "point_missing": ("critical", "Recovery point missing from the database"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),

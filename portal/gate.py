@@ -39,6 +39,7 @@ HTTP_STATUS = {
     "permission_denied": 403,
     "validation_error": 400,
     "not_found": 404,
+    "storage_unavailable": 503,
 }
 
 
@@ -746,6 +747,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "point_lock_verified", "system", label="Record a point's storage lock as read back"
         ),
+        Operation("point_missing_found", "system", label="Keep point data whose row is missing"),
         Operation("job_alerts_mute", "manage", label="Mute or unmute a vault's job alerts"),
         Operation("alert_acknowledge", "respond", label="Acknowledge an alert"),
         Operation("alert_resolve", "respond", label="Resolve an alert"),

@@ -36,7 +36,7 @@ from django.db import (
     connection,
     transaction,
 )
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
@@ -46,19 +46,22 @@ from portal.alerts import raise_alert
 from portal.gate import Check, DomainError
 from portal.models import Approval
 
-from . import services
+from . import services, stores
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
 from .storage import (
+    ArchiveStore,
     ConcurrentGcConflict,
     PointNotFound,
     RestoreRefused,
     StorageError,
+    VaultStore,
     entries_of,
 )
-from .storage.backends import Retention
-from .storage.errors import ObjectArchived, ObjectLocked
+from .storage.backends import LocalBackend, Retention
+from .storage.errors import ObjectArchived, ObjectLocked, PointRetained
+from .storage.holds import Holds
 from .storage.restore import resolve_target
-from .stores import archive_store, point_retention, vault_store
+from .stores import archive_store, point_retention, point_terms, vault_store
 
 __all__ = ["archive_store", "vault_store"]  # re-exported: callers and tests use jobs.*
 
@@ -610,6 +613,8 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
     assert job.started_at is not None
     _tags, expires_at = services.point_expiry(item, job.started_at, retain_until, tier)
     retention = point_retention(job.vault, expires_at, operational=tier == Tier.SNAPSHOT)
+    # The manifest records the same expiry: no sweep deletes the point before it (SPEC 8.3).
+    terms = point_terms(job.vault, expires_at, operational=tier == Tier.SNAPSHOT)
     result = None
     for attempt in range(2):
         key = f"rp-{job.pk}-{uuid.uuid4().hex[:12]}"
@@ -619,7 +624,12 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
         )
         try:
             result = store.backup(
-                Path(item.source_path), key, progress=beat, parent=parent, retention=retention
+                Path(item.source_path),
+                key,
+                progress=beat,
+                parent=parent,
+                retention=retention,
+                terms=terms,
             )
             break
         except ConcurrentGcConflict:
@@ -776,10 +786,10 @@ def _run_tier_move(job: Job, beat: _Heartbeat) -> None:
     # S3 the standard copy may be under an object lock until the point's expiry: it then
     # stays (restores still go through rehydration) and the job says so.
     try:
-        store.delete_point(point.storage_key)
+        store.delete_point(point.storage_key, now=clock.now(), copy_in=archive)
     except PointNotFound:
         pass
-    except ObjectLocked as exc:
+    except (ObjectLocked, PointRetained) as exc:
         note = f"The standard-tier copy stays until its storage lock ends: {exc}"
         Job.objects.filter(pk=job.pk).update(params={**job.params, "note": note})
     _finish(job, done=beat.done, total=beat.total)
@@ -811,8 +821,20 @@ def _run_rehydrate(job: Job, beat: _Heartbeat) -> None:
 
 def _run_sweep(job: Job, beat: _Heartbeat) -> None:
     what = job.params.get("sweep", "points")
-    report = sweep_points() if what == "points" else sweep_storage()
+    failures: list[str] = []
+    if what == "jobs":
+        report = {"failed_stale_jobs": jobs_fail_stale()}
+    elif what == "points":
+        report = sweep_points()
+    else:
+        report = sweep_storage(failures=failures)
     Job.objects.filter(pk=job.pk).update(params={**job.params, "report": report})
+    if failures:
+        raise JobFailed(
+            f"The storage of {len(failures)} vault(s) could not be swept ("
+            + "; ".join(failures[:5])
+            + "). The other vaults were swept; the next sweep tries these again."
+        )
     _finish(job)
 
 
@@ -1131,18 +1153,19 @@ def approvals_expire(*, now: datetime | None = None) -> int:
     return count
 
 
-def _delete_point_data(vault: Vault, key: str) -> None:
+def _delete_point_data(vault: Vault, key: str, now: datetime) -> None:
     """Remove a point's data from both tiers. An object the storage still locks (its clock
     is behind ours, or a legal hold) is left and logged; the orphan sweep retries it once
-    its lock has ended."""
+    its lock has ended. A point the storage itself was told to keep longer than the row
+    says (the row was changed outside Holdfast) stays too: the orphan sweep reports it."""
     if not key:
         return
     for store in (vault_store(vault), archive_store(vault)):
         try:
-            store.delete_point(key)
+            store.delete_point(key, now=now)
         except PointNotFound:
             pass
-        except ObjectLocked as exc:
+        except (ObjectLocked, PointRetained) as exc:
             logger.warning("point data %s of vault %s kept: %s", key, vault.name, exc)
 
 
@@ -1162,7 +1185,7 @@ def points_expire(*, now: datetime | None = None) -> int:
         except DomainError as exc:
             logger.warning("point %s not expired: %s", point.pk, exc.detail)
             continue
-        _delete_point_data(vault, key)
+        _delete_point_data(vault, key, now)
         count += 1
     return count
 
@@ -1189,8 +1212,11 @@ def rehydrations_end(*, now: datetime | None = None) -> int:
         if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
             continue
         _point_flag("point_rehydration_end", point, rehydrated_until=None)
-        with contextlib.suppress(PointNotFound, ObjectLocked):
-            vault_store(point.vault).delete_point(point.storage_key)
+        # Only while the archive holds its copy: the storage keeps the point otherwise.
+        with contextlib.suppress(PointNotFound, ObjectLocked, PointRetained):
+            vault_store(point.vault).delete_point(
+                point.storage_key, now=now, copy_in=archive_store(point.vault)
+            )
         count += 1
     return count
 
@@ -1253,40 +1279,154 @@ def verifications_schedule(*, now: datetime | None = None) -> list[Job]:
     return jobs
 
 
-def orphans_remove(vault: Vault, report: dict[str, int] | None = None) -> int:
-    """Delete points of either tier that no point row names and no running job is writing
-    (a backup that crashed between its manifest and its row, a point deleted by a person,
-    data whose deletion the storage refused while its lock lasted). Returns how many
-    standard-tier manifests went; ``report`` also counts archive copies and refusals."""
+def orphans_remove(
+    vault: Vault, report: dict[str, int] | None = None, *, now: datetime | None = None
+) -> int:
+    """Delete points of either tier that no point row names and no running job is writing,
+    once the storage itself no longer keeps them (SPEC 8.3): the retain-until their manifest
+    records, raised by later notes, has passed, or a release was noted (a point deleted by a
+    person, or purged). That covers a backup that crashed between its manifest and its row
+    (once its expiry has passed) and data whose deletion the storage refused while its lock
+    lasted. A point the storage must still keep is kept whatever the database says: counted
+    (``kept_unknown``), audited and raised as one ``point_missing`` security alert per vault.
+    A manifest or note that cannot be read stops the vault's sweep with a `StorageError`,
+    as a damaged manifest stops GC: nothing is deleted on a guess.
+
+    Returns how many standard-tier manifests went; ``report`` also counts archive copies,
+    refusals and kept points."""
+    now = now or clock.now()
     store, archive = vault_store(vault), archive_store(vault)
-    # Order matters: a backup commits its row while its job is running, so reading keys,
-    # then running jobs, then rows never misses a point being published.
+    # Order matters. Notes first: a note is written only for a point whose manifest exists,
+    # so a noted point in neither listing below is gone for good (a tier move writes the
+    # archive copy before it removes the standard one, and standard is listed first). Then
+    # keys, running jobs, rows: a backup commits its row while its job is running, so this
+    # order never misses a point being published.
+    noted = store.holds.noted_points()
     keys = set(store.points())
     archived = set(archive.points())
     busy = {
         job.params.get("storage_key")
         for job in Job.objects.filter(vault=vault, status__in=[Status.QUEUED, Status.RUNNING])
     }
-    known = set(RecoveryPoint.objects.filter(vault=vault).values_list("storage_key", flat=True))
+    rows = RecoveryPoint.objects.filter(vault=vault).exclude(storage_key="")
+    known = set(rows.values_list("storage_key", flat=True))
     counts = {"standard": 0, "archive": 0, "locked": 0}
+    kept: set[str] = set()
     for tier, tier_store, orphans in (
         ("standard", store, keys - busy - known),
         ("archive", archive, archived - busy - known),
     ):
         for key in sorted(orphans):
             try:
-                tier_store.delete_point(key)
+                tier_store.delete_point(key, now=now)
             except PointNotFound:
+                continue
+            except PointRetained:
+                kept.add(key)
                 continue
             except ObjectLocked as exc:  # reported; deleted by a sweep once the lock ended
                 logger.info("orphan %s point %s of vault %s kept: %s", tier, key, vault.name, exc)
                 counts["locked"] += 1
                 continue
             counts[tier] += 1
+    for key in sorted(noted - keys - archived):
+        store.holds.forget(key)
+    _terms_stamp(vault, store, archive, rows.exclude(storage_key__in=noted), keys, archived)
+    if kept:
+        _point_missing(vault, sorted(kept))
     if report is not None:
         report["orphan_archive_points"] = report.get("orphan_archive_points", 0) + counts["archive"]
         report["locked_orphans"] = report.get("locked_orphans", 0) + counts["locked"]
+        report["kept_unknown"] = report.get("kept_unknown", 0) + len(kept)
     return counts["standard"]
+
+
+def _terms_stamp(
+    vault: Vault,
+    store: VaultStore,
+    archive: ArchiveStore,
+    unnoted: QuerySet[RecoveryPoint],
+    keys: set[str],
+    archived: set[str],
+) -> int:
+    """Once per vault: note the expiry of every point whose manifest predates recorded terms
+    (docs/storage.md), from its row, so the storage keeps older points as it keeps new ones.
+    This trusts the database once, at the first storage sweep after the upgrade; from then
+    on the vault's store says it was done. Also records a locked vault's lock if its store
+    lacks it (a vault locked before its first backup, or before the upgrade)."""
+    if store.holds.stamped():
+        stores.storage_note(vault=vault)
+        return 0
+    old = []
+    for point in unnoted.select_related("vault"):
+        key = point.storage_key
+        source = store if key in keys else archive if key in archived else None
+        with contextlib.suppress(PointNotFound):  # gone since listed: nothing to stamp
+            if source is not None and source.terms(key) is None:
+                old.append(point)
+    stores.storage_note(old, vault=vault)
+    store.holds.mark_stamped(clock.now())
+    return len(old)
+
+
+def _point_missing(vault: Vault | None, kept: list[str], *, name: str = "") -> None:
+    """Audit the discovery and raise (or count again) the vault's ``point_missing`` alert;
+    ``vault`` None: the store of a vault named ``name`` whose row is gone."""
+    name = vault.name if vault is not None else name
+    shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+    whose = "that the database no longer names" if vault else "and the database has no such vault"
+    message = (
+        f"The storage of vault {name} holds {len(kept)} recovery point(s) {whose} ({shown}). "
+        "Their data is kept until the storage's own retain-until date and restores from the "
+        "store as it is. Rows deleted outside Holdfast leave this (so does a backup that "
+        "crashed before recording its point): check the audit log and who can write to "
+        "the database."
+    )
+    target = f"vault:{name}"
+    gate.execute(
+        "point_missing_found",
+        actor=None,
+        vault=vault,
+        vault_name=name,
+        target=target,
+        change=lambda check: raise_alert(
+            "point_missing", vault_name=name, target=target, message=message
+        ),
+        after=lambda _: {"kept": len(kept), "storage_keys": kept[:100]},
+    )
+
+
+def stores_without_vault(*, now: datetime | None = None) -> int:
+    """Local vault stores whose vault row is gone. No sweep visits them, so nothing deletes
+    their data; but one still holding points its storage keeps means the database forgot a
+    whole vault: the same ``point_missing`` alert, under the store's vault name. (An S3
+    vault's location lives only in its row, so its store cannot be found this way.)
+    Returns how many such stores keep points."""
+    now = now or clock.now()
+    root = Path(settings.HOLDFAST_STORAGE_ROOT)
+    names = {
+        entry.name
+        for tier in ("vaults", "archive")
+        if (root / tier).is_dir()
+        for entry in os.scandir(root / tier)
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+    }
+    found = 0
+    for name in sorted(names - set(Vault.objects.values_list("name", flat=True))):
+        holds = Holds(LocalBackend(root / "vaults" / name))
+        kept: set[str] = set()
+        for store in (
+            VaultStore(holds.backend),
+            ArchiveStore(LocalBackend(root / "archive" / name), holds=holds),
+        ):
+            for key in store.points():
+                with contextlib.suppress(PointNotFound):
+                    if not store.keep(key).allows_delete(now):
+                        kept.add(key)
+        if kept:
+            _point_missing(None, sorted(kept), name=name)
+            found += 1
+    return found
 
 
 def sweep_points(*, now: datetime | None = None) -> dict[str, int]:
@@ -1300,38 +1440,63 @@ def sweep_points(*, now: datetime | None = None) -> dict[str, int]:
     }
 
 
-def sweep_storage() -> dict[str, int]:
-    """Remove orphan manifests, then collect unreferenced chunks in every vault's store.
+def sweep_storage(
+    *, now: datetime | None = None, failures: list[str] | None = None
+) -> dict[str, int]:
+    """Remove orphan manifests the storage no longer keeps, then collect unreferenced chunks
+    in every vault's store. One vault whose storage fails does not stop the others; its
+    sentence goes to ``failures``.
 
     The store's GC is lease-based and never deletes a chunk a running backup is about to
-    reference (docs/storage.md), so this may run at any time."""
+    reference, nor one a kept manifest names (docs/storage.md), so this may run at any time."""
+    now = now or clock.now()
     report = {
         "orphan_manifests": 0,
         "orphan_archive_points": 0,
         "locked_orphans": 0,
+        "kept_unknown": 0,
         "deleted_chunks": 0,
         "freed_bytes": 0,
         "retained_chunks": 0,
         "refused_deletes": 0,
         "vaults_failed": 0,
+        "stores_without_vault": 0,
     }
     for vault in Vault.objects.all():
         try:
-            report["orphan_manifests"] += orphans_remove(vault, report)
+            report["orphan_manifests"] += orphans_remove(vault, report, now=now)
             result = vault_store(vault).gc()
-        except StorageError as exc:  # one unreachable store must not stop the others
-            logger.warning("storage sweep of vault %s failed: %s", vault.name, exc)
+        # One unreachable store must not stop the others (OSError: a local store that
+        # cannot be opened at all, e.g. its directory replaced or unmounted).
+        except (StorageError, DomainError, OSError) as exc:
+            reason = getattr(exc, "detail", None) or str(exc)
+            logger.warning("storage sweep of vault %s failed: %s", vault.name, reason)
             report["vaults_failed"] += 1
+            if failures is not None:
+                failures.append(f"vault {vault.name}: {reason}")
             continue
         report["deleted_chunks"] += result.deleted_chunks
         report["freed_bytes"] += result.freed_bytes
         report["retained_chunks"] += result.retained_chunks
         report["refused_deletes"] += result.refused_deletes
+    try:
+        report["stores_without_vault"] = stores_without_vault(now=now)
+    except (StorageError, OSError) as exc:
+        logger.warning("looking for stores without a vault failed: %s", exc)
+        if failures is not None:
+            failures.append(f"stores without a vault row: {exc}")
     return report
 
 
+SWEEPS = ("jobs", "points", "storage")
+
+
 def sweep_run(*, sweep: str) -> Job:
-    """Run a sweep (``points`` or ``storage``) now, recorded as a sweep job."""
+    """Run a sweep (``jobs``, ``points`` or ``storage``) now, recorded as a sweep job."""
+    if sweep not in SWEEPS:
+        raise DomainError(
+            "validation_error", f"sweep: choose one of {', '.join(SWEEPS)}.", field="sweep"
+        )
     now = clock.now()
     job = Job.objects.create(
         kind=Kind.SWEEP,

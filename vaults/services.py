@@ -246,6 +246,7 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
             "immutability_changed_at": check.now,
         },
     )
+    stores.storage_note(vault=locked)
     _storage_lock_follow(locked)
     return locked
 
@@ -618,9 +619,11 @@ def point_delete(*, actor: Any, point: RecoveryPoint) -> RecoveryPoint | None:
         fields = _soft_delete_point(check.vault, locked, min(check.now, locked.expires_at))
         if fields["soft_deleted_until"] is None:
             RecoveryPoint.objects.filter(pk=locked.pk).delete()
+            stores.storage_note([locked], release=True, vault=check.vault)
             return None
         RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
         locked.refresh_from_db()
+        stores.storage_note([locked], vault=check.vault)
         return locked
 
     return gate.execute(
@@ -669,6 +672,7 @@ def point_retain_until(
             fields = {"expires_at": retain_until, "soft_deleted_until": None}
         RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
         locked.refresh_from_db()
+        stores.storage_note([locked], vault=check.vault)
         if not check.facts["retention_shorter"]:
             _storage_lock_follow(check.vault)
         return locked
@@ -878,8 +882,10 @@ def item_undelete(*, actor: Any, item: ProtectedItem) -> ProtectedItem:
 
 
 def _purge(item: ProtectedItem, check: Check) -> None:
+    points = list(item.recovery_points.all())
     item.recovery_points.all().delete()
     item.delete()
+    stores.storage_note(points, release=True, vault=check.vault)
 
 
 def item_purge(*, item: ProtectedItem) -> None:

@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import blake3
@@ -26,8 +27,9 @@ import zstandard
 
 from .backends import Backend, Retention
 from .chunks import chunk_id
-from .errors import CorruptChunk, ObjectNotFound, PointNotFound, StorageError
-from .manifest import Manifest, check_point_id
+from .errors import CorruptChunk, ObjectNotFound, PointNotFound, PointRetained, StorageError
+from .holds import Holds, Keep
+from .manifest import Manifest, Terms, check_point_id, terms_of
 from .store import ImportResult, PointLock, VaultStore, read_locks
 
 PACK_MAGIC = b"HFP"
@@ -62,11 +64,15 @@ class ArchiveStore:
         level: int = DEFAULT_ARCHIVE_LEVEL,
         pack_bytes: int = DEFAULT_PACK_BYTES,
         threads: int = -1,
+        holds: Holds | None = None,
     ) -> None:
         self.backend = backend
         self.level = level
         self.pack_bytes = pack_bytes
         self.threads = threads
+        # The vault's notes live beside its standard-tier store; pass them (vaults/stores.py)
+        # so an archived point is kept exactly as long as its standard copy would be.
+        self.holds = holds if holds is not None else Holds(backend)
 
     def _prefix(self, point_id: str) -> str:
         return f"packs/{check_point_id(point_id)}/"
@@ -252,12 +258,32 @@ class ArchiveStore:
             raise StorageError(f"The archived manifest of point {point_id!r} is damaged.")
         return vault_store.import_point(point_id, raw_manifest, self._unpack(point_id, index))
 
-    def delete_point(self, point_id: str) -> None:
-        """Remove an archived point: the manifest first, so it disappears atomically."""
+    def terms(self, point_id: str) -> Terms | None:
+        """The retention terms the archived manifest copy records (None: an older one)."""
+        try:
+            return terms_of(self.backend.get(self._manifest_key(point_id)))
+        except ObjectNotFound:
+            raise PointNotFound(point_id) from None
+
+    def keep(self, point_id: str) -> Keep:
+        """Until when the storage itself keeps the archived point (`VaultStore.keep`)."""
+        return self.holds.keep(point_id, self.terms(point_id))
+
+    def delete_point(self, point_id: str, *, now: datetime | None = None) -> None:
+        """Remove an archived point: the manifest first, so it disappears atomically.
+
+        A complete point (its manifest copy is there) goes only once the storage's own
+        retain-until has passed or it was released, as in `VaultStore.delete_point`;
+        otherwise `PointRetained`. The leftovers of an archiving that never finished have
+        no manifest and are always removed."""
         manifest_key = self._manifest_key(point_id)
         prefix = self._prefix(point_id)
         leftovers = list(self.backend.list(prefix))
-        if not self.backend.exists(manifest_key) and not leftovers:
+        if self.backend.exists(manifest_key):
+            keep = self.keep(point_id)
+            if not keep.allows_delete(now or datetime.now(UTC)):
+                raise PointRetained(point_id, keep.until)
+        elif not leftovers:
             raise PointNotFound(point_id)
         self.backend.delete(manifest_key)
         # Packs before the index, so a crash here leaves the index to find them again.

@@ -69,6 +69,22 @@ class ObjectLocked(StorageError):
         self.until = until
 
 
+class PointRetained(StorageError):
+    """The storage was told to keep this point longer (SPEC 8.3): its manifest stays.
+
+    Raised by `delete_point` before touching anything, whatever the database says: its
+    manifest's retain-until, raised by later notes, has not passed and no release the
+    storage honours was written (docs/storage.md, "What the storage was told to keep")."""
+
+    def __init__(self, point_id: str, until: object = None) -> None:
+        when = f"until {until:%Y-%m-%d %H:%M:%S} UTC" if until else "until it is released"
+        super().__init__(
+            f"Recovery point {point_id!r} is kept by its storage {when}: its data was not deleted."
+        )
+        self.point_id = point_id
+        self.until = until
+
+
 class ObjectArchived(StorageError):
     """An object sits in a cold storage class and must be restored before it can be read."""
 

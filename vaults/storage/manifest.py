@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .chunks import (
@@ -25,7 +26,9 @@ from .errors import RestoreRefused, StorageError
 MANIFEST_FORMAT = "holdfast.manifest"
 # Version 2 adds, per file, the `ctime_ns`, `inode` and `device` a later backup compares
 # to skip reading unchanged files, and the point's `started_at_ns`. Version 1 manifests
-# still restore, verify, archive and list; they are just never used as a parent.
+# still restore, verify, archive and list; they are just never used as a parent. The
+# point's retention terms (`retain_until`, `locked_vault`, `operational`) are optional
+# fields of version 2: a reader that does not know them still reads the manifest.
 MANIFEST_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
@@ -104,6 +107,55 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class Terms:
+    """How long the storage must keep a point, as its manifest records it (SPEC 8.3).
+
+    Written with the manifest, from the code path that made the backup, never read back
+    from the database: a sweep that finds a manifest the database no longer names keeps it
+    until `retain_until` (docs/storage.md, "What the storage was told to keep")."""
+
+    retain_until: datetime  # timezone-aware; stored as UTC
+    # The vault's immutability was locked when the point was written: its retain-until may
+    # only ever be raised, and no release is honoured before it (compliance).
+    locked_vault: bool = False
+    # An operational (snapshot-only) point: outside immutability, so a vault-wide lock
+    # recorded later does not cover it (SPEC 3.2).
+    operational: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retain_until.tzinfo is None:
+            raise StorageError("A retain-until date must carry its time zone.")
+
+    def to_json(self) -> dict[str, Any]:
+        until = self.retain_until.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return {
+            "retain_until": until,
+            "locked_vault": self.locked_vault,
+            "operational": self.operational,
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Terms | None:
+        """The terms a manifest document records; None for one written before them."""
+        raw = document.get("retain_until")
+        if raw is None:
+            return None
+        return cls(
+            retain_until=parse_utc(str(raw)),
+            locked_vault=bool(document.get("locked_vault", False)),
+            operational=bool(document.get("operational", False)),
+        )
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 date with a zone (``Z`` accepted), as a UTC datetime."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"date {text!r} has no time zone")
+    return parsed.astimezone(UTC)
+
+
 @dataclass
 class Manifest:
     point_id: str
@@ -118,6 +170,8 @@ class Manifest:
     # older than this may have changed again within the same timestamp tick.
     started_at_ns: int | None = None
     version: int = MANIFEST_VERSION
+    # None only for manifests written before points recorded their retention.
+    terms: Terms | None = None
 
     def to_bytes(self) -> bytes:
         document = {
@@ -142,6 +196,7 @@ class Manifest:
             },
             "logical_bytes": self.logical_bytes,
             "file_count": self.file_count,
+            **(self.terms.to_json() if self.terms is not None else {}),
             "chunks": [[chunk, size] for chunk, size in self.chunks.items()],
             "entries": [node.to_json() for node in self.nodes],
         }
@@ -186,6 +241,7 @@ class Manifest:
                 file_count=int(document.get("file_count", 0)),
                 started_at_ns=_optional_int(document.get("started_at_ns")),
                 version=int(version),
+                terms=Terms.from_json(document),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StorageError(f"The manifest is damaged: {exc!r}.") from None
@@ -202,3 +258,14 @@ def chunk_ids_of(raw: bytes) -> set[str]:
         return {str(chunk) for chunk, _size in document["chunks"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"A manifest is damaged: {exc!r}; garbage collection stops.") from None
+
+
+def terms_of(raw: bytes) -> Terms | None:
+    """The retention terms a manifest records, without building its whole tree."""
+    try:
+        document = json.loads(raw)
+        if document.get("format") != MANIFEST_FORMAT:
+            raise ValueError("not a Holdfast manifest")
+        return Terms.from_json(document)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StorageError(f"A manifest is damaged: {exc!r}; its point is kept.") from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import blake3
 
@@ -42,19 +43,23 @@ from .errors import (
     ObjectLocked,
     ObjectNotFound,
     PointNotFound,
+    PointRetained,
     RestoreRefused,
     SourceUnreadable,
     StorageError,
 )
+from .holds import Holds, Keep
 from .manifest import (
     KIND_DIR,
     KIND_FILE,
     KIND_SYMLINK,
     Manifest,
     Node,
+    Terms,
     check_point_id,
     chunk_ids_of,
     manifest_key,
+    terms_of,
 )
 from .restore import TargetTree, normalize_sub_path, resolve_target, select_nodes
 from .writer import SAFETY, ChunkWriter, Progress, SmallFileStream, WriteSession, lease_prefix
@@ -252,6 +257,12 @@ def _read_fd(fd: int, path: str, size: int) -> Iterator[bytes]:
         yield piece
 
 
+class ArchiveCopies(Protocol):
+    """Another tier that may hold a complete copy of a point (the archive store)."""
+
+    def has_point(self, point_id: str) -> bool: ...
+
+
 class VaultStore:
     """A deduplicating, content-addressed store of recovery points on one backend."""
 
@@ -276,6 +287,8 @@ class VaultStore:
         self.gc_stale = gc_stale
         self.poll_interval = poll_interval
         self.timestamp_slack = timestamp_slack
+        # What the store was told to keep after each backup (docs/storage.md).
+        self.holds = Holds(backend)
 
     # Reading ---------------------------------------------------------------------------
 
@@ -346,6 +359,7 @@ class VaultStore:
         *,
         parent: str | None = None,
         retention: Retention | None = None,
+        terms: Terms | None = None,
     ) -> BackupResult:
         """Back up the tree under `source` as point `point_id`.
 
@@ -358,7 +372,9 @@ class VaultStore:
         1 parent manifest just means every file is read.
 
         `retention` locks every object of the point (chunks reused included) until then,
-        on backends with object lock (docs/storage.md, "Object Lock").
+        on backends with object lock (docs/storage.md, "Object Lock"). `terms` go into the
+        manifest: until when no sweep may delete the point, whatever the database says
+        (docs/storage.md, "What the storage was told to keep").
         """
         check_point_id(point_id)
         if parent is not None:
@@ -419,6 +435,7 @@ class VaultStore:
                 logical_bytes=sum(node.size for node in files),
                 file_count=len(files),
                 started_at_ns=started_at_ns,
+                terms=terms,
             )
             raw = manifest.to_bytes()
             session.commit(raw)
@@ -778,12 +795,35 @@ class VaultStore:
         """The entries directly inside `path` ("" is the backup source) of a point."""
         return entries_of(self.manifest(point_id), path, point_id)
 
-    def delete_point(self, point_id: str) -> None:
-        """Remove the point's manifest; its chunks are reclaimed by `gc`."""
-        key = manifest_key(point_id)
-        if not self.backend.exists(key):
-            raise PointNotFound(point_id)
-        self.backend.delete(key)
+    def terms(self, point_id: str) -> Terms | None:
+        """The retention terms the point's manifest records; None for an older manifest."""
+        return terms_of(self.read_manifest(point_id))
+
+    def keep(self, point_id: str) -> Keep:
+        """Until when the storage itself keeps the point: its manifest's terms and the
+        notes written since (`PointNotFound` without a manifest)."""
+        return self.holds.keep(point_id, self.terms(point_id))
+
+    def delete_point(
+        self,
+        point_id: str,
+        *,
+        now: datetime | None = None,
+        copy_in: ArchiveCopies | None = None,
+    ) -> None:
+        """Remove the point's manifest; its chunks are reclaimed by `gc`.
+
+        Only once the storage's own retain-until for the point has passed at `now`, or the
+        point was released (never a locked vault's point before its date), or `copy_in`
+        (the archive tier) holds a complete copy of it: otherwise `PointRetained`, and
+        nothing is deleted, whatever the caller's database says. A manifest written before
+        points recorded their terms, and never noted since, is the caller's decision."""
+        keep = self.keep(point_id)
+        if not keep.allows_delete(now or datetime.now(UTC)) and not (
+            copy_in is not None and copy_in.has_point(point_id)
+        ):
+            raise PointRetained(point_id, keep.until)
+        self.backend.delete(manifest_key(point_id))
 
     # Object Lock ---------------------------------------------------------------------------
 
