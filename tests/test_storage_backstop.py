@@ -431,7 +431,10 @@ def test_a_longer_retention_reaches_the_storage(
 
 def _delete(how: str, admin: Any, vault: Vault, item: ProtectedItem, point: RecoveryPoint) -> None:
     if how == "point_delete":
+        # Soft delete keeps the point its period, then the points sweep purges it.
         vault_services.point_delete(actor=admin, point=point)
+        clock.advance(15 * DAY)
+        assert jobs.points_expire() == 1
     elif how == "stop_protection_delete_data":
         vault_services.soft_delete_set(
             actor=admin, vault=vault, state="disabled", confirm_purge_count=0
@@ -449,6 +452,8 @@ def _delete(how: str, admin: Any, vault: Vault, item: ProtectedItem, point: Reco
     elif how == "retention_reduction":
         policy_services.policy_update(actor=admin, policy=item.policy, changes={"daily_days": 7})
         clock.advance(8 * DAY)
+        assert jobs.points_expire() == 0, "soft delete keeps a shortened point its period"
+        clock.advance(14 * DAY)
         assert jobs.points_expire() == 1
     else:  # pragma: no cover
         raise AssertionError(how)
@@ -625,6 +630,10 @@ def test_on_s3_a_point_deleted_through_the_gate_leaves_the_storage(
     admin, operator = people["admin"], people["operator"]
     vault = make_vault(admin, name="s3-plain", storage_location=f"s3://{s3.bucket()}/plain")
     point = backup(protect(admin, vault, write_tree(storage / "src")), operator)
+    # Without soft delete, a point deleted through the gate goes at once.
+    vault_services.soft_delete_set(
+        actor=admin, vault=vault, state="disabled", confirm_purge_count=0
+    )
 
     vault_services.point_delete(actor=admin, point=point)
     report = sweep()
