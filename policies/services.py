@@ -9,6 +9,7 @@ from typing import Any
 
 from portal import clock, gate
 from portal.gate import Check, DomainError
+from portal.validators import check_storable
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 
 from .models import Policy
@@ -210,6 +211,7 @@ def policy_preview(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pr
 
 
 def policy_create(*, actor: Any, vault: Vault, **fields: Any) -> Policy:
+    check_storable(**fields)
     policy = _apply(Policy(vault=vault), fields)
 
     def precheck(check: Check) -> None:
@@ -240,6 +242,7 @@ def policy_create(*, actor: Any, vault: Vault, **fields: Any) -> Policy:
 
 def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Policy:
     """Change a policy; existing scheduled points' expiries follow the new retention."""
+    check_storable(**changes)
     edited = _apply(policy, changes)
 
     def precheck(check: Check) -> None:

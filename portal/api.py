@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
@@ -17,8 +18,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from . import clock, services
 from .filters import ApprovalFilter, AuditFilter
 from .gate import DomainError
-from .middleware import DATABASE_ERRORS, database_unavailable_body
+from .middleware import DATABASE_ERRORS, database_unavailable_body, request_too_large_body
 from .models import Approval, AuditRecord
+from .parsers import PARSER_CLASSES
 from .roles import has_capability
 from .throttle import LOCKED_CODE, lockout_sentence
 
@@ -29,15 +31,21 @@ ERROR_SCHEMA = inline_serializer(
 
 def _first_message(detail: Any) -> tuple[str, str | None]:
     """The first error as ``field: message``, so a client can show one clear sentence."""
-    if isinstance(detail, dict):
+    message, field = _first_error(detail)
+    return (f"{field}: {message}" if field else message), field
+
+
+def _first_error(detail: Any) -> tuple[str, str | None]:
+    """The first error's own message and the dotted name of its field (None for the whole
+    request); nested serializers and dict fields give ``source.path``, ``tags.env``."""
+    if isinstance(detail, dict) and detail:
         field, value = next(iter(detail.items()))
-        message, inner = _first_message(value)
-        name = field if inner is None or field == "non_field_errors" else f"{field}.{inner}"
+        message, inner = _first_error(value)
         if field == "non_field_errors":
-            return message, None
-        return f"{name}: {message.split(': ', 1)[-1]}", name
+            return message, inner
+        return message, f"{field}.{inner}" if inner else str(field)
     if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
+        return _first_error(detail[0])
     return str(detail), None
 
 
@@ -54,6 +62,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, RequestDataTooBig):  # a body the middleware could not size up front
+        return Response(request_too_large_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):  # too many form fields or files, a bad boundary
+        return Response(
+            {"code": "validation_error", "detail": f"The request was refused: {exc}"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -76,6 +91,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 class TokenView(ObtainAuthToken):
     """``POST {username, password}`` answers ``{token}``."""
+
+    # ObtainAuthToken lists its own parsers; ours refuse deep JSON and NUL characters.
+    parser_classes = PARSER_CLASSES
 
     @extend_schema(
         request=inline_serializer(

@@ -45,6 +45,7 @@ from portal import clock, gate
 from portal.alerts import raise_alert
 from portal.gate import Check, DomainError
 from portal.models import Approval
+from portal.validators import check_storable
 
 from . import services
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
@@ -288,6 +289,7 @@ def restore_request(
     Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS`` or the point sits in
     the archive tier without a live rehydrated copy.
     """
+    check_storable(target_path=target_path, sub_path=sub_path)
 
     def precheck(check: Check) -> None:
         _check_restore_target(target_path)

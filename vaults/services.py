@@ -15,6 +15,7 @@ from policies import rules
 from portal import clock, gate
 from portal.gate import Check, DomainError
 from portal.models import Approval
+from portal.validators import check_storable
 
 from . import stores
 from .models import ProtectedItem, RecoveryPoint, Vault
@@ -71,6 +72,7 @@ def vault_create(
     storage_location: str = "",
 ) -> Vault:
     """Create a vault; new vaults start with soft delete on for 14 days (SPEC 3.3)."""
+    check_storable(name=name, region=region, tags=tags, storage_location=storage_location)
     vault = Vault(
         name=name,
         kind=kind,
@@ -292,6 +294,7 @@ def item_protect(
     source_kind: str = "directory",
 ) -> ProtectedItem:
     """Put a directory under protection with a policy of the same vault."""
+    check_storable(name=name, **{"source.path": source_path})
     item = ProtectedItem(
         vault=vault, name=name, source_kind=source_kind, source_path=source_path, policy=policy
     )

@@ -1,0 +1,87 @@
+"""Text Holdfast can store: the one check for NUL characters, lone surrogates and deep JSON.
+
+PostgreSQL refuses a NUL character in ``text`` and ``jsonb`` and a lone surrogate in ``jsonb``,
+and psycopg cannot encode a lone surrogate at all, so such a value reaching a query is a
+server error. No name, tag, region, path or sentence in Holdfast needs either, so they are
+refused at every door with a ``validation_error`` naming the field (SPEC 4): by the API's
+parsers (``portal.api``), by the request middleware (path, query string, headers), by Django's
+form fields (which already refuse NUL), and by the services that take free text, for callers
+that reach them without a form or a serializer (commands, the shell, tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+# Deeper than any document the API takes (a policy is three levels), shallow enough to walk.
+MAX_JSON_DEPTH = 32
+
+
+def text_problem(value: str) -> str | None:
+    """What makes ``value`` unstorable, as a clause ("contains a NUL character"), or None."""
+    if "\x00" in value:
+        return "contains a NUL character, which cannot be stored"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains a lone surrogate (U+{ord(value[exc.start]):04X}), which is not valid Unicode"
+        )
+    return None
+
+
+def first_problem(data: Any, *, field: str = "") -> tuple[str, str] | None:
+    """The first unstorable string in ``data`` (a string, or JSON-like lists and dicts, keys
+    included) as ``(field path, clause)``, or None. Also refuses nesting deeper than
+    :data:`MAX_JSON_DEPTH`. Iterative, so hostile depth cannot exhaust the stack; the hostile
+    value itself is never echoed (a key that is the problem names its parent)."""
+    stack: list[tuple[str, Any, int]] = [(field, data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem:
+                return path, problem
+            continue
+        if isinstance(value, dict):
+            children = list(value.items())
+        elif isinstance(value, list | tuple):
+            children = list(enumerate(value))
+        else:
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            return path, f"nests deeper than {MAX_JSON_DEPTH} levels"
+        for key, _child in children:
+            problem = text_problem(key) if isinstance(key, str) else None
+            if problem:
+                return path, f"has a key that {problem}"
+        # Reversed, so that the first problem in document order is the one reported.
+        for key, child in reversed(children):
+            stack.append((f"{path}.{key}" if path else str(key), child, depth + 1))
+    return None
+
+
+def describe(found: tuple[str, str]) -> str:
+    """``field: clause.`` (or ``The request clause.`` for the document itself)."""
+    path, problem = found
+    return f"{path}: {problem}." if path else f"The request {problem}."
+
+
+def validate_storable(value: Any) -> None:
+    """A Django validator (forms, serializers, model fields) for :func:`first_problem`."""
+    found = first_problem(value)
+    if found:
+        raise ValidationError(describe(found), code="unstorable")
+
+
+def check_storable(**fields: Any) -> None:
+    """Refuse the first unstorable value among ``fields`` with a ``validation_error`` naming
+    it; services call this before the gate, so the audit record never holds the value."""
+    from .gate import DomainError
+
+    for name, value in fields.items():
+        found = first_problem(value, field=name)
+        if found:
+            raise DomainError("validation_error", describe(found), field=found[0])

@@ -1,0 +1,296 @@
+"""Hostile input (issue 12, SPEC 4 and 8): each test sends the attack as it was made.
+
+No input, however hostile, gets a 500: deep JSON, NUL bytes and lone surrogates in bodies,
+paths, queries and headers, and huge bodies, are answered with ``{code, detail}`` on the API
+and a plain page elsewhere. CSV exports never carry a live formula. A backup source swapped
+for a symlink into Holdfast's own storage after it was protected is refused when the backup
+opens it, and nothing of the storage is read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from policies import services as policy_services
+from portal.gate import DomainError
+from portal.models import AuditRecord
+from tests.factories import make_vault
+from vaults import services as vault_services
+from vaults.models import Job, ProtectedItem, Vault
+
+pytestmark = pytest.mark.django_db
+
+DEEP = "[" * 100_000 + "]" * 100_000  # past Python's recursion limit in json.loads
+NUL = "\u0000"
+SURROGATE = "\ud800"
+
+
+def _json(data: str) -> dict[str, Any]:
+    return {"data": data, "content_type": "application/json"}
+
+
+def _error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["code"] == code and body["detail"], body
+    return body
+
+
+@pytest.fixture
+def client_for(api: Any) -> Any:
+    def make(user: Any) -> Any:
+        client = api(user)
+        client.raise_request_exception = False  # a 500 is an answer to assert on, not a raise
+        return client
+
+    return make
+
+
+@pytest.fixture
+def world(admin: Any, tmp_path: Path) -> dict[str, Any]:
+    vault = make_vault(admin, name="hostile")
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="daily", daily_days=30)
+    (tmp_path / "src").mkdir()
+    item = vault_services.item_protect(
+        actor=admin, vault=vault, name="files", source_path=str(tmp_path / "src"), policy=policy
+    )
+    return {"vault": vault, "policy": policy, "item": item}
+
+
+# --- deep JSON ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [DEEP, "[" * 5000 + "]" * 5000, '{"a":' * 40 + "1" + "}" * 40])
+def test_deep_json_to_the_token_endpoint_is_a_400_without_signing_in(body: str) -> None:
+    client = Client(raise_request_exception=False)
+    answer = client.post("/api/v1/auth/token/", **_json(body))
+    assert "deeper than" in _error(answer, 400, "validation_error")["detail"]
+
+
+def test_deep_json_in_a_tag_value_is_refused_and_creates_nothing(
+    admin: Any, client_for: Any
+) -> None:
+    deep_tags = {"env": json.loads("[" * 40 + "]" * 40)}
+    body = json.dumps({"name": "deep", "kind": "backup", "region": "x", "tags": deep_tags})
+    answer = client_for(admin).post("/api/v1/vaults/", **_json(body))
+    _error(answer, 400, "validation_error")
+    assert not Vault.objects.filter(name="deep").exists()
+
+
+# --- NUL bytes and lone surrogates in bodies ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tags", "field"),
+    [
+        ('{"env' + "\\u0000" + '": "prod"}', "tags"),  # NUL in a tag key
+        ('{"\\ud800": "prod"}', "tags"),  # a lone surrogate as a tag key
+        ('{"env": "pr\\ud800od"}', "tags.env"),
+        ('{"env": "prod\\u0000"}', "tags.env"),
+    ],
+)
+def test_unstorable_tags_are_a_400_naming_the_field_and_create_nothing(
+    admin: Any, client_for: Any, tags: str, field: str
+) -> None:
+    records = AuditRecord.objects.count()
+    body = '{"name": "tagged", "kind": "backup", "region": "westeurope", "tags": ' + tags + "}"
+    answer = client_for(admin).post("/api/v1/vaults/", **_json(body))
+    error = _error(answer, 400, "validation_error")
+    assert error["field"] == field and error["detail"].startswith(f"{field}: ")
+    assert not Vault.objects.filter(name="tagged").exists()
+    assert AuditRecord.objects.count() == records
+
+
+def test_a_nul_tag_key_sent_as_form_fields_is_refused(admin: Any, client_for: Any) -> None:
+    answer = client_for(admin).post(
+        "/api/v1/vaults/",
+        {"name": "formish", "kind": "backup", "region": "x", f"tags.env{NUL}": "prod"},
+    )
+    _error(answer, 400, "validation_error")
+    assert not Vault.objects.filter(name="formish").exists()
+
+
+def test_a_nul_tag_key_in_the_create_form_is_a_form_error(admin: Any, client: Client) -> None:
+    client.force_login(admin)
+    page = client.post(
+        "/vaults/new/", {"name": "formvault", "kind": "backup", "region": "x", "tags": f"e{NUL}=1"}
+    )
+    assert page.status_code == 200 and b"Null characters are not allowed" in page.content
+    assert not Vault.objects.filter(name="formvault").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/vaults/", {"name": "r", "kind": "backup", "region": SURROGATE}, "region"),
+        ("/api/v1/vaults/hostile/items/", {"source": {"path": "/x" + SURROGATE}}, "source.path"),
+        ("/api/v1/vaults/hostile/policies/", {"name": "p" + NUL}, "name"),
+        ("/api/v1/vaults/hostile/immutability/lock/", {"confirmation": SURROGATE}, "confirmation"),
+    ],
+)
+def test_a_lone_surrogate_or_nul_anywhere_in_a_json_body_is_a_400(
+    admin: Any, world: dict[str, Any], client_for: Any, path: str, body: Any, field: str
+) -> None:
+    # json.dumps writes a lone surrogate as the escape "\ud800", as an attacker would send it.
+    answer = client_for(admin).post(path, **_json(json.dumps(body)))
+    error = _error(answer, 400, "validation_error")
+    assert error["field"] == field
+    # The sentence names the problem rather than a truncated "U+D800." (DRF's own message).
+    assert "NUL" in error["detail"] or "surrogate" in error["detail"]
+
+
+def test_a_lone_surrogate_in_an_access_request_justification_is_a_400(
+    admin: Any, security_admin: Any, client_for: Any
+) -> None:
+    client_for(security_admin).post("/api/v1/resource-guards/", {"name": "rg"}, format="json")
+    answer = client_for(admin).post(
+        "/api/v1/resource-guards/rg/access-requests/",
+        **_json(json.dumps({"justification": "why" + SURROGATE, "duration_minutes": 60})),
+    )
+    assert _error(answer, 400, "validation_error")["field"] == "justification"
+
+
+# --- the services refuse too, for callers without a serializer (commands, the shell) --------
+
+
+def test_services_refuse_unstorable_text_before_the_gate(
+    admin: Any, world: dict[str, Any], tmp_path: Path
+) -> None:
+    records = AuditRecord.objects.count()
+    attempts = [
+        ("tags", lambda: make_vault(admin, name="svc", tags={f"k{NUL}": "v"})),
+        ("region", lambda: make_vault(admin, name="svc", region=SURROGATE)),
+        ("name", lambda: make_vault(admin, name=f"svc{NUL}")),
+        (
+            "source.path",
+            lambda: vault_services.item_protect(
+                actor=admin,
+                vault=world["vault"],
+                name="svc",
+                source_path=f"{tmp_path}/{NUL}",
+                policy=world["policy"],
+            ),
+        ),
+        (
+            "name",
+            lambda: policy_services.policy_create(
+                actor=admin, vault=world["vault"], name=SURROGATE, daily_days=7
+            ),
+        ),
+    ]
+    for field, attempt in attempts:
+        with pytest.raises(DomainError) as refusal:
+            attempt()
+        assert (refusal.value.code, refusal.value.field) == ("validation_error", field)
+    assert AuditRecord.objects.count() == records
+    assert not Vault.objects.filter(name__startswith="svc").exists()
+    assert not ProtectedItem.objects.filter(name="svc").exists()
+
+
+# --- NUL in path segments, queries and headers ----------------------------------------------
+
+NUL_API_PATHS = [
+    "/api/v1/vaults/%00/",
+    "/api/v1/resource-guards/%00/",
+    "/api/v1/vaults/hostile/policies/%00/",
+    "/api/v1/vaults/hostile/items/%00/",
+    "/api/v1/vaults/%00/items/",
+    "/api/v1/vaults/hostile/items/%00/recovery-points/",
+    "/api/v1/users/%00/",
+]
+NUL_PAGES = [
+    "/vaults/%00/",
+    "/vaults/%00/policies/",
+    "/vaults/%00/items/",
+    "/vaults/hostile/%00/",
+    "/resource-guards/%00/",
+]
+
+
+@pytest.mark.parametrize("path", NUL_API_PATHS)
+def test_a_nul_path_segment_is_a_404_on_the_api(
+    path: str, admin: Any, world: dict[str, Any], client_for: Any
+) -> None:
+    _error(client_for(admin).get(path), 404, "not_found")
+
+
+@pytest.mark.parametrize("path", NUL_PAGES)
+def test_a_nul_path_segment_is_a_plain_404_page(
+    path: str, admin: Any, world: dict[str, Any], client: Client
+) -> None:
+    client.force_login(admin)
+    client.raise_request_exception = False
+    page = client.get(path)
+    assert page.status_code == 404 and b"NUL" in page.content
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/vaults/?search=%00", "/api/v1/jobs/?vault=a%00", "/api/v1/audit/?x%00=1"]
+)
+def test_a_nul_in_the_query_string_is_a_400(url: str, admin: Any, client_for: Any) -> None:
+    _error(client_for(admin).get(url), 400, "validation_error")
+
+
+def test_a_nul_in_the_query_string_of_a_page_is_a_plain_400(admin: Any, client: Client) -> None:
+    client.force_login(admin)
+    assert client.get("/backup-center/?search=%00").status_code == 400
+
+
+def test_a_nul_in_the_authorization_header_is_a_400() -> None:
+    answer = Client(raise_request_exception=False).get(
+        "/api/v1/vaults/", headers={"Authorization": f"Token abc{NUL}def"}
+    )
+    _error(answer, 400, "validation_error")
+
+
+def test_a_nul_in_the_session_cookie_signs_the_request_out_rather_than_failing(
+    admin: Any,
+) -> None:
+    client = Client(raise_request_exception=False)
+    client.cookies["sessionid"] = f"abc{NUL}defghijklmnop"
+    _error(client.get("/api/v1/vaults/"), 401, "not_authenticated")
+    assert client.get("/backup-center/").status_code == 302  # to the sign-in page
+
+
+# --- huge bodies ----------------------------------------------------------------------------
+
+FIVE_MB = json.dumps({"name": "x" * (5 * 1024 * 1024)})
+
+
+@pytest.mark.parametrize("path", ["/api/v1/vaults/", "/api/v1/auth/token/"])
+def test_a_5_mb_body_answers_413_with_code_and_detail(
+    path: str, admin: Any, client_for: Any
+) -> None:
+    answer = client_for(admin).post(path, **_json(FIVE_MB))
+    _error(answer, 413, "request_too_large")
+
+
+def test_a_5_mb_form_to_a_page_is_a_plain_413(admin: Any, client: Client) -> None:
+    client.force_login(admin)
+    page = client.post("/vaults/new/", {"name": "x" * (5 * 1024 * 1024)})
+    assert page.status_code == 413 and page["Content-Type"].startswith("text/html")
+    assert not Vault.objects.exclude(name="vault-one").exists()
+
+
+def test_too_many_form_fields_to_the_api_is_a_json_400(admin: Any, client_for: Any) -> None:
+    fields = "&".join(f"f{i}=1" for i in range(1500))  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
+    answer = client_for(admin).post(
+        "/api/v1/vaults/", fields, content_type="application/x-www-form-urlencoded"
+    )
+    _error(answer, 400, "validation_error")
+
+
+def test_jobs_table_unchanged_by_refused_hostile_requests(admin: Any, client_for: Any) -> None:
+    """None of the refusals above reach a service: no job, no audit record."""
+    records, queued = AuditRecord.objects.count(), Job.objects.count()
+    client = client_for(admin)
+    client.post("/api/v1/vaults/", **_json(DEEP))
+    client.get("/api/v1/vaults/%00/")
+    client.post("/api/v1/vaults/", **_json(FIVE_MB))
+    assert (AuditRecord.objects.count(), Job.objects.count()) == (records, queued)
