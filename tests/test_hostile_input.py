@@ -9,6 +9,8 @@ opens it, and nothing of the storage is read.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from django.test import Client
 from policies import services as policy_services
 from portal.gate import DomainError
 from portal.models import AuditRecord
+from tests.conftest import make_user
 from tests.factories import make_vault
 from vaults import services as vault_services
 from vaults.models import Job, ProtectedItem, Vault
@@ -284,6 +287,41 @@ def test_too_many_form_fields_to_the_api_is_a_json_400(admin: Any, client_for: A
         "/api/v1/vaults/", fields, content_type="application/x-www-form-urlencoded"
     )
     _error(answer, 400, "validation_error")
+
+
+# --- CSV exports ----------------------------------------------------------------------------
+
+FORMULA = '=HYPERLINK("http://evil.example/","x")'
+
+
+def _csv(response: Any) -> list[dict[str, str]]:
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_portfolio_csv_never_carries_a_live_formula(admin: Any, client: Client) -> None:
+    make_vault(admin, name="formula", region=FORMULA, tags={"+cmd": "", "@x": "-1"})
+    make_vault(admin, name="plain", region="-westeurope\t")
+    client.force_login(admin)
+    rows = {row["name"]: row for row in _csv(client.get("/backup-center/export.csv"))}
+    assert rows["formula"]["region"] == "'" + FORMULA
+    assert rows["formula"]["tags"] == "'+cmd;@x=-1"
+    assert rows["plain"]["region"] == "'-westeurope\t"
+    for row in rows.values():
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row
+
+
+def test_the_audit_csv_never_carries_a_live_formula(client: Client) -> None:
+    # Django's usernames allow + - @, so an account can be named like a formula.
+    actor = make_user("-2+3", "backup_admin")
+    make_vault(actor, name="audited", region=FORMULA)
+    client.force_login(actor)
+    rows = _csv(client.get("/audit/", {"format": "csv", "vault": "audited"}))
+    assert rows and {row["actor_name"] for row in rows} == {"'-2+3"}
+    for row in rows:
+        for value in row.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row
 
 
 def test_jobs_table_unchanged_by_refused_hostile_requests(admin: Any, client_for: Any) -> None:
