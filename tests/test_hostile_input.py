@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from django.test import Client
 
 from policies import services as policy_services
 from portal.gate import DomainError
-from portal.models import AuditRecord
+from portal.models import Alert, AuditRecord
 from tests.conftest import make_user
 from tests.factories import make_vault
+from vaults import jobs
 from vaults import services as vault_services
-from vaults.models import Job, ProtectedItem, Vault
+from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
+from vaults.storage import StorageError
 
 pytestmark = pytest.mark.django_db
 
@@ -322,6 +325,131 @@ def test_the_audit_csv_never_carries_a_live_formula(client: Client) -> None:
     for row in rows:
         for value in row.values():
             assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row
+
+
+# --- a protected source swapped for a symlink -----------------------------------------------
+
+
+@pytest.fixture
+def roots(settings: Any, tmp_path: Path) -> dict[str, Path]:
+    settings.HOLDFAST_STORAGE_ROOT = tmp_path / "storage"
+    settings.VAR_DIR = tmp_path / "var"
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "holdfast.sqlite3").write_text("the control plane's database\n")
+    source = tmp_path / "data" / "src"
+    source.mkdir(parents=True)
+    (source / "report.txt").write_text("ordinary data\n")
+    return {"storage": tmp_path / "storage", "var": tmp_path / "var", "source": source}
+
+
+def _protected_and_backed_up(admin: Any, source: Path) -> ProtectedItem:
+    vault = make_vault(admin, name="swapped")
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="p", daily_days=30)
+    item = vault_services.item_protect(
+        actor=admin, vault=vault, name="src", source_path=str(source), policy=policy
+    )
+    first = jobs.job_run(job_id=jobs.backup_request(actor=admin, item=item).pk)
+    assert first is not None and first.status == "completed", first and first.error
+    return item
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(root)): path.stat().st_size
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("target", ["storage", "var"])
+def test_a_source_swapped_for_a_symlink_into_holdfasts_own_files_is_refused_at_backup(
+    admin: Any, roots: dict[str, Path], target: str
+) -> None:
+    source = roots["source"]
+    item = _protected_and_backed_up(admin, source)
+    points = RecoveryPoint.objects.filter(item=item).count()
+    storage_before = _tree(roots["storage"])
+    # The attack: after protection, the directory becomes a symlink into Holdfast's files.
+    source.rename(source.with_name("src-moved"))
+    source.symlink_to(roots[target], target_is_directory=True)
+
+    job = jobs.job_run(job_id=jobs.backup_request(actor=admin, item=item).pk)
+
+    assert job is not None and job.status == "failed"
+    assert f"now leads to {roots[target].resolve()}" in job.error
+    assert "Holdfast's own storage or data" in job.error and "nothing was read" in job.error
+    assert RecoveryPoint.objects.filter(item=item).count() == points
+    # Nothing written, so nothing of the storage was read into a point.
+    assert _tree(roots["storage"]) == storage_before
+    alert = Alert.objects.get(kind="backup_failed")
+    assert "now leads to" in alert.message
+
+
+def test_a_source_swapped_to_leave_the_source_roots_is_refused_at_backup(
+    admin: Any, roots: dict[str, Path], settings: Any, tmp_path: Path
+) -> None:
+    settings.HOLDFAST_SOURCE_ROOTS = [tmp_path / "data"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_text("not to be backed up\n")
+    item = _protected_and_backed_up(admin, roots["source"])
+    roots["source"].rename(roots["source"].with_name("src-moved"))
+    roots["source"].symlink_to(elsewhere, target_is_directory=True)
+    job = jobs.job_run(job_id=jobs.backup_request(actor=admin, item=item).pk)
+    assert job is not None and job.status == "failed"
+    assert "outside the directories this installation backs up" in job.error
+
+
+def test_a_source_that_is_a_symlink_to_an_allowed_directory_still_backs_up(
+    admin: Any, roots: dict[str, Path], tmp_path: Path
+) -> None:
+    link = tmp_path / "link-to-src"
+    link.symlink_to(roots["source"], target_is_directory=True)
+    _protected_and_backed_up(admin, link)
+
+
+def test_a_swap_after_the_check_is_not_followed_the_scan_reads_the_directory_opened(
+    admin: Any, roots: dict[str, Path]
+) -> None:
+    """The race: the check passes, then the source becomes a symlink to the storage before
+    the scan. The backup reads the directory that was opened, never the path again."""
+    source = roots["source"]
+    item = _protected_and_backed_up(admin, source)
+    store = jobs.vault_store(item.vault)
+
+    def check_then_swap(path: str, opened: str) -> str | None:
+        refusal = vault_services.backup_source_refusal(path, opened)
+        source.rename(source.with_name("src-moved"))
+        source.symlink_to(roots["storage"], target_is_directory=True)
+        return refusal
+
+    result = store.backup(source, "rp-race", check_source=check_then_swap)
+    names = {node.path for node in store.manifest("rp-race").nodes}
+    assert names == {"", "report.txt"} and result.file_count == 1
+    assert store.manifest("rp-race").source == str(source)
+
+
+def test_an_unreadable_source_names_its_own_path_not_the_descriptor(tmp_path: Path) -> None:
+    from vaults.storage import LocalBackend, VaultStore
+
+    store = VaultStore(LocalBackend(tmp_path / "store"))
+    with pytest.raises(StorageError) as missing:
+        store.backup(tmp_path / "absent", "p1")
+    assert str(tmp_path / "absent") in str(missing.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match="is not a directory"):
+        store.backup(tmp_path / "file", "p1")
+    if os.geteuid() == 0:
+        return  # root reads through permissions: the rest cannot be staged
+    locked = tmp_path / "src" / "locked"
+    locked.mkdir(parents=True)
+    locked.chmod(0)
+    try:
+        with pytest.raises(StorageError) as unreadable:
+            store.backup(tmp_path / "src", "p2")
+        assert str(locked) in str(unreadable.value) and "/proc/" not in str(unreadable.value)
+    finally:
+        locked.chmod(0o700)
 
 
 def test_jobs_table_unchanged_by_refused_hostile_requests(admin: Any, client_for: Any) -> None:

@@ -625,7 +625,14 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
         )
         try:
             result = store.backup(
-                Path(item.source_path), key, progress=beat, parent=parent, retention=retention
+                Path(item.source_path),
+                key,
+                progress=beat,
+                parent=parent,
+                retention=retention,
+                # Judged again on what the backup opens: the directory protected may have
+                # been swapped for a symlink into the store since (SPEC 8).
+                check_source=services.backup_source_refusal,
             )
             break
         except ConcurrentGcConflict:

@@ -240,6 +240,40 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
 # --- protected items and recovery points (SPEC 3.7) -----------------------------------------
 
 
+def source_refusal(resolved: Path) -> str | None:
+    """Why the directory at ``resolved`` (a path with every symlink already followed) may not
+    be backed up, as a clause ("holds Holdfast's own storage or data"), or None.
+
+    The one rule for sources, judged where an item is protected and again by every backup on
+    the directory it actually opened (``VaultStore.backup(check_source=...)``): a source
+    swapped for a symlink after protection is judged by where it now leads."""
+    # The store, the database and the server's own files are never a backup source (a backup
+    # admin could otherwise read them back through a restore); HOLDFAST_SOURCE_ROOTS, when
+    # set, narrows sources further.
+    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve(), Path(settings.VAR_DIR).resolve()]
+    if any(resolved.is_relative_to(root) or root.is_relative_to(resolved) for root in forbidden):
+        return "holds Holdfast's own storage or data"
+    allowed = [Path(root).resolve() for root in settings.HOLDFAST_SOURCE_ROOTS]
+    if allowed and not any(resolved.is_relative_to(root) for root in allowed):
+        return (
+            "is outside the directories this installation backs up "
+            f"({', '.join(str(root) for root in allowed)})"
+        )
+    return None
+
+
+def backup_source_refusal(source: str, opened: str) -> str | None:
+    """The sentence failing a backup whose source ``source`` opened as ``opened``, or None."""
+    reason = source_refusal(Path(opened))
+    if reason is None:
+        return None
+    where = f"{source} now leads to {opened}, which" if opened != source else source
+    return (
+        f"Backup source {where} {reason}: nothing was read. If the directory was replaced "
+        "by a symlink, put the real directory back or protect another one."
+    )
+
+
 def _validate_source(kind: str, path: str) -> None:
     if kind != ProtectedItem.SourceKind.DIRECTORY:
         raise DomainError(
@@ -255,25 +289,11 @@ def _validate_source(kind: str, path: str) -> None:
             f"source.path: {path!r} is relative; give an absolute path.",
             field="source.path",
         )
-    resolved = Path(path).resolve()
-    # The store, the database and the server's own files are never a backup source (a backup
-    # admin could otherwise read them back through a restore); HOLDFAST_SOURCE_ROOTS, when
-    # set, narrows sources further.
-    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve(), Path(settings.VAR_DIR).resolve()]
-    if any(resolved == root or resolved.is_relative_to(root) for root in forbidden) or any(
-        root.is_relative_to(resolved) for root in forbidden
-    ):
+    reason = source_refusal(Path(path).resolve())
+    if reason is not None:
         raise DomainError(
             "validation_error",
-            f"source.path: {path} holds Holdfast's own storage or data; choose another directory.",
-            field="source.path",
-        )
-    allowed = [Path(root).resolve() for root in settings.HOLDFAST_SOURCE_ROOTS]
-    if allowed and not any(resolved.is_relative_to(root) for root in allowed):
-        raise DomainError(
-            "validation_error",
-            f"source.path: {path} is outside the directories this installation backs up "
-            f"({', '.join(str(root) for root in allowed)}).",
+            f"source.path: {path} {reason}; choose another directory.",
             field="source.path",
         )
     if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):

@@ -18,7 +18,7 @@ import stat
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +43,7 @@ from .errors import (
     ObjectNotFound,
     PointNotFound,
     RestoreRefused,
+    SourceRefused,
     SourceUnreadable,
     StorageError,
 )
@@ -215,6 +216,38 @@ def _open_source_file(item: _ScanItem) -> int | None:
         raise SourceUnreadable(f"Cannot read {item.path}: {exc.strerror}.") from None
 
 
+def _open_source_root(
+    source: Path, check: Callable[[str, str], str | None] | None
+) -> tuple[int, str]:
+    """Open the backup source directory and judge it by what was opened, not by its name.
+
+    The real path of the open directory (``/proc/self/fd/N``) is what `check` sees, so a
+    source replaced by a symlink into the store or elsewhere is refused, and a swap after the
+    check changes nothing: the whole scan then reads through this descriptor's path, never
+    `source` again. Without procfs the check falls back to the resolved path, and a swap in
+    that moment could still win.
+    """
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise StorageError(f"Backup source {source} is not a directory.") from None
+    except OSError as exc:
+        raise SourceUnreadable(f"Cannot read backup source {source}: {exc.strerror}.") from None
+    try:
+        root = f"/proc/self/fd/{fd}"
+        if os.path.isdir(root):
+            opened = os.readlink(root)
+        else:  # pragma: no cover - every Linux has procfs
+            root = opened = os.path.realpath(source)
+        refusal = check(str(source), opened) if check is not None else None
+        if refusal:
+            raise SourceRefused(refusal)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, root
+
+
 def _same_file(old: Node, st: os.stat_result) -> bool:
     """Whether a parent's file entry still describes the file, by its stat alone."""
     return (
@@ -346,6 +379,7 @@ class VaultStore:
         *,
         parent: str | None = None,
         retention: Retention | None = None,
+        check_source: Callable[[str, str], str | None] | None = None,
     ) -> BackupResult:
         """Back up the tree under `source` as point `point_id`.
 
@@ -359,19 +393,39 @@ class VaultStore:
 
         `retention` locks every object of the point (chunks reused included) until then,
         on backends with object lock (docs/storage.md, "Object Lock").
+
+        `check_source(source, opened)` judges the directory actually opened (`opened` is its
+        real path, every symlink followed) and returns a sentence to refuse it; see
+        `_open_source_root`.
         """
         check_point_id(point_id)
         if parent is not None:
             check_point_id(parent)
         started_at_ns = time.time_ns()
         source = Path(source)
+        root_fd, root = _open_source_root(source, check_source)
         try:
-            root_stat = os.stat(source)
-        except OSError as exc:
-            raise SourceUnreadable(f"Cannot read backup source {source}: {exc.strerror}.") from None
-        if not stat.S_ISDIR(root_stat.st_mode):
-            raise StorageError(f"Backup source {source} is not a directory.")
-        scan = self._scan(source, root_stat)
+            return self._backup_tree(
+                source, root, root_fd, point_id, progress, parent, retention, started_at_ns
+            )
+        except SourceUnreadable as exc:
+            raise SourceUnreadable(str(exc).replace(root, str(source))) from None
+        finally:
+            os.close(root_fd)
+
+    def _backup_tree(
+        self,
+        source: Path,
+        root: str,
+        root_fd: int,
+        point_id: str,
+        progress: Progress | None,
+        parent: str | None,
+        retention: Retention | None,
+        started_at_ns: int,
+    ) -> BackupResult:
+        root_stat = os.fstat(root_fd)
+        scan = self._scan(Path(root), root_stat)
         base = self._parent_files(parent) if parent is not None else None
         unchanged: dict[str, Node] = {}
         if base is not None:
