@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -87,6 +88,27 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = codes.get(type(exc), exc.default_code)
         response.data = {"code": code, "detail": str(exc.detail)}
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 (``handler404``): ``{code, detail}`` for an API address no route matches
+    (``/api/v1/approvals/0.5/approve/``), the site's page elsewhere."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse(
+            {"code": "not_found", "detail": "Nothing at this address: check the path."},
+            status=status.HTTP_404_NOT_FOUND,
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (``handler400``, a malformed request refused before any view ran)."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse(
+            {"code": "validation_error", "detail": "This request is malformed and was refused."},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    return defaults.bad_request(request, exception)
 
 
 class TokenView(ObtainAuthToken):

@@ -237,6 +237,23 @@ def test_a_nul_path_segment_is_a_plain_404_page(
 
 
 @pytest.mark.parametrize(
+    "path", ["/api/v1/approvals/0.5/approve/", "/api/v1/vaults/%ED%A0%80/", "/api/v1/nothing/"]
+)
+def test_an_api_address_no_route_matches_is_a_json_404(
+    path: str, admin: Any, client_for: Any
+) -> None:
+    # Found by the hostile fuzz run: Django's HTML 404 page answered these.
+    _error(client_for(admin).post(path, {}), 404, "not_found")
+
+
+def test_a_page_address_no_route_matches_is_still_the_sites_404_page(client: Client) -> None:
+    page = client.get("/no-such-page/")
+    assert page.status_code in {302, 404} and not page["Content-Type"].startswith(
+        "application/json"
+    )
+
+
+@pytest.mark.parametrize(
     "url", ["/api/v1/vaults/?search=%00", "/api/v1/jobs/?vault=a%00", "/api/v1/audit/?x%00=1"]
 )
 def test_a_nul_in_the_query_string_is_a_400(url: str, admin: Any, client_for: Any) -> None:
