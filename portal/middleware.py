@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.utils.html import escape
 
 from .gate import entry_point
-from .validators import text_problem
+from .validators import describe, first_form_problem
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +77,12 @@ class RequestGuardMiddleware:
             if "\x00" in cookie or "\x00" in value:
                 del request.COOKIES[cookie]
         try:
-            query = list(request.GET.lists())
+            found = first_form_problem(request.GET)
         except SuspiciousOperation as exc:  # too many fields
             return _invalid(request, "query", f"The query string was refused: {exc}")
-        for key, values in query:
-            for text in (key, *values):
-                problem = text_problem(text)
-                if problem:
-                    field = key if not text_problem(key) else "query"
-                    return _invalid(request, field, f"{field}: {problem}.")
+        if found is not None:
+            field = found[0] or "query"
+            return _invalid(request, field, describe((field, found[1])))
         return None
 
 

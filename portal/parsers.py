@@ -11,20 +11,13 @@ from typing import Any
 from django.http import QueryDict
 from rest_framework import exceptions, parsers
 
-from .validators import MAX_JSON_DEPTH, describe, first_problem
+from .validators import MAX_JSON_DEPTH, describe, first_form_problem, first_problem
 
 
 def _refuse_unstorable(data: Any) -> Any:
     """Refuse a body holding a NUL character, a lone surrogate or nesting deeper than
     MAX_JSON_DEPTH, as a ``validation_error`` naming the field, before any view sees it."""
-    if isinstance(data, QueryDict):
-        found = next(
-            (hit for key, values in data.lists() if (hit := first_problem({key: values}))), None
-        )
-        if found is not None and found[0].endswith(".0"):  # a form field is one value
-            found = (found[0][:-2], found[1])
-    else:
-        found = first_problem(data)
+    found = first_form_problem(data) if isinstance(data, QueryDict) else first_problem(data)
     if found is not None:
         path, problem = found
         raise exceptions.ValidationError({path: [f"{problem}."]} if path else describe(found))

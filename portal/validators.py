@@ -63,6 +63,20 @@ def first_problem(data: Any, *, field: str = "") -> tuple[str, str] | None:
     return None
 
 
+def first_form_problem(data: Any) -> tuple[str, str] | None:
+    """:func:`first_problem` for form data or a query string (a ``QueryDict``): the field
+    whose value is unstorable, or ``""`` for a field name that is."""
+    for key, values in data.lists():
+        problem = text_problem(key)
+        if problem:
+            return "", f"has a field name that {problem}"
+        for value in values:
+            problem = text_problem(value) if isinstance(value, str) else None
+            if problem:
+                return key, problem
+    return None
+
+
 def describe(found: tuple[str, str]) -> str:
     """``field: clause.`` (or ``The request clause.`` for the document itself)."""
     path, problem = found
