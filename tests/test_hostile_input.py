@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -444,6 +445,52 @@ def test_a_swap_after_the_check_is_not_followed_the_scan_reads_the_directory_ope
     names = {node.path for node in store.manifest("rp-race").nodes}
     assert names == {"", "report.txt"} and result.file_count == 1
     assert store.manifest("rp-race").source == str(source)
+
+
+_SWAP_ON_OPEN: dict[str, Any] = {}
+
+
+def _swap_when_opened(event: str, args: tuple[Any, ...]) -> None:
+    # Runs in the backup's own thread at the moment it opens a file: a deterministic race.
+    trigger = _SWAP_ON_OPEN.get("trigger")
+    if event == "open" and trigger and isinstance(args[0], str) and args[0].endswith(trigger):
+        _SWAP_ON_OPEN.pop("trigger")
+        _SWAP_ON_OPEN["swap"]()
+
+
+sys.addaudithook(_swap_when_opened)
+
+
+def test_a_directory_swapped_for_a_symlink_mid_backup_is_not_read_through(
+    roots: dict[str, Path],
+) -> None:
+    """The scan saw z/ as a directory; while the backup reads a-first.bin, z/ becomes a
+    symlink to a directory of the store holding a file of the same name. O_NOFOLLOW guards
+    only the last component: the file must still not be read."""
+    from vaults.storage import LocalBackend, VaultStore
+
+    source = roots["source"]
+    (source / "a-first.bin").write_bytes(os.urandom(300_000))
+    (source / "z").mkdir()
+    (source / "z" / "secret.txt").write_text("ordinary\n")
+    inside_store = roots["storage"] / "keys"
+    inside_store.mkdir(parents=True)
+    (inside_store / "secret.txt").write_text("THE STORE'S OWN SECRET\n")
+    store = VaultStore(LocalBackend(roots["storage"] / "vaults" / "v"))
+
+    def swap() -> None:
+        (source / "z").rename(source / "z-moved")
+        (source / "z").symlink_to(inside_store, target_is_directory=True)
+
+    _SWAP_ON_OPEN.update(trigger="/a-first.bin", swap=swap)
+    try:
+        result = store.backup(source, "p1")
+    finally:
+        _SWAP_ON_OPEN.clear()
+    assert (source / "z").is_symlink()  # the swap happened mid-backup
+    assert "z/secret.txt" in result.skipped
+    files = {node.path for node in store.manifest("p1").nodes if node.kind == "file"}
+    assert files == {"a-first.bin", "report.txt"}
 
 
 def test_an_unreadable_source_names_its_own_path_not_the_descriptor(tmp_path: Path) -> None:

@@ -205,15 +205,26 @@ class _Scan:
     total_bytes: int = 0
 
 
-def _open_source_file(item: _ScanItem) -> int | None:
+def _open_source_file(item: _ScanItem, beneath: str | None = None) -> int | None:
+    """Open a scanned file, or None if it went away or became a symlink since the scan.
+
+    With `beneath` (the source root's real path), a file that opened somewhere else is
+    refused too: a directory on its way swapped for a symlink mid-backup (O_NOFOLLOW guards
+    only the last component) must not let the backup read the store or anything else."""
     try:
-        return os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # replaced by a symlink since the scan
             return None
         raise SourceUnreadable(f"Cannot read {item.path}: {exc.strerror}.") from None
+    if beneath is not None and not os.readlink(f"/proc/self/fd/{fd}").startswith(
+        beneath.rstrip("/") + "/"
+    ):
+        os.close(fd)
+        return None
+    return fd
 
 
 def _open_source_root(
@@ -425,6 +436,8 @@ class VaultStore:
         started_at_ns: int,
     ) -> BackupResult:
         root_stat = os.fstat(root_fd)
+        # Every file read must really lie under the directory opened (see _open_source_file).
+        beneath = os.readlink(root) if root.startswith("/proc/self/fd/") else None
         scan = self._scan(Path(root), root_stat)
         base = self._parent_files(parent) if parent is not None else None
         unchanged: dict[str, Node] = {}
@@ -453,7 +466,7 @@ class VaultStore:
                         node = _reused_node(item, old)
                         writer.adopt(node.extents, base[1])
                     else:
-                        node = self._back_up_item(item, writer, small)
+                        node = self._back_up_item(item, writer, small, beneath)
                         if node is not None and node.kind == KIND_FILE:
                             read_bytes += node.size
                     if node is None:
@@ -589,7 +602,11 @@ class VaultStore:
         return scan
 
     def _back_up_item(
-        self, item: _ScanItem, writer: ChunkWriter, small: SmallFileStream
+        self,
+        item: _ScanItem,
+        writer: ChunkWriter,
+        small: SmallFileStream,
+        beneath: str | None = None,
     ) -> Node | None:
         st = item.st
         if item.kind == KIND_DIR:
@@ -604,7 +621,7 @@ class VaultStore:
                     f"Cannot read symlink {item.path}: {exc.strerror}."
                 ) from None
             return Node(item.rel, KIND_SYMLINK, 0, st.st_mtime_ns, target=target)
-        fd = _open_source_file(item)
+        fd = _open_source_file(item, beneath)
         if fd is None:
             return None
         try:
