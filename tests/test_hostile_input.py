@@ -266,6 +266,32 @@ def test_a_nul_in_the_query_string_of_a_page_is_a_plain_400(admin: Any, client: 
     assert client.get("/backup-center/?search=%00").status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("bound", "at", "count"),
+    [
+        ("until", "9999-12-31T23:59:59-14:00", "all"),
+        ("since", "9999-12-31T23:59:59-23:59", "none"),
+        ("since", "0001-01-01T00:00:00+14:00", "all"),
+        ("until", "0001-01-01T00:00:00+14:00", "none"),
+    ],
+)
+def test_an_audit_time_beyond_the_calendar_in_utc_filters_instead_of_failing(
+    admin: Any,
+    world: dict[str, Any],
+    client_for: Any,
+    client: Client,
+    bound: str,
+    at: str,
+    count: str,
+) -> None:
+    expected = AuditRecord.objects.count() if count == "all" else 0
+    answer = client_for(admin).get("/api/v1/audit/", {bound: at})
+    assert answer.status_code == 200 and answer.json()["count"] == expected
+    client.force_login(admin)
+    assert client.get("/audit/", {bound: at}).status_code == 200
+    assert client.get("/audit/", {bound: at, "format": "csv"}).status_code == 200
+
+
 def test_a_nul_in_the_authorization_header_is_a_400() -> None:
     answer = Client(raise_request_exception=False).get(
         "/api/v1/vaults/", headers={"Authorization": f"Token abc{NUL}def"}
