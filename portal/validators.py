@@ -11,6 +11,7 @@ that reach them without a form or a serializer (commands, the shell, tests).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -32,16 +33,28 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def time_problem(value: datetime) -> str | None:
+    """A time outside Python's calendar once in UTC (9999-12-31T23:59-14:00): PostgreSQL
+    would store it, and no row holding it could be read back."""
+    try:
+        if value.tzinfo is not None:
+            value.astimezone(UTC)
+    except OverflowError:
+        return "falls outside the years 1 to 9999 in UTC"
+    return None
+
+
 def first_problem(data: Any, *, field: str = "") -> tuple[str, str] | None:
     """The first unstorable string in ``data`` (a string, or JSON-like lists and dicts, keys
     included) as ``(field path, clause)``, or None. Also refuses nesting deeper than
-    :data:`MAX_JSON_DEPTH`. Iterative, so hostile depth cannot exhaust the stack; the hostile
-    value itself is never echoed (a key that is the problem names its parent)."""
+    :data:`MAX_JSON_DEPTH` and times :func:`time_problem` refuses. Iterative, so hostile depth
+    cannot exhaust the stack; the hostile value itself is never echoed (a key that is the
+    problem names its parent)."""
     stack: list[tuple[str, Any, int]] = [(field, data, 0)]
     while stack:
         path, value, depth = stack.pop()
-        if isinstance(value, str):
-            problem = text_problem(value)
+        if isinstance(value, str | datetime):
+            problem = text_problem(value) if isinstance(value, str) else time_problem(value)
             if problem:
                 return path, problem
             continue

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,30 @@ def test_an_audit_time_beyond_the_calendar_in_utc_filters_instead_of_failing(
     client.force_login(admin)
     assert client.get("/audit/", {bound: at}).status_code == 200
     assert client.get("/audit/", {bound: at, "format": "csv"}).status_code == 200
+
+
+def test_an_on_demand_backup_kept_past_year_9999_in_utc_is_refused_not_stored(
+    admin: Any, world: dict[str, Any], client: Client, client_for: Any
+) -> None:
+    """The form took 9999-12-31T23:59:59-14:00 (year 10000 in UTC): PostgreSQL stored the
+    point and every list of the item's points answered 500 from then on."""
+    item = world["item"]
+    client.force_login(admin)
+    page = client.post(
+        f"/jobs/items/{item.pk}/backup/", {"retain_until": "9999-12-31T23:59:59-14:00"}
+    )
+    assert page.status_code == 200 and b"outside the years 1 to 9999" in page.content
+    assert not Job.objects.filter(kind="backup").exists()
+    with pytest.raises(DomainError) as refusal:
+        point = vault_services.point_record(item=item)
+        vault_services.point_retain_until(
+            actor=admin,
+            point=point,
+            retain_until=datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=14))),
+        )
+    assert refusal.value.field == "retain_until"
+    listing = client_for(admin).get("/api/v1/vaults/hostile/items/files/recovery-points/")
+    assert listing.status_code == 200
 
 
 def test_a_nul_in_the_authorization_header_is_a_400() -> None:

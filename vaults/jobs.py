@@ -224,6 +224,7 @@ def _require_protected(item: ProtectedItem) -> None:
 
 def backup_request(*, actor: Any, item: ProtectedItem, retain_until: datetime | None = None) -> Job:
     """Queue an on-demand backup of ``item``, kept until ``retain_until`` when given."""
+    check_storable(retain_until=retain_until)
 
     def precheck(check: Check) -> None:
         _require_protected(item)

@@ -584,6 +584,7 @@ def point_retain_until(
     *, actor: Any, point: RecoveryPoint, retain_until: datetime
 ) -> RecoveryPoint:
     """Move a point's expiry; under immutability it may only grow."""
+    check_storable(retain_until=retain_until)
 
     def precheck(check: Check) -> None:
         if retain_until <= check.now:
