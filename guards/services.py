@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from portal import gate
 from portal.gate import Check, DomainError
 from portal.models import Approval
+from portal.validators import check_storable
 
 from .models import GUARD_NAME_VALIDATOR, ResourceGuard
 
@@ -46,6 +47,7 @@ def _check_name(name: str) -> None:
 def guard_create(
     *, actor: Any, name: str, protected_operations: list[str] | None = None, description: str = ""
 ) -> ResourceGuard:
+    check_storable(name=name, description=description, protected_operations=protected_operations)
     guard = ResourceGuard(name=name, description=description, owner=actor)
 
     def precheck(check: Check) -> None:
@@ -88,6 +90,7 @@ def guard_update(
     """Change a guard. Adding protected operations (or a description) takes effect at once;
     removing any is a weakening (SPEC 3.4): it answers with a pending ``guard_weaken`` approval
     that another security admin decides, and raises a security alert."""
+    check_storable(protected_operations=protected_operations, description=description)
     wanted = _operations(protected_operations) if protected_operations is not None else None
     current = set(guard.protected_operations)
     removed = sorted(current - set(wanted)) if wanted is not None else []
@@ -204,6 +207,8 @@ def elevation_request(
 ) -> Approval:
     """Ask for time-bound access on a guard; a security admin other than you decides. With
     ``HOLDFAST_APPROVER_2FA=required`` the request needs a fresh code from your authenticator."""
+
+    check_storable(justification=justification)
 
     def precheck(check: Check) -> None:
         if not justification or not justification.strip():

@@ -9,6 +9,7 @@ from typing import Any
 
 from portal import clock, gate
 from portal.gate import Check, DomainError
+from portal.validators import check_storable
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 
 from .models import Policy
@@ -216,6 +217,7 @@ def policy_preview(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pr
 
 
 def policy_create(*, actor: Any, vault: Vault, **fields: Any) -> Policy:
+    check_storable(**fields)
     policy = _apply(Policy(vault=vault), fields)
 
     def precheck(check: Check) -> None:
@@ -250,6 +252,7 @@ def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pol
     The edit is judged against the policy row as it is under its lock, not the caller's copy:
     a copy read before someone else lengthened the retention would otherwise make a shorter
     retention look like no change."""
+    check_storable(**changes)
     _apply(policy, changes)  # unknown fields are refused before anything else
 
     def refresh(facts: dict[str, Any]) -> None:

@@ -6,9 +6,11 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import exceptions, mixins, parsers, renderers, serializers, status, viewsets
+from rest_framework import exceptions, mixins, renderers, serializers, status, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -19,8 +21,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from . import clock, services
 from .filters import ApprovalFilter, AuditFilter
 from .gate import DomainError
-from .middleware import DATABASE_ERRORS, database_unavailable_body
+from .middleware import DATABASE_ERRORS, database_unavailable_body, request_too_large_body
 from .models import Approval, AuditRecord
+from .parsers import PARSER_CLASSES
 from .roles import ROLES, has_capability, role_of
 from .throttle import LOCKED_CODE, lockout_sentence
 
@@ -31,15 +34,21 @@ ERROR_SCHEMA = inline_serializer(
 
 def _first_message(detail: Any) -> tuple[str, str | None]:
     """The first error as ``field: message``, so a client can show one clear sentence."""
-    if isinstance(detail, dict):
+    message, field = _first_error(detail)
+    return (f"{field}: {message}" if field else message), field
+
+
+def _first_error(detail: Any) -> tuple[str, str | None]:
+    """The first error's own message and the dotted name of its field (None for the whole
+    request); nested serializers and dict fields give ``source.path``, ``tags.env``."""
+    if isinstance(detail, dict) and detail:
         field, value = next(iter(detail.items()))
-        message, inner = _first_message(value)
-        name = field if inner is None or field == "non_field_errors" else f"{field}.{inner}"
+        message, inner = _first_error(value)
         if field == "non_field_errors":
-            return message, None
-        return f"{name}: {message.split(': ', 1)[-1]}", name
+            return message, inner
+        return message, f"{field}.{inner}" if inner else str(field)
     if isinstance(detail, list) and detail:
-        return _first_message(detail[0])
+        return _first_error(detail[0])
     return str(detail), None
 
 
@@ -56,6 +65,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, RequestDataTooBig):  # a body the middleware could not size up front
+        return Response(request_too_large_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):  # too many form fields or files, a bad boundary
+        return Response(
+            {"code": "validation_error", "detail": f"The request was refused: {exc}"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -76,14 +92,37 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 (``handler404``): ``{code, detail}`` for an API address no route matches
+    (``/api/v1/approvals/0.5/approve/``), the site's page elsewhere."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse(
+            {"code": "not_found", "detail": "Nothing at this address: check the path."},
+            status=status.HTTP_404_NOT_FOUND,
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 (``handler400``, a malformed request refused before any view ran)."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse(
+            {"code": "validation_error", "detail": "This request is malformed and was refused."},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    return defaults.bad_request(request, exception)
+
+
 class TokenView(APIView):
     """``POST {username, password}`` answers ``{token}``: a new key, shown this once (only its
     digest is stored). ``DELETE`` with ``Authorization: Token <key>`` ends that token."""
 
     throttle_classes = ()
     permission_classes = ()
-    parser_classes = (parsers.FormParser, parsers.MultiPartParser, parsers.JSONParser)
     renderer_classes = (renderers.JSONRenderer,)
+
+    # Ours refuse deep JSON and NUL characters before anything else reads the body.
+    parser_classes = PARSER_CLASSES
 
     @extend_schema(
         request=inline_serializer(

@@ -13,7 +13,14 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
 
     def filter(self, qs, value):  # type: ignore[no-untyped-def]
         if value is not None:
-            value = value.astimezone(UTC)
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:
+                # Past year 9999 or before year 1 once in UTC (9999-12-31T23:59-14:00): every
+                # record lies on the same side of such a time.
+                later_than_all = value.year > 1
+                keeps_all = self.lookup_expr in {"lt", "lte"}
+                return qs if keeps_all == later_than_all else qs.none()
         return super().filter(qs, value)
 
 

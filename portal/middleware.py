@@ -5,17 +5,99 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequired
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
+from django.core.exceptions import SuspiciousOperation
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.html import escape
 
 from .gate import entry_point
+from .validators import describe, first_form_problem
 
 logger = logging.getLogger(__name__)
+
+_PLAIN_PAGE = (
+    "<!doctype html><html lang=en><head><meta charset=utf-8>"
+    "<title>{title} - Holdfast</title></head>"
+    "<body><h1>{title}</h1><p>{sentence}</p></body></html>"
+)
+
+
+def request_too_large_body() -> dict[str, str]:
+    """The API's ``{code, detail}`` answer to a body over the size limit (status 413)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+    return {
+        "code": "request_too_large",
+        "detail": f"The request body is larger than this server accepts ({limit:,} bytes). "
+        "Send less data at a time.",
+    }
+
+
+class RequestGuardMiddleware:
+    """Hostile requests are answered here, before anything reads them (SPEC 4): a body over
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413 ``request_too_large``), a NUL character in the path
+    (404: no name holds one), in the query string or in a header (400 ``validation_error``).
+    A cookie holding a NUL is dropped, so a planted one signs its victim out rather than
+    locking them out. The API answers ``{code, detail}``; pages a plain page.
+
+    PostgreSQL refuses NUL in text, so any of these reaching a lookup was a 500; bodies are
+    checked by the parsers and forms (``portal.validators``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self._refusal(request) or self.get_response(request)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponseBase | None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads no body it cannot size
+        if limit is not None and length > limit:
+            return _answer(request, 413, "Request too large", request_too_large_body())
+        if "\x00" in request.path_info:
+            return _answer(
+                request,
+                404,
+                "Not found",
+                {"code": "not_found", "detail": "Nothing here: no name contains a NUL character."},
+            )
+        for header, value in request.META.items():
+            if header.startswith("HTTP_") and header != "HTTP_COOKIE" and "\x00" in str(value):
+                name = header[5:].replace("_", "-").title()
+                return _invalid(request, name, f"The {name} header contains a NUL character.")
+        for cookie, value in list(request.COOKIES.items()):
+            if "\x00" in cookie or "\x00" in value:
+                del request.COOKIES[cookie]
+        try:
+            found = first_form_problem(request.GET)
+        except SuspiciousOperation as exc:  # too many fields
+            return _invalid(request, "query", f"The query string was refused: {exc}")
+        if found is not None:
+            field = found[0] or "query"
+            return _invalid(request, field, describe((field, found[1])))
+        return None
+
+
+def _invalid(request: HttpRequest, field: str, detail: str) -> HttpResponseBase:
+    body = {"code": "validation_error", "detail": detail, "field": field}
+    return _answer(request, 400, "Bad request", body)
+
+
+def _answer(request: HttpRequest, status: int, title: str, body: dict[str, str]) -> HttpResponse:
+    if request.path_info.startswith("/api/"):
+        return JsonResponse(body, status=status)
+    # A plain page: nothing of the request reaches a template or the database.
+    return HttpResponse(
+        _PLAIN_PAGE.format(title=title, sentence=escape(body["detail"])), status=status
+    )
 
 
 class EntryPointMiddleware:

@@ -8,7 +8,6 @@ annotations from ``vaults.selectors`` and lists are paginated.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from vaults.filters import PortfolioFilter
 from vaults.models import ProtectedItem
 
 from . import clock
-from .http import Echo, HtmxHttpRequest, require_capability
+from .http import HtmxHttpRequest, csv_lines, require_capability
 
 PAGE_SIZE = 50
 
@@ -109,11 +108,8 @@ def portfolio_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered portfolio as CSV, streamed row by row (server-side cursor on PostgreSQL)."""
     require_capability(request, "view")
     vault_filter = PortfolioFilter(request.GET, queryset=selectors.portfolio_vaults(request.user))
-    writer = csv.writer(Echo())
     rows = _csv_rows(vault_filter.qs.iterator(chunk_size=2000))
-    response = StreamingHttpResponse(
-        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
-    )
+    response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="holdfast-portfolio.csv"'
     return response
 

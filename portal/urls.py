@@ -106,3 +106,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# Under /api/ these answer {code, detail} like every other API error (SPEC 5).
+handler400 = "portal.api.bad_request"
+handler404 = "portal.api.not_found"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from base64 import b32encode
 from collections.abc import Callable
 
@@ -28,7 +27,7 @@ from .audit import verify as verify_chain
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
 from .forms import DecisionForm, UserCreateForm, UserUpdateForm
 from .gate import OPERATIONS, DomainError
-from .http import Echo, require_capability
+from .http import csv_lines, require_capability
 from .models import Alert, Approval, AuditRecord
 from .roles import has_capability, role_of
 
@@ -167,14 +166,11 @@ def audit_list(request: HttpRequest) -> HttpResponseBase:
     require_capability(request, "view")
     audit_filter = AuditFilter(request.GET, queryset=AuditRecord.objects.all())
     if request.GET.get("format") == "csv":
-        writer = csv.writer(Echo())
         rows = (
             [getattr(record, column) for column in AUDIT_COLUMNS]
             for record in audit_filter.qs.iterator(chunk_size=2000)
         )
-        response = StreamingHttpResponse(
-            (writer.writerow(row) for row in _with_header(rows)), content_type="text/csv"
-        )
+        response = StreamingHttpResponse(csv_lines(_with_header(rows)), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="holdfast-audit.csv"'
         return response
     page = Paginator(audit_filter.qs, 50).get_page(request.GET.get("page"))

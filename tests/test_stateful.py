@@ -4,7 +4,10 @@ the services (and so the gate), and checks SPEC's invariants after every step:
 - no unexpired recovery point of an immutable vault disappears or loses expiry;
 - a locked vault never unlocks; always-on soft delete never turns off;
 - no protected operation on a guarded vault succeeds without an active elevation;
-- every attempt is audited: each service call adds exactly its audit record(s).
+- every attempt is audited: each service call adds exactly its audit record(s);
+- hostile input (NUL bytes, lone surrogates, JSON nested past the recursion limit), to the
+  services or through the API, is refused as a ``validation_error`` (404 for a NUL in a path),
+  never a 500, and changes nothing, not even the audit log.
 
 Time: the PostgreSQL triggers judge expiry on the database's ``now()`` (the test transaction's
 start), the gate on the injected clock, which starts there and only moves forward, by at most
@@ -18,6 +21,7 @@ Each example runs in a savepoint rolled back at its end, so examples do not see 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import tempfile
 from datetime import datetime, timedelta
@@ -34,6 +38,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from rest_framework.test import APIClient
 
 from guards import services as guard_services
 from guards.models import ResourceGuard
@@ -52,9 +57,17 @@ STEPS = int(os.environ.get("HOLDFAST_STATEFUL_STEPS", "30"))
 MAX_ADVANCE = timedelta(days=10)
 ROLES = ["backup_admin", "backup_admin", "security_admin", "security_admin", "reader", "operator"]
 NAMES = itertools.count()
-FIGURES = {"examples": 0, "steps": 0, "calls": 0, "allowed": 0, "refused": 0}
+FIGURES = {"examples": 0, "steps": 0, "calls": 0, "allowed": 0, "refused": 0, "hostile": 0}
 
 pick = st.integers(min_value=0, max_value=10_000)
+# Text PostgreSQL cannot store: some ordinary characters around a NUL or a lone surrogate.
+hostile_text = st.builds(
+    lambda before, bad, after: before + bad + after,
+    st.text(max_size=4),
+    st.just("\x00") | st.characters(categories=["Cs"]),
+    st.text(max_size=4),
+)
+DEEP_JSON = "[" * 5000 + "]" * 5000
 
 
 def _nth(queryset: Any, index: int) -> Any:
@@ -382,6 +395,97 @@ class GateMachine(RuleBasedStateMachine):
         target = _nth(self.vaults(), vault)
         if target is not None:
             self.call(vault_services.vault_delete, actor=self.actor(actor), vault=target)
+
+    @rule(
+        actor=pick,
+        field=st.sampled_from(["name", "region", "tags", "tags.value", "source.path", "policy"]),
+        text=hostile_text,
+    )
+    def hostile_text_to_a_service(self, actor: int, field: str, text: str) -> None:
+        """A caller without a serializer (a command, the shell) is refused before the gate."""
+        who = self.actor(actor)
+        policy = _nth(Policy.objects.filter(vault_id__in=self.vault_ids), actor)
+        calls: dict[str, Any] = {
+            "name": lambda: vault_services.vault_create(
+                actor=who, name=f"v{text}", kind="backup", region="x"
+            ),
+            "region": lambda: vault_services.vault_create(
+                actor=who, name=f"v{next(NAMES)}", kind="backup", region=text
+            ),
+            "tags": lambda: vault_services.vault_create(
+                actor=who, name=f"v{next(NAMES)}", kind="backup", region="x", tags={text: "v"}
+            ),
+            "tags.value": lambda: vault_services.vault_create(
+                actor=who, name=f"v{next(NAMES)}", kind="backup", region="x", tags={"k": text}
+            ),
+        }
+        if policy is not None:
+            calls["source.path"] = lambda: vault_services.item_protect(
+                actor=who,
+                vault=policy.vault,
+                name=f"i{next(NAMES)}",
+                source_path=f"{self.source}/{text}",
+                policy=policy,
+            )
+            calls["policy"] = lambda: policy_services.policy_create(
+                actor=who, vault=policy.vault, name=text, daily_days=7
+            )
+        if field not in calls:
+            return
+        before = AuditRecord.objects.count()
+        FIGURES["hostile"] += 1
+        try:
+            calls[field]()
+        except DomainError as refusal:
+            assert refusal.code == "validation_error", refusal.code
+            named = {"policy": "name", "tags.value": "tags.k"}.get(field, field)
+            assert refusal.field == named, (field, refusal.field)
+        else:
+            raise AssertionError(f"{field}: unstorable text accepted")
+        assert AuditRecord.objects.count() == before, "a refused hostile call was audited"
+
+    @rule(
+        actor=pick,
+        vault=pick,
+        attack=st.sampled_from(
+            ["tag_key", "region", "confirmation", "deep", "deep_token", "nul_path", "nul_query"]
+        ),
+        text=hostile_text,
+    )
+    def hostile_request_through_the_api(
+        self, actor: int, vault: int, attack: str, text: str
+    ) -> None:
+        """The same through the API, as each role: an answer with ``{code, detail}``, never a
+        5xx, and nothing changed (the invariants below look at every vault and point)."""
+        target = _nth(self.vaults(), vault)
+        name = target.name if target is not None else "nothing"
+        client = APIClient()
+        client.raise_request_exception = False  # a 500 is an answer to assert on
+        if attack != "deep_token":
+            client.force_authenticate(self.actor(actor))
+        create = {"name": f"v{next(NAMES)}", "kind": "backup", "region": "x"}
+        # json.dumps writes NUL and lone surrogates as the escapes an attacker sends.
+        requests = {
+            "tag_key": ("post", "/api/v1/vaults/", json.dumps({**create, "tags": {text: "v"}})),
+            "region": ("post", "/api/v1/vaults/", json.dumps({**create, "region": text})),
+            "confirmation": (
+                "post",
+                f"/api/v1/vaults/{name}/immutability/lock/",
+                json.dumps({"confirmation": text}),
+            ),
+            "deep": ("patch", f"/api/v1/vaults/{name}/soft-delete/", DEEP_JSON),
+            "deep_token": ("post", "/api/v1/auth/token/", DEEP_JSON),
+            "nul_path": ("delete", f"/api/v1/vaults/{name}%00/", None),
+            "nul_query": ("get", "/api/v1/vaults/?search=a%00", None),
+        }
+        method, path, body = requests[attack]
+        before = AuditRecord.objects.count()
+        FIGURES["hostile"] += 1
+        send = getattr(client, method)
+        response = send(path) if body is None else send(path, body, content_type="application/json")
+        assert response.status_code in {400, 404}, (attack, response.status_code)
+        assert response.json()["code"] in {"validation_error", "not_found"}
+        assert AuditRecord.objects.count() == before, f"{attack} reached a service"
 
     @rule(hours=st.integers(1, 72))
     def advance_clock(self, hours: int) -> None:

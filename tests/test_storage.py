@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import random
+import re
 import stat
 import subprocess
 import sys
@@ -693,6 +694,8 @@ def opened_during(fn, under: Path) -> tuple[object, set[str]]:  # type: ignore[n
     finally:
         _opened = None
     prefix = str(under) + "/"
+    # A backup reads its source through the directory descriptor it opened and checked.
+    seen = [re.sub(r"^/proc/self/fd/\d+/", prefix, p) for p in seen]
     return result, {os.path.relpath(p, under) for p in seen if p.startswith(prefix)}
 
 

@@ -45,6 +45,7 @@ from portal import clock, gate
 from portal.alerts import raise_alert
 from portal.gate import Check, DomainError
 from portal.models import Approval
+from portal.validators import check_storable
 
 from . import services, stores
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
@@ -226,6 +227,7 @@ def _require_protected(item: ProtectedItem) -> None:
 
 def backup_request(*, actor: Any, item: ProtectedItem, retain_until: datetime | None = None) -> Job:
     """Queue an on-demand backup of ``item``, kept until ``retain_until`` when given."""
+    check_storable(retain_until=retain_until)
 
     def precheck(check: Check) -> None:
         _require_protected(item)
@@ -287,6 +289,7 @@ def restore_request(
     Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS`` or the point sits in
     the archive tier without a live rehydrated copy.
     """
+    check_storable(target_path=target_path, sub_path=sub_path)
 
     def precheck(check: Check) -> None:
         _check_restore_target(target_path)
@@ -630,6 +633,9 @@ def _run_backup(job: Job, beat: _Heartbeat) -> None:
                 parent=parent,
                 retention=retention,
                 terms=terms,
+                # Judged again on what the backup opens: the directory protected may have
+                # been swapped for a symlink into the store since (SPEC 8).
+                check_source=services.backup_source_refusal,
             )
             break
         except ConcurrentGcConflict:

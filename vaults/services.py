@@ -15,6 +15,7 @@ from policies import rules
 from portal import clock, gate
 from portal.gate import Check, DomainError
 from portal.models import Approval
+from portal.validators import check_storable
 
 from . import stores
 from .models import ProtectedItem, RecoveryPoint, Vault
@@ -71,6 +72,7 @@ def vault_create(
     storage_location: str = "",
 ) -> Vault:
     """Create a vault; new vaults start with soft delete on for 14 days (SPEC 3.3)."""
+    check_storable(name=name, region=region, tags=tags, storage_location=storage_location)
     vault = Vault(
         name=name,
         kind=kind,
@@ -254,6 +256,40 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
 # --- protected items and recovery points (SPEC 3.7) -----------------------------------------
 
 
+def source_refusal(resolved: Path) -> str | None:
+    """Why the directory at ``resolved`` (a path with every symlink already followed) may not
+    be backed up, as a clause ("holds Holdfast's own storage or data"), or None.
+
+    The one rule for sources, judged where an item is protected and again by every backup on
+    the directory it actually opened (``VaultStore.backup(check_source=...)``): a source
+    swapped for a symlink after protection is judged by where it now leads."""
+    # The store, the database and the server's own files are never a backup source (a backup
+    # admin could otherwise read them back through a restore); HOLDFAST_SOURCE_ROOTS, when
+    # set, narrows sources further.
+    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve(), Path(settings.VAR_DIR).resolve()]
+    if any(resolved.is_relative_to(root) or root.is_relative_to(resolved) for root in forbidden):
+        return "holds Holdfast's own storage or data"
+    allowed = [Path(root).resolve() for root in settings.HOLDFAST_SOURCE_ROOTS]
+    if allowed and not any(resolved.is_relative_to(root) for root in allowed):
+        return (
+            "is outside the directories this installation backs up "
+            f"({', '.join(str(root) for root in allowed)})"
+        )
+    return None
+
+
+def backup_source_refusal(source: str, opened: str) -> str | None:
+    """The sentence failing a backup whose source ``source`` opened as ``opened``, or None."""
+    reason = source_refusal(Path(opened))
+    if reason is None:
+        return None
+    where = f"{source} now leads to {opened}, which" if opened != source else source
+    return (
+        f"Backup source {where} {reason}: nothing was read. If the directory was replaced "
+        "by a symlink, put the real directory back or protect another one."
+    )
+
+
 def _validate_source(kind: str, path: str) -> None:
     if kind != ProtectedItem.SourceKind.DIRECTORY:
         raise DomainError(
@@ -269,25 +305,11 @@ def _validate_source(kind: str, path: str) -> None:
             f"source.path: {path!r} is relative; give an absolute path.",
             field="source.path",
         )
-    resolved = Path(path).resolve()
-    # The store, the database and the server's own files are never a backup source (a backup
-    # admin could otherwise read them back through a restore); HOLDFAST_SOURCE_ROOTS, when
-    # set, narrows sources further.
-    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve(), Path(settings.VAR_DIR).resolve()]
-    if any(resolved == root or resolved.is_relative_to(root) for root in forbidden) or any(
-        root.is_relative_to(resolved) for root in forbidden
-    ):
+    reason = source_refusal(Path(path).resolve())
+    if reason is not None:
         raise DomainError(
             "validation_error",
-            f"source.path: {path} holds Holdfast's own storage or data; choose another directory.",
-            field="source.path",
-        )
-    allowed = [Path(root).resolve() for root in settings.HOLDFAST_SOURCE_ROOTS]
-    if allowed and not any(resolved.is_relative_to(root) for root in allowed):
-        raise DomainError(
-            "validation_error",
-            f"source.path: {path} is outside the directories this installation backs up "
-            f"({', '.join(str(root) for root in allowed)}).",
+            f"source.path: {path} {reason}; choose another directory.",
             field="source.path",
         )
     if not os.path.isdir(path) or not os.access(path, os.R_OK | os.X_OK):
@@ -308,6 +330,7 @@ def item_protect(
     source_kind: str = "directory",
 ) -> ProtectedItem:
     """Put a directory under protection with a policy of the same vault."""
+    check_storable(name=name, **{"source.path": source_path})
     item = ProtectedItem(
         vault=vault, name=name, source_kind=source_kind, source_path=source_path, policy=policy
     )
@@ -650,6 +673,7 @@ def point_retain_until(
     (a shorter date is a delete that takes longer); it raises a security alert; and with soft
     delete on, the point is soft-deleted for the vault's retention once its new date passes.
     """
+    check_storable(retain_until=retain_until)
 
     def refresh(facts: dict[str, Any]) -> None:
         _lock_point(point)(facts)

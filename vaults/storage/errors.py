@@ -47,6 +47,10 @@ class SourceUnreadable(StorageError):
     """A file or directory under a backup source cannot be read."""
 
 
+class SourceRefused(StorageError):
+    """A backup source now leads somewhere no backup may read (Holdfast's own storage, say)."""
+
+
 class ConcurrentGcConflict(StorageError):
     """A garbage collection that started before this backup reused a chunk deleted it.
 

@@ -18,7 +18,7 @@ import stat
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +45,7 @@ from .errors import (
     PointNotFound,
     PointRetained,
     RestoreRefused,
+    SourceRefused,
     SourceUnreadable,
     StorageError,
 )
@@ -209,15 +210,58 @@ class _Scan:
     total_bytes: int = 0
 
 
-def _open_source_file(item: _ScanItem) -> int | None:
+def _open_source_file(item: _ScanItem, beneath: str | None = None) -> int | None:
+    """Open a scanned file, or None if it went away or became a symlink since the scan.
+
+    With `beneath` (the source root's real path), a file that opened somewhere else is
+    refused too: a directory on its way swapped for a symlink mid-backup (O_NOFOLLOW guards
+    only the last component) must not let the backup read the store or anything else."""
     try:
-        return os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # replaced by a symlink since the scan
             return None
         raise SourceUnreadable(f"Cannot read {item.path}: {exc.strerror}.") from None
+    if beneath is not None and not os.readlink(f"/proc/self/fd/{fd}").startswith(
+        beneath.rstrip("/") + "/"
+    ):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _open_source_root(
+    source: Path, check: Callable[[str, str], str | None] | None
+) -> tuple[int, str]:
+    """Open the backup source directory and judge it by what was opened, not by its name.
+
+    The real path of the open directory (``/proc/self/fd/N``) is what `check` sees, so a
+    source replaced by a symlink into the store or elsewhere is refused, and a swap after the
+    check changes nothing: the whole scan then reads through this descriptor's path, never
+    `source` again. Without procfs the check falls back to the resolved path, and a swap in
+    that moment could still win.
+    """
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise StorageError(f"Backup source {source} is not a directory.") from None
+    except OSError as exc:
+        raise SourceUnreadable(f"Cannot read backup source {source}: {exc.strerror}.") from None
+    try:
+        root = f"/proc/self/fd/{fd}"
+        if os.path.isdir(root):
+            opened = os.readlink(root)
+        else:  # pragma: no cover - every Linux has procfs
+            root = opened = os.path.realpath(source)
+        refusal = check(str(source), opened) if check is not None else None
+        if refusal:
+            raise SourceRefused(refusal)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, root
 
 
 def _same_file(old: Node, st: os.stat_result) -> bool:
@@ -360,6 +404,7 @@ class VaultStore:
         parent: str | None = None,
         retention: Retention | None = None,
         terms: Terms | None = None,
+        check_source: Callable[[str, str], str | None] | None = None,
     ) -> BackupResult:
         """Back up the tree under `source` as point `point_id`.
 
@@ -375,19 +420,42 @@ class VaultStore:
         on backends with object lock (docs/storage.md, "Object Lock"). `terms` go into the
         manifest: until when no sweep may delete the point, whatever the database says
         (docs/storage.md, "What the storage was told to keep").
+
+        `check_source(source, opened)` judges the directory actually opened (`opened` is its
+        real path, every symlink followed) and returns a sentence to refuse it; see
+        `_open_source_root`.
         """
         check_point_id(point_id)
         if parent is not None:
             check_point_id(parent)
         started_at_ns = time.time_ns()
         source = Path(source)
+        root_fd, root = _open_source_root(source, check_source)
         try:
-            root_stat = os.stat(source)
-        except OSError as exc:
-            raise SourceUnreadable(f"Cannot read backup source {source}: {exc.strerror}.") from None
-        if not stat.S_ISDIR(root_stat.st_mode):
-            raise StorageError(f"Backup source {source} is not a directory.")
-        scan = self._scan(source, root_stat)
+            return self._backup_tree(
+                source, root, root_fd, point_id, progress, parent, retention, terms, started_at_ns
+            )
+        except SourceUnreadable as exc:
+            raise SourceUnreadable(str(exc).replace(root, str(source))) from None
+        finally:
+            os.close(root_fd)
+
+    def _backup_tree(
+        self,
+        source: Path,
+        root: str,
+        root_fd: int,
+        point_id: str,
+        progress: Progress | None,
+        parent: str | None,
+        retention: Retention | None,
+        terms: Terms | None,
+        started_at_ns: int,
+    ) -> BackupResult:
+        root_stat = os.fstat(root_fd)
+        # Every file read must really lie under the directory opened (see _open_source_file).
+        beneath = os.readlink(root) if root.startswith("/proc/self/fd/") else None
+        scan = self._scan(Path(root), root_stat)
         base = self._parent_files(parent) if parent is not None else None
         unchanged: dict[str, Node] = {}
         if base is not None:
@@ -415,7 +483,7 @@ class VaultStore:
                         node = _reused_node(item, old)
                         writer.adopt(node.extents, base[1])
                     else:
-                        node = self._back_up_item(item, writer, small)
+                        node = self._back_up_item(item, writer, small, beneath)
                         if node is not None and node.kind == KIND_FILE:
                             read_bytes += node.size
                     if node is None:
@@ -552,7 +620,11 @@ class VaultStore:
         return scan
 
     def _back_up_item(
-        self, item: _ScanItem, writer: ChunkWriter, small: SmallFileStream
+        self,
+        item: _ScanItem,
+        writer: ChunkWriter,
+        small: SmallFileStream,
+        beneath: str | None = None,
     ) -> Node | None:
         st = item.st
         if item.kind == KIND_DIR:
@@ -567,7 +639,7 @@ class VaultStore:
                     f"Cannot read symlink {item.path}: {exc.strerror}."
                 ) from None
             return Node(item.rel, KIND_SYMLINK, 0, st.st_mtime_ns, target=target)
-        fd = _open_source_file(item)
+        fd = _open_source_file(item, beneath)
         if fd is None:
             return None
         try:
