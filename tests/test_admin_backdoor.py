@@ -375,8 +375,9 @@ def test_a_malformed_token_header_is_401_not_500(admin: Any, header: str) -> Non
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=header)
     response = client.get("/api/v1/vaults/")
-    assert response.status_code == 401
-    assert response.json()["code"] == "not_authenticated"
+    # A NUL in any header is refused by the request guard before authentication looks.
+    expected = (400, "validation_error") if "\x00" in header else (401, "not_authenticated")
+    assert (response.status_code, response.json()["code"]) == expected
 
 
 def test_a_token_stops_working_when_revoked_or_its_account_is_deactivated(
