@@ -4,6 +4,8 @@ the services (and so the gate), and checks SPEC's invariants after every step:
 - no unexpired recovery point of an immutable vault disappears or loses expiry;
 - a locked vault never unlocks; always-on soft delete never turns off;
 - no protected operation on a guarded vault succeeds without an active elevation;
+- a guard loses protected operations (or goes) only through a guard_weaken approval that
+  someone other than its requester approved;
 - every attempt is audited: each service call adds exactly its audit record(s);
 - hostile input (NUL bytes, lone surrogates, JSON nested past the recursion limit), to the
   services or through the API, is refused as a ``validation_error`` (404 for a NUL in a path),
@@ -94,6 +96,7 @@ class GateMachine(RuleBasedStateMachine):
         self.locked: set[int] = set()
         self.always_on: set[int] = set()
         self.guarded: dict[int, int] = {}
+        self.guard_operations: dict[int, set[str]] = {}
         self.audit_mark = AuditRecord.objects.order_by("-id").values_list("id", flat=True)[0]
         FIGURES["examples"] += 1
 
@@ -384,6 +387,21 @@ class GateMachine(RuleBasedStateMachine):
                 duration_minutes=minutes,
             )
 
+    @rule(actor=pick, guard=pick, delete=st.booleans())
+    def weaken_guard(self, actor: int, guard: int, delete: bool) -> None:
+        chosen = _nth(ResourceGuard.objects.filter(pk__in=self.guard_ids), guard)
+        if chosen is None:
+            return
+        if delete:
+            self.call(guard_services.guard_delete, actor=self.actor(actor), guard=chosen)
+        else:
+            self.call(
+                guard_services.guard_update,
+                actor=self.actor(actor),
+                guard=chosen,
+                protected_operations=[],
+            )
+
     @rule(actor=pick, approval=pick)
     def revoke_elevation(self, actor: int, approval: int) -> None:
         target = _nth(Approval.objects.filter(guard_id__in=self.guard_ids), approval)
@@ -547,6 +565,31 @@ class GateMachine(RuleBasedStateMachine):
         self.guarded = dict(
             self.vaults().filter(resource_guard__isnull=False).values_list("pk", "resource_guard")
         )
+
+    @invariant()
+    def guards_weaken_only_with_a_second_person(self) -> None:
+        now_ops = {
+            g.pk: set(g.protected_operations)
+            for g in ResourceGuard.objects.filter(pk__in=self.guard_ids)
+        }
+        for pk, before in self.guard_operations.items():
+            after = now_ops.get(pk)
+            if after is not None and before <= after:
+                continue
+            approved = Approval.objects.filter(
+                kind=Approval.Kind.GUARD_WEAKEN,
+                status=Approval.Status.APPROVED,
+                decided_by__isnull=False,
+            ).filter(guard_id=pk) | Approval.objects.filter(
+                kind=Approval.Kind.GUARD_WEAKEN,
+                status=Approval.Status.APPROVED,
+                guard__isnull=True,
+                payload__delete=True,
+            )
+            assert any(a.decided_by_id != a.requested_by_id for a in approved), (
+                f"guard {pk} weakened without a second person"
+            )
+        self.guard_operations = now_ops
 
 
 @pytest.mark.django_db
