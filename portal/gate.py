@@ -137,12 +137,33 @@ def approval_pending(check: Check) -> DomainError | None:
     return None
 
 
+# What an installation admin does to an account: whoever did any of it to the requester's
+# account may have its password, so is not the second person on that account's requests.
+ACCOUNT_ADMINISTRATION = ("user_create", "user_update", "authenticator_reset")
+
+
 def not_own_request(check: Check) -> DomainError | None:
+    """The approver is not the requester, nor someone who created or changed the requester's
+    account (a superuser who is also a security admin would otherwise make a puppet backup
+    admin, ask as it and approve as themselves: one person, two accounts)."""
     approval: Approval = check.facts["approval"]
     if approval.requested_by_id == check.actor.pk:
         return DomainError(
             "self_approval",
             "You asked for this yourself: another security admin must decide it.",
+        )
+    requester = approval.requested_by.get_username()
+    administered = AuditRecord.objects.filter(
+        actor_id=check.actor.pk,
+        outcome=AuditRecord.Outcome.ALLOWED,
+        operation__in=ACCOUNT_ADMINISTRATION,
+        target=f"user:{requester}",
+    ).exists()
+    if administered:
+        return DomainError(
+            "self_approval",
+            f"You created or changed account {requester} yourself, so you are not the second "
+            "person on its requests: another security admin must decide it.",
         )
     return None
 

@@ -275,3 +275,37 @@ def test_guard_names_are_validated_like_vault_names(
     assert response.json()["field"] == "name"
     client.force_login(security_admin)
     assert client.get("/resource-guards/").status_code == 200
+
+
+# --- one person, two accounts: a superuser who is also a security admin --------------------------
+
+
+def test_a_superuser_security_admin_cannot_approve_a_puppet_accounts_request(
+    admin: Any, api: Any, tmp_path: Path
+) -> None:
+    from tests.conftest import PASSWORD, make_user
+
+    boss = make_user("boss", "security_admin", is_superuser=True)
+    world = protected_world(admin, tmp_path)
+    guard = guard_everything(world, admin, boss)
+    # The superuser makes a backup admin at once (no power is granted) ...
+    made = api(boss).post(
+        "/api/v1/users/",
+        {"username": "puppet", "password": PASSWORD, "role": "backup_admin"},
+        format="json",
+    )
+    assert made.status_code == 201, made.content
+    puppet = type(admin).objects.get(username="puppet")
+    # ... asks for access as it, and tries to approve as themselves.
+    request = api(puppet).post(
+        f"/api/v1/resource-guards/{guard.name}/access-requests/",
+        {"justification": "cleanup", "duration_minutes": 60},
+        format="json",
+    )
+    assert request.status_code == 201
+    answer = api(boss).post(f"/api/v1/approvals/{request.json()['id']}/approve/")
+    assert (answer.status_code, answer.json()["code"]) == (409, "self_approval")
+    assert "puppet" in answer.json()["detail"]
+    # A security admin who never touched the account may decide it.
+    other = make_user("sofia", "security_admin")
+    assert api(other).post(f"/api/v1/approvals/{request.json()['id']}/approve/").status_code == 200
