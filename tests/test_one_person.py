@@ -7,6 +7,7 @@ the storage ones in tests/test_storage_backstop.py, the audit ones in tests/test
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from guards import services as guard_services
 from policies import services as policy_services
+from portal import clock
 from portal import services as portal_services
 from portal.models import Alert, Approval, AuditRecord
 from tests.factories import make_vault
@@ -309,3 +311,366 @@ def test_a_superuser_security_admin_cannot_approve_a_puppet_accounts_request(
     # A security admin who never touched the account may decide it.
     other = make_user("sofia", "security_admin")
     assert api(other).post(f"/api/v1/approvals/{request.json()['id']}/approve/").status_code == 200
+
+
+# === the table: every actor, alone, down every path it has ====================================
+#
+# Two vaults hold what must survive one person: ``fortress`` (a Recovery Services vault,
+# immutability locked, soft delete always-on, a Resource Guard on everything) and ``guarded``
+# (a Backup vault, immutability enabled, soft delete on, the same guard; a Backup vault lets
+# a policy shorten under immutability, so there only MUA stands in the way). The guard is
+# owned by ``gwen``, whom no actor is. Each actor tries everything its credential reaches,
+# asking for approvals and trying to decide them itself, through a second account where it
+# can make one; afterwards nothing protected is gone, shorter or weaker, no approval was
+# granted, and no answer was a 500.
+#
+# Infrastructure credentials (the application's database role, a shell on a worker host)
+# reach below the gate: there the promise is the locked vault's, held by PostgreSQL and by the
+# storage (tests/test_db_backstop.py, tests/test_storage_backstop.py, and the last cells here).
+# An enabled (not locked) vault can be disabled by whoever can forge database rows; locking is
+# what protects against that (docs/security.md).
+
+PEOPLE = {
+    "reader": ("reader", False),
+    "operator": ("operator", False),
+    "backup admin (or a stolen token)": ("backup_admin", False),
+    "security admin (not the guard's owner)": ("security_admin", False),
+    "superuser with role reader": ("reader", True),
+    "superuser with role backup admin": ("backup_admin", True),
+    "superuser with role security admin": ("security_admin", True),
+}
+
+
+@pytest.fixture
+def table_world(admin: Any, tmp_path: Path) -> dict[str, Any]:
+    from tests.conftest import make_user
+
+    owner = make_user("gwen", "security_admin")
+    keeper = guard_services.guard_create(actor=owner, name="keeper")
+    world: dict[str, Any] = {"guard": keeper, "owner": owner}
+    for name, kind, state in (
+        ("fortress", "recovery_services", "locked"),
+        ("guarded", "backup", "enabled"),
+    ):
+        vault = make_vault(admin, name=name, kind=kind, immutability=state)
+        policy = policy_services.policy_create(
+            actor=admin, vault=vault, name="daily", daily_days=30
+        )
+        source = tmp_path / name
+        source.mkdir()
+        item = vault_services.item_protect(
+            actor=admin, vault=vault, name="files", source_path=str(source), policy=policy
+        )
+        point = vault_services.point_record(item=item)
+        vault_services.vault_guard_set(actor=admin, vault=vault, guard=keeper)
+        world[name] = {"vault": vault, "policy": policy, "item": item, "point": point}
+    approval = vault_services.soft_delete_always_on_request(
+        actor=admin, vault=world["fortress"]["vault"], confirmation="fortress", retention_days=30
+    )
+    portal_services.approval_approve(actor=owner, approval=approval)
+    return world
+
+
+def fingerprint(world: dict[str, Any]) -> dict[str, Any]:
+    """Everything one person must not be able to destroy, shorten or weaken."""
+    from guards.models import ResourceGuard
+
+    state: dict[str, Any] = {
+        "guard": list(
+            ResourceGuard.objects.filter(pk=world["guard"].pk).values_list(
+                "name", "protected_operations"
+            )
+        ),
+        "approved": sorted(
+            Approval.objects.filter(status="approved")
+            .exclude(pk__in=world.get("baseline_approvals", []))
+            .values_list("kind", flat=True)
+        ),
+    }
+    for name in ("fortress", "guarded"):
+        vault = world[name]["vault"]
+        state[name] = {
+            "vault": list(
+                Vault.objects.filter(pk=vault.pk).values_list(
+                    "name",
+                    "kind",
+                    "storage_location",
+                    "immutability",
+                    "soft_delete_state",
+                    "soft_delete_retention_days",
+                    "resource_guard_id",
+                )
+            ),
+            "points": list(
+                RecoveryPoint.objects.filter(vault=vault)
+                .order_by("pk")
+                .values_list("pk", "expires_at", "soft_deleted_until", "tier")
+            ),
+            "items": list(
+                ProtectedItem.objects.filter(vault=vault).values_list(
+                    "name", "protection_state", "policy_id", "purge_at"
+                )
+            ),
+            "policies": list(
+                vault.policies.order_by("pk").values_list(
+                    "daily_days", "weekly_weeks", "monthly_months", "yearly_years", "frequency"
+                )
+            ),
+        }
+    return state
+
+
+def person(label: str) -> Any:
+    from tests.conftest import make_user
+
+    role, superuser = PEOPLE[label]
+    return make_user("mallory", role, is_superuser=superuser)
+
+
+def no_server_error(response: Any) -> Any:
+    assert response.status_code < 500, (response.status_code, response.content[:300])
+    return response
+
+
+def api_attempts(actor: Any, world: dict[str, Any]) -> None:
+    """Everything the API lets ``actor`` try alone, second accounts included."""
+    from tests.conftest import PASSWORD, api_client_for
+
+    me = api_client_for(actor)
+    clients = [me]
+    guard = world["guard"].name
+    # A second account, where the credential can make one (superusers), asked to grant power.
+    made = no_server_error(
+        me.post(
+            "/api/v1/users/",
+            {"username": "puppet", "password": PASSWORD, "role": "backup_admin"},
+            format="json",
+        )
+    )
+    if made.status_code == 201:
+        puppet = type(actor).objects.get(username="puppet")
+        clients.append(api_client_for(puppet))
+        for username in ("puppet", actor.username):
+            no_server_error(
+                me.patch(f"/api/v1/users/{username}/", {"role": "security_admin"}, format="json")
+            )
+    # Ask for what needs a second person, then try to be that person.
+    for client in clients:
+        no_server_error(
+            client.post(
+                f"/api/v1/resource-guards/{guard}/access-requests/",
+                {"justification": "alone", "duration_minutes": 60},
+                format="json",
+            )
+        )
+        no_server_error(
+            client.patch(
+                f"/api/v1/resource-guards/{guard}/", {"protected_operations": []}, format="json"
+            )
+        )
+        no_server_error(client.delete(f"/api/v1/resource-guards/{guard}/"))
+        no_server_error(
+            client.post(
+                "/api/v1/vaults/guarded/immutability/lock/",
+                {"confirmation": "guarded"},
+                format="json",
+            )
+        )
+    for approval in Approval.objects.filter(status="pending"):
+        for client in clients:
+            no_server_error(client.post(f"/api/v1/approvals/{approval.pk}/approve/"))
+    # Then everything destructive, by every account the person holds.
+    soon = (clock.now() + timedelta(hours=1)).isoformat()
+    for client in clients:
+        for name in ("fortress", "guarded"):
+            base = f"{V}/{name}"
+            point = world[name]["point"].pk
+            requests = [
+                ("delete", f"{base}/items/files/recovery-points/{point}/", None),
+                ("patch", f"{base}/items/files/recovery-points/{point}/", {"retain_until": soon}),
+                ("post", f"{base}/items/files/stop-protection/", {"delete_data": True}),
+                ("post", f"{base}/immutability/", {"state": "disabled"}),
+                ("patch", f"{base}/soft-delete/", {"state": "disabled", "confirm_purge_count": 0}),
+                ("patch", f"{base}/soft-delete/", {"retention_days": 14}),
+                ("delete", f"{base}/resource-guard/", None),
+                ("patch", f"{base}/policies/daily/", {"retention": {"daily_days": 7}}),
+                ("delete", f"{base}/", None),
+            ]
+            for method, url, body in requests:
+                no_server_error(getattr(client, method)(url, body, format="json"))
+
+
+def page_attempts(actor: Any, world: dict[str, Any]) -> None:
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(actor)
+    guard = world["guard"].name
+    no_server_error(
+        browser.post(
+            f"/resource-guards/{guard}/access/", {"justification": "x", "duration_minutes": "60"}
+        )
+    )
+    no_server_error(browser.post(f"/resource-guards/{guard}/operations/", {}))
+    no_server_error(browser.post(f"/resource-guards/{guard}/delete/"))
+    for approval in Approval.objects.filter(status="pending"):
+        no_server_error(browser.post(f"/approvals/{approval.pk}/approve/"))
+    for name in ("fortress", "guarded"):
+        item, point = world[name]["item"].pk, world[name]["point"].pk
+        for url, body in (
+            (f"/vaults/{name}/items/{item}/points/{point}/delete/", {}),
+            (
+                f"/vaults/{name}/items/{item}/points/{point}/retain/",
+                {"retain_until": f"{clock.now() + timedelta(hours=1):%Y-%m-%dT%H:%M}"},
+            ),
+            (f"/vaults/{name}/items/{item}/stop/", {"delete_data": "on", "confirmation": "files"}),
+            (f"/vaults/{name}/immutability/change/", {"state": "disabled"}),
+            (f"/vaults/{name}/soft-delete/", {"state": "disabled", "confirm_purge_count": "0"}),
+            (f"/vaults/{name}/soft-delete/", {"retention_days": "14"}),
+            (f"/vaults/{name}/resource-guard/remove/", {}),
+            (f"/vaults/{name}/delete/", {"confirmation": name}),
+        ):
+            no_server_error(browser.post(url, body))
+
+
+def admin_attempts(actor: Any, world: dict[str, Any]) -> None:
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(actor)
+    vault = world["fortress"]["vault"]
+    guard = world["guard"]
+    for url, body in (
+        (f"/admin/vaults/vault/{vault.pk}/delete/", {"post": "yes"}),
+        (f"/admin/vaults/vault/{vault.pk}/change/", {"immutability": "disabled", "name": "x"}),
+        (f"/admin/guards/resourceguard/{guard.pk}/change/", {"protected_operations": "[]"}),
+        (f"/admin/guards/resourceguard/{guard.pk}/delete/", {"post": "yes"}),
+        ("/admin/portal/approval/", {"action": "approve_selected", "_selected_action": "1"}),
+        (
+            f"/admin/auth/user/{world['owner'].pk}/password/",
+            {"password1": "x" * 20, "password2": "x" * 20},
+        ),
+    ):
+        no_server_error(browser.post(url, body))
+
+
+def shell_attempts(actor: Any, world: dict[str, Any]) -> None:
+    """The services themselves, as a shell session calls them with the person as actor."""
+    from portal.gate import DomainError
+
+    tries = []
+    for name in ("fortress", "guarded"):
+        w = world[name]
+        tries += [
+            lambda w=w: vault_services.point_delete(actor=actor, point=w["point"]),
+            lambda w=w: vault_services.protection_stop(
+                actor=actor, item=w["item"], delete_data=True
+            ),
+            lambda w=w: vault_services.immutability_set(
+                actor=actor, vault=w["vault"], state="disabled"
+            ),
+            lambda w=w: vault_services.vault_guard_remove(actor=actor, vault=w["vault"]),
+            lambda w=w: vault_services.vault_delete(actor=actor, vault=w["vault"]),
+        ]
+    tries.append(
+        lambda: guard_services.guard_update(
+            actor=actor, guard=world["guard"], protected_operations=[]
+        )
+    )
+    for attempt in tries:
+        with contextlib.suppress(DomainError):
+            attempt()
+
+
+PATHS = {
+    "api": api_attempts,
+    "pages": page_attempts,
+    "admin": admin_attempts,
+    "shell": shell_attempts,
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("who", list(PEOPLE))
+def test_no_person_alone_destroys_shortens_or_weakens(
+    table_world: dict[str, Any], who: str, path: str
+) -> None:
+    table_world["baseline_approvals"] = list(
+        Approval.objects.filter(status="approved").values_list("pk", flat=True)
+    )
+    before = fingerprint(table_world)
+    PATHS[path](person(who), table_world)
+    after = fingerprint(table_world)
+    changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    assert not changed, repr(changed)[:3000]
+
+
+# --- infrastructure credentials: what holds is the locked vault --------------------------------
+
+SQL_ATTACKS = [
+    "DELETE FROM vaults_recoverypoint WHERE vault_id = {vault}",
+    "UPDATE vaults_recoverypoint SET expires_at = now() WHERE vault_id = {vault}",
+    "UPDATE vaults_recoverypoint SET tier = 'snapshot' WHERE vault_id = {vault}",
+    "UPDATE vaults_recoverypoint SET vault_id = {other} WHERE vault_id = {vault}",
+    "UPDATE vaults_vault SET id = -1 WHERE id = {vault}",
+    "UPDATE vaults_vault SET immutability = 'disabled' WHERE id = {vault}",
+    "UPDATE vaults_vault SET soft_delete_state = 'disabled' WHERE id = {vault}",
+    "UPDATE vaults_vault SET soft_delete_retention_days = 14 WHERE id = {vault}",
+    "UPDATE vaults_vault SET resource_guard_id = NULL WHERE id = {vault}",
+    "UPDATE vaults_vault SET kind = 'backup' WHERE id = {vault}",
+    "UPDATE vaults_vault SET storage_location = '/tmp/x' WHERE id = {vault}",
+    "UPDATE policies_policy SET daily_days = 7 WHERE vault_id = {vault}",
+    "DELETE FROM vaults_protecteditem WHERE vault_id = {vault}",
+    "DELETE FROM vaults_vault WHERE id = {vault}",
+    "UPDATE portal_auditrecord SET reason = 'nothing happened'",
+    "DELETE FROM portal_auditrecord",
+]
+
+
+def fortress_fingerprint(world: dict[str, Any]) -> Any:
+    return fingerprint(world)["fortress"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_applications_database_role_alone_cannot_touch_the_locked_vault(
+    table_world: dict[str, Any], as_app: Any
+) -> None:
+    import psycopg
+
+    before = fortress_fingerprint(table_world)
+    ids = {
+        "vault": table_world["fortress"]["vault"].pk,
+        "other": table_world["guarded"]["vault"].pk,
+    }
+    for statement in SQL_ATTACKS:
+        with pytest.raises(psycopg.Error), as_app.transaction():
+            as_app.execute(statement.format(**ids))
+            pytest.fail(f"the application's role was allowed: {statement}")
+    assert fortress_fingerprint(table_world) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_hosts_shell_alone_cannot_touch_the_locked_vault(
+    table_world: dict[str, Any], capsys: Any
+) -> None:
+    """What a shell with the application's environment runs: the system's own operations,
+    which the gate still judges, and every sweep."""
+    from django.core.management import call_command
+
+    from portal.gate import DomainError, entry_point
+
+    before = fortress_fingerprint(table_world)
+    fortress = table_world["fortress"]
+    with entry_point("shell"):
+        for attempt in (
+            lambda: vault_services.point_expire(point=fortress["point"]),
+            lambda: vault_services.item_purge(item=fortress["item"]),
+            lambda: vault_services.point_delete(actor=None, point=fortress["point"]),
+            lambda: vault_services.immutability_set(
+                actor=None, vault=fortress["vault"], state="disabled"
+            ),
+        ):
+            with pytest.raises(DomainError):
+                attempt()
+    call_command("sweep", "all")
+    assert fortress_fingerprint(table_world) == before
