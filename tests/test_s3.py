@@ -19,7 +19,7 @@ from portal import clock
 from portal.models import Alert
 from tests.conftest import api_client_for
 from tests.factories import lock_vault, make_vault
-from tests.s3server import S3Server, s3, s3_server  # noqa: F401  (fixtures)
+from tests.s3server import S3Server
 from tests.test_jobs import protect, storage, tree_of, write_tree  # noqa: F401
 from vaults import jobs
 from vaults import services as vault_services
@@ -33,7 +33,7 @@ from vaults.storage.s3 import S3Backend, parse_location
 DAY = timedelta(days=1)
 
 
-def _backend(s3: S3Server, bucket: str, prefix: str = "vault/standard") -> S3Backend:  # noqa: F811
+def _backend(s3: S3Server, bucket: str, prefix: str = "vault/standard") -> S3Backend:
     return S3Backend(s3.client(), parse_location(f"s3://{bucket}/{prefix}"))
 
 
@@ -41,7 +41,7 @@ def _soon(days: float = 2) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
 
 
-def _version(s3: S3Server, bucket: str, key: str) -> str:  # noqa: F811
+def _version(s3: S3Server, bucket: str, key: str) -> str:
     return str(s3.client().head_object(Bucket=bucket, Key=key)["VersionId"])
 
 
@@ -49,7 +49,7 @@ def _version(s3: S3Server, bucket: str, key: str) -> str:  # noqa: F811
 
 
 def test_backup_and_restore_are_byte_identical_and_every_object_is_locked(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     tmp_path: Path,
 ) -> None:
     bucket = s3.bucket()
@@ -75,7 +75,7 @@ def test_backup_and_restore_are_byte_identical_and_every_object_is_locked(
 
 
 def test_a_compliance_object_refuses_deletion_even_with_the_governance_bypass(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
 ) -> None:
     bucket = s3.bucket()
     backend = _backend(s3, bucket)
@@ -100,7 +100,7 @@ def test_a_compliance_object_refuses_deletion_even_with_the_governance_bypass(
     reason="moto 5.2 accepts a shorter COMPLIANCE retention; AWS S3, MinIO and Ceph refuse "
     "it. Holdfast never asks for one (test_retention_is_never_shortened_by_holdfast).",
 )
-def test_a_compliance_object_refuses_retention_shortening(s3: S3Server) -> None:  # noqa: F811
+def test_a_compliance_object_refuses_retention_shortening(s3: S3Server) -> None:
     bucket = s3.bucket()
     backend = _backend(s3, bucket)
     until = _soon(5)
@@ -117,7 +117,7 @@ def test_a_compliance_object_refuses_retention_shortening(s3: S3Server) -> None:
 
 
 def test_a_governance_object_is_deleted_only_with_the_bypass_header(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
 ) -> None:
     bucket = s3.bucket()
     backend = _backend(s3, bucket)
@@ -136,7 +136,7 @@ def test_a_governance_object_is_deleted_only_with_the_bypass_header(
     assert not backend.exists("chunks/ab/g1")
 
 
-def test_two_writers_of_one_new_chunk_leave_one_version(s3: S3Server) -> None:  # noqa: F811
+def test_two_writers_of_one_new_chunk_leave_one_version(s3: S3Server) -> None:
     bucket = s3.bucket()
     backend = _backend(s3, bucket)
     later, sooner = Retention(GOVERNANCE, _soon(9)), Retention(GOVERNANCE, _soon(2))
@@ -148,7 +148,7 @@ def test_two_writers_of_one_new_chunk_leave_one_version(s3: S3Server) -> None:  
     assert backend.lock_of("chunks/ab/c1").until == later.until
 
 
-def test_retention_is_never_shortened_by_holdfast(s3: S3Server) -> None:  # noqa: F811
+def test_retention_is_never_shortened_by_holdfast(s3: S3Server) -> None:
     backend = _backend(s3, s3.bucket())
     later = _soon(10)
     backend.put("chunks/ab/c1", b"data", Retention(GOVERNANCE, later))
@@ -164,7 +164,7 @@ def test_retention_is_never_shortened_by_holdfast(s3: S3Server) -> None:  # noqa
 
 
 def test_a_reused_chunk_is_locked_until_the_latest_expiry_of_its_points(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     tmp_path: Path,
 ) -> None:
     store = VaultStore(_backend(s3, s3.bucket()), timestamp_slack=0.0)
@@ -186,7 +186,7 @@ def test_a_reused_chunk_is_locked_until_the_latest_expiry_of_its_points(
 
 
 def test_lock_read_back_finds_a_removed_and_a_missing_lock(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     tmp_path: Path,
 ) -> None:
     bucket = s3.bucket()
@@ -228,7 +228,7 @@ def test_lock_read_back_finds_a_removed_and_a_missing_lock(
     assert lock.missing == [gone.removeprefix("vault/standard/")] and not lock.ok
 
 
-def test_the_bucket_check_names_what_is_missing(s3: S3Server) -> None:  # noqa: F811
+def test_the_bucket_check_names_what_is_missing(s3: S3Server) -> None:
     plain = s3.bucket(lock=False, versioning=False)
     with pytest.raises(StorageError, match="versioning"):
         _backend(s3, plain).check_bucket()
@@ -249,7 +249,7 @@ def test_the_bucket_check_names_what_is_missing(s3: S3Server) -> None:  # noqa: 
 
 
 def test_gc_deletes_only_objects_whose_lock_has_ended_and_reports_refusals(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     tmp_path: Path,
 ) -> None:
     store = VaultStore(_backend(s3, s3.bucket()))
@@ -271,7 +271,7 @@ def test_gc_deletes_only_objects_whose_lock_has_ended_and_reports_refusals(
 
 
 def test_archive_tier_on_s3_keeps_the_lock_and_rehydrates_from_a_cold_class(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     tmp_path: Path,
 ) -> None:
     bucket = s3.bucket()
@@ -313,7 +313,7 @@ def people(db: None) -> dict[str, Any]:
     }
 
 
-def _s3_vault(s3: S3Server, admin: Any, name: str = "s3-vault", **extra: Any) -> Vault:  # noqa: F811
+def _s3_vault(s3: S3Server, admin: Any, name: str = "s3-vault", **extra: Any) -> Vault:
     return make_vault(admin, name=name, storage_location=f"s3://{s3.bucket()}/{name}", **extra)
 
 
@@ -335,7 +335,7 @@ def _queued(vault: Vault, kind: str) -> Job:
 
 
 def test_vault_creation_checks_the_bucket(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     people: dict[str, Any],
 ) -> None:
     api = api_client_for(people["admin"])
@@ -370,7 +370,7 @@ def test_vault_creation_checks_the_bucket(
 
 
 def test_immutability_maps_onto_object_lock_for_existing_and_new_points(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     people: dict[str, Any],
     storage: Path,  # noqa: F811
     django_capture_on_commit_callbacks: Any,
@@ -433,7 +433,7 @@ def _backend_of(vault: Vault) -> Any:
 
 
 def test_lock_verification_catches_a_removed_lock_and_alerts(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     people: dict[str, Any],
     storage: Path,  # noqa: F811
 ) -> None:
@@ -481,7 +481,7 @@ def test_lock_verification_of_a_local_vault_is_refused_clearly(
 
 
 def test_expiry_sweep_leaves_data_the_storage_still_locks(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     people: dict[str, Any],
     storage: Path,  # noqa: F811
 ) -> None:
@@ -508,7 +508,7 @@ def test_expiry_sweep_leaves_data_the_storage_still_locks(
 
 
 def test_tier_move_on_s3_locks_the_archive_copy_and_keeps_the_locked_standard_copy(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     people: dict[str, Any],
     storage: Path,  # noqa: F811
     settings: Any,
@@ -533,7 +533,7 @@ def test_tier_move_on_s3_locks_the_archive_copy_and_keeps_the_locked_standard_co
 
 
 def test_a_shared_chunk_store_survives_a_source_copy(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     tmp_path: Path,
 ) -> None:
     """Two vault stores on one bucket under different prefixes never see each other."""
@@ -549,7 +549,7 @@ def test_a_shared_chunk_store_survives_a_source_copy(
 
 
 def test_a_longer_expiry_extends_the_storage_lock_and_readers_cannot_verify(
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     people: dict[str, Any],
     storage: Path,  # noqa: F811
     django_capture_on_commit_callbacks: Any,
