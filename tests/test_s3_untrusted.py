@@ -43,6 +43,7 @@ from vaults import services as vault_services
 from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, Retention
+from vaults.storage.chunks import decode_chunk
 from vaults.storage.s3 import S3Backend, parse_location
 
 MIB = 1024 * 1024
@@ -351,3 +352,41 @@ def test_turning_immutability_on_locks_every_stacked_version(
     versions = _versions(s3, backend.bucket, backend._key(chunk))
     assert len(versions) == 2
     assert {lock.mode for lock in versions.values()} == {GOVERNANCE}
+
+
+def test_other_bytes_stacked_on_a_locked_chunk_are_caught_and_lose_nothing(
+    s3: S3Server,
+    people: dict[str, Any],  # noqa: F811
+    storage: Path,  # noqa: F811
+) -> None:
+    """The attack: someone holding only s3:PutObject and s3:DeleteObject cannot delete or
+    shorten a locked chunk, but can put a version with other bytes on top of it, or hide it
+    behind a delete marker. The lock check alerts on both (the new version is not locked;
+    then the object reads as missing), the verification job marks the point corrupt, and
+    the locked version beneath is untouched."""
+    vault, point = _locked_vault_point(s3, people, storage)
+    backend, chunk = _chunk_of(vault)
+    full = backend._key(chunk)
+    client = s3.client()
+    (good,) = _versions(s3, backend.bucket, full)
+    client.put_object(Bucket=backend.bucket, Key=full, Body=b"HFC\x01\x00not the chunk")
+
+    job = _run(jobs.lock_verify_request(actor=people["operator"], vault=vault))
+    assert job.status == "failed"
+    point.refresh_from_db()
+    assert chunk in point.storage_lock_problem
+    verify = _run(jobs.verify_request(actor=people["operator"], point=point))
+    assert verify.status == "failed" and "marked corrupt" in verify.error
+    point.refresh_from_db()
+    assert point.corrupted_at is not None
+
+    client.delete_object(Bucket=backend.bucket, Key=full)  # a delete marker on top
+    job = _run(jobs.lock_verify_request(actor=people["operator"], vault=vault))
+    assert job.status == "failed"
+    point.refresh_from_db()
+    assert "missing" in point.storage_lock_problem and chunk in point.storage_lock_problem
+
+    kept = client.get_object(Bucket=backend.bucket, Key=full, VersionId=good)["Body"].read()
+    assert decode_chunk(chunk.rpartition("/")[2], kept)
+    lock = S3Backend._lock_from(client.head_object(Bucket=backend.bucket, Key=full, VersionId=good))
+    assert lock.mode == GOVERNANCE and lock.until is not None and lock.until >= point.expires_at
