@@ -3,13 +3,14 @@
     make bench-s3        # or: .venv/bin/python bench/s3.py [--mib 256] [--repeat 3]
 
 Two S3 servers on loopback, the ones the test suite uses (tests/s3server.py): moto in server
-mode (a single-process Python server) and a throwaway single-node Ceph RGW 16.2 (memstore
-OSD, started with scripts/ceph-rgw/start-rgw.sh; its column reads "n/a" with the reason when
-the Ceph packages are missing). The figures measure Holdfast's S3 path (boto3; per chunk a
-HEAD, a conditional PUT with Object Lock retention and a SHA-256 checksum, the ETag check,
-and the version listing that guards against stacked versions) against real servers on the
-same two cores, not a production object store: read them as a lower bound for S3 and as
-the cost of the S3 protocol against the local disk. Every backend backs up the same
+mode (a single-process Python server; tests/moto_server.py fixes its ListObjectVersions, which
+copied and leaked the whole bucket per call) and a throwaway single-node Ceph RGW 16.2
+(memstore OSD, started with scripts/ceph-rgw/start-rgw.sh; its column reads "n/a" with the
+reason when the Ceph packages are missing). The figures measure Holdfast's S3 path (boto3;
+per chunk a HEAD, a conditional PUT with Object Lock retention and a SHA-256 checksum, the
+ETag check, and the version listing that guards against stacked versions) against real
+servers on the same two cores, not a production object store: read them as a lower bound for
+S3 and as the cost of the S3 protocol against the local disk. Every backend backs up the same
 page-cache-warm dataset (bench/run.py generates it) in the same round; the S3 stores write
 every object with GOVERNANCE retention, as an `enabled` vault does. Medians of --repeat
 rounds.
@@ -53,7 +54,8 @@ def moto() -> Iterator[Any]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -3,7 +3,9 @@
 Every test that takes the `s3` (or `s3_server`) fixture runs twice, ``[moto]`` and
 ``[ceph]``, through boto3 over HTTP exactly as Holdfast talks to AWS:
 
-- moto in server mode: quick, and the reference for AWS behaviour where Ceph differs.
+- moto in server mode (tests/moto_server.py: with a fix for its ListObjectVersions, which
+  copied and leaked the whole bucket on every call): the reference for AWS behaviour where
+  Ceph differs.
   It is lenient where AWS is strict: it accepts a shorter COMPLIANCE retention, stores a
   body whose ``x-amz-checksum-*`` does not match it, and drops the lock headers of
   CreateMultipartUpload.
@@ -128,13 +130,9 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("moto_server")),
-                "-H",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
+            # moto, its ListObjectVersions fixed to copy only the prefix (tests/moto_server.py)
+            [sys.executable, "-m", "tests.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
