@@ -27,7 +27,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  sort imports and format with ruff"
 	@echo "make bench   data plane against restic (bench/run.py)"
-	@echo "make bench-s3  backup/restore to S3 (moto on loopback) next to local disk"
+	@echo "make bench-s3  backup/restore to S3 (moto and Ceph RGW on loopback) next to local disk"
 	@echo "make bench-portfolio  portfolio page and vault API at 100 and 10,000 vaults"
 	@echo "make bench-load  50 users browsing and operating for 2 min (locust; LOAD_RUN_TIME=20s)"
 	@echo "make fuzz    longer schemathesis and stateful gate runs"
@@ -86,6 +86,11 @@ format: venv
 
 bench: venv
 	$(PY) bench/run.py
+
+# Backup and restore to moto and Ceph RGW on loopback next to the local disk, same data, same
+# run (Ceph's column reads n/a, saying why, without the Ceph packages).
+bench-s3: venv
+	$(PY) bench/s3.py
 
 # Portfolio page and vault list API at 100 and 10,000 vaults (its own PostgreSQL database).
 bench-portfolio: venv

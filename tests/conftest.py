@@ -15,6 +15,7 @@ from portal.gate import entry_point
 from tests.browser import browser  # noqa: F401  (fixture)
 from tests.dbroles import app_role, as_app  # noqa: F401  (fixtures)
 from tests.factories import make_vault
+from tests.s3server import ceph_server, moto_s3, moto_server, s3, s3_server  # noqa: F401
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.factories import make_vault
-from tests.s3server import S3Server, s3, s3_server  # noqa: F401  (fixtures)
+from tests.s3server import S3Server
 from tests.test_jobs import people, protect, storage, tree_of, wait_for, write_tree  # noqa: F401
 from tests.test_worker import _database_url
 from vaults import jobs
@@ -30,7 +30,7 @@ from vaults.storage.backends import GOVERNANCE
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start_worker(name: str, home: Path, s3: S3Server) -> tuple[subprocess.Popen[bytes], Path]:  # noqa: F811
+def _start_worker(name: str, home: Path, s3: S3Server) -> tuple[subprocess.Popen[bytes], Path]:
     """A worker as on its own host: its own storage root, var dir and temp dir."""
     for sub in ("storage", "var", "tmp"):
         (home / sub).mkdir(parents=True)
@@ -104,7 +104,7 @@ def two_workers(storage: Path, s3: S3Server) -> Iterator[list[Path]]:  # noqa: F
 def test_two_worker_hosts_back_up_into_one_s3_vault_concurrently(
     people: dict[str, Any],  # noqa: F811
     storage: Path,  # noqa: F811
-    s3: S3Server,  # noqa: F811
+    s3: S3Server,
     two_workers: list[Path],
 ) -> None:
     admin, operator = people["admin"], people["operator"]

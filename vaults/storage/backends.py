@@ -14,7 +14,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -84,6 +84,20 @@ class ObjectLock:
     def active(self, now: datetime) -> bool:
         return self.legal_hold or (self.until is not None and self.until > now)
 
+    @staticmethod
+    def weakest(locks: Sequence[ObjectLock]) -> ObjectLock:
+        """What holds for all of `locks` (an object's versions): the weakest mode, the
+        earliest date, a legal hold only if every one has it."""
+        if not locks:
+            return ObjectLock()
+        modes = [lock.mode for lock in locks]
+        dates = [lock.until for lock in locks]
+        return ObjectLock(
+            mode=min(modes, key=lambda mode: _STRENGTH[mode]),
+            until=None if None in dates else min(d for d in dates if d is not None),
+            legal_hold=all(lock.legal_hold for lock in locks),
+        )
+
 
 class Backend(abc.ABC):
     """A strongly consistent object namespace.
@@ -137,8 +151,19 @@ class Backend(abc.ABC):
         Raises `ObjectNotFound` for a missing object."""
         return None
 
+    def version_locks(self, key: str) -> Sequence[ObjectLock]:
+        """The lock of every stored version of the object, the current one included.
+
+        Where a store keeps versions (S3), an older version becomes current again once the
+        ones above it are gone (a delete by version once their own lock ends, the
+        governance bypass, a delete marker removed): the object is only as locked as its
+        weakest version. Raises `ObjectNotFound` when there is no current version."""
+        lock = self.lock_of(key)
+        return [] if lock is None else [lock]
+
     def extend_retention(self, key: str, retention: Retention) -> bool:
-        """Raise the object's lock to at least `retention`, never lowering it.
+        """Raise the object's lock to at least `retention`, never lowering it, on every
+        version the store keeps of it.
 
         Returns whether the storage was changed; False where locks do not exist. Raises
         `ObjectNotFound` for a missing object."""

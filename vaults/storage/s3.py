@@ -5,11 +5,23 @@ enabled (:meth:`S3Backend.check_bucket` says which is missing). Object Lock prot
 *versions*: a plain DELETE would only add a delete marker over a locked version, so
 `delete` removes every version of a key by id, and the storage refuses the locked ones
 (`ObjectLocked`). Writes that carry a retention send a checksum, as S3 requires of them.
+
+Nothing here relies on what a real server may ignore (Ceph RGW 16.2 ignores all three;
+docs/storage.md, "What Holdfast needs from an S3 server"):
+- ``If-None-Match: *``: after writing, or raising, a lock Holdfast lists the key's versions
+  and raises every one to the strongest lock among them (`settle_versions`), so a second
+  writer's version stacked on top never carries a shorter lock than the first's.
+- the lock headers of CreateMultipartUpload: an object written in parts has its retention
+  set on the completed version and read back.
+- checksums: every write is compared with what the server says it stored (the MD5 ETag,
+  else the bytes read back) and written again if they differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +29,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 
 from .backends import COMPLIANCE, GOVERNANCE, Backend, ObjectLock, Retention, check_key
 from .errors import ObjectArchived, ObjectLocked, ObjectNotFound, StorageError
@@ -26,6 +38,27 @@ from .errors import ObjectArchived, ObjectLocked, ObjectNotFound, StorageError
 COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 _LOCKED = {"AccessDenied", "AccessDeniedByLock", "ObjectLocked", "InvalidRequest"}
+# What servers answer a body that does not match the digest or checksum sent with it.
+_DAMAGED = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+# Objects above this size are written in parts (archive packs reach 128 MiB), so a dropped
+# connection costs a part, not the object; the part size must be at least 5 MiB (S3).
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+PART_SIZE = 16 * 1024 * 1024
+# Writes whose stored bytes differ from what was sent are tried this often in all.
+WRITE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class _Version:
+    version_id: str
+    is_marker: bool
+    is_latest: bool
+
+
+def _md5(data: bytes | memoryview) -> Any:
+    return hashlib.md5(data, usedforsecurity=False)
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,10 @@ def make_client(
         max_pool_connections=max_connections,
         # Checksums on every upload that supports them, as Object Lock uploads require.
         request_checksum_calculation="when_supported",
+        # Reads are judged by Holdfast's own hashes (BLAKE3 per chunk, the manifest digest),
+        # the same on every server: a checksum some servers return and others do not must
+        # not turn a damaged chunk into a transport error instead of `CorruptChunk`.
+        response_checksum_validation="when_required",
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
     return boto3.session.Session().client(
@@ -99,6 +136,8 @@ class S3Backend(Backend):
         *,
         storage_class: str = "",
         storage_class_suffix: str = "",
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
     ) -> None:
         self.client = client
         self.location = location
@@ -108,6 +147,8 @@ class S3Backend(Backend):
         self.storage_class = storage_class
         self.storage_class_suffix = storage_class_suffix
         self._base = f"{location.prefix}/" if location.prefix else ""
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
 
     def __repr__(self) -> str:
         return f"S3Backend({str(self.location)!r})"
@@ -176,31 +217,171 @@ class S3Backend(Backend):
         return extra
 
     def put(self, key: str, data: bytes, retention: Retention | None = None) -> None:
-        extra = self._put_args(key, retention)
-        self._call("write", key, self.client.put_object, Key=self._key(key), Body=data, **extra)
+        self._write(key, data, retention, if_absent=False)
 
     def put_if_absent(self, key: str, data: bytes, retention: Retention | None = None) -> bool:
         """A conditional PUT (``If-None-Match: *``): False if the key exists already.
 
-        Two writers storing the same new chunk then never stack a second version whose
-        lock could be shorter than the first's; the loser extends the winner's lock. A
-        store without conditional writes gets a plain PUT."""
-        extra = self._put_args(key, retention)
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*", **extra
-            )
-        except ClientError as exc:
-            code = _code(exc)
-            if code in {"PreconditionFailed", "ConditionalRequestConflict"} or _status(exc) == 412:
-                return False
-            if code in {"NotImplemented", "InvalidArgument"}:
-                self.put(key, data, retention)
-                return True
-            raise StorageError(f"S3 refused to write {key!r} in {self.location}: {code}.") from None
-        except BotoCoreError as exc:
-            raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
+        The loser of two writers storing the same new chunk then extends the winner's lock
+        (`VaultStore._store_chunk`). A server that ignores the condition (Ceph RGW 16.2)
+        lets the loser stack a second version instead, possibly with a shorter lock on top:
+        so a locked write is always followed by `settle_versions`."""
+        if not self._write(key, data, retention, if_absent=True):
+            return False
+        if retention is not None:
+            self.settle_versions(key, retention)
         return True
+
+    def _write(
+        self, key: str, data: bytes, retention: Retention | None, *, if_absent: bool
+    ) -> bool:
+        """Write the object and check that the server stored what was sent; False when
+        `if_absent` and it exists. A damaged copy is written again (a locked one stays, under
+        the good version, until its retention ends)."""
+        full = self._key(key)
+        extra = self._put_args(key, retention)
+        in_parts = len(data) > self.multipart_threshold
+        conditional = if_absent
+        for _attempt in range(WRITE_ATTEMPTS):
+            if in_parts and conditional and self.exists(key):
+                return False
+            try:
+                if in_parts:
+                    version, etag = self._put_in_parts(full, data, extra)
+                    expected = self._parts_etag(data)
+                else:
+                    condition = {"IfNoneMatch": "*"} if conditional else {}
+                    answer = self.client.put_object(
+                        Bucket=self.bucket, Key=full, Body=data, **extra, **condition
+                    )
+                    version, etag = answer.get("VersionId"), answer.get("ETag")
+                    expected = _md5(data).hexdigest()
+            except ClientError as exc:
+                code = _code(exc)
+                if conditional and (code in _CONFLICT or _status(exc) == 412):
+                    return False
+                if conditional and code in {"NotImplemented", "InvalidArgument"}:
+                    conditional = False  # no conditional writes here: a plain PUT
+                    continue
+                if code in _DAMAGED:
+                    continue  # the server refused a body damaged on the way, as AWS does
+                raise self._write_refused(key, code or str(exc), extra) from None
+            except BotoCoreError as exc:
+                raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
+            if self._stored_intact(key, full, version, etag, expected, data):
+                if in_parts and retention is not None:
+                    self._confirm_retention(key, full, version, retention)
+                return True
+            self._drop_damaged(full, version)
+            conditional = False  # our damaged version holds the key: only a plain PUT covers it
+        raise StorageError(
+            f"The S3 store {self.location} stored other bytes than were sent for {key!r}, "
+            f"or refused them as damaged, {WRITE_ATTEMPTS} times in a row; nothing was "
+            "published. Check the network path to the store and the store itself."
+        )
+
+    def _write_refused(self, key: str, code: str, extra: dict[str, Any]) -> StorageError:
+        storage_class = extra.get("StorageClass")
+        if storage_class and code in {"InvalidStorageClass", "InvalidArgument"}:
+            return StorageError(
+                f"The S3 store {self.location} refused storage class {storage_class!r} for "
+                f"{key!r} ({code}): set HOLDFAST_S3_ARCHIVE_STORAGE_CLASS to a class it "
+                "offers (Ceph RGW and MinIO have only STANDARD unless configured), or to "
+                "empty for the bucket's default."
+            )
+        return StorageError(f"S3 refused to write {key!r} in {self.location}: {code}.")
+
+    def _put_in_parts(
+        self, full: str, data: bytes, extra: dict[str, Any]
+    ) -> tuple[str | None, str | None]:
+        """A multipart upload; the lock headers go along, but may be dropped by the server.
+        Every part carries a SHA-256 checksum, so the upload declares that algorithm."""
+        extra = {**extra, "ChecksumAlgorithm": "SHA256"}
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, **extra)
+        upload_id = upload["UploadId"]
+        try:
+            parts = []
+            view = memoryview(data)
+            for number, start in enumerate(range(0, len(data), self.part_size), start=1):
+                answer = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=bytes(view[start : start + self.part_size]),
+                    ChecksumAlgorithm="SHA256",
+                )
+                part = {"PartNumber": number, "ETag": answer["ETag"]}
+                if answer.get("ChecksumSHA256"):
+                    part["ChecksumSHA256"] = answer["ChecksumSHA256"]
+                parts.append(part)
+            done = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            raise
+        return done.get("VersionId"), done.get("ETag")
+
+    def _parts_etag(self, data: bytes) -> str:
+        """The ETag S3 gives a multipart object: the MD5 of its parts' MD5s, and their count."""
+        view = memoryview(data)
+        digests = [
+            _md5(view[start : start + self.part_size]).digest()
+            for start in range(0, len(data), self.part_size)
+        ]
+        return f"{_md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+    def _stored_intact(
+        self,
+        key: str,
+        full: str,
+        version: str | None,
+        etag: str | None,
+        expected: str,
+        data: bytes,
+    ) -> bool:
+        """Whether the server stored `data`: its ETag (the MD5 of what it stored) says so,
+        else the stored bytes are read back. Checksums sent with the body are not trusted:
+        moto and Ceph RGW store a body that does not match them."""
+        which = {"VersionId": version} if version and version != "null" else {}
+        if not etag:  # Ceph RGW answers CompleteMultipartUpload without one
+            etag = self._call("read", key, self.client.head_object, Key=full, **which).get("ETag")
+        if str(etag or "").strip('"') == expected:
+            return True
+        # Another kind of ETag (SSE-KMS, SSE-C) or a damaged body: the bytes decide.
+        try:
+            answer = self._call("read", key, self.client.get_object, Key=full, **which)
+            body = answer["Body"]
+            try:
+                return bytes(body.read()) == data
+            finally:
+                body.close()
+        except FlexibleChecksumError:
+            return False
+
+    def _drop_damaged(self, full: str, version: str | None) -> None:
+        """Delete a damaged version; a locked one is refused and stays below the good copy."""
+        if version and version != "null":
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.client.delete_object(Bucket=self.bucket, Key=full, VersionId=version)
+
+    def _confirm_retention(
+        self, key: str, full: str, version: str | None, retention: Retention
+    ) -> None:
+        """Set the retention of an object written in parts, and read it back: AWS applies
+        CreateMultipartUpload's lock headers, moto and Ceph RGW 16.2 drop them."""
+        lock = self._version_lock(key, full, version)
+        if lock is None or not lock.covers(retention):
+            self._set_retention(key, full, version, lock or ObjectLock(), retention)
+            lock = self._version_lock(key, full, version)
+        if lock is None or not lock.covers(retention):
+            raise StorageError(
+                f"The S3 store {self.location} did not keep the retention of {key!r} "
+                f"(asked {retention.mode} until {retention.until:%Y-%m-%d %H:%M:%S} UTC, "
+                f"read back {lock}); nothing was published."
+            )
 
     def get(self, key: str) -> bytes:
         response = self._call("read", key, self.client.get_object, Key=self._key(key))
@@ -220,18 +401,20 @@ class S3Backend(Backend):
             return False
         return True
 
-    def _versions(self, full_key: str) -> list[tuple[str, bool]]:
-        """(version id, is a delete marker) of every version of exactly `full_key`."""
-        found: list[tuple[str, bool]] = []
+    def _versions(self, full_key: str) -> list[_Version]:
+        """Every version and delete marker of exactly `full_key`."""
+        found: list[_Version] = []
         paginator = self.client.get_paginator("list_object_versions")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full_key):
-                for version in page.get("Versions", []):
-                    if version["Key"] == full_key:
-                        found.append((version["VersionId"], False))
-                for marker in page.get("DeleteMarkers", []):
-                    if marker["Key"] == full_key:
-                        found.append((marker["VersionId"], True))
+                for entry, is_marker in (
+                    *((v, False) for v in page.get("Versions", [])),
+                    *((m, True) for m in page.get("DeleteMarkers", [])),
+                ):
+                    if entry["Key"] == full_key:
+                        found.append(
+                            _Version(entry["VersionId"], is_marker, bool(entry.get("IsLatest")))
+                        )
         except ClientError as exc:
             raise StorageError(f"Cannot list versions in {self.location}: {_code(exc)}.") from None
         except BotoCoreError as exc:
@@ -243,15 +426,17 @@ class S3Backend(Backend):
 
         Delete markers go last, so a refused version stays visible rather than hidden."""
         full = self._key(key)
-        versions = sorted(self._versions(full), key=lambda v: v[1])
-        for version_id, _is_marker in versions:
+        versions = sorted(self._versions(full), key=lambda v: v.is_marker)
+        for version in versions:
             try:
-                self.client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+                self.client.delete_object(
+                    Bucket=self.bucket, Key=full, VersionId=version.version_id
+                )
             except ClientError as exc:
                 code = _code(exc)
                 if code in _MISSING:
                     continue
-                lock = self._lock_of_version(full, version_id)
+                lock = self._lock_of_version(full, version.version_id)
                 if lock is not None and lock.active(datetime.now(UTC)):
                     held = "a legal hold" if lock.legal_hold else lock.until
                     raise ObjectLocked(key, held) from None
@@ -303,30 +488,85 @@ class S3Backend(Backend):
             return None
         return self._lock_from(head)
 
+    def _version_lock(self, key: str, full: str, version: str | None) -> ObjectLock | None:
+        """The lock of one version (the current one for None); None once it is gone."""
+        which = {"VersionId": version} if version and version != "null" else {}
+        try:
+            head = self._call("read", key, self.client.head_object, Key=full, **which)
+        except ObjectNotFound:
+            return None
+        return self._lock_from(head)
+
     def lock_of(self, key: str) -> ObjectLock:
         return self._lock_from(self._head(key))
 
-    def extend_retention(self, key: str, retention: Retention) -> bool:
-        head = self._head(key)
-        current = self._lock_from(head)
-        if current.covers(retention):
-            return False
-        wanted = retention
+    def version_locks(self, key: str) -> Sequence[ObjectLock]:
+        """The lock of every version of the key (see `Backend.version_locks`)."""
+        full = self._key(key)
+        versions = self._versions(full)
+        if not any(v.is_latest and not v.is_marker for v in versions):
+            raise ObjectNotFound(key)  # no version, or hidden behind a delete marker
+        locks = [self._version_lock(key, full, v.version_id) for v in versions if not v.is_marker]
+        found = [lock for lock in locks if lock is not None]
+        if not found:
+            raise ObjectNotFound(key)
+        return found
+
+    def _set_retention(
+        self, key: str, full: str, version: str | None, current: ObjectLock, wanted: Retention
+    ) -> None:
+        """Put `wanted` merged with the version's `current` lock: never shorter or weaker."""
         if current.mode and current.until:
-            wanted = retention.merged(Retention(current.mode, current.until))
+            wanted = wanted.merged(Retention(current.mode, current.until))
         kwargs: dict[str, Any] = {
-            "Key": self._key(key),
+            "Key": full,
             "Retention": {"Mode": wanted.mode, "RetainUntilDate": wanted.until.astimezone(UTC)},
             "ChecksumAlgorithm": "SHA256",
         }
-        if head.get("VersionId") and head["VersionId"] != "null":
-            kwargs["VersionId"] = head["VersionId"]
+        if version and version != "null":
+            kwargs["VersionId"] = version
         # Raising GOVERNANCE to COMPLIANCE changes governance settings, which S3 allows
         # only with the bypass header; it strengthens the lock, never weakens it.
         if current.mode == GOVERNANCE and wanted.mode == COMPLIANCE:
             kwargs["BypassGovernanceRetention"] = True
         self._call("set the retention of", key, self.client.put_object_retention, **kwargs)
-        return True
+
+    def extend_retention(self, key: str, retention: Retention) -> bool:
+        """Raise the current version's lock to `retention`, then every other version's
+        (`settle_versions`): a version below can become current again."""
+        head = self._head(key)
+        current = self._lock_from(head)
+        changed = False
+        if not current.covers(retention):
+            self._set_retention(key, self._key(key), head.get("VersionId"), current, retention)
+            changed = True
+        return self.settle_versions(key, retention) > 0 or changed
+
+    def settle_versions(self, key: str, retention: Retention) -> int:
+        """Raise every version of the key to `retention` and to the strongest lock any of
+        them holds; how many were changed.
+
+        Called after this writer's own lock is on the key (its write, or its raise of the
+        current version). Any version that landed before that is raised here; any version
+        landing after it is raised by its own writer's call, which sees this writer's lock.
+        So, whatever the interleaving of writers that stack versions (a server ignoring
+        If-None-Match), every version ends at least as long as the longest wanted, and
+        Holdfast never depends on which of them is current."""
+        full = self._key(key)
+        versions = [v.version_id for v in self._versions(full) if not v.is_marker]
+        if len(versions) < 2:
+            return 0  # the one version is the one this writer has just locked
+        locks = {vid: self._version_lock(key, full, vid) for vid in versions}
+        target = retention
+        for lock in locks.values():
+            if lock is not None and lock.mode and lock.until:
+                target = target.merged(Retention(lock.mode, lock.until))
+        changed = 0
+        for vid, lock in locks.items():
+            if lock is not None and not lock.covers(target):
+                self._set_retention(key, full, vid, lock, target)
+                changed += 1
+        return changed
 
     # Cold storage classes ----------------------------------------------------------------
 

@@ -1090,12 +1090,14 @@ def read_locks(
     cache: dict[str, ObjectLock | None] | None = None,
     workers: int = 8,
 ) -> PointLock:
-    """The locks of `keys` as the storage reports them, summed up as one point's lock."""
+    """The locks of `keys` as the storage reports them, summed up as one point's lock.
+
+    Each key counts with its weakest version: any version may become current again."""
     cache = {} if cache is None else cache
 
     def read(key: str) -> ObjectLock | None:
         try:
-            return backend.lock_of(key) or ObjectLock()
+            return ObjectLock.weakest(backend.version_locks(key))
         except ObjectNotFound:
             return None
 
