@@ -26,11 +26,13 @@ import blake3
 import zstandard
 
 from .backends import Backend, Retention
+from .backup import ImportResult
 from .chunks import chunk_id
 from .errors import CorruptChunk, ObjectNotFound, PointNotFound, PointRetained, StorageError
 from .holds import Holds, Keep
+from .locks import PointLock, read_locks
 from .manifest import Manifest, Terms, check_point_id, terms_of
-from .store import ImportResult, PointLock, VaultStore, read_locks
+from .store import VaultStore
 
 PACK_MAGIC = b"HFP"
 PACK_FORMAT_VERSION = 1
