@@ -30,7 +30,8 @@ from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, ObjectLock, Retention
 from vaults.storage.errors import ObjectLocked
-from vaults.storage.s3 import S3Backend, parse_location
+from vaults.storage.s3 import S3Backend
+from vaults.storage.s3_client import parse_location
 
 DAY = timedelta(days=1)
 

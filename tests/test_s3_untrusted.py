@@ -44,7 +44,8 @@ from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, Retention
 from vaults.storage.chunks import SMALL_MIN_SIZE, decode_chunk
-from vaults.storage.s3 import S3Backend, parse_location
+from vaults.storage.s3 import S3Backend
+from vaults.storage.s3_client import parse_location
 
 MIB = 1024 * 1024
 

@@ -28,7 +28,8 @@ from portal.anchors import AnchorStore, AnchorStoreError
 from .models import Vault
 from .storage.backends import Backend, LocalBackend, Retention
 from .storage.errors import StorageError
-from .storage.s3 import S3Backend, parse_location
+from .storage.s3 import S3Backend
+from .storage.s3_client import parse_location
 from .stores import S3_SCHEME, s3_client
 
 ANCHOR_AREA = "audit-anchors"

@@ -32,7 +32,8 @@ from .storage.backends import COMPLIANCE, GOVERNANCE, Backend, Retention
 from .storage.errors import StorageError
 from .storage.holds import Holds
 from .storage.manifest import Terms
-from .storage.s3 import S3Backend, S3Location, make_client, parse_location
+from .storage.s3 import S3Backend
+from .storage.s3_client import S3Location, make_client, parse_location
 
 __all__ = [
     "S3_SCHEME",
