@@ -159,13 +159,14 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
 
 def apply_moves(moves: list[PointMove]) -> None:
     """Write the moves computed by :func:`_moves` (inside the gate's transaction)."""
-    from vaults import jobs, stores
+    from vaults import jobs
+    from vaults.storage_notes import storage_note
 
     for move in moves:
         RecoveryPoint.objects.filter(pk=move.point_id).update(
             expires_at=move.new_expires_at, soft_deleted_until=move.soft_deleted_until
         )
-    stores.storage_note(RecoveryPoint.objects.filter(pk__in=[m.point_id for m in moves]))
+    storage_note(RecoveryPoint.objects.filter(pk__in=[m.point_id for m in moves]))
     # On S3, objects of points whose expiry grew get the longer lock (never a shorter one).
     longer = [move.point_id for move in moves if move.new_expires_at > move.old_expires_at]
     if longer:

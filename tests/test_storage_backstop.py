@@ -33,7 +33,7 @@ from tests.conftest import api_client_for, make_user
 from tests.factories import lock_vault, make_vault
 from tests.s3server import S3Server, s3, s3_server  # noqa: F401  (fixtures)
 from tests.test_jobs import SLOT, protect, storage, tree_of, write_tree  # noqa: F401
-from vaults import jobs, stores
+from vaults import jobs
 from vaults import services as vault_services
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 from vaults.storage import LocalBackend, VaultStore
@@ -41,6 +41,7 @@ from vaults.storage.backends import COMPLIANCE
 from vaults.storage.errors import PointRetained
 from vaults.storage.holds import Keep, Note, keep_of
 from vaults.storage.manifest import Manifest, Terms
+from vaults.storage_notes import storage_note
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = timedelta(days=1)
@@ -336,9 +337,9 @@ def test_a_vault_locked_after_its_backups_keeps_them_from_a_release_the_app_was_
     # Code fooled by a forged database (the vault looks unlocked, the point deleted, or its
     # expiry cut) writes a release and a shorter date: the storage honours neither.
     clock.advance(DAY)
-    stores.storage_note([point], release=True, vault=vault)
+    storage_note([point], release=True, vault=vault)
     point.expires_at = clock.now() + timedelta(minutes=1)
-    stores.storage_note([point], vault=vault)
+    storage_note([point], vault=vault)
     forget_points(vault)
     clock.advance(DAY)
     report = sweep()

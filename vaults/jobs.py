@@ -47,7 +47,8 @@ from portal.gate import Check, DomainError
 from portal.models import Approval
 from portal.validators import check_storable
 
-from . import services, stores
+from . import services
+from .locations import archive_store, vault_store
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
 from .storage import (
     ArchiveStore,
@@ -62,7 +63,7 @@ from .storage.backends import LocalBackend, Retention
 from .storage.errors import ObjectArchived, ObjectLocked, PointRetained
 from .storage.holds import Holds
 from .storage.restore import resolve_target
-from .stores import archive_store, point_retention, point_terms, vault_store
+from .storage_notes import point_retention, point_terms, storage_note
 
 __all__ = ["archive_store", "vault_store"]  # re-exported: callers and tests use jobs.*
 
@@ -1361,7 +1362,7 @@ def _terms_stamp(
     on the vault's store says it was done. Also records a locked vault's lock if its store
     lacks it (a vault locked before its first backup, or before the upgrade)."""
     if store.holds.stamped():
-        stores.storage_note(vault=vault)
+        storage_note(vault=vault)
         return 0
     old = []
     for point in unnoted.select_related("vault"):
@@ -1370,7 +1371,7 @@ def _terms_stamp(
         with contextlib.suppress(PointNotFound):  # gone since listed: nothing to stamp
             if source is not None and source.terms(key) is None:
                 old.append(point)
-    stores.storage_note(old, vault=vault)
+    storage_note(old, vault=vault)
     store.holds.mark_stamped(clock.now())
     return len(old)
 

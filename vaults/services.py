@@ -17,9 +17,11 @@ from portal.gate import Check, DomainError
 from portal.models import Approval
 from portal.validators import check_storable
 
-from . import stores
+from . import locations
 from .models import ProtectedItem, RecoveryPoint, Vault
 from .storage import StorageError
+from .storage.s3_client import parse_location
+from .storage_notes import storage_note
 
 
 def _validation_error(exc: ValidationError) -> DomainError:
@@ -108,19 +110,19 @@ def vault_create(
 def _check_storage_location(location: str) -> None:
     """An S3 location must be a bucket with versioning and Object Lock, used by no other
     vault; the storage is asked before the vault exists (docs/storage.md)."""
-    if not stores.is_s3(location):
+    if not locations.is_s3(location):
         return
     try:
-        wanted = str(stores.parse_location(location)) + "/"
-        for other in Vault.objects.filter(storage_location__startswith=stores.S3_SCHEME):
-            taken = str(stores.parse_location(other.storage_location)) + "/"
+        wanted = str(parse_location(location)) + "/"
+        for other in Vault.objects.filter(storage_location__startswith=locations.S3_SCHEME):
+            taken = str(parse_location(other.storage_location)) + "/"
             if wanted.startswith(taken) or taken.startswith(wanted):
                 raise DomainError(
                     "validation_error",
                     f"storage_location: {location} overlaps the storage of vault {other.name}.",
                     field="storage_location",
                 )
-        stores.check_location(location)
+        locations.check_location(location)
     except StorageError as exc:
         raise DomainError(
             "validation_error", f"storage_location: {exc}", field="storage_location"
@@ -248,7 +250,7 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
             "immutability_changed_at": check.now,
         },
     )
-    stores.storage_note(vault=locked)
+    storage_note(vault=locked)
     _storage_lock_follow(locked)
     return locked
 
@@ -642,11 +644,11 @@ def point_delete(*, actor: Any, point: RecoveryPoint) -> RecoveryPoint | None:
         fields = _soft_delete_point(check.vault, locked, min(check.now, locked.expires_at))
         if fields["soft_deleted_until"] is None:
             RecoveryPoint.objects.filter(pk=locked.pk).delete()
-            stores.storage_note([locked], release=True, vault=check.vault)
+            storage_note([locked], release=True, vault=check.vault)
             return None
         RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
         locked.refresh_from_db()
-        stores.storage_note([locked], vault=check.vault)
+        storage_note([locked], vault=check.vault)
         return locked
 
     return gate.execute(
@@ -696,7 +698,7 @@ def point_retain_until(
             fields = {"expires_at": retain_until, "soft_deleted_until": None}
         RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
         locked.refresh_from_db()
-        stores.storage_note([locked], vault=check.vault)
+        storage_note([locked], vault=check.vault)
         if not check.facts["retention_shorter"]:
             _storage_lock_follow(check.vault)
         return locked
@@ -909,7 +911,7 @@ def _purge(item: ProtectedItem, check: Check) -> None:
     points = list(item.recovery_points.all())
     item.recovery_points.all().delete()
     item.delete()
-    stores.storage_note(points, release=True, vault=check.vault)
+    storage_note(points, release=True, vault=check.vault)
 
 
 def item_purge(*, item: ProtectedItem) -> None:

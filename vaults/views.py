@@ -22,7 +22,7 @@ from portal.http import HtmxHttpRequest
 from portal.models import Approval
 from portal.roles import has_capability
 
-from . import jobs, selectors, services, stores
+from . import jobs, locations, selectors, services
 from .filters import VaultFilter
 from .forms import (
     ConfirmNameForm,
@@ -110,7 +110,7 @@ def blade_context(request: HtmxHttpRequest, vault: Vault, blade: str) -> dict[st
         "point_count": vault.unexpired_point_count(now),
         "item_count": vault.items.count(),
         "states": Vault.Immutability,
-        "on_s3": stores.is_s3(vault.storage_location),
+        "on_s3": locations.is_s3(vault.storage_location),
     }
     if context["on_s3"] and blade in {"overview", "properties"}:
         context["storage_lock"] = selectors.storage_lock_summary(vault, now)
