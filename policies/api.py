@@ -29,11 +29,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from portal import clock
-from portal.access import get_vault_for_user
 from portal.api import ERROR_SCHEMA
 from portal.gate import DomainError
 from vaults import services as vault_services
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
+from vaults.selectors import get_vault_for_user
 
 from . import services
 from .models import WEEKDAYS, Policy

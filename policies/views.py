@@ -19,12 +19,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal import clock
-from portal.access import get_vault_for_user
 from portal.gate import DomainError
 from portal.http import HtmxHttpRequest
 from vaults import jobs
 from vaults import services as vault_services
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
+from vaults.selectors import get_vault_for_user
 from vaults.storage import StorageError
 from vaults.views import blade_context
 

@@ -10,14 +10,13 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.access import vaults_for_user
 from portal.api import ERROR_SCHEMA, ApprovalSerializer, otp_field
 from portal.gate import DomainError
 
 from . import services
 from .filters import VaultFilter
 from .models import Vault
-from .selectors import PORTFOLIO_COLUMNS, STORAGE_TIERS, with_portfolio_columns
+from .selectors import PORTFOLIO_COLUMNS, STORAGE_TIERS, vaults_for_user, with_portfolio_columns
 
 
 class VaultSerializer(serializers.ModelSerializer[Vault]):

@@ -18,11 +18,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.access import get_vault_for_user, vaults_for_user
 from portal.roles import has_capability
 
 from . import jobs
 from .models import Job, ProtectedItem, RecoveryPoint
+from .selectors import get_vault_for_user, vaults_for_user
 
 
 class JobSerializer(serializers.ModelSerializer[Job]):

@@ -16,13 +16,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django_htmx.http import HttpResponseStopPolling
 
-from portal.access import vaults_for_user
 from portal.gate import DomainError
 from portal.roles import has_capability
 
 from . import jobs
 from .job_api import JobFilter, jobs_for_user
 from .models import Job, ProtectedItem, RecoveryPoint
+from .selectors import vaults_for_user
 
 app_name = "jobs"
 

@@ -16,7 +16,6 @@ from django.views.decorators.http import require_POST
 from guards.models import ResourceGuard
 from guards.services import elevation_remaining
 from portal import clock
-from portal.access import get_vault_for_user, vaults_for_user
 from portal.gate import DomainError
 from portal.http import HtmxHttpRequest
 from portal.models import Approval
@@ -32,6 +31,7 @@ from .forms import (
     VaultCreateForm,
 )
 from .models import ProtectedItem, Vault
+from .selectors import get_vault_for_user, vaults_for_user
 from .storage import StorageError
 
 BLADES = [
