@@ -10,7 +10,9 @@ from typing import Any
 from portal import clock, gate
 from portal.gate import Check, DomainError
 from portal.validators import check_storable
+from vaults.jobs.requests import storage_lock_follow
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
+from vaults.storage_notes import storage_note
 
 from .models import Policy
 
@@ -159,9 +161,6 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
 
 def apply_moves(moves: list[PointMove]) -> None:
     """Write the moves computed by :func:`_moves` (inside the gate's transaction)."""
-    from vaults import jobs
-    from vaults.storage_notes import storage_note
-
     for move in moves:
         RecoveryPoint.objects.filter(pk=move.point_id).update(
             expires_at=move.new_expires_at, soft_deleted_until=move.soft_deleted_until
@@ -171,7 +170,7 @@ def apply_moves(moves: list[PointMove]) -> None:
     longer = [move.point_id for move in moves if move.new_expires_at > move.old_expires_at]
     if longer:
         for vault in Vault.objects.filter(recovery_points__pk__in=longer).distinct():
-            jobs.storage_lock_follow(vault)
+            storage_lock_follow(vault)
 
 
 def _scheduled_points(**filters: Any) -> Any:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from portal import clock
 from portal.gate import DomainError
 from portal.http import HtmxHttpRequest
-from vaults import jobs
+from vaults import selectors
 from vaults import services as vault_services
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 from vaults.selectors import get_vault_for_user
@@ -248,7 +248,7 @@ def point_browse(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) ->
     point = _point(item, point_pk)
     path = request.GET.get("path", "").strip("/")
     try:
-        entries = jobs.point_browse(point, path)
+        entries = selectors.point_browse(point, path)
         error = ""
     except (StorageError, ValueError) as exc:
         entries, error = [], str(exc)

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 
-from . import gate
+from . import clock, gate
 from .gate import Check, DomainError
 from .models import Alert, Approval
 from .roles import POWER_ROLES, READER, ROLES, SECURITY_ADMIN, forget_roles, role_of
@@ -148,6 +148,38 @@ def approval_revoke(*, actor: Any, approval: Approval, reason: str = "") -> Appr
     return _close(
         "approval_revoke", Approval.Status.REVOKED, actor=actor, approval=approval, reason=reason
     )
+
+
+def approvals_expire(*, now: datetime | None = None) -> int:
+    """Close pending approvals past their expiry (their effective status already says so)."""
+    now = now or clock.now()
+    count = 0
+    for approval in Approval.objects.filter(status=Approval.Status.PENDING, expires_at__lte=now):
+
+        def refresh(facts: dict[str, Any], pk: int = approval.pk) -> None:
+            facts["approval"] = Approval.objects.select_for_update().get(pk=pk)
+
+        def change(check: Check) -> bool:
+            locked: Approval = check.facts["approval"]
+            if locked.effective_status(check.now) != Approval.Status.EXPIRED:
+                return False
+            locked.status = Approval.Status.EXPIRED
+            locked.decided_at = check.now
+            locked.save(update_fields=["status", "decided_at"])
+            return True
+
+        if gate.execute(
+            "approval_expire",
+            actor=None,
+            vault=approval.vault,
+            target=f"approval:{approval.pk}:{approval.kind}",
+            facts={"approval": approval},
+            refresh=refresh,
+            change=change,
+            after=lambda changed: {"status": "expired" if changed else "unchanged"},
+        ):
+            count += 1
+    return count
 
 
 def authenticator_enrol(*, actor: Any, key: str, otp: str, password_ok: bool) -> Any:

@@ -41,7 +41,9 @@ WRITE_METHODS = {
 # Modules allowed to write model rows: the services (through the gate), the gate itself and
 # the alerts it raises, the job runner's bookkeeping (progress, claims; its domain changes go
 # through the services), and role bootstrap (groups and permissions, not domain state).
-WRITERS = {"services.py", "gate.py", "roles.py", "alerts.py", "jobs.py"}
+WRITERS = {"services.py", "gate.py", "roles.py", "alerts.py"}
+# The jobs package (vaults/jobs/) but for its pages, API, forms, filters and URLs.
+JOB_BOOKKEEPING = {"state.py", "requests.py", "runner.py", "schedules.py", "sweeps.py"}
 # Pure modules with no ORM access (their .add()/.update() are on sets and dicts).
 PURE = {"settings.py", "rules.py"}
 
@@ -75,6 +77,10 @@ def test_no_module_but_the_services_writes_model_rows() -> None:
         for path in (ROOT / package).rglob("*.py"):
             parts = path.relative_to(ROOT).parts
             if "migrations" in parts or "storage" in parts or path.name in WRITERS | PURE:
+                continue
+            if parts[:2] == ("vaults", "jobs") and (
+                path.name in JOB_BOOKKEEPING or "kinds" in parts
+            ):
                 continue
             offenders += _write_calls(path)
     # Messages and sets of form data are not model writes; nothing else may appear.

@@ -1,5 +1,5 @@
-"""Reads: which vaults a user may see, and the annotated querysets of the portfolio, the
-protected items view, the dashboard and the vault API.
+"""Reads: which vaults (and jobs) a user may see, and the annotated querysets of the portfolio,
+the protected items view, the dashboard and the vault API; a point's files, from its store.
 
 Everything a list row shows is computed by the database as an annotation (a ``Case`` or a
 correlated subquery), so a page costs the same number of queries at 10 vaults and at 10,000.
@@ -48,7 +48,9 @@ from policies.rules import DEFAULT_INTERVAL_HOURS, HOURLY_INTERVALS
 from portal.models import Alert
 from portal.roles import has_capability
 
+from .locations import archive_store, vault_store
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
+from .storage import entries_of
 
 RPO_GRACE = timedelta(hours=1)
 
@@ -67,6 +69,25 @@ def get_vault_for_user(user: Any, name: str) -> Vault:
     if not has_capability(user, "view"):
         raise PermissionDenied("Your role does not allow you to see vaults.")
     return get_object_or_404(vaults_for_user(user), name=name)
+
+
+def jobs_for_user(user: Any) -> QuerySet[Job]:
+    """Jobs of the vaults the user may see (sweeps, which span vaults, to everyone who views)."""
+    if not has_capability(user, "view"):
+        raise PermissionDenied("Your role does not allow you to see jobs.")
+    return Job.objects.filter(vault__in=vaults_for_user(user)) | Job.objects.filter(
+        vault__isnull=True
+    )
+
+
+def point_browse(point: RecoveryPoint, path: str = "") -> list[Any]:
+    """A point's entries under ``path``, read from whichever tier holds its manifest, so even
+    an archived point can be browsed without rehydrating it."""
+    store = vault_store(point.vault)
+    if store.has_point(point.storage_key):
+        return store.list_dir(point.storage_key, path)
+    manifest = archive_store(point.vault).manifest(point.storage_key)
+    return entries_of(manifest, path, point.storage_key)
 
 
 # --- the portfolio ---------------------------------------------------------------------------

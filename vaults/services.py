@@ -11,13 +11,15 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from policies import rules
+from policies import rules as policy_rules
 from portal import clock, gate
+from portal.alerts import raise_alert
 from portal.gate import Check, DomainError
 from portal.models import Approval
 from portal.validators import check_storable
 
-from . import locations
+from . import locations, rules
+from .jobs.requests import storage_lock_follow
 from .models import ProtectedItem, RecoveryPoint, Vault
 from .storage import StorageError
 from .storage.s3_client import parse_location
@@ -172,15 +174,8 @@ def immutability_set(*, actor: Any, vault: Vault, state: str) -> Vault:
         fields=lambda check: {"immutability": state, "immutability_changed_at": check.now},
     )
     if state == Vault.Immutability.ENABLED:
-        _storage_lock_follow(changed)
+        storage_lock_follow(changed)
     return changed
-
-
-def _storage_lock_follow(vault: Vault) -> None:
-    """On S3, existing objects get the lock that immutability now asks for (by a job)."""
-    from . import jobs
-
-    jobs.storage_lock_follow(vault)
 
 
 def lock_action_request(
@@ -251,45 +246,11 @@ def immutability_lock(*, actor: Any, vault: Vault, approval: Approval) -> Vault:
         },
     )
     storage_note(vault=locked)
-    _storage_lock_follow(locked)
+    storage_lock_follow(locked)
     return locked
 
 
 # --- protected items and recovery points (SPEC 3.7) -----------------------------------------
-
-
-def source_refusal(resolved: Path) -> str | None:
-    """Why the directory at ``resolved`` (a path with every symlink already followed) may not
-    be backed up, as a clause ("holds Holdfast's own storage or data"), or None.
-
-    The one rule for sources, judged where an item is protected and again by every backup on
-    the directory it actually opened (``VaultStore.backup(check_source=...)``): a source
-    swapped for a symlink after protection is judged by where it now leads."""
-    # The store, the database and the server's own files are never a backup source (a backup
-    # admin could otherwise read them back through a restore); HOLDFAST_SOURCE_ROOTS, when
-    # set, narrows sources further.
-    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve(), Path(settings.VAR_DIR).resolve()]
-    if any(resolved.is_relative_to(root) or root.is_relative_to(resolved) for root in forbidden):
-        return "holds Holdfast's own storage or data"
-    allowed = [Path(root).resolve() for root in settings.HOLDFAST_SOURCE_ROOTS]
-    if allowed and not any(resolved.is_relative_to(root) for root in allowed):
-        return (
-            "is outside the directories this installation backs up "
-            f"({', '.join(str(root) for root in allowed)})"
-        )
-    return None
-
-
-def backup_source_refusal(source: str, opened: str) -> str | None:
-    """The sentence failing a backup whose source ``source`` opened as ``opened``, or None."""
-    reason = source_refusal(Path(opened))
-    if reason is None:
-        return None
-    where = f"{source} now leads to {opened}, which" if opened != source else source
-    return (
-        f"Backup source {where} {reason}: nothing was read. If the directory was replaced "
-        "by a symlink, put the real directory back or protect another one."
-    )
 
 
 def _validate_source(kind: str, path: str) -> None:
@@ -307,7 +268,7 @@ def _validate_source(kind: str, path: str) -> None:
             f"source.path: {path!r} is relative; give an absolute path.",
             field="source.path",
         )
-    reason = source_refusal(Path(path).resolve())
+    reason = rules.source_refusal(Path(path).resolve())
     if reason is not None:
         raise DomainError(
             "validation_error",
@@ -533,7 +494,7 @@ def point_expiry(
     policy = item.policy
     if tier == RecoveryPoint.Tier.SNAPSHOT:
         return [], at + timedelta(days=policy.instant_restore_days)
-    tags = sorted(rules.gfs_tags(at, policy.retention(), policy.schedule()))
+    tags = sorted(policy_rules.gfs_tags(at, policy.retention(), policy.schedule()))
     if retain_until is not None:
         return [], retain_until
     return tags, policy.expiry_for(at, tags)
@@ -578,26 +539,6 @@ def point_record(
         change=change,
         after=lambda p: p.audit_state(),
     )
-
-
-# The longest anything is kept (99 years of yearly points, SPEC 3.6): no date beyond it.
-RETAIN_UNTIL_LIMIT = timedelta(days=99 * 366)
-
-
-def retain_until_check(retain_until: datetime, now: datetime) -> None:
-    """A retain-until date lies ahead, and no further than the longest retention a policy
-    allows (a date in year 9999 on a locked vault would hold its storage for ever)."""
-    if retain_until <= now:
-        raise DomainError(
-            "validation_error", "retain_until: choose a time in the future.", field="retain_until"
-        )
-    if retain_until > now + RETAIN_UNTIL_LIMIT:
-        raise DomainError(
-            "validation_error",
-            "retain_until: choose a date at most 99 years ahead, the longest retention a policy "
-            "allows.",
-            field="retain_until",
-        )
 
 
 def _lock_point(point: RecoveryPoint) -> Callable[[dict[str, Any]], None]:
@@ -687,7 +628,7 @@ def point_retain_until(
         )
 
     def precheck(check: Check) -> None:
-        retain_until_check(retain_until, check.now)
+        rules.retain_until_check(retain_until, check.now)
 
     def change(check: Check) -> RecoveryPoint:
         assert check.vault is not None
@@ -700,7 +641,7 @@ def point_retain_until(
         locked.refresh_from_db()
         storage_note([locked], vault=check.vault)
         if not check.facts["retention_shorter"]:
-            _storage_lock_follow(check.vault)
+            storage_lock_follow(check.vault)
         return locked
 
     return gate.execute(
@@ -739,6 +680,31 @@ def point_expire(*, point: RecoveryPoint) -> None:
         before=point.audit_state(),
         change=change,
         after=lambda _: {"deleted": True},
+    )
+
+
+def point_flag(op: str, point: RecoveryPoint, **fields: Any) -> None:
+    """Set fields of a point as Holdfast itself (``op`` a system operation: verified, marked
+    corrupt, snapshot lapsed, rehydration ended); marking it corrupt raises the alert."""
+
+    def change(check: Check) -> None:
+        RecoveryPoint.objects.filter(pk=point.pk).update(**fields)
+        if op == "point_mark_corrupt":
+            raise_alert(
+                "corruption_found",
+                vault_name=point.vault.name,
+                target=f"point:{point.pk}",
+                message=f"Recovery point {point.pk} of {point.item.name}: {fields['corruption']}.",
+            )
+
+    gate.execute(
+        op,
+        actor=None,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        before=point.audit_state(),
+        change=change,
+        after=lambda _: {k: str(v) for k, v in fields.items()},
     )
 
 
@@ -987,35 +953,3 @@ def item_purge_warn(*, item: ProtectedItem) -> None:
         change=lambda check: None,
         after=lambda _: {"purge_at": item.purge_at.isoformat() if item.purge_at else None},
     )
-
-
-def soft_delete_sweep() -> dict[str, int]:
-    """Warn two days before each soft-deleted item's purge, then purge it when its time comes.
-
-    Run by the periodic sweep; each item is decided through the gate on its own, so one
-    failure never blocks the others.
-    """
-    from portal.models import Alert
-
-    now = clock.now()
-    counts = {"warned": 0, "purged": 0}
-    due = ProtectedItem.objects.filter(
-        protection_state=ProtectedItem.State.SOFT_DELETED, purge_at__isnull=False
-    ).select_related("vault", "policy")
-    for item in due.filter(purge_at__lte=now + UPCOMING_PURGE_WARNING, purge_at__gt=now):
-        warned = Alert.objects.filter(
-            kind="upcoming_purge",
-            vault_name=item.vault.name,
-            target=f"item:{item.name}",
-            first_at__gte=item.soft_deleted_at or (item.purge_at or now) - UPCOMING_PURGE_WARNING,
-        ).exists()
-        if not warned:
-            item_purge_warn(item=item)
-            counts["warned"] += 1
-    for item in due.filter(purge_at__lte=now):
-        try:
-            item_purge(item=item)
-        except DomainError:
-            continue  # refused and audited (e.g. immutability enabled since): retried later
-        counts["purged"] += 1
-    return counts

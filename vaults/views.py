@@ -21,7 +21,7 @@ from portal.http import HtmxHttpRequest
 from portal.models import Approval
 from portal.roles import has_capability
 
-from . import jobs, locations, selectors, services
+from . import locations, selectors, services
 from .filters import VaultFilter
 from .forms import (
     ConfirmNameForm,
@@ -30,6 +30,7 @@ from .forms import (
     SoftDeleteForm,
     VaultCreateForm,
 )
+from .jobs import requests as job_requests
 from .models import ProtectedItem, Vault
 from .selectors import get_vault_for_user, vaults_for_user
 from .storage import StorageError
@@ -285,7 +286,7 @@ def lock_verify(request: HtmxHttpRequest, name: str) -> HttpResponse:
     """Read every storage lock of the vault's points back from S3 (a job)."""
     vault = get_vault_for_user(request.user, name)
     try:
-        job = jobs.lock_verify_request(actor=request.user, vault=vault)
+        job = job_requests.lock_verify_request(actor=request.user, vault=vault)
     except DomainError as error:
         if error.code == "permission_denied":
             raise PermissionDenied(error.detail) from error
