@@ -386,7 +386,7 @@ class ProtectedItemViewSet(
                 actor=request.user, item=current, policy=policy
             )
             return Response({"dry_run": True, **preview.as_dict()})
-        moved = vault_services.item_change_policy(actor=request.user, item=current, policy=policy)
+        moved = services.item_change_policy(actor=request.user, item=current, policy=policy)
         return Response(ProtectedItemSerializer(moved).data)
 
     @extend_schema(

@@ -12,6 +12,7 @@ from portal.gate import Check, DomainError
 from portal.validators import check_storable
 from vaults.jobs.requests import storage_lock_follow
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
+from vaults.services.items import LIVE_STATES, item_lock, require_item_state
 from vaults.storage_notes import storage_note
 
 from .models import Policy
@@ -325,6 +326,43 @@ def policy_change_preview(*, actor: Any, item: ProtectedItem, policy: Policy) ->
     return preview
 
 
+def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Policy | None) -> ProtectedItem:
+    """Move an item to another policy of its vault; its scheduled points follow it (the
+    change :func:`policy_change_preview` shows)."""
+    if policy is None or policy.vault_id != item.vault_id:
+        raise DomainError(
+            "validation_error",
+            f"policy: choose a policy of vault {item.vault.name}.",
+            field="policy",
+        )
+
+    def refresh(facts: dict[str, Any]) -> None:
+        # Judge the move from the item as it is now, under its row lock.
+        item_lock(item)(facts)
+        facts.update(item_policy_facts(facts["item"], policy))
+
+    def change(check: Check) -> ProtectedItem:
+        assert check.vault is not None
+        points = _scheduled_points(item=item).select_for_update(of=("self",))
+        apply_moves(_moves(check.vault, points, policy))
+        locked: ProtectedItem = check.facts["item"]
+        locked.policy = policy
+        locked.save(update_fields=["policy"])
+        return locked
+
+    return gate.execute(
+        "item_change_policy",
+        actor=actor,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        before=item.audit_state(),
+        refresh=refresh,
+        precheck=require_item_state(*LIVE_STATES, verb="change policy"),
+        change=change,
+        after=lambda i: i.audit_state(),
+    )
+
+
 def item_policy_facts(item: ProtectedItem, policy: Policy) -> dict[str, Any]:
     return {
         "weaker": item.policy.weaker_reasons(policy),
@@ -333,11 +371,3 @@ def item_policy_facts(item: ProtectedItem, policy: Policy) -> dict[str, Any]:
         "old_kind": item.policy.kind,
         "new_kind": policy.kind,
     }
-
-
-def scheduled_points_for(item: ProtectedItem) -> Any:
-    return _scheduled_points(item=item)
-
-
-def moves_for(vault: Vault, points: Any, policy: Policy) -> list[PointMove]:
-    return _moves(vault, points, policy)

@@ -279,7 +279,7 @@ def item_change_policy(request: HtmxHttpRequest, name: str, pk: int) -> HttpResp
     if form.is_valid() and request.POST.get("action") == "save":
         policy = form.cleaned_data["policy"]
         try:
-            vault_services.item_change_policy(actor=request.user, item=item, policy=policy)
+            services.item_change_policy(actor=request.user, item=item, policy=policy)
         except DomainError as error:
             extra.update(_refusal(error, form, "change_refusal"), status=error.http_status)
         else:

@@ -269,10 +269,10 @@ def test_moving_an_item_to_a_shorter_policy_soft_deletes_its_expired_points(
     preview = policy_services.policy_change_preview(actor=admin, item=w["item"], policy=short)
     move = next(m for m in preview.moves if m.point_id == w["old"].pk)
     assert move.soft_deleted_until == clock.now() + timedelta(days=14), "the preview says so"
-    services.item_change_policy(actor=admin, item=w["item"], policy=short)
+    policy_services.item_change_policy(actor=admin, item=w["item"], policy=short)
     old = RecoveryPoint.objects.get(pk=w["old"].pk)
     assert old.soft_deleted_until == clock.now() + timedelta(days=14)
-    services.item_change_policy(actor=admin, item=w["item"], policy=w["policy"])
+    policy_services.item_change_policy(actor=admin, item=w["item"], policy=w["policy"])
     old.refresh_from_db()
     assert (old.soft_deleted_until, old.expires_at) == (None, clock.now() + timedelta(days=10))
 
