@@ -42,12 +42,7 @@ def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
     now = clock.now()
     elevations = Approval.objects.filter(guard=guard, kind=Approval.Kind.ELEVATION)
     mine = [a for a in elevations.filter(requested_by_id=request.user.pk)[:10]]
-    active = [
-        a
-        for a in elevations.select_related("requested_by").filter(
-            status=Approval.Status.APPROVED, active_until__gt=now
-        )
-    ]
+    active = list(elevations.active_elevations(now).select_related("requested_by"))
     context = {
         "guard": guard,
         "now": now,
@@ -58,12 +53,9 @@ def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
             for value, label in ResourceGuard.Operation.choices
         ],
         "request_form": AccessRequestForm(),
-        "pending_weakenings": Approval.objects.filter(
-            guard=guard,
-            kind=Approval.Kind.GUARD_WEAKEN,
-            status=Approval.Status.PENDING,
-            expires_at__gt=now,
-        ).select_related("requested_by"),
+        "pending_weakenings": Approval.objects.pending(now)
+        .filter(guard=guard, kind=Approval.Kind.GUARD_WEAKEN)
+        .select_related("requested_by"),
         "can_manage_guards": has_capability(request.user, "manage_guards"),
     }
     return render(request, "guards/detail.html", context)

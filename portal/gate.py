@@ -105,13 +105,11 @@ def _mua_check(op: Operation, check: Check) -> tuple[DomainError | None, Approva
     guard = vault.resource_guard
     if guard is None or not guard.protects(op.mua):
         return None, None
-    elevations = Approval.objects.filter(
-        kind=Approval.Kind.ELEVATION,
-        status=Approval.Status.APPROVED,
-        guard=guard,
-        requested_by=check.actor,
-        active_until__gt=check.now,
-    ).order_by("-active_until")
+    elevations = (
+        Approval.objects.active_elevations(check.now)
+        .filter(guard=guard, requested_by=check.actor)
+        .order_by("-active_until")
+    )
     elevation = elevations.first()
     if elevation is None:
         return (

@@ -251,13 +251,11 @@ def _account_state(user: Any) -> dict[str, Any]:
 
 def _file_grant(actor: Any, user: Any, asked: dict[str, Any], now: Any) -> Approval:
     """A pending grant of power (SPEC 3.9); asking again for the same returns that one."""
-    pending = Approval.objects.filter(
-        kind=Approval.Kind.USER_ROLE_GRANT,
-        account=user,
-        status=Approval.Status.PENDING,
-        expires_at__gt=now,
-        payload=asked,
-    ).first()
+    pending = (
+        Approval.objects.pending(now)
+        .filter(kind=Approval.Kind.USER_ROLE_GRANT, account=user, payload=asked)
+        .first()
+    )
     return pending or Approval.objects.create(
         kind=Approval.Kind.USER_ROLE_GRANT,
         requested_by=actor,

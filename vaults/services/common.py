@@ -72,9 +72,7 @@ def lock_action_request(
     returns that one."""
 
     def change(check: Check) -> Approval:
-        pending = Approval.objects.filter(
-            kind=kind, vault=check.vault, status=Approval.Status.PENDING, expires_at__gt=check.now
-        ).first()
+        pending = Approval.objects.pending(check.now).filter(kind=kind, vault=check.vault).first()
         return pending or Approval.objects.create(
             kind=kind,
             requested_by=actor,
