@@ -1,8 +1,41 @@
+"""Forms of the portal's pages, and :func:`add_domain_error`, the one way a page puts a
+service's refusal on a form."""
+
 from __future__ import annotations
+
+from typing import Any
 
 from django import forms
 
+from .errors import DomainError
 from .roles import ROLE_LABELS
+
+
+def error_sentence(error: DomainError) -> str:
+    """The refusal without its ``field:`` prefix, for showing next to that field."""
+    return error.detail.removeprefix(f"{error.field}: ") if error.field else error.detail
+
+
+def add_domain_error(form: Any, error: DomainError) -> None:
+    """Put a service's refusal on the form field it names, without its ``field:`` prefix, or
+    on the form as a whole. Services name fields by their API path (``source.path``,
+    ``retention.daily_days``); the form's field is that name, its underscore spelling
+    (``source_path``) or its last part (``daily_days``)."""
+    name = error.field or ""
+    for candidate in (name, name.replace(".", "_"), name.rpartition(".")[2]):
+        if candidate and candidate in form.fields:
+            form.add_error(candidate, error_sentence(error))
+            return
+    form.add_error(None, error.detail)
+
+
+def refusal_context(form: Any, error: DomainError, key: str) -> dict[str, Any]:
+    """Where a page shows a refusal: a ``validation_error`` on the form (the field it names),
+    any other refusal (immutability, MUA, a policy in use) in place, under ``key``."""
+    if error.code == "validation_error":
+        add_domain_error(form, error)
+        return {}
+    return {key: error}
 
 
 class UserCreateForm(forms.Form):

@@ -7,8 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from guards.api import ResourceGuardViewSet
-from policies.api import PolicyViewSet, ProtectedItemViewSet, RecoveryPointViewSet
-from vaults.api import VaultViewSet
+from policies.api import PolicyViewSet
+from vaults.api.items import ProtectedItemViewSet, RecoveryPointViewSet
+from vaults.api.vault import VaultViewSet
 
 from . import api, portfolio, views
 

@@ -57,7 +57,7 @@ from django.test import Client
 
 from tests.test_faults import PrivateRedis, free_port, private_redis, random_tree, stop
 from tests.test_worker import _poll
-from vaults.api import VaultViewSet
+from vaults.api.vault import VaultViewSet
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
