@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal import clock
+from portal.forms import add_domain_error
 from portal.gate import DomainError
 from portal.http import require_capability
 from portal.models import Approval
@@ -28,7 +29,7 @@ def guard_list(request: HttpRequest) -> HttpResponse:
         try:
             guard = services.guard_create(actor=request.user, **form.cleaned_data)
         except DomainError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.detail)
+            add_domain_error(form, error, keep_field_name=True)
         else:
             messages.success(request, f"Resource Guard {guard.name} created.")
             return redirect("guard-detail", name=guard.name)

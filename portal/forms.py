@@ -16,15 +16,17 @@ def error_sentence(error: DomainError) -> str:
     return error.detail.removeprefix(f"{error.field}: ") if error.field else error.detail
 
 
-def add_domain_error(form: Any, error: DomainError) -> None:
-    """Put a service's refusal on the form field it names, without its ``field:`` prefix, or
-    on the form as a whole. Services name fields by their API path (``source.path``,
-    ``retention.daily_days``); the form's field is that name, its underscore spelling
-    (``source_path``) or its last part (``daily_days``)."""
+def add_domain_error(form: Any, error: DomainError, *, keep_field_name: bool = False) -> None:
+    """Put a service's refusal on the form field it names, or on the form as a whole.
+
+    Services name fields by their API path (``source.path``, ``retention.daily_days``); the
+    form's field is that name, its underscore spelling (``source_path``) or its last part
+    (``daily_days``). Next to its field the sentence loses its ``field:`` prefix, unless
+    ``keep_field_name`` (the users and Resource Guard pages, and vault creation, show it)."""
     name = error.field or ""
     for candidate in (name, name.replace(".", "_"), name.rpartition(".")[2]):
         if candidate and candidate in form.fields:
-            form.add_error(candidate, error_sentence(error))
+            form.add_error(candidate, error.detail if keep_field_name else error_sentence(error))
             return
     form.add_error(None, error.detail)
 

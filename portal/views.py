@@ -25,7 +25,7 @@ from . import clock, services
 from .audit import ChainStatus
 from .audit import verify as verify_chain
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
-from .forms import DecisionForm, UserCreateForm, UserUpdateForm
+from .forms import DecisionForm, UserCreateForm, UserUpdateForm, add_domain_error
 from .gate import OPERATIONS, DomainError
 from .http import csv_lines, require_capability
 from .models import Alert, Approval, AuditRecord
@@ -224,7 +224,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
         try:
             change = services.account_create(actor=request.user, **form.cleaned_data)
         except DomainError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.detail)
+            add_domain_error(form, error, keep_field_name=True)
         else:
             _granted_notice(request, change, f"User {change.user.get_username()} created.")
             return redirect("users")

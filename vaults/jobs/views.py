@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django_htmx.http import HttpResponseStopPolling
 
+from portal.forms import add_domain_error
 from portal.gate import DomainError
 from portal.roles import has_capability
 
@@ -28,8 +29,7 @@ from .forms import BackupForm, RestoreForm
 def _apply_error(form: forms.Form, error: DomainError) -> None:
     if error.code == "permission_denied":
         raise PermissionDenied(error.detail) from error  # refused and audited by the gate
-    field = error.field if error.field in form.fields else None
-    form.add_error(field, error.detail.split(": ", 1)[-1] if field else error.detail)
+    add_domain_error(form, error)
 
 
 def job_list(request: HttpRequest) -> HttpResponse:

@@ -9,6 +9,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from portal.forms import add_domain_error
 from portal.gate import DomainError
 from portal.http import HtmxHttpRequest
 from portal.roles import has_capability
@@ -57,7 +58,7 @@ def vault_create(request: HtmxHttpRequest) -> HttpResponse:
         except DomainError as error:
             if error.code == "permission_denied":
                 raise PermissionDenied(error.detail) from error  # refused and audited
-            form.add_error(error.field if error.field in form.fields else None, error.detail)
+            add_domain_error(form, error, keep_field_name=True)
             return render(request, "vaults/create.html", {"form": form}, status=400)
         messages.success(request, f"Vault {vault.name} created.")
         return redirect("vaults:blade", name=vault.name, blade="properties")
