@@ -90,6 +90,14 @@ def point_browse(point: RecoveryPoint, path: str = "") -> list[Any]:
     return entries_of(manifest, path, point.storage_key)
 
 
+def job_alerts_muted(alert: Alert) -> bool:
+    """Job alerts of a vault whose owners muted them are not delivered (still listed);
+    registered with the kernel's alerts in ``VaultsConfig.ready``."""
+    if alert.category != Alert.Category.JOB or not alert.vault_name:
+        return False
+    return Vault.objects.filter(name=alert.vault_name, mute_job_alerts=True).exists()
+
+
 # --- the portfolio ---------------------------------------------------------------------------
 
 # Storage columns: the tiers of SPEC 3.7 grouped as a person reads a bill.
