@@ -10,6 +10,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from knox.models import AuthToken
 from rest_framework import exceptions, mixins, renderers, serializers, status, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
@@ -159,8 +160,6 @@ class TokenView(APIView):
 
     @extend_schema(request=None, responses={204: None, 401: ERROR_SCHEMA})
     def delete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        from knox.models import AuthToken
-
         if not isinstance(request.auth, AuthToken):
             raise exceptions.NotAuthenticated(
                 "Send the token to end as Authorization: Token <key>."
