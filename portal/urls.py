@@ -11,7 +11,7 @@ from policies.api import PolicyViewSet
 from vaults.api.items import ProtectedItemViewSet, RecoveryPointViewSet
 from vaults.api.vault import VaultViewSet
 
-from . import api, portfolio, views
+from . import api, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -75,11 +75,7 @@ vault_children = [
 ]
 
 urlpatterns = [
-    path("", portfolio.portfolio, name="home"),
-    path("backup-center/", portfolio.portfolio, name="portfolio"),
-    path("backup-center/export.csv", portfolio.portfolio_export, name="portfolio-export"),
-    path("items/", portfolio.item_list, name="items"),
-    path("dashboard/", portfolio.dashboard, name="dashboard"),
+    path("", include("portal.center.urls")),
     path("healthz/", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
