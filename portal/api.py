@@ -16,6 +16,7 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -31,6 +32,15 @@ from .throttle import LOCKED_CODE, lockout_sentence
 ERROR_SCHEMA = inline_serializer(
     "Error", {"code": serializers.CharField(), "detail": serializers.CharField()}
 )
+
+
+def api_router() -> DefaultRouter:
+    """A router as every app's API URL module uses one (``api_urls.py``): trailing slashes,
+    no root view, no format suffixes."""
+    router = DefaultRouter(trailing_slash=True)
+    router.include_root_view = False
+    router.include_format_suffixes = False
+    return router
 
 
 def _first_message(detail: Any) -> tuple[str, str | None]:
