@@ -160,7 +160,7 @@ def test_a_second_writer_of_a_new_chunk_never_leaves_a_shorter_lock_on_top(
     wanted = {"later": Retention(GOVERNANCE, _soon(9)), "sooner": Retention(GOVERNANCE, _soon(2))}
     second = "sooner" if first == "later" else "later"
 
-    def store_new_chunk(retention: Retention) -> bool:  # as VaultStore._store_chunk does
+    def store_new_chunk(retention: Retention) -> bool:  # as storage.writer.store_chunk does
         if backend.put_if_absent("chunks/ab/c1", b"data", retention):
             return True
         backend.extend_retention("chunks/ab/c1", retention)  # the loser extends the winner

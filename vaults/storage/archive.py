@@ -72,7 +72,7 @@ class ArchiveStore:
         self.level = level
         self.pack_bytes = pack_bytes
         self.threads = threads
-        # The vault's notes live beside its standard-tier store; pass them (vaults/stores.py)
+        # The vault's notes live beside its standard-tier store; pass them (vaults/locations.py)
         # so an archived point is kept exactly as long as its standard copy would be.
         self.holds = holds if holds is not None else Holds(backend)
 

@@ -153,7 +153,7 @@ class S3Backend(Backend):
         """A conditional PUT (``If-None-Match: *``): False if the key exists already.
 
         The loser of two writers storing the same new chunk then extends the winner's lock
-        (`VaultStore._store_chunk`). A server that ignores the condition (Ceph RGW 16.2)
+        (`writer.store_chunk`). A server that ignores the condition (Ceph RGW 16.2)
         lets the loser stack a second version instead, possibly with a shorter lock on top:
         so a locked write is always followed by `settle_versions`."""
         if not self._write(key, data, retention, if_absent=True):
