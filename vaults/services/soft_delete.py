@@ -14,8 +14,6 @@ from ..models import ProtectedItem, RecoveryPoint, Vault
 from .common import lock_action_request, vault_change
 from .items import item_change, item_lock, purge
 
-# --- soft delete (SPEC 3.3) -------------------------------------------------------------------
-
 SOFT_DELETE_RETENTION = (14, 180)
 
 
