@@ -381,12 +381,10 @@ def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Any) -> Prote
     def refresh(facts: dict[str, Any]) -> None:
         # Judge the move from the item as it is now, under its row lock.
         _lock_item(item)(facts)
-        facts.update(policy_services.item_policy_facts(facts["item"], policy))
+        facts.update(policy_services.item_policy_change_facts(facts["item"], policy))
 
     def change(check: Check) -> ProtectedItem:
-        assert check.vault is not None
-        points = policy_services.scheduled_points_for(item).select_for_update(of=("self",))
-        policy_services.apply_moves(policy_services.moves_for(check.vault, points, policy))
+        policy_services.apply_moves(check.facts["moves"])
         locked: ProtectedItem = check.facts["item"]
         locked.policy = policy
         locked.save(update_fields=["policy"])
@@ -613,10 +611,13 @@ def _lock_point(point: RecoveryPoint) -> Callable[[dict[str, Any]], None]:
 
 def _soft_delete_point(vault: Vault, point: RecoveryPoint, expires_at: datetime) -> dict[str, Any]:
     """The fields that end ``point`` at ``expires_at``: with soft delete on, a vault-tier
-    point is then kept, restorable, for the vault's soft-delete retention (SPEC 3.2, 3.3)."""
-    fields: dict[str, Any] = {"expires_at": expires_at, "soft_deleted_until": None}
+    point is then kept, restorable, for the vault's soft-delete retention (SPEC 3.2, 3.3); a
+    soft delete it already has is never cut short."""
+    kept = point.soft_delete_kept(expires_at)
+    fields: dict[str, Any] = {"expires_at": expires_at, "soft_deleted_until": kept}
     if vault.soft_delete_on and not point.is_operational_only:
-        fields["soft_deleted_until"] = expires_at + timedelta(days=vault.soft_delete_retention_days)
+        end = expires_at + timedelta(days=vault.soft_delete_retention_days)
+        fields["soft_deleted_until"] = max(end, kept) if kept is not None else end
     return fields
 
 
@@ -693,7 +694,10 @@ def point_retain_until(
         if check.facts["retention_shorter"]:
             fields = _soft_delete_point(check.vault, locked, retain_until)
         else:
-            fields = {"expires_at": retain_until, "soft_deleted_until": None}
+            fields = {
+                "expires_at": retain_until,
+                "soft_deleted_until": locked.soft_delete_kept(retain_until),
+            }
         RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
         locked.refresh_from_db()
         stores.storage_note([locked], vault=check.vault)

@@ -1,0 +1,207 @@
+"""Red team after issue 12: one-person paths found by attacking main once its fixes landed.
+
+Each test is named for the attack and makes it as one person would, through the API where a
+person would, and asserts that nothing protected (a point of an immutable vault, guarded by
+MUA, or kept by soft delete) was deleted or shortened, and no setting weakened.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guards import services as guard_services
+from policies import services as policy_services
+from portal import services as portal_services
+from portal.models import Alert
+from tests.factories import make_vault
+from vaults import jobs
+from vaults import services as vault_services
+from vaults.models import RecoveryPoint
+
+pytestmark = pytest.mark.django_db
+
+V = "/api/v1/vaults"
+
+
+def world_of(admin: Any, tmp_path: Path, name: str = "target", **policy: Any) -> dict[str, Any]:
+    vault = make_vault(admin, name=name)
+    policy.setdefault("daily_days", 30)
+    made = policy_services.policy_create(actor=admin, vault=vault, name="daily", **policy)
+    source = tmp_path / name
+    source.mkdir()
+    item = vault_services.item_protect(
+        actor=admin, vault=vault, name="files", source_path=str(source), policy=made
+    )
+    point = vault_services.point_record(item=item)
+    return {"vault": vault, "policy": made, "item": item, "point": point}
+
+
+def guard_all(world: dict[str, Any], admin: Any, owner: Any) -> Any:
+    guard = guard_services.guard_create(actor=owner, name=f"g-{world['vault'].name}")
+    vault_services.vault_guard_set(actor=admin, vault=world["vault"], guard=guard)
+    world["vault"].refresh_from_db()
+    return guard
+
+
+def elevate(admin: Any, approver: Any, guard: Any) -> Any:
+    request = guard_services.elevation_request(
+        actor=admin, guard=guard, justification="legitimate", duration_minutes=15
+    )
+    return portal_services.approval_approve(actor=approver, approval=request)
+
+
+def point_url(world: dict[str, Any], point: Any = None) -> str:
+    pk = (point or world["point"]).pk
+    return f"{V}/{world['vault'].name}/items/files/recovery-points/{pk}/"
+
+
+def keep_of(point: Any) -> datetime:
+    """Until when the database keeps a point: its expiry or the end of its soft delete."""
+    point = RecoveryPoint.objects.get(pk=point.pk)
+    return max(point.expires_at, point.soft_deleted_until or point.expires_at)
+
+
+# --- a soft-deleted point brought back with a date just ahead loses its soft delete ---------
+
+
+def test_soft_deleted_point_redated_a_minute_ahead_skips_its_soft_delete_on_a_guarded_vault(
+    admin: Any, security_admin: Any, api: Any, clock: Any, tmp_path: Path
+) -> None:
+    """A point deleted with the guard's blessing (two people) is soft-deleted for 14 days.
+    Then one backup admin, with no elevation, "brings it back" with a retain-until one minute
+    ahead: a later date than its (past) expiry, so not a shortening, and the soft-delete mark
+    was cleared, so the next sweep purged it a minute later instead of in 14 days."""
+    world = world_of(admin, tmp_path)
+    guard = guard_all(world, admin, security_admin)
+    elevation = elevate(admin, security_admin, guard)
+    vault_services.point_delete(actor=admin, point=world["point"])
+    guard_services.elevation_release(actor=admin, approval=elevation)
+    kept_until = keep_of(world["point"])
+    assert kept_until >= clock.now() + timedelta(days=14)
+
+    soon = clock.now() + timedelta(minutes=1)
+    api(admin).patch(point_url(world), {"retain_until": soon.isoformat()}, format="json")
+    clock.set_now(clock.now() + timedelta(minutes=2))
+    jobs.sweep_points()
+    assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists(), "purged 14 days early"
+    assert keep_of(world["point"]) >= kept_until
+
+
+def test_soft_deleted_point_redated_a_minute_ahead_skips_always_on_soft_delete(
+    admin: Any, security_admin: Any, api: Any, clock: Any, tmp_path: Path
+) -> None:
+    """Always-on soft delete, no guard: one backup admin deletes a point (soft-deleted for the
+    vault's 30 days, as always-on promises) and re-dates it a minute ahead: gone a minute later."""
+    world = world_of(admin, tmp_path, name="always")
+    approval = vault_services.soft_delete_always_on_request(
+        actor=admin, vault=world["vault"], confirmation="always", retention_days=30
+    )
+    portal_services.approval_approve(actor=security_admin, approval=approval)
+    assert api(admin).delete(point_url(world)).status_code == 204
+    kept_until = keep_of(world["point"])
+    assert kept_until >= clock.now() + timedelta(days=30)
+
+    soon = clock.now() + timedelta(minutes=1)
+    api(admin).patch(point_url(world), {"retain_until": soon.isoformat()}, format="json")
+    clock.set_now(clock.now() + timedelta(minutes=2))
+    jobs.sweep_points()
+    assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists(), "purged 30 days early"
+    assert keep_of(world["point"]) >= kept_until
+
+
+def test_retention_increase_that_brings_a_soft_deleted_point_back_briefly_skips_its_soft_delete(
+    admin: Any, security_admin: Any, api: Any, clock: Any, tmp_path: Path
+) -> None:
+    """A guarded vault whose policy was cut (with elevation, two people) from 30 to 7 days: a
+    10-day-old point is soft-deleted for 14 days. One backup admin then *raises* the retention
+    to 11 days (an increase: no MUA, no alert). The point comes back with an expiry a day
+    ahead and no soft-delete mark, and the sweep purges it the next day, 13 days early."""
+    world = world_of(admin, tmp_path)
+    guard = guard_all(world, admin, security_admin)
+    clock.set_now(clock.now() + timedelta(days=10))
+    elevate(admin, security_admin, guard)
+    policy_services.policy_update(actor=admin, policy=world["policy"], changes={"daily_days": 7})
+    kept_until = keep_of(world["point"])
+    assert kept_until >= clock.now() + timedelta(days=14)
+    clock.set_now(clock.now() + timedelta(minutes=20))  # the elevation has run out
+
+    url = f"{V}/target/policies/daily/"
+    response = api(admin).patch(url, {"retention": {"daily_days": 11}}, format="json")
+    assert response.status_code == 200, response.content
+    clock.set_now(clock.now() + timedelta(days=1, hours=1))
+    jobs.sweep_points()
+    assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists(), "purged 13 days early"
+    assert keep_of(world["point"]) >= kept_until
+
+
+# --- a policy edit that is not "weaker" still moves points' expiries earlier ----------------
+
+
+def test_retention_increase_cuts_a_points_extended_retain_until_without_elevation(
+    admin: Any, security_admin: Any, api: Any, clock: Any, tmp_path: Path
+) -> None:
+    """A scheduled point kept five years by a retain-until (growing is always allowed) on a
+    vault whose guard protects everything. Shortening that date needs elevation on
+    delete_recovery_point; raising the policy's daily retention from 30 to 31 days needs
+    nothing, and recomputes the point's expiry from the policy: five years become 31 days."""
+    world = world_of(admin, tmp_path)
+    far = clock.now() + timedelta(days=5 * 365)
+    vault_services.point_retain_until(actor=admin, point=world["point"], retain_until=far)
+    guard_all(world, admin, security_admin)
+
+    url = f"{V}/target/policies/daily/"
+    response = api(admin).patch(url, {"retention": {"daily_days": 31}}, format="json")
+    assert keep_of(world["point"]) >= far, response.content
+    if response.status_code != 200:
+        assert response.json()["code"] == "mua_required"
+
+
+def test_moving_an_item_to_a_longer_policy_cuts_a_points_extended_retain_until(
+    admin: Any, security_admin: Any, api: Any, clock: Any, tmp_path: Path
+) -> None:
+    """The same through the item: a move to a policy with *longer* retention (not a weakening,
+    so no modify_protection_weaken) recomputes the extended point's expiry from that policy."""
+    world = world_of(admin, tmp_path)
+    policy_services.policy_create(actor=admin, vault=world["vault"], name="longer", daily_days=60)
+    far = clock.now() + timedelta(days=5 * 365)
+    vault_services.point_retain_until(actor=admin, point=world["point"], retain_until=far)
+    guard_all(world, admin, security_admin)
+
+    url = f"{V}/target/items/files/"
+    response = api(admin).patch(url, {"policy": "longer"}, format="json")
+    assert keep_of(world["point"]) >= far, response.content
+    if response.status_code != 200:
+        assert response.json()["code"] == "mua_required"
+
+
+def test_a_policy_time_zone_change_moves_monthly_points_expiry_earlier_without_elevation(
+    admin: Any, security_admin: Any, api: Any, clock: Any, tmp_path: Path
+) -> None:
+    """Expiries are computed on the policy's local calendar, so a time zone change alone (no
+    tier shorter, no fewer backups: not "weaker") moves them. A monthly point taken on
+    2026-01-28 12:00 UTC expires on 28 February 12:00 in UTC, but a day earlier on Kiritimati's
+    calendar (29 January + 1 month, clamped to 28 February, 14 hours ahead of UTC)."""
+    clock.set_now(datetime(2026, 1, 28, 12, 0, tzinfo=UTC))
+    world = world_of(admin, tmp_path, daily_days=7, monthly_months=1, monthly_day=28)
+    point = world["point"]
+    assert "monthly" in point.tags
+    before = keep_of(point)
+    vault_services.soft_delete_set(
+        actor=admin, vault=world["vault"], state="disabled", confirm_purge_count=0
+    )
+    guard_all(world, admin, security_admin)
+    clock.set_now(datetime(2026, 2, 1, tzinfo=UTC))
+
+    url = f"{V}/target/policies/daily/"
+    response = api(admin).patch(url, {"schedule": {"timezone": "Pacific/Kiritimati"}}, format="json")
+    assert RecoveryPoint.objects.get(pk=point.pk).expires_at >= before, response.content
+    if response.status_code != 200:
+        assert response.json()["code"] == "mua_required"
+
+
+def _unused() -> None:  # keep imports used while the file grows
+    _ = Alert
