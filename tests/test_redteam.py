@@ -203,5 +203,70 @@ def test_a_policy_time_zone_change_moves_monthly_points_expiry_earlier_without_e
         assert response.json()["code"] == "mua_required"
 
 
-def _unused() -> None:  # keep imports used while the file grows
-    _ = Alert
+# --- a restore root that holds Holdfast's own storage --------------------------------------
+
+
+@pytest.fixture
+def wide_restore_root(settings: Any, tmp_path: Path) -> Path:
+    """An installation whose restore root is a parent of its storage (``/data`` for both
+    ``/data/storage`` and ``/data/restores``, say): plausible, and nothing refuses it."""
+    settings.HOLDFAST_STORAGE_ROOT = tmp_path / "storage"
+    settings.HOLDFAST_AUDIT_ANCHOR_DIR = tmp_path / "storage" / "audit-anchors"
+    settings.HOLDFAST_RESTORE_ROOTS = [tmp_path]
+    return tmp_path
+
+
+def _locked_point(admin: Any, operator: Any, root: Path) -> tuple[Any, Any]:
+    from tests.test_jobs import protect, write_tree
+
+    vault = make_vault(admin, name="fortress", immutability="locked")
+    item = protect(admin, vault, write_tree(root / "source"))
+    job = jobs.job_run(job_id=jobs.backup_request(actor=operator, item=item).pk)
+    assert job is not None and job.status == "completed", job and job.error
+    return vault, job.recovery_point
+
+
+def _stored(root: Path) -> dict[str, bytes]:
+    store = root / "storage"
+    return {str(p.relative_to(store)): p.read_bytes() for p in store.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["the vault's store", "the storage root's parent"])
+def test_an_operator_restore_with_overwrite_into_holdfasts_own_storage_is_refused(
+    admin: Any, operator: Any, api: Any, wide_restore_root: Path, where: str
+) -> None:
+    """One operator (not even a backup admin) restores a point with ``overwrite`` into the
+    locked vault's own store: its manifests and hold notes are replaced by whatever the point
+    held. Or into the root above the storage, with a point whose tree mirrors it."""
+    vault, point = _locked_point(admin, operator, wide_restore_root)
+    before = _stored(wide_restore_root)
+    target = (
+        wide_restore_root / "storage" / "vaults" / vault.name
+        if where == "the vault's store"
+        else wide_restore_root
+    )
+    url = f"{V}/fortress/items/docs/recovery-points/{point.pk}/restore/"
+    response = api(operator).post(
+        url, {"target_path": str(target), "overwrite": True}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == "target_path"
+    assert _stored(wide_restore_root) == before
+
+
+def test_a_restore_target_swapped_for_a_symlink_into_the_storage_fails_at_run_time(
+    admin: Any, operator: Any, wide_restore_root: Path
+) -> None:
+    """Judged again when the job runs: a target that was an ordinary directory when asked may
+    lead into the storage by then."""
+    vault, point = _locked_point(admin, operator, wide_restore_root)
+    target = wide_restore_root / "restores" / "here"
+    target.mkdir(parents=True)
+    job = jobs.restore_request(actor=operator, point=point, target_path=str(target), overwrite=True)
+    target.rmdir()
+    target.symlink_to(wide_restore_root / "storage" / "vaults" / vault.name)
+    before = _stored(wide_restore_root)
+    done = jobs.job_run(job_id=job.pk)
+    assert done is not None and done.status == "failed"
+    assert "storage" in done.error
+    assert _stored(wide_restore_root) == before

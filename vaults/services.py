@@ -278,6 +278,13 @@ def source_refusal(resolved: Path) -> str | None:
     return None
 
 
+def restore_forbidden_roots() -> list[Path]:
+    """Where no restore writes, whatever ``HOLDFAST_RESTORE_ROOTS`` allows: the vault storage
+    and the audit anchors (a restore root such as ``/data`` holding ``/data/storage`` would
+    otherwise let one operator write into a locked vault's store with ``overwrite``)."""
+    return [Path(settings.HOLDFAST_STORAGE_ROOT), Path(settings.HOLDFAST_AUDIT_ANCHOR_DIR)]
+
+
 def backup_source_refusal(source: str, opened: str) -> str | None:
     """The sentence failing a backup whose source ``source`` opened as ``opened``, or None."""
     reason = source_refusal(Path(opened))
