@@ -448,7 +448,7 @@ def soft_delete_not_always_on(check: Check) -> DomainError | None:
     vault = check.vault
     if vault is None or vault.soft_delete_state != "always_on":
         return None
-    if check.operation == "soft_delete_retention" and not check.facts.get("retention_shorter"):
+    if check.operation == "soft_delete_retention" and not _soft_delete_shortens(check):
         return None
     return DomainError(
         "soft_delete_always_on",
@@ -506,7 +506,21 @@ def guard_not_in_use(check: Check) -> DomainError | None:
 
 
 def _replaces_guard(check: Check) -> bool:
-    return bool(check.facts.get("replacing"))
+    """Judged on the vault row locked for this decision, not the caller's copy: a copy read
+    before a guard was put on the vault would make a replacement look like a first guard."""
+    vault, guard = check.vault, check.facts.get("guard")
+    return (
+        vault is not None
+        and vault.resource_guard_id is not None
+        and (guard is None or vault.resource_guard_id != guard.pk)
+    )
+
+
+def _soft_delete_shortens(check: Check) -> bool:
+    """Whether the soft-delete retention asked for is shorter than the locked row's (not the
+    caller's copy, which may predate a longer one)."""
+    vault, days = check.vault, check.facts.get("retention_days")
+    return vault is not None and days is not None and days < vault.soft_delete_retention_days
 
 
 def _shortens(check: Check) -> bool:
@@ -653,7 +667,7 @@ OPERATIONS: dict[str, Operation] = {
             "manage",
             rules=(soft_delete_not_always_on,),
             mua="disable_soft_delete",
-            mua_when=_shortens,
+            mua_when=_soft_delete_shortens,
             label="Change soft delete retention",
         ),
         Operation(

@@ -318,3 +318,45 @@ def test_app_role_undeletes_then_purges_a_soft_deleted_item_of_an_always_on_vaul
         as_app.execute("DELETE FROM vaults_recoverypoint WHERE item_id = %s", [item.pk])
         as_app.execute("DELETE FROM vaults_protecteditem WHERE id = %s", [item.pk])
     assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists()
+
+
+# --- judged on the caller's copy of the vault, not the row the gate locked -------------------
+#
+# An API call reads the vault, then the gate locks its row: a change committed in between (a
+# colleague's, or the attacker's own second request) is what the rules must see. Replayed
+# here deterministically: the service is handed the copy as it was read.
+
+
+def test_a_guard_replaced_from_a_stale_copy_of_the_vault_still_needs_elevation(
+    admin: Any, admin2: Any, security_admin: Any, tmp_path: Path
+) -> None:
+    from portal.gate import DomainError
+
+    world = world_of(admin, tmp_path)
+    strong = guard_services.guard_create(actor=security_admin, name="strong")
+    weak = guard_services.guard_create(
+        actor=security_admin, name="weak", protected_operations=["delete_vault"]
+    )
+    read_before = type(world["vault"]).objects.get(pk=world["vault"].pk)  # no guard yet
+    vault_services.vault_guard_set(actor=admin2, vault=world["vault"], guard=strong)
+    with pytest.raises(DomainError) as refusal:
+        vault_services.vault_guard_set(actor=admin, vault=read_before, guard=weak)
+    assert refusal.value.code == "mua_required"
+    world["vault"].refresh_from_db()
+    assert world["vault"].resource_guard_id == strong.pk
+
+
+def test_a_soft_delete_retention_cut_from_a_stale_copy_of_the_vault_still_needs_elevation(
+    admin: Any, admin2: Any, security_admin: Any, tmp_path: Path
+) -> None:
+    from portal.gate import DomainError
+
+    world = world_of(admin, tmp_path)
+    guard_all(world, admin, security_admin)
+    read_before = type(world["vault"]).objects.get(pk=world["vault"].pk)  # 14 days
+    vault_services.soft_delete_set(actor=admin2, vault=world["vault"], retention_days=180)
+    with pytest.raises(DomainError) as refusal:
+        vault_services.soft_delete_set(actor=admin, vault=read_before, retention_days=15)
+    assert refusal.value.code == "mua_required"
+    world["vault"].refresh_from_db()
+    assert world["vault"].soft_delete_retention_days == 180

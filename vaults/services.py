@@ -828,16 +828,12 @@ def _soft_delete_enable(actor: Any, vault: Vault) -> Vault:
 
 
 def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
-    shorter = days < vault.soft_delete_retention_days
+    # Shorter or not is judged by the gate on the row it locked (gate._soft_delete_shortens).
     return _vault_change(
         "soft_delete_retention",
         actor=actor,
         vault=vault,
-        facts={
-            "retention_shorter": [f"{vault.soft_delete_retention_days} to {days} days"]
-            if shorter
-            else []
-        },
+        facts={"retention_days": days},
         fields={"soft_delete_retention_days": days},
     )
 
@@ -953,14 +949,14 @@ def item_purge(*, item: ProtectedItem) -> None:
 
 
 def vault_guard_set(*, actor: Any, vault: Vault, guard: Any) -> Vault:
-    """Protect a vault with a Resource Guard; replacing another guard counts as removing it."""
-    replacing = vault.resource_guard_id is not None and vault.resource_guard_id != guard.pk
+    """Protect a vault with a Resource Guard; replacing another guard counts as removing it
+    (judged by the gate on the vault row it locked, gate._replaces_guard)."""
     return _vault_change(
         "vault_guard_set",
         actor=actor,
         vault=vault,
         target=f"guard:{guard.name}",
-        facts={"replacing": replacing},
+        facts={"guard": guard},
         fields={"resource_guard": guard},
     )
 
