@@ -144,8 +144,14 @@ ACCOUNT_ADMINISTRATION = ("user_create", "user_update", "authenticator_reset")
 
 def not_own_request(check: Check) -> DomainError | None:
     """The approver is not the requester, nor someone who created or changed the requester's
-    account (a superuser who is also a security admin would otherwise make a puppet backup
-    admin, ask as it and approve as themselves: one person, two accounts)."""
+    account, nor someone whose account the requester created or changed. Whoever set an
+    account's password (and Holdfast lets no one but a superuser set it again) may hold it:
+    a superuser who is also a security admin would otherwise make a puppet backup admin, ask
+    as it and approve as themselves; a superuser who is also a backup admin would create a
+    colleague's security-admin account (its grant rightly approved by another security
+    admin), then sign in as it and approve their own request. One person, two accounts."""
+    from django.db.models import Q
+
     approval: Approval = check.facts["approval"]
     if approval.requested_by_id == check.actor.pk:
         return DomainError(
@@ -153,17 +159,30 @@ def not_own_request(check: Check) -> DomainError | None:
             "You asked for this yourself: another security admin must decide it.",
         )
     requester = approval.requested_by.get_username()
-    administered = AuditRecord.objects.filter(
-        actor_id=check.actor.pk,
-        outcome=AuditRecord.Outcome.ALLOWED,
-        operation__in=ACCOUNT_ADMINISTRATION,
-        target=f"user:{requester}",
-    ).exists()
-    if administered:
+    approver = check.actor.get_username()
+    administered = (
+        AuditRecord.objects.filter(
+            outcome=AuditRecord.Outcome.ALLOWED, operation__in=ACCOUNT_ADMINISTRATION
+        )
+        .filter(
+            Q(actor_id=check.actor.pk, target=f"user:{requester}")
+            | Q(actor_id=approval.requested_by_id, target=f"user:{approver}")
+        )
+        .values_list("actor_id", flat=True)
+        .first()
+    )
+    if administered == check.actor.pk:
         return DomainError(
             "self_approval",
             f"You created or changed account {requester} yourself, so you are not the second "
             "person on its requests: another security admin must decide it.",
+        )
+    # (The account a grant is for has its own refusal, self_grant, when it approves.)
+    if administered is not None and approval.account_id != check.actor.pk:
+        return DomainError(
+            "self_approval",
+            f"{requester} created or changed your account, so you are not the second person "
+            "on their requests: another security admin must decide it.",
         )
     return None
 

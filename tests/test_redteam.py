@@ -360,3 +360,90 @@ def test_a_soft_delete_retention_cut_from_a_stale_copy_of_the_vault_still_needs_
     assert refusal.value.code == "mua_required"
     world["vault"].refresh_from_db()
     assert world["vault"].soft_delete_retention_days == 180
+
+
+# --- the approver's account was made by the requester ----------------------------------------
+
+
+def test_a_superuser_approves_their_own_elevation_as_a_security_admin_they_created(
+    superuser: Any, security_admin: Any, api: Any, tmp_path: Path
+) -> None:
+    """A superuser who is also a backup admin creates a colleague's security-admin account:
+    the grant is four-eyes (another security admin approves it, rightly: the colleague is
+    real). But the superuser chose its password, and nothing in Holdfast lets its owner change
+    it, so the superuser signs in as the new security admin and approves their own elevation:
+    one person, two accounts. The rule that keeps a superuser from approving a puppet's
+    request must also keep the puppet from approving the superuser's."""
+    from tests.conftest import PASSWORD
+
+    world = world_of(superuser, tmp_path)
+    guard = guard_all(world, superuser, security_admin)
+    made = api(superuser).post(
+        "/api/v1/users/",
+        {"username": "newsec", "password": PASSWORD, "role": "security_admin"},
+        format="json",
+    )
+    assert made.status_code == 202, made.content
+    granted = api(security_admin).post(f"/api/v1/approvals/{made.json()['id']}/approve/")
+    assert granted.status_code == 200, granted.content
+
+    from rest_framework.test import APIClient
+
+    signed_in = APIClient().post(  # the superuser, with the password they chose
+        "/api/v1/auth/token/", {"username": "newsec", "password": PASSWORD}, format="json"
+    )
+    assert signed_in.status_code == 200, signed_in.content
+    as_newsec = APIClient()
+    as_newsec.credentials(HTTP_AUTHORIZATION=f"Token {signed_in.json()['token']}")
+    asked = api(superuser).post(
+        f"/api/v1/resource-guards/{guard.name}/access-requests/",
+        {"justification": "cleanup", "duration_minutes": 60},
+        format="json",
+    )
+    assert asked.status_code == 201, asked.content
+    answer = as_newsec.post(f"/api/v1/approvals/{asked.json()['id']}/approve/")
+    assert (answer.status_code, answer.json()["code"]) == (409, "self_approval")
+    assert api(superuser).delete(point_url(world)).json()["code"] == "mua_required"
+    assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Both accounts were made by one superuser, who chose both passwords and, since "
+    "Holdfast lets no owner change their own password, still holds both; neither account "
+    "administered the other, so not_own_request lets one approve the other. Refusing any "
+    "pair with a common administrator would make every approval between two accounts made "
+    "in the UI by the same superuser impossible (the usual installation). Fix: self-service "
+    "password change, a password set by someone else marked provisional, and an account "
+    "with a provisional password (or an authenticator enrolled before its owner set their "
+    "own password) neither approves nor is approved; the grant of power shows who set it.",
+)
+def test_a_superuser_makes_a_backup_admin_and_a_security_admin_and_uses_both(
+    superuser: Any, security_admin: Any, api: Any, tmp_path: Path
+) -> None:
+    from rest_framework.test import APIClient
+
+    from tests.conftest import PASSWORD
+
+    world = world_of(superuser, tmp_path)
+    guard = guard_all(world, superuser, security_admin)
+    for name, role in (("puppet", "backup_admin"), ("newsec", "security_admin")):
+        made = api(superuser).post(
+            "/api/v1/users/", {"username": name, "password": PASSWORD, "role": role}, format="json"
+        )
+        if made.status_code == 202:  # the grant of power: rightly approved by a colleague
+            api(security_admin).post(f"/api/v1/approvals/{made.json()['id']}/approve/")
+    clients = {}
+    for name in ("puppet", "newsec"):
+        token = APIClient().post(
+            "/api/v1/auth/token/", {"username": name, "password": PASSWORD}, format="json"
+        )
+        clients[name] = APIClient()
+        clients[name].credentials(HTTP_AUTHORIZATION=f"Token {token.json()['token']}")
+    asked = clients["puppet"].post(
+        f"/api/v1/resource-guards/{guard.name}/access-requests/",
+        {"justification": "cleanup", "duration_minutes": 60},
+        format="json",
+    )
+    answer = clients["newsec"].post(f"/api/v1/approvals/{asked.json()['id']}/approve/")
+    assert (answer.status_code, answer.json().get("code")) == (409, "self_approval")
