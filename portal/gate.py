@@ -115,6 +115,19 @@ def vault_is_empty(check: Check) -> DomainError | None:
     return None
 
 
+def guard_kept_while_locked(check: Check) -> DomainError | None:
+    """A locked vault keeps a Resource Guard for good (the database refuses its removal too,
+    vaults/triggers.py): it may be replaced by another, never removed."""
+    vault = check.vault
+    if vault is not None and vault.is_locked:
+        return DomainError(
+            "immutability_locked",
+            f"Immutability of vault {vault.name} is locked, so it keeps a Resource Guard for "
+            "good: replace the guard with another one instead of removing it.",
+        )
+    return None
+
+
 def confirmation_matches(check: Check) -> DomainError | None:
     vault = check.vault
     if vault is not None and check.facts.get("confirmation") != vault.name:
@@ -725,6 +738,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "vault_guard_remove",
             "manage",
+            rules=(guard_kept_while_locked,),
             mua="disable_mua",
             label="Remove the Resource Guard from a vault",
             alert="mua_removed",

@@ -447,3 +447,21 @@ def test_a_superuser_makes_a_backup_admin_and_a_security_admin_and_uses_both(
     )
     answer = clients["newsec"].post(f"/api/v1/approvals/{asked.json()['id']}/approve/")
     assert (answer.status_code, answer.json().get("code")) == (409, "self_approval")
+
+
+def test_removing_a_locked_vaults_guard_with_elevation_is_refused_by_the_gate_not_a_500(
+    admin: Any, security_admin: Any, api: Any, tmp_path: Path
+) -> None:
+    """The database keeps a locked vault's guard (replaceable, never removed); the gate let
+    an elevated removal through to that trigger, which answered a 500 instead of a refusal."""
+    world = world_of(admin, tmp_path)
+    guard = guard_all(world, admin, security_admin)
+    from tests.factories import lock_vault
+
+    lock_vault(world["vault"], requester=admin)
+    elevate(admin, security_admin, guard)
+    response = api(admin).delete(f"{V}/target/resource-guard/")
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "immutability_locked"
+    world["vault"].refresh_from_db()
+    assert world["vault"].resource_guard_id == guard.pk
