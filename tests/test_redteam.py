@@ -465,3 +465,19 @@ def test_removing_a_locked_vaults_guard_with_elevation_is_refused_by_the_gate_no
     assert response.json()["code"] == "immutability_locked"
     world["vault"].refresh_from_db()
     assert world["vault"].resource_guard_id == guard.pk
+
+
+def test_a_vault_whose_local_storage_location_overlaps_anothers_is_a_validation_error(
+    admin: Any, api: Any, settings: Any
+) -> None:
+    """The database keeps two vaults' storage apart (vault_storage_apart); the gate checked
+    only S3 locations, so a local one overlapping another vault's reached the trigger."""
+    first = make_vault(admin, name="first")
+    for location in (first.storage_location, first.storage_location + "/inner"):
+        response = api(admin).post(
+            f"{V}/",
+            {"name": "second", "kind": "backup", "region": "x", "storage_location": location},
+            format="json",
+        )
+        assert response.status_code == 400, response.content
+        assert response.json()["field"] == "storage_location"
