@@ -258,7 +258,9 @@ def _check_restore_target(target_path: str) -> None:
             field="target_path",
         )
     try:
-        resolve_target(Path(target_path), settings.HOLDFAST_RESTORE_ROOTS)
+        resolve_target(
+            Path(target_path), settings.HOLDFAST_RESTORE_ROOTS, services.restore_forbidden_roots()
+        )
     except RestoreRefused as exc:
         raise DomainError(
             "validation_error",
@@ -693,6 +695,8 @@ def _run_restore(job: Job, beat: _Heartbeat) -> None:
             point.storage_key,
             Path(params["target_path"]),
             allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
+            # Judged again on what the target leads to now (a symlink swapped in since).
+            forbidden_roots=services.restore_forbidden_roots(),
             sub_path=params.get("sub_path", ""),
             overwrite=bool(params.get("overwrite")),
             progress=beat,

@@ -107,8 +107,20 @@ def vault_create(
 
 def _check_storage_location(location: str) -> None:
     """An S3 location must be a bucket with versioning and Object Lock, used by no other
-    vault; the storage is asked before the vault exists (docs/storage.md)."""
+    vault; the storage is asked before the vault exists (docs/storage.md). Any other location
+    overlaps no other vault's either, as the database also insists (vault_storage_apart)."""
     if not stores.is_s3(location):
+        mine = location + "/"
+        for other in Vault.objects.exclude(storage_location="").exclude(
+            storage_location__startswith=stores.S3_SCHEME
+        ):
+            theirs = other.storage_location + "/"
+            if mine.startswith(theirs) or theirs.startswith(mine):
+                raise DomainError(
+                    "validation_error",
+                    f"storage_location: {location} overlaps the storage of vault {other.name}.",
+                    field="storage_location",
+                )
         return
     try:
         wanted = str(stores.parse_location(location)) + "/"
@@ -278,6 +290,13 @@ def source_refusal(resolved: Path) -> str | None:
     return None
 
 
+def restore_forbidden_roots() -> list[Path]:
+    """Where no restore writes, whatever ``HOLDFAST_RESTORE_ROOTS`` allows: the vault storage
+    and the audit anchors (a restore root such as ``/data`` holding ``/data/storage`` would
+    otherwise let one operator write into a locked vault's store with ``overwrite``)."""
+    return [Path(settings.HOLDFAST_STORAGE_ROOT), Path(settings.HOLDFAST_AUDIT_ANCHOR_DIR)]
+
+
 def backup_source_refusal(source: str, opened: str) -> str | None:
     """The sentence failing a backup whose source ``source`` opened as ``opened``, or None."""
     reason = source_refusal(Path(opened))
@@ -381,12 +400,10 @@ def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Any) -> Prote
     def refresh(facts: dict[str, Any]) -> None:
         # Judge the move from the item as it is now, under its row lock.
         _lock_item(item)(facts)
-        facts.update(policy_services.item_policy_facts(facts["item"], policy))
+        facts.update(policy_services.item_policy_change_facts(facts["item"], policy))
 
     def change(check: Check) -> ProtectedItem:
-        assert check.vault is not None
-        points = policy_services.scheduled_points_for(item).select_for_update(of=("self",))
-        policy_services.apply_moves(policy_services.moves_for(check.vault, points, policy))
+        policy_services.apply_moves(check.facts["moves"])
         locked: ProtectedItem = check.facts["item"]
         locked.policy = policy
         locked.save(update_fields=["policy"])
@@ -613,10 +630,13 @@ def _lock_point(point: RecoveryPoint) -> Callable[[dict[str, Any]], None]:
 
 def _soft_delete_point(vault: Vault, point: RecoveryPoint, expires_at: datetime) -> dict[str, Any]:
     """The fields that end ``point`` at ``expires_at``: with soft delete on, a vault-tier
-    point is then kept, restorable, for the vault's soft-delete retention (SPEC 3.2, 3.3)."""
-    fields: dict[str, Any] = {"expires_at": expires_at, "soft_deleted_until": None}
+    point is then kept, restorable, for the vault's soft-delete retention (SPEC 3.2, 3.3); a
+    soft delete it already has is never cut short."""
+    kept = point.soft_delete_kept(expires_at)
+    fields: dict[str, Any] = {"expires_at": expires_at, "soft_deleted_until": kept}
     if vault.soft_delete_on and not point.is_operational_only:
-        fields["soft_deleted_until"] = expires_at + timedelta(days=vault.soft_delete_retention_days)
+        end = expires_at + timedelta(days=vault.soft_delete_retention_days)
+        fields["soft_deleted_until"] = max(end, kept) if kept is not None else end
     return fields
 
 
@@ -693,7 +713,10 @@ def point_retain_until(
         if check.facts["retention_shorter"]:
             fields = _soft_delete_point(check.vault, locked, retain_until)
         else:
-            fields = {"expires_at": retain_until, "soft_deleted_until": None}
+            fields = {
+                "expires_at": retain_until,
+                "soft_deleted_until": locked.soft_delete_kept(retain_until),
+            }
         RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
         locked.refresh_from_db()
         stores.storage_note([locked], vault=check.vault)
@@ -817,16 +840,12 @@ def _soft_delete_enable(actor: Any, vault: Vault) -> Vault:
 
 
 def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
-    shorter = days < vault.soft_delete_retention_days
+    # Shorter or not is judged by the gate on the row it locked (gate._soft_delete_shortens).
     return _vault_change(
         "soft_delete_retention",
         actor=actor,
         vault=vault,
-        facts={
-            "retention_shorter": [f"{vault.soft_delete_retention_days} to {days} days"]
-            if shorter
-            else []
-        },
+        facts={"retention_days": days},
         fields={"soft_delete_retention_days": days},
     )
 
@@ -942,14 +961,14 @@ def item_purge(*, item: ProtectedItem) -> None:
 
 
 def vault_guard_set(*, actor: Any, vault: Vault, guard: Any) -> Vault:
-    """Protect a vault with a Resource Guard; replacing another guard counts as removing it."""
-    replacing = vault.resource_guard_id is not None and vault.resource_guard_id != guard.pk
+    """Protect a vault with a Resource Guard; replacing another guard counts as removing it
+    (judged by the gate on the vault row it locked, gate._replaces_guard)."""
     return _vault_change(
         "vault_guard_set",
         actor=actor,
         vault=vault,
         target=f"guard:{guard.name}",
-        facts={"replacing": replacing},
+        facts={"guard": guard},
         fields={"resource_guard": guard},
     )
 

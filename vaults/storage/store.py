@@ -727,6 +727,7 @@ class VaultStore:
         target: Path,
         *,
         allowed_roots: Sequence[Path],
+        forbidden_roots: Sequence[Path] = (),
         sub_path: str = "",
         overwrite: bool = False,
         progress: Progress | None = None,
@@ -740,7 +741,7 @@ class VaultStore:
         """
         manifest = self.manifest(point_id)
         selection = select_nodes(manifest.nodes, sub_path)
-        root = resolve_target(Path(target), allowed_roots)
+        root = resolve_target(Path(target), allowed_roots, forbidden_roots)
         total = sum(node.size for node in selection if node.kind == KIND_FILE)
 
         with TargetTree(root) as tree:
