@@ -113,6 +113,43 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.bad_request(request, exception)
 
 
+class PasswordChangeSerializer(serializers.Serializer[Any]):
+    current_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class PasswordChangeView(APIView):
+    """``POST {current_password, new_password}``: the owner sets their own password. Its API
+    tokens end (sign in again for a new one); a password someone else chose stops counting
+    against the account's approvals (docs/security.md)."""
+
+    parser_classes = PARSER_CLASSES
+
+    @extend_schema(
+        request=PasswordChangeSerializer,
+        responses={204: None, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA},
+    )
+    def post(self, request: Request) -> Response:
+        from django.contrib.auth import authenticate
+
+        data = PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        password_ok = (
+            authenticate(
+                request._request,
+                username=request.user.get_username(),
+                password=data.validated_data["current_password"],
+            )
+            is not None
+        )
+        services.password_change(
+            actor=request.user,
+            new_password=data.validated_data["new_password"],
+            password_ok=password_ok,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class TokenView(APIView):
     """``POST {username, password}`` answers ``{token}``: a new key, shown this once (only its
     digest is stored). ``DELETE`` with ``Authorization: Token <key>`` ends that token."""

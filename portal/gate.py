@@ -197,6 +197,45 @@ def not_own_request(check: Check) -> DomainError | None:
             f"{requester} created or changed your account, so you are not the second person "
             "on their requests: another security admin must decide it.",
         )
+    setter = password_setter(requester)
+    if setter is not None and setter == password_setter(approver):
+        return DomainError(
+            "self_approval",
+            f"Accounts {requester} and {approver} both still have the password someone else "
+            "chose for them, the same person: whoever holds both is one person. Each sets "
+            "their own password (Account, Password) before one decides the other's requests.",
+        )
+    return None
+
+
+def password_setter(username: str) -> int | None:
+    """Who chose the account's current password, from the audit log: the account itself once
+    it changed its own, the superuser who created or reset it on a page or in the API, or
+    ``None`` for the server's shell (``adduser``, the bootstrap, trusted as the installation's
+    root)."""
+    from django.db.models import Q
+
+    record = (
+        AuditRecord.objects.filter(
+            outcome=AuditRecord.Outcome.ALLOWED,
+            target=f"user:{username}",
+            operation__in=("user_create", "user_update", "password_change"),
+        )
+        .filter(~Q(operation="user_update") | Q(after__password="changed"))
+        .order_by("-id")
+        .values_list("actor_id", flat=True)
+        .first()
+    )
+    return record
+
+
+def current_password_given(check: Check) -> DomainError | None:
+    if not check.facts.get("password_ok"):
+        return DomainError(
+            "validation_error",
+            "current_password: your current password is wrong.",
+            field="current_password",
+        )
     return None
 
 
@@ -849,6 +888,12 @@ OPERATIONS: dict[str, Operation] = {
             alert="authenticator_removed",
         ),
         # Every account's own API tokens; the key is never written anywhere but the answer.
+        Operation(
+            "password_change",
+            "account",
+            rules=(current_password_given,),
+            label="Change your own password",
+        ),
         Operation("api_token_issue", "account", label="Issue an API token"),
         Operation("api_token_revoke", "account", label="Revoke an API token"),
     )

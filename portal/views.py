@@ -126,6 +126,37 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     )
 
 
+def password_change(request: HttpRequest) -> HttpResponse:
+    """The owner sets their own password: needed before approving, or being approved by, an
+    account whose password the same person chose (docs/security.md)."""
+    from django.contrib.auth import update_session_auth_hash
+
+    error = ""
+    if request.method == "POST":
+        password_ok = (
+            authenticate(
+                request,
+                username=request.user.get_username(),
+                password=request.POST.get("current_password", ""),
+            )
+            is not None
+        )
+        try:
+            services.password_change(
+                actor=request.user,
+                new_password=request.POST.get("new_password", ""),
+                password_ok=password_ok,
+            )
+        except DomainError as refusal:
+            error = refusal.detail
+        else:
+            # This session stays signed in; the account's other sessions end.
+            update_session_auth_hash(request, request.user)  # type: ignore[arg-type]
+            messages.success(request, "Password changed. Your API tokens have ended.")
+            return redirect("password-change")
+    return render(request, "portal/password.html", {"error": error})
+
+
 @require_POST
 def approval_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     require_capability(request, "view")

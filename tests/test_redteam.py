@@ -407,17 +407,6 @@ def test_a_superuser_approves_their_own_elevation_as_a_security_admin_they_creat
     assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Both accounts were made by one superuser, who chose both passwords and, since "
-    "Holdfast lets no owner change their own password, still holds both; neither account "
-    "administered the other, so not_own_request lets one approve the other. Refusing any "
-    "pair with a common administrator would make every approval between two accounts made "
-    "in the UI by the same superuser impossible (the usual installation). Fix: self-service "
-    "password change, a password set by someone else marked provisional, and an account "
-    "with a provisional password (or an authenticator enrolled before its owner set their "
-    "own password) neither approves nor is approved; the grant of power shows who set it.",
-)
 def test_a_superuser_makes_a_backup_admin_and_a_security_admin_and_uses_both(
     superuser: Any, security_admin: Any, api: Any, tmp_path: Path
 ) -> None:
@@ -447,6 +436,21 @@ def test_a_superuser_makes_a_backup_admin_and_a_security_admin_and_uses_both(
     )
     answer = clients["newsec"].post(f"/api/v1/approvals/{asked.json()['id']}/approve/")
     assert (answer.status_code, answer.json().get("code")) == (409, "self_approval")
+    assert "the same person" in answer.json()["detail"]
+    # Once each owner has set their own password, they are two people again.
+    for name in ("puppet", "newsec"):
+        fresh = APIClient()
+        fresh.force_authenticate(type(superuser).objects.get(username=name))
+        changed = fresh.post(
+            "/api/v1/auth/password/",
+            {"current_password": PASSWORD, "new_password": f"{name}-own-secret-2026"},
+            format="json",
+        )
+        assert changed.status_code == 204, changed.content
+    newsec = APIClient()
+    newsec.force_authenticate(type(superuser).objects.get(username="newsec"))
+    answer = newsec.post(f"/api/v1/approvals/{asked.json()['id']}/approve/")
+    assert answer.status_code == 200, answer.content
 
 
 def test_removing_a_locked_vaults_guard_with_elevation_is_refused_by_the_gate_not_a_500(
