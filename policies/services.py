@@ -142,7 +142,8 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
             continue
         soft_deleted_until = point.soft_deleted_until
         if new_expiry > point.expires_at and new_expiry > now:
-            soft_deleted_until = None
+            # Back; a soft delete it has still ends no sooner (RecoveryPoint.soft_delete_kept).
+            soft_deleted_until = point.soft_delete_kept(new_expiry)
         elif new_expiry < point.expires_at and point.expires_at > now and vault.soft_delete_on:
             soft_deleted_until = max(
                 max(new_expiry, now) + period, point.soft_deleted_until or new_expiry
@@ -174,6 +175,34 @@ def apply_moves(moves: list[PointMove]) -> None:
             storage_lock_follow(vault)
 
 
+def points_sooner(moves: list[PointMove], now: datetime) -> list[str]:
+    """A sentence when ``moves`` bring any unexpired point's expiry earlier.
+
+    A change can do that without a shorter tier: a point whose retain-until was raised (always
+    allowed) is recomputed from the policy by any later edit, a retention increase included,
+    and a time zone change moves local-calendar expiries. Such a change is judged as the
+    shortening it is (MUA's ``modify_*_weaken``, the security alert), as a shorter
+    retain-until would be; otherwise one backup admin cuts a guarded point's date for free."""
+    sooner = [m for m in moves if m.new_expires_at < m.old_expires_at and m.old_expires_at > now]
+    if not sooner:
+        return []
+    first = min(sooner, key=lambda m: m.delta)
+    return [
+        f"{len(sooner)} recovery point(s) would expire sooner (point {first.point_id}: "
+        f"{first.old_expires_at:%Y-%m-%d %H:%M} to {first.new_expires_at:%Y-%m-%d %H:%M} UTC)."
+    ]
+
+
+def _with_moves(facts: dict[str, Any], moves: list[PointMove]) -> dict[str, Any]:
+    """``facts`` of a policy change, judged also on the moves it makes (:func:`points_sooner`)."""
+    facts["moves"] = moves
+    if not facts["retention_shorter"]:
+        sooner = points_sooner(moves, clock.now())
+        facts["retention_shorter"] = sooner
+        facts["weaker"] = [*facts["weaker"], *sooner]
+    return facts
+
+
 def _scheduled_points(**filters: Any) -> Any:
     return (
         RecoveryPoint.objects.filter(on_demand=False, **filters)
@@ -203,12 +232,13 @@ def policy_preview(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pr
     edited = _apply(policy, changes)
     _validate(edited)
     _check_kind_change(policy, edited)
-    facts = _policy_facts(policy, edited)
+    moves = _moves(policy.vault, _scheduled_points(item__policy=policy), edited)
+    facts = _with_moves(_policy_facts(policy, edited), moves)
     preview = Preview(
         weaker=facts["weaker"],
         retention_shorter=facts["retention_shorter"],
         retention_longer=facts["retention_longer"],
-        moves=_moves(policy.vault, _scheduled_points(item__policy=policy), edited),
+        moves=moves,
     )
     try:
         gate.decide("policy_update", actor=actor, vault=policy.vault, facts=facts)
@@ -263,7 +293,10 @@ def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pol
         # An invalid edit (say, an unknown time zone) has no meaningful facts: the precheck
         # refuses it, after the role check.
         if not edited.validation_errors():
-            facts.update(_policy_facts(locked, edited))
+            # The vault row is locked already (the gate locks it before this runs).
+            vault = Vault.objects.get(pk=locked.vault_id)
+            points = _scheduled_points(item__policy=locked).select_for_update(of=("self",))
+            facts.update(_with_moves(_policy_facts(locked, edited), _moves(vault, points, edited)))
 
     def precheck(check: Check) -> None:
         locked, edited = check.facts["policy"], check.facts["edited"]
@@ -274,10 +307,8 @@ def policy_update(*, actor: Any, policy: Policy, changes: dict[str, Any]) -> Pol
             raise DomainError("validation_error", "name: that name is taken.", field="name")
 
     def change(check: Check) -> Policy:
-        assert check.vault is not None
         edited: Policy = check.facts["edited"]
-        points = _scheduled_points(item__policy=edited).select_for_update(of=("self",))
-        apply_moves(_moves(check.vault, points, edited))
+        apply_moves(check.facts["moves"])
         edited.save()
         return edited
 
@@ -312,12 +343,13 @@ def policy_delete(*, actor: Any, policy: Policy) -> None:
 
 def policy_change_preview(*, actor: Any, item: ProtectedItem, policy: Policy) -> Preview:
     """Dry run of moving ``item`` to ``policy`` (the Backup items blade and the API)."""
-    facts = item_policy_facts(item, policy)
+    moves = _moves(item.vault, _scheduled_points(item=item), policy)
+    facts = _with_moves(item_policy_facts(item, policy), moves)
     preview = Preview(
         weaker=facts["weaker"],
         retention_shorter=facts["retention_shorter"],
         retention_longer=facts["retention_longer"],
-        moves=_moves(item.vault, _scheduled_points(item=item), policy),
+        moves=moves,
     )
     try:
         gate.decide("item_change_policy", actor=actor, vault=item.vault, facts=facts)
@@ -339,12 +371,10 @@ def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Policy | None
     def refresh(facts: dict[str, Any]) -> None:
         # Judge the move from the item as it is now, under its row lock.
         item_lock(item)(facts)
-        facts.update(item_policy_facts(facts["item"], policy))
+        facts.update(item_policy_change_facts(facts["item"], policy))
 
     def change(check: Check) -> ProtectedItem:
-        assert check.vault is not None
-        points = _scheduled_points(item=item).select_for_update(of=("self",))
-        apply_moves(_moves(check.vault, points, policy))
+        apply_moves(check.facts["moves"])
         locked: ProtectedItem = check.facts["item"]
         locked.policy = policy
         locked.save(update_fields=["policy"])
@@ -371,3 +401,12 @@ def item_policy_facts(item: ProtectedItem, policy: Policy) -> dict[str, Any]:
         "old_kind": item.policy.kind,
         "new_kind": policy.kind,
     }
+
+
+def item_policy_change_facts(item: ProtectedItem, policy: Policy) -> dict[str, Any]:
+    """The facts of moving ``item`` (read under its row lock, after its vault's) to
+    ``policy``, with the point moves it makes, their rows locked (applied by
+    :func:`apply_moves` once the gate allows it)."""
+    vault = Vault.objects.get(pk=item.vault_id)
+    points = _scheduled_points(item=item).select_for_update(of=("self",))
+    return _with_moves(item_policy_facts(item, policy), _moves(vault, points, policy))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -122,6 +122,41 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
             status=status.HTTP_400_BAD_REQUEST,
         )
     return defaults.bad_request(request, exception)
+
+
+class PasswordChangeSerializer(serializers.Serializer[Any]):
+    current_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class PasswordChangeView(APIView):
+    """``POST {current_password, new_password}``: the owner sets their own password. Its API
+    tokens end (sign in again for a new one); a password someone else chose stops counting
+    against the account's approvals (docs/security.md)."""
+
+    parser_classes = PARSER_CLASSES
+
+    @extend_schema(
+        request=PasswordChangeSerializer,
+        responses={204: None, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA},
+    )
+    def post(self, request: Request) -> Response:
+        data = PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        password_ok = (
+            authenticate(
+                request._request,
+                username=request.user.get_username(),
+                password=data.validated_data["current_password"],
+            )
+            is not None
+        )
+        services.password_change(
+            actor=request.user,
+            new_password=data.validated_data["new_password"],
+            password_ok=password_ok,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TokenView(APIView):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.db.models import Q
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -81,6 +82,19 @@ def vault_is_empty(check: Check) -> DomainError | None:
     return None
 
 
+def guard_kept_while_locked(check: Check) -> DomainError | None:
+    """A locked vault keeps a Resource Guard for good (the database refuses its removal too,
+    vaults/triggers.py): it may be replaced by another, never removed."""
+    vault = check.vault
+    if vault is not None and vault.is_locked:
+        return DomainError(
+            "immutability_locked",
+            f"Immutability of vault {vault.name} is locked, so it keeps a Resource Guard for "
+            "good: replace the guard with another one instead of removing it.",
+        )
+    return None
+
+
 def confirmation_matches(check: Check) -> DomainError | None:
     vault = check.vault
     if vault is not None and check.facts.get("confirmation") != vault.name:
@@ -110,8 +124,12 @@ ACCOUNT_ADMINISTRATION = ("user_create", "user_update", "authenticator_reset")
 
 def not_own_request(check: Check) -> DomainError | None:
     """The approver is not the requester, nor someone who created or changed the requester's
-    account (a superuser who is also a security admin would otherwise make a puppet backup
-    admin, ask as it and approve as themselves: one person, two accounts)."""
+    account, nor someone whose account the requester created or changed. Whoever set an
+    account's password (and Holdfast lets no one but a superuser set it again) may hold it:
+    a superuser who is also a security admin would otherwise make a puppet backup admin, ask
+    as it and approve as themselves; a superuser who is also a backup admin would create a
+    colleague's security-admin account (its grant rightly approved by another security
+    admin), then sign in as it and approve their own request. One person, two accounts."""
     approval: Approval = check.facts["approval"]
     if approval.requested_by_id == check.actor.pk:
         return DomainError(
@@ -119,17 +137,67 @@ def not_own_request(check: Check) -> DomainError | None:
             "You asked for this yourself: another security admin must decide it.",
         )
     requester = approval.requested_by.get_username()
-    administered = AuditRecord.objects.filter(
-        actor_id=check.actor.pk,
-        outcome=AuditRecord.Outcome.ALLOWED,
-        operation__in=ACCOUNT_ADMINISTRATION,
-        target=f"user:{requester}",
-    ).exists()
-    if administered:
+    approver = check.actor.get_username()
+    administered = (
+        AuditRecord.objects.filter(
+            outcome=AuditRecord.Outcome.ALLOWED, operation__in=ACCOUNT_ADMINISTRATION
+        )
+        .filter(
+            Q(actor_id=check.actor.pk, target=f"user:{requester}")
+            | Q(actor_id=approval.requested_by_id, target=f"user:{approver}")
+        )
+        .values_list("actor_id", flat=True)
+        .first()
+    )
+    if administered == check.actor.pk:
         return DomainError(
             "self_approval",
             f"You created or changed account {requester} yourself, so you are not the second "
             "person on its requests: another security admin must decide it.",
+        )
+    # (The account a grant is for has its own refusal, self_grant, when it approves.)
+    if administered is not None and approval.account_id != check.actor.pk:
+        return DomainError(
+            "self_approval",
+            f"{requester} created or changed your account, so you are not the second person "
+            "on their requests: another security admin must decide it.",
+        )
+    setter = password_setter(requester)
+    if setter is not None and setter == password_setter(approver):
+        return DomainError(
+            "self_approval",
+            f"Accounts {requester} and {approver} both still have the password someone else "
+            "chose for them, the same person: whoever holds both is one person. Each sets "
+            "their own password (Account, Password) before one decides the other's requests.",
+        )
+    return None
+
+
+def password_setter(username: str) -> int | None:
+    """Who chose the account's current password, from the audit log: the account itself once
+    it changed its own, the superuser who created or reset it on a page or in the API, or
+    ``None`` for the server's shell (``adduser``, the bootstrap, trusted as the installation's
+    root)."""
+    record = (
+        AuditRecord.objects.filter(
+            outcome=AuditRecord.Outcome.ALLOWED,
+            target=f"user:{username}",
+            operation__in=("user_create", "user_update", "password_change"),
+        )
+        .filter(~Q(operation="user_update") | Q(after__password="changed"))
+        .order_by("-id")
+        .values_list("actor_id", flat=True)
+        .first()
+    )
+    return record
+
+
+def current_password_given(check: Check) -> DomainError | None:
+    if not check.facts.get("password_ok"):
+        return DomainError(
+            "validation_error",
+            "current_password: your current password is wrong.",
+            field="current_password",
         )
     return None
 
@@ -404,7 +472,7 @@ def soft_delete_not_always_on(check: Check) -> DomainError | None:
     vault = check.vault
     if vault is None or vault.soft_delete_state != "always_on":
         return None
-    if check.operation == "soft_delete_retention" and not check.facts.get("retention_shorter"):
+    if check.operation == "soft_delete_retention" and not soft_delete_shortens(check):
         return None
     return DomainError(
         "soft_delete_always_on",
@@ -459,3 +527,10 @@ def guard_not_in_use(check: Check) -> DomainError | None:
             "itself protected by the guard).",
         )
     return None
+
+
+def soft_delete_shortens(check: Check) -> bool:
+    """Whether the soft-delete retention asked for is shorter than the locked row's (not the
+    caller's copy, which may predate a longer one)."""
+    vault, days = check.vault, check.facts.get("retention_days")
+    return vault is not None and days is not None and days < vault.soft_delete_retention_days

@@ -20,10 +20,12 @@ from .gate_rules import (
     approval_pending,
     authenticator_enrolment_valid,
     confirmation_matches,
+    current_password_given,
     elevation_is_own_and_active,
     expiry_not_shortened,
     grant_not_for_own_account,
     grant_requester_still_installation_admin,
+    guard_kept_while_locked,
     guard_not_in_use,
     item_data_deletable,
     item_is_soft_deleted,
@@ -40,6 +42,7 @@ from .gate_rules import (
     retention_not_shortened,
     second_factor,
     soft_delete_not_always_on,
+    soft_delete_shortens,
     vault_is_empty,
     vault_not_locked,
 )
@@ -52,7 +55,14 @@ def _weakens(check: Check) -> bool:
 
 
 def _replaces_guard(check: Check) -> bool:
-    return bool(check.facts.get("replacing"))
+    """Judged on the vault row locked for this decision, not the caller's copy: a copy read
+    before a guard was put on the vault would make a replacement look like a first guard."""
+    vault, guard = check.vault, check.facts.get("guard")
+    return (
+        vault is not None
+        and vault.resource_guard_id is not None
+        and (guard is None or vault.resource_guard_id != guard.pk)
+    )
 
 
 def _shortens(check: Check) -> bool:
@@ -199,7 +209,7 @@ OPERATIONS: dict[str, Operation] = {
             "manage",
             rules=(soft_delete_not_always_on,),
             mua="disable_soft_delete",
-            mua_when=_shortens,
+            mua_when=soft_delete_shortens,
             label="Change soft delete retention",
         ),
         Operation(
@@ -238,6 +248,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "vault_guard_remove",
             "manage",
+            rules=(guard_kept_while_locked,),
             mua="disable_mua",
             label="Remove the Resource Guard from a vault",
             alert="mua_removed",
@@ -348,6 +359,12 @@ OPERATIONS: dict[str, Operation] = {
             alert="authenticator_removed",
         ),
         # Every account's own API tokens; the key is never written anywhere but the answer.
+        Operation(
+            "password_change",
+            "account",
+            rules=(current_password_given,),
+            label="Change your own password",
+        ),
         Operation("api_token_issue", "account", label="Issue an API token"),
         Operation("api_token_revoke", "account", label="Revoke an API token"),
     )

@@ -23,6 +23,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("vaults/", include("vaults.urls")),
     path("account/two-factor/", views.two_factor, name="two-factor"),
+    path("account/password/", views.password_change, name="password-change"),
     path("approvals/", views.approval_list, name="approvals"),
     path("approvals/<int:pk>/<str:action>/", views.approval_decide, name="approval-decide"),
     path("audit/", views.audit_list, name="audit"),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import authenticate, get_user_model, update_session_auth_hash
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -124,6 +124,35 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             "two_factor_required": settings.HOLDFAST_APPROVER_2FA == "required",
         },
     )
+
+
+def password_change(request: HttpRequest) -> HttpResponse:
+    """The owner sets their own password: needed before approving, or being approved by, an
+    account whose password the same person chose (docs/security.md)."""
+    error = ""
+    if request.method == "POST":
+        password_ok = (
+            authenticate(
+                request,
+                username=request.user.get_username(),
+                password=request.POST.get("current_password", ""),
+            )
+            is not None
+        )
+        try:
+            services.password_change(
+                actor=request.user,
+                new_password=request.POST.get("new_password", ""),
+                password_ok=password_ok,
+            )
+        except DomainError as refusal:
+            error = refusal.detail
+        else:
+            # This session stays signed in; the account's other sessions end.
+            update_session_auth_hash(request, request.user)  # type: ignore[arg-type]
+            messages.success(request, "Password changed. Your API tokens have ended.")
+            return redirect("password-change")
+    return render(request, "portal/password.html", {"error": error})
 
 
 @require_POST

@@ -274,7 +274,13 @@ def test_moving_an_item_to_a_shorter_policy_soft_deletes_its_expired_points(
     assert old.soft_deleted_until == clock.now() + timedelta(days=14)
     policy_services.item_change_policy(actor=admin, item=w["item"], policy=w["policy"])
     old.refresh_from_db()
-    assert (old.soft_deleted_until, old.expires_at) == (None, clock.now() + timedelta(days=10))
+    # Back (active), and its soft delete still ends no sooner than it was promised: purged
+    # once both its expiry and that date have passed (tests/test_redteam.py).
+    assert old.state(clock.now()) == "active"
+    assert (old.soft_deleted_until, old.expires_at) == (
+        clock.now() + timedelta(days=14),
+        clock.now() + timedelta(days=10),
+    )
 
 
 def test_an_already_expired_point_is_not_soft_deleted_by_a_reduction(

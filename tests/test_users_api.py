@@ -540,3 +540,54 @@ def test_an_installation_admin_removes_a_lost_authenticator(root: Any, security_
     other = Client()
     other.force_login(security_admin)
     assert other.post(f"/users/{root.pk}/authenticator/remove/").status_code == 403
+
+
+# --- the owner's own password ------------------------------------------------------------------
+
+
+def test_an_owner_changes_their_own_password_and_their_tokens_end(admin: Any, api: Any) -> None:
+    from portal.models import AuditRecord
+    from tests.conftest import PASSWORD
+
+    client = api(admin)
+    wrong = client.post(
+        "/api/v1/auth/password/",
+        {"current_password": "nope", "new_password": "a-new-long-secret-2026"},
+        format="json",
+    )
+    assert (wrong.status_code, wrong.json()["field"]) == (400, "current_password")
+    weak = client.post(
+        "/api/v1/auth/password/",
+        {"current_password": PASSWORD, "new_password": "123"},
+        format="json",
+    )
+    assert (weak.status_code, weak.json()["field"]) == (400, "new_password")
+    done = client.post(
+        "/api/v1/auth/password/",
+        {"current_password": PASSWORD, "new_password": "a-new-long-secret-2026"},
+        format="json",
+    )
+    assert done.status_code == 204
+    admin.refresh_from_db()
+    assert admin.check_password("a-new-long-secret-2026")
+    assert client.get("/api/v1/vaults/").status_code == 401, "its tokens ended"
+    record = AuditRecord.objects.filter(operation="password_change").first()
+    assert (record.outcome, record.actor_id, record.after) == (
+        "allowed",
+        admin.pk,
+        {"password": "changed"},
+    )
+
+
+def test_the_password_page(admin: Any, client: Any) -> None:
+    from tests.conftest import PASSWORD
+
+    client.force_login(admin)
+    assert b"Your password" in client.get("/account/password/").content
+    page = client.post(
+        "/account/password/",
+        {"current_password": PASSWORD, "new_password": "another-long-secret-26"},
+        follow=True,
+    )
+    assert b"Password changed" in page.content
+    assert client.get("/account/password/").status_code == 200, "this session stays signed in"

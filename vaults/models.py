@@ -270,6 +270,14 @@ class RecoveryPoint(models.Model):
         the sweep does not purge it before then."""
         return self.soft_deleted_until is not None and self.soft_deleted_until > now
 
+    def soft_delete_kept(self, expires_at: datetime) -> datetime | None:
+        """The soft-delete end this point keeps when its expiry becomes ``expires_at``: the
+        one it has, if that is later. A soft delete, once given, never ends sooner: a point
+        brought back with a date just ahead (a later retain-until, a retention increase, both
+        open to one backup admin) would otherwise lose its period and be purged at that date."""
+        current = self.soft_deleted_until
+        return current if current is not None and current > expires_at else None
+
     def state(self, now: datetime) -> str:
         """``soft_deleted`` while past its expiry but kept by soft delete, else ``active``."""
         return "soft_deleted" if self.is_expired(now) and self.is_soft_deleted(now) else "active"

@@ -1,6 +1,7 @@
-"""Rules of vaults that need no database: how far ahead a retain-until date may lie (SPEC 3.6)
-and which directories may be backed up (SPEC 8). The services and the job requests judge
-with them; ``policies/rules.py`` holds the schedule and retention rules of policies."""
+"""Rules of vaults that need no database: how far ahead a retain-until date may lie
+(SPEC 3.6), which directories may be backed up and where no restore writes (SPEC 8). The
+services and the job requests judge with them; ``policies/rules.py`` holds the schedule and
+retention rules of policies."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def source_refusal(resolved: Path) -> str | None:
             f"({', '.join(str(root) for root in allowed)})"
         )
     return None
+
+
+def restore_forbidden_roots() -> list[Path]:
+    """Where no restore writes, whatever ``HOLDFAST_RESTORE_ROOTS`` allows: the vault storage
+    and the audit anchors (a restore root such as ``/data`` holding ``/data/storage`` would
+    otherwise let one operator write into a locked vault's store with ``overwrite``)."""
+    return [Path(settings.HOLDFAST_STORAGE_ROOT), Path(settings.HOLDFAST_AUDIT_ANCHOR_DIR)]
 
 
 def backup_source_refusal(source: str, opened: str) -> str | None:

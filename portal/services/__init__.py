@@ -18,6 +18,7 @@ from .accounts import (
     api_token_revoke,
     authenticator_enrol,
     authenticator_reset,
+    password_change,
     user_create,
     user_role_grant,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "approvals_expire",
     "authenticator_enrol",
     "authenticator_reset",
+    "password_change",
     "register_approved_action",
     "user_create",
     "user_role_grant",

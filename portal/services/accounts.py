@@ -21,6 +21,35 @@ from ..models import Approval
 from ..roles import POWER_ROLES, READER, ROLES, SECURITY_ADMIN, forget_roles, role_of
 
 
+def password_change(*, actor: Any, new_password: str, password_ok: bool) -> Any:
+    """The owner sets their own password (``password_ok``: the caller checked the current one
+    through ``authenticate``, so sign-in throttling counts wrong ones). From then on no one else
+    holds it, which approvals look at (``gate_rules.password_setter``). Other sessions and API
+    tokens of the account end."""
+
+    def precheck(check: Check) -> None:
+        error = _password_error(new_password, actor)
+        if error is not None:
+            raise DomainError(error.code, "new_" + error.detail, field="new_password")
+
+    def change(check: Check) -> Any:
+        actor.set_password(new_password)
+        actor.save(update_fields=["password"])
+        AuthToken.objects.filter(user=actor).delete()
+        return actor
+
+    return gate.execute(
+        "password_change",
+        actor=actor,
+        target=f"user:{actor.get_username()}",
+        facts={"password_ok": password_ok},
+        before={},
+        precheck=precheck,
+        change=change,
+        after=lambda _: {"password": "changed"},
+    )
+
+
 def authenticator_enrol(*, actor: Any, key: str, otp: str, password_ok: bool) -> Any:
     """Confirm a TOTP authenticator (hex ``key``) for ``actor`` with a code it produced.
 

@@ -175,7 +175,9 @@ def _check_restore_target(target_path: str) -> None:
             field="target_path",
         )
     try:
-        resolve_target(Path(target_path), settings.HOLDFAST_RESTORE_ROOTS)
+        resolve_target(
+            Path(target_path), settings.HOLDFAST_RESTORE_ROOTS, rules.restore_forbidden_roots()
+        )
     except RestoreRefused as exc:
         raise DomainError(
             "validation_error",

@@ -12,14 +12,14 @@ from .common import vault_change
 
 
 def vault_guard_set(*, actor: Any, vault: Vault, guard: Any) -> Vault:
-    """Protect a vault with a Resource Guard; replacing another guard counts as removing it."""
-    replacing = vault.resource_guard_id is not None and vault.resource_guard_id != guard.pk
+    """Protect a vault with a Resource Guard; replacing another guard counts as removing it
+    (judged by the gate on the vault row it locked, operations._replaces_guard)."""
     return vault_change(
         "vault_guard_set",
         actor=actor,
         vault=vault,
         target=f"guard:{guard.name}",
-        facts={"replacing": replacing},
+        facts={"guard": guard},
         fields={"resource_guard": guard},
     )
 

@@ -89,10 +89,13 @@ def _lock_point(point: RecoveryPoint) -> Callable[[dict[str, Any]], None]:
 
 def _soft_delete_point(vault: Vault, point: RecoveryPoint, expires_at: datetime) -> dict[str, Any]:
     """The fields that end ``point`` at ``expires_at``: with soft delete on, a vault-tier
-    point is then kept, restorable, for the vault's soft-delete retention (SPEC 3.2, 3.3)."""
-    fields: dict[str, Any] = {"expires_at": expires_at, "soft_deleted_until": None}
+    point is then kept, restorable, for the vault's soft-delete retention (SPEC 3.2, 3.3); a
+    soft delete it already has is never cut short."""
+    kept = point.soft_delete_kept(expires_at)
+    fields: dict[str, Any] = {"expires_at": expires_at, "soft_deleted_until": kept}
     if vault.soft_delete_on and not point.is_operational_only:
-        fields["soft_deleted_until"] = expires_at + timedelta(days=vault.soft_delete_retention_days)
+        end = expires_at + timedelta(days=vault.soft_delete_retention_days)
+        fields["soft_deleted_until"] = max(end, kept) if kept is not None else end
     return fields
 
 
@@ -169,7 +172,10 @@ def point_retain_until(
         if check.facts["retention_shorter"]:
             fields = _soft_delete_point(check.vault, locked, retain_until)
         else:
-            fields = {"expires_at": retain_until, "soft_deleted_until": None}
+            fields = {
+                "expires_at": retain_until,
+                "soft_deleted_until": locked.soft_delete_kept(retain_until),
+            }
         RecoveryPoint.objects.filter(pk=locked.pk).update(**fields)
         locked.refresh_from_db()
         storage_note([locked], vault=check.vault)

@@ -89,16 +89,12 @@ def _soft_delete_enable(actor: Any, vault: Vault) -> Vault:
 
 
 def _soft_delete_retention(actor: Any, vault: Vault, days: int) -> Vault:
-    shorter = days < vault.soft_delete_retention_days
+    # Shorter or not is judged by the gate on the row it locked (soft_delete_shortens).
     return vault_change(
         "soft_delete_retention",
         actor=actor,
         vault=vault,
-        facts={
-            "retention_shorter": [f"{vault.soft_delete_retention_days} to {days} days"]
-            if shorter
-            else []
-        },
+        facts={"retention_days": days},
         fields={"soft_delete_retention_days": days},
     )
 

@@ -63,8 +63,20 @@ def vault_create(
 
 def _check_storage_location(location: str) -> None:
     """An S3 location must be a bucket with versioning and Object Lock, used by no other
-    vault; the storage is asked before the vault exists (docs/storage.md)."""
+    vault; the storage is asked before the vault exists (docs/storage.md). Any other location
+    overlaps no other vault's either, as the database also insists (vault_storage_apart)."""
     if not locations.is_s3(location):
+        mine = location + "/"
+        for other in Vault.objects.exclude(storage_location="").exclude(
+            storage_location__startswith=locations.S3_SCHEME
+        ):
+            theirs = other.storage_location + "/"
+            if mine.startswith(theirs) or theirs.startswith(mine):
+                raise DomainError(
+                    "validation_error",
+                    f"storage_location: {location} overlaps the storage of vault {other.name}.",
+                    field="storage_location",
+                )
         return
     try:
         wanted = str(parse_location(location)) + "/"

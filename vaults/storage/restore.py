@@ -74,7 +74,12 @@ def select_nodes(nodes: list[Node], sub_path: str) -> list[Node]:
     ]
 
 
-def resolve_target(target: Path, allowed_roots: Sequence[Path]) -> Path:
+def resolve_target(
+    target: Path, allowed_roots: Sequence[Path], forbidden_roots: Sequence[Path] = ()
+) -> Path:
+    """``target`` with every symlink followed, refused unless it lies under an allowed root
+    and neither lies under nor holds a forbidden one (the caller's own storage: a restore
+    root wide enough to hold it must still never let a restore write into it)."""
     resolved = Path(os.path.abspath(target)).resolve()
     roots = [Path(os.path.abspath(root)).resolve() for root in allowed_roots]
     if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
@@ -83,6 +88,12 @@ def resolve_target(target: Path, allowed_roots: Sequence[Path]) -> Path:
             f"Restore target {target} resolves to {resolved}, which is outside the allowed"
             f" restore locations ({allowed})."
         )
+    for forbidden in (Path(os.path.abspath(root)).resolve() for root in forbidden_roots):
+        if resolved.is_relative_to(forbidden) or forbidden.is_relative_to(resolved):
+            raise RestoreRefused(
+                f"Restore target {target} resolves to {resolved}, which holds or lies in"
+                f" Holdfast's own storage ({forbidden}): restores never write there."
+            )
     return resolved
 
 
@@ -234,6 +245,7 @@ def restore_point(
     target: Path,
     *,
     allowed_roots: Sequence[Path],
+    forbidden_roots: Sequence[Path] = (),
     sub_path: str = "",
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -247,7 +259,7 @@ def restore_point(
     """
     manifest = store.manifest(point_id)
     selection = select_nodes(manifest.nodes, sub_path)
-    root = resolve_target(Path(target), allowed_roots)
+    root = resolve_target(Path(target), allowed_roots, forbidden_roots)
     total = sum(node.size for node in selection if node.kind == KIND_FILE)
 
     with TargetTree(root) as tree:

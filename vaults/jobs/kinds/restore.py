@@ -8,6 +8,7 @@ from django.conf import settings
 
 from portal import clock
 
+from ... import rules
 from ...locations import vault_store
 from ...models import Job
 from ...storage import PointNotFound
@@ -28,6 +29,8 @@ def run(job: Job, beat: Heartbeat) -> None:
             point.storage_key,
             Path(params["target_path"]),
             allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
+            # Judged again on what the target leads to now (a symlink swapped in since).
+            forbidden_roots=rules.restore_forbidden_roots(),
             sub_path=params.get("sub_path", ""),
             overwrite=bool(params.get("overwrite")),
             progress=beat,
