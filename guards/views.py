@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal import clock
+from portal.forms import add_domain_error
 from portal.gate import DomainError
 from portal.http import require_capability
 from portal.models import Approval
@@ -28,7 +29,7 @@ def guard_list(request: HttpRequest) -> HttpResponse:
         try:
             guard = services.guard_create(actor=request.user, **form.cleaned_data)
         except DomainError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.detail)
+            add_domain_error(form, error, keep_field_name=True)
         else:
             messages.success(request, f"Resource Guard {guard.name} created.")
             return redirect("guard-detail", name=guard.name)
@@ -42,12 +43,7 @@ def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
     now = clock.now()
     elevations = Approval.objects.filter(guard=guard, kind=Approval.Kind.ELEVATION)
     mine = [a for a in elevations.filter(requested_by_id=request.user.pk)[:10]]
-    active = [
-        a
-        for a in elevations.select_related("requested_by").filter(
-            status=Approval.Status.APPROVED, active_until__gt=now
-        )
-    ]
+    active = list(elevations.active_elevations(now).select_related("requested_by"))
     context = {
         "guard": guard,
         "now": now,
@@ -58,12 +54,9 @@ def guard_detail(request: HttpRequest, name: str) -> HttpResponse:
             for value, label in ResourceGuard.Operation.choices
         ],
         "request_form": AccessRequestForm(),
-        "pending_weakenings": Approval.objects.filter(
-            guard=guard,
-            kind=Approval.Kind.GUARD_WEAKEN,
-            status=Approval.Status.PENDING,
-            expires_at__gt=now,
-        ).select_related("requested_by"),
+        "pending_weakenings": Approval.objects.pending(now)
+        .filter(guard=guard, kind=Approval.Kind.GUARD_WEAKEN)
+        .select_related("requested_by"),
         "can_manage_guards": has_capability(request.user, "manage_guards"),
     }
     return render(request, "guards/detail.html", context)

@@ -1,8 +1,8 @@
-"""Forms for the Backup policies and Backup items blades.
+"""The form of the Backup policies blade.
 
-They check types only (a number is a number, a time is a time); the ranges and the rules
+It checks types only (a number is a number, a time is a time); the ranges and the rules
 that span fields are the services' (``policies.rules``), whose ``validation_error`` comes
-back through :meth:`DomainErrorsMixin.add_domain_error` onto the right field.
+back through ``portal.forms.add_domain_error`` onto the right field.
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-
-from portal.gate import DomainError
-from vaults.models import ProtectedItem, Vault
 
 from .models import WEEKDAYS, Policy
 
@@ -31,23 +28,6 @@ INTERVAL_CHOICES = [
     ("", "Default (4 hours)"),
     *((hours, f"{hours} hours") for hours in (4, 6, 8, 12)),
 ]
-# Service field names that are not simply "<group>.<form field>".
-FIELD_ALIASES = {"tiering.after_days": "tiering_after_days", "source.path": "source_path"}
-
-
-def error_sentence(error: DomainError) -> str:
-    """The refusal without its ``field:`` prefix, for showing next to that field."""
-    prefix = f"{error.field}: "
-    return error.detail.removeprefix(prefix) if error.field else error.detail
-
-
-class DomainErrorsMixin:
-    """Put a service's refusal on the form field it names, or on the form as a whole."""
-
-    def add_domain_error(self, error: DomainError) -> None:
-        form: Any = self
-        name = FIELD_ALIASES.get(error.field or "", (error.field or "").rpartition(".")[2])
-        form.add_error(name if name in form.fields else None, error_sentence(error))
 
 
 def _time_field(**kwargs: Any) -> forms.TimeField:
@@ -60,7 +40,7 @@ def _number(label: str, help_text: str = "", *, required: bool = False) -> forms
     return forms.IntegerField(label=label, help_text=help_text, required=required, widget=widget)
 
 
-class PolicyForm(DomainErrorsMixin, forms.Form):
+class PolicyForm(forms.Form):
     name = forms.CharField(max_length=50)
     kind = forms.ChoiceField(
         choices=Policy.Kind.choices,
@@ -105,42 +85,3 @@ class PolicyForm(DomainErrorsMixin, forms.Form):
     def for_policy(cls, policy: Policy, data: Any = None) -> PolicyForm:
         initial = {name: getattr(policy, name) for name in cls.base_fields}
         return cls(data, initial=initial)
-
-
-class ProtectForm(DomainErrorsMixin, forms.Form):
-    name = forms.CharField(max_length=100, help_text="How this item is named in the vault.")
-    source_path = forms.CharField(
-        label="Directory path",
-        max_length=1000,
-        help_text="An absolute path readable by the workers, e.g. /srv/data.",
-    )
-    policy = forms.ModelChoiceField(queryset=Policy.objects.none(), empty_label=None)
-
-    def __init__(self, *args: Any, vault: Vault, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        policy_field: Any = self.fields["policy"]
-        policy_field.queryset = vault.policies.all()
-
-
-class ChangePolicyForm(DomainErrorsMixin, forms.Form):
-    policy = forms.ModelChoiceField(
-        label="New policy", queryset=Policy.objects.none(), empty_label=None
-    )
-
-    def __init__(self, *args: Any, item: ProtectedItem, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        policy_field: Any = self.fields["policy"]
-        policy_field.queryset = item.vault.policies.exclude(pk=item.policy_id)
-
-
-class StopProtectionForm(forms.Form):
-    delete_data = forms.BooleanField(required=False)
-    confirmation = forms.CharField(required=False, max_length=100)
-
-
-class RetainUntilForm(forms.Form):
-    retain_until = forms.DateTimeField(
-        label="Retain until (UTC)",
-        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-    )

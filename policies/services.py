@@ -10,7 +10,10 @@ from typing import Any
 from portal import clock, gate
 from portal.gate import Check, DomainError
 from portal.validators import check_storable
+from vaults.jobs.requests import storage_lock_follow
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
+from vaults.services.items import LIVE_STATES, item_lock, require_item_state
+from vaults.storage_notes import storage_note
 
 from .models import Policy
 
@@ -160,18 +163,16 @@ def _moves(vault: Vault, points: Any, new_policy: Policy) -> list[PointMove]:
 
 def apply_moves(moves: list[PointMove]) -> None:
     """Write the moves computed by :func:`_moves` (inside the gate's transaction)."""
-    from vaults import jobs, stores
-
     for move in moves:
         RecoveryPoint.objects.filter(pk=move.point_id).update(
             expires_at=move.new_expires_at, soft_deleted_until=move.soft_deleted_until
         )
-    stores.storage_note(RecoveryPoint.objects.filter(pk__in=[m.point_id for m in moves]))
+    storage_note(RecoveryPoint.objects.filter(pk__in=[m.point_id for m in moves]))
     # On S3, objects of points whose expiry grew get the longer lock (never a shorter one).
     longer = [move.point_id for move in moves if move.new_expires_at > move.old_expires_at]
     if longer:
         for vault in Vault.objects.filter(recovery_points__pk__in=longer).distinct():
-            jobs.storage_lock_follow(vault)
+            storage_lock_follow(vault)
 
 
 def points_sooner(moves: list[PointMove], now: datetime) -> list[str]:
@@ -355,6 +356,41 @@ def policy_change_preview(*, actor: Any, item: ProtectedItem, policy: Policy) ->
     except DomainError as refusal:
         preview.refusal = refusal
     return preview
+
+
+def item_change_policy(*, actor: Any, item: ProtectedItem, policy: Policy | None) -> ProtectedItem:
+    """Move an item to another policy of its vault; its scheduled points follow it (the
+    change :func:`policy_change_preview` shows)."""
+    if policy is None or policy.vault_id != item.vault_id:
+        raise DomainError(
+            "validation_error",
+            f"policy: choose a policy of vault {item.vault.name}.",
+            field="policy",
+        )
+
+    def refresh(facts: dict[str, Any]) -> None:
+        # Judge the move from the item as it is now, under its row lock.
+        item_lock(item)(facts)
+        facts.update(item_policy_change_facts(facts["item"], policy))
+
+    def change(check: Check) -> ProtectedItem:
+        apply_moves(check.facts["moves"])
+        locked: ProtectedItem = check.facts["item"]
+        locked.policy = policy
+        locked.save(update_fields=["policy"])
+        return locked
+
+    return gate.execute(
+        "item_change_policy",
+        actor=actor,
+        vault=item.vault,
+        target=f"item:{item.name}",
+        before=item.audit_state(),
+        refresh=refresh,
+        precheck=require_item_state(*LIVE_STATES, verb="change policy"),
+        change=change,
+        after=lambda i: i.audit_state(),
+    )
 
 
 def item_policy_facts(item: ProtectedItem, policy: Policy) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from knox.models import AuthToken
 
 from .adminsite import ReadOnlyAdmin
 from .models import Approval, AuditRecord
@@ -64,9 +66,6 @@ class TOTPDeviceAdmin(ReadOnlyAdmin):
 def lock_down_accounts() -> None:
     """Show accounts, groups, tokens and authenticators without their secrets (called once
     every app's admin module is loaded)."""
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-    from knox.models import AuthToken
-
     _reregister(get_user_model(), UserAdmin)
     _reregister(Group, GroupAdmin)
     _reregister(AuthToken, AuthTokenAdmin)

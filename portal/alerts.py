@@ -1,15 +1,20 @@
-"""Raising alerts (SPEC 3.8). Security alerts cannot be switched off; job alerts can be muted
-per vault (later). Called from inside the gate's transaction, so an alert exists exactly when
-the decision that raised it does."""
+"""Raising alerts (SPEC 3.8). Security alerts cannot be switched off; a vault's job alerts can
+be muted (the vaults app registers how to tell, :func:`register_mute`). Called from inside the
+gate's transaction, so an alert exists exactly when the decision that raised it does; it is
+delivered (e-mail, webhook) after that commits, by ``portal/delivery.py``."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 
 from . import clock
+from .delivery import deliver_alert_email, deliver_alert_webhook
 from .models import Alert
 
 logger = logging.getLogger(__name__)
@@ -77,27 +82,23 @@ def raise_alert(kind: str, *, vault_name: str = "", target: str = "", message: s
     return alert
 
 
-# --- delivery (e-mail and webhook, retried by Celery) -----------------------------------------
+# --- delivery after commit (the tasks are portal/delivery.py) -------------------------------
+
+# Filled by apps' AppConfig.ready(): each says whether an alert of its own is muted (the vaults
+# app: a job alert of a vault whose owners muted them). The kernel imports no app.
+_mutes: list[Callable[[Alert], bool]] = []
 
 
-def _muted(alert: Alert) -> bool:
-    """Job alerts of a vault whose owners muted them are not delivered (still listed)."""
-    if alert.category != Alert.Category.JOB or not alert.vault_name:
-        return False
-    from vaults.models import Vault
-
-    return Vault.objects.filter(name=alert.vault_name, mute_job_alerts=True).exists()
+def register_mute(muted: Callable[[Alert], bool]) -> None:
+    """Called by an app's ``ready()``: ``muted(alert)`` says whether to skip its delivery (the
+    alert is still listed)."""
+    if muted not in _mutes:
+        _mutes.append(muted)
 
 
 def _enqueue_delivery(alert: Alert) -> None:
-    from django.conf import settings
-    from django.db import transaction
-
-    if _muted(alert):
+    if any(muted(alert) for muted in _mutes):
         return
-
-    from .tasks import deliver_alert_email, deliver_alert_webhook
-
     alert_id = alert.pk
     # After commit: an alert of a rolled-back decision is never delivered. The webhook hears
     # every occurrence (same id, growing count); e-mail only the first, so a repeating alert
@@ -115,65 +116,3 @@ def _send(task: Any, alert_id: int) -> None:
         task.delay(alert_id)
     except Exception:  # kombu raises several kinds when the broker is unreachable
         logger.exception("alert %s: delivery could not be queued (broker unreachable?)", alert_id)
-
-
-def alert_payload(alert: Alert) -> dict[str, object]:
-    return {
-        "id": alert.pk,
-        "kind": alert.kind,
-        "category": alert.category,
-        "severity": alert.severity,
-        "status": alert.status,
-        "vault": alert.vault_name,
-        "target": alert.target,
-        "message": alert.message,
-        "count": alert.count,
-        "first_at": alert.first_at.isoformat(),
-        "last_at": alert.last_at.isoformat(),
-    }
-
-
-def sign(body: bytes, secret: str) -> str:
-    """The ``X-Holdfast-Signature`` header: HMAC-SHA256 of the exact body, hex encoded."""
-    import hashlib
-    import hmac
-
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def deliver_webhook(alert: Alert) -> int:
-    """POST the alert as JSON, signed; raises on a non-2xx answer so the task retries."""
-    import json
-    import urllib.request
-
-    from django.conf import settings
-
-    body = json.dumps(alert_payload(alert), sort_keys=True).encode()
-    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's configuration
-        settings.HOLDFAST_ALERT_WEBHOOK_URL,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "Holdfast-Alerts/1",
-            "X-Holdfast-Event": alert.kind,
-            "X-Holdfast-Signature": sign(body, settings.HOLDFAST_ALERT_WEBHOOK_SECRET),
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        return int(response.status)
-
-
-def deliver_email(alert: Alert) -> int:
-    from django.conf import settings
-    from django.core.mail import send_mail
-
-    subject = f"[Holdfast] {alert.get_severity_display()}: {alert.kind.replace('_', ' ')}"
-    if alert.vault_name:
-        subject += f" on {alert.vault_name}"
-    return send_mail(
-        subject,
-        f"{alert.message}\n\nFirst seen {alert.first_at:%Y-%m-%d %H:%M} UTC.",
-        None,
-        settings.HOLDFAST_ALERT_EMAILS,
-    )

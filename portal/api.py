@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from knox.models import AuthToken
 from rest_framework import exceptions, mixins, renderers, serializers, status, viewsets
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -30,6 +32,15 @@ from .throttle import LOCKED_CODE, lockout_sentence
 ERROR_SCHEMA = inline_serializer(
     "Error", {"code": serializers.CharField(), "detail": serializers.CharField()}
 )
+
+
+def api_router() -> DefaultRouter:
+    """A router as every app's API URL module uses one (``api_urls.py``): trailing slashes,
+    no root view, no format suffixes."""
+    router = DefaultRouter(trailing_slash=True)
+    router.include_root_view = False
+    router.include_format_suffixes = False
+    return router
 
 
 def _first_message(detail: Any) -> tuple[str, str | None]:
@@ -130,8 +141,6 @@ class PasswordChangeView(APIView):
         responses={204: None, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA},
     )
     def post(self, request: Request) -> Response:
-        from django.contrib.auth import authenticate
-
         data = PasswordChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         password_ok = (
@@ -196,8 +205,6 @@ class TokenView(APIView):
 
     @extend_schema(request=None, responses={204: None, 401: ERROR_SCHEMA})
     def delete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        from knox.models import AuthToken
-
         if not isinstance(request.auth, AuthToken):
             raise exceptions.NotAuthenticated(
                 "Send the token to end as Authorization: Token <key>."

@@ -11,10 +11,16 @@ class PortalConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
+        from .models import Approval
         from .roles import ensure_roles
+        from .services import register_approved_action, user_role_grant
 
         # Permissions exist only after migrate; the role groups are (re)built from them.
         post_migrate.connect(ensure_roles, sender=self, dispatch_uid="holdfast_ensure_roles")
+        # The kernel's own kind of approval; the apps register theirs in their ready().
+        register_approved_action(
+            Approval.Kind.USER_ROLE_GRANT, operation="user_role_grant", run=user_role_grant
+        )
 
 
 class ReadOnlyAdminConfig(admin_apps.AdminConfig):

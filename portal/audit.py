@@ -34,6 +34,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from . import clock
+from .alerts import raise_alert
 from .anchors import (
     Anchor,
     StoreReading,
@@ -329,8 +330,6 @@ def verify(
 def verify_and_alert() -> ChainStatus:
     """The whole chain against every anchor (the daily task); a failure raises the
     ``audit_chain_broken`` security alert."""
-    from .alerts import raise_alert
-
     status = verify()
     if not status.ok:
         with transaction.atomic():
@@ -367,8 +366,6 @@ def anchor() -> AnchorResult:
     ``audit_chain_broken`` security alert instead. Runs serialised (an advisory lock on
     PostgreSQL), so two anchoring runs never race on one name.
     """
-    from .alerts import raise_alert
-
     stores = anchor_stores()
     if not stores:
         return AnchorResult(refused="No anchor store is configured: nowhere to write the anchor.")

@@ -22,9 +22,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     context["can_manage"] = has_capability(user, "manage")
     context["can_operate"] = has_capability(user, "operate")
     context["can_approve"] = has_capability(user, "approve")
-    context["pending_approvals"] = Approval.objects.filter(
-        status=Approval.Status.PENDING, expires_at__gt=clock.now()
-    ).count()
+    context["pending_approvals"] = Approval.objects.pending(clock.now()).count()
     context["open_alerts"] = Alert.objects.filter(status=Alert.Status.OPEN).count()
     # Filing and deciding requests then asks for a fresh authenticator code (templates/_otp.html).
     context["two_factor_required"] = settings.HOLDFAST_APPROVER_2FA == "required"

@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import UTC
 
 import django_filters
+from django.db.models import Q
 
+from . import clock
 from .models import Alert, Approval, AuditRecord
 
 
@@ -47,15 +49,11 @@ class ApprovalFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset, name, value):  # type: ignore[no-untyped-def]
         """Filter on the status as of now: expiry is judged at read time, not by a sweep."""
-        from django.db.models import Q
-
-        from . import clock
-
         now = clock.now()
         pending = Approval.Status.PENDING
         approved = Approval.Status.APPROVED
         if value == pending:
-            return queryset.filter(status=pending, expires_at__gt=now)
+            return queryset.pending(now)
         if value == Approval.Status.EXPIRED:
             return queryset.filter(
                 Q(status=Approval.Status.EXPIRED)

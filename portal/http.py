@@ -6,8 +6,11 @@ import csv
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django_htmx.middleware import HtmxDetails
+
+from .roles import has_capability
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -44,9 +47,5 @@ def csv_lines(rows: Iterable[Sequence[Any]]) -> Iterator[str]:
 
 def require_capability(request: HttpRequest, capability: str) -> None:
     """The one read check of pages: a role without ``capability`` gets a 403."""
-    from django.core.exceptions import PermissionDenied
-
-    from .roles import has_capability
-
     if not has_capability(request.user, capability):
         raise PermissionDenied("Your role does not allow you to see this page.")

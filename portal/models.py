@@ -74,6 +74,21 @@ class AuditRecord(models.Model):
         raise AppendOnlyError("audit records cannot be deleted")
 
 
+class ApprovalQuerySet(models.QuerySet["Approval"]):
+    """The two questions asked of approvals everywhere, answered as of ``now`` (expiry is
+    judged at read time, never left to a sweep)."""
+
+    def pending(self, now: datetime) -> ApprovalQuerySet:
+        """Requests still waiting for a decision."""
+        return self.filter(status=Approval.Status.PENDING, expires_at__gt=now)
+
+    def active_elevations(self, now: datetime) -> ApprovalQuerySet:
+        """Approved elevations on a Resource Guard whose time has not run out."""
+        return self.filter(
+            kind=Approval.Kind.ELEVATION, status=Approval.Status.APPROVED, active_until__gt=now
+        )
+
+
 class Approval(models.Model):
     """A pending irreversible action or elevation request, decided by a second person."""
 
@@ -131,6 +146,8 @@ class Approval(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     active_until = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
+
+    objects = ApprovalQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
+from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
 
 READER, OPERATOR, BACKUP_ADMIN, SECURITY_ADMIN = (
@@ -48,9 +50,6 @@ _ROLES_CACHE = "_holdfast_roles"
 
 def ensure_roles(**kwargs: Any) -> None:
     """Create the role groups with their permissions (run after every migrate)."""
-    from django.apps import apps
-    from django.contrib.auth.management import create_permissions
-
     # post_migrate runs app by app; make sure every app's permissions exist first.
     for app_config in apps.get_app_configs():
         create_permissions(app_config, verbosity=0)

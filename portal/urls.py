@@ -1,84 +1,23 @@
+"""The root URLconf: each room's URL modules, included by name, so this module imports no app.
+
+Pages: the Backup center (``portal/center/urls.py``), the vaults (``vaults/urls.py``, which
+includes the policies blade's ``policies/urls.py``), the jobs (``vaults/jobs/urls.py``), the
+Resource Guards (``guards/urls.py``) and the kernel's own (approvals, audit, alerts, users,
+below). API under ``/api/v1/``: each app's ``api_urls.py`` and the kernel's
+(``portal/api_urls.py``).
+"""
+
 from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.routers import DefaultRouter
 
-from guards.api import ResourceGuardViewSet
-from policies.api import PolicyViewSet, ProtectedItemViewSet, RecoveryPointViewSet
-from vaults.api import VaultViewSet
-
-from . import api, portfolio, views
-
-router = DefaultRouter(trailing_slash=True)
-router.include_root_view = False
-router.include_format_suffixes = False
-router.register("vaults", VaultViewSet, basename="vault")
-router.register("approvals", api.ApprovalViewSet, basename="approval")
-router.register("audit", api.AuditViewSet, basename="audit")
-router.register("resource-guards", ResourceGuardViewSet, basename="resource-guard")
-router.register("users", api.UserViewSet, basename="user")
-
-# Resources under a vault (SPEC 5), as explicit paths: no nested-router dependency.
-_ITEM = "vaults/<str:name>/items/<str:item>/"
-vault_children = [
-    path(
-        "vaults/<str:name>/policies/",
-        PolicyViewSet.as_view({"get": "list", "post": "create"}),
-        name="api-policy-list",
-    ),
-    path(
-        "vaults/<str:name>/policies/<str:policy>/",
-        PolicyViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
-        name="api-policy-detail",
-    ),
-    path(
-        "vaults/<str:name>/items/",
-        ProtectedItemViewSet.as_view({"get": "list", "post": "create"}),
-        name="api-item-list",
-    ),
-    path(
-        _ITEM,
-        ProtectedItemViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
-        name="api-item-detail",
-    ),
-    path(
-        _ITEM + "stop-protection/",
-        ProtectedItemViewSet.as_view({"post": "stop_protection"}),
-        name="api-item-stop-protection",
-    ),
-    path(
-        _ITEM + "resume/",
-        ProtectedItemViewSet.as_view({"post": "resume"}),
-        name="api-item-resume",
-    ),
-    path(
-        _ITEM + "undelete/",
-        ProtectedItemViewSet.as_view({"post": "undelete"}),
-        name="api-item-undelete",
-    ),
-    path(
-        _ITEM + "recovery-points/",
-        RecoveryPointViewSet.as_view({"get": "list"}),
-        name="api-point-list",
-    ),
-    path(
-        _ITEM + "recovery-points/<int:id>/",
-        RecoveryPointViewSet.as_view(
-            {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
-        ),
-        name="api-point-detail",
-    ),
-]
+from . import views
 
 urlpatterns = [
-    path("", portfolio.portfolio, name="home"),
-    path("backup-center/", portfolio.portfolio, name="portfolio"),
-    path("backup-center/export.csv", portfolio.portfolio_export, name="portfolio-export"),
-    path("items/", portfolio.item_list, name="items"),
-    path("dashboard/", portfolio.dashboard, name="dashboard"),
+    path("", include("portal.center.urls")),
     path("healthz/", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -99,12 +38,12 @@ urlpatterns = [
         name="user-authenticator-reset",
     ),
     path("admin/", admin.site.urls),
-    path("api/v1/auth/token/", api.TokenView.as_view(), name="api-token"),
-    path("api/v1/auth/password/", api.PasswordChangeView.as_view(), name="api-password"),
-    path("api/v1/", include("vaults.job_api")),
-    path("jobs/", include("vaults.job_views")),
-    path("api/v1/", include(vault_children)),
-    path("api/v1/", include(router.urls)),
+    path("jobs/", include("vaults.jobs.urls")),
+    path("api/v1/", include("vaults.jobs.api_urls")),
+    path("api/v1/", include("policies.api_urls")),
+    path("api/v1/", include("vaults.api_urls")),
+    path("api/v1/", include("guards.api_urls")),
+    path("api/v1/", include("portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]

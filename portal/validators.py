@@ -16,6 +16,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from .errors import DomainError
+
 # Deeper than any document the API takes (a policy is three levels), shallow enough to walk.
 MAX_JSON_DEPTH = 32
 
@@ -106,8 +108,6 @@ def validate_storable(value: Any) -> None:
 def check_storable(**fields: Any) -> None:
     """Refuse the first unstorable value among ``fields`` with a ``validation_error`` naming
     it; services call this before the gate, so the audit record never holds the value."""
-    from .gate import DomainError
-
     for name, value in fields.items():
         found = first_problem(value, field=name)
         if found:

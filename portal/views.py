@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import authenticate, get_user_model, update_session_auth_hash
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -25,7 +25,7 @@ from . import clock, services
 from .audit import ChainStatus
 from .audit import verify as verify_chain
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
-from .forms import DecisionForm, UserCreateForm, UserUpdateForm
+from .forms import DecisionForm, UserCreateForm, UserUpdateForm, add_domain_error
 from .gate import OPERATIONS, DomainError
 from .http import csv_lines, require_capability
 from .models import Alert, Approval, AuditRecord
@@ -129,8 +129,6 @@ def two_factor(request: HttpRequest) -> HttpResponse:
 def password_change(request: HttpRequest) -> HttpResponse:
     """The owner sets their own password: needed before approving, or being approved by, an
     account whose password the same person chose (docs/security.md)."""
-    from django.contrib.auth import update_session_auth_hash
-
     error = ""
     if request.method == "POST":
         password_ok = (
@@ -255,7 +253,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
         try:
             change = services.account_create(actor=request.user, **form.cleaned_data)
         except DomainError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.detail)
+            add_domain_error(form, error, keep_field_name=True)
         else:
             _granted_notice(request, change, f"User {change.user.get_username()} created.")
             return redirect("users")

@@ -44,7 +44,7 @@ from typing import Any
 
 import pytest
 
-from vaults.storage.s3 import make_client
+from vaults.storage.s3_client import make_client
 
 ROOT = Path(__file__).resolve().parent.parent
 RGW_SCRIPTS = ROOT / "scripts" / "ceph-rgw"

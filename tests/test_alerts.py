@@ -16,9 +16,9 @@ from django.test import Client
 
 from portal import services
 from portal.alerts import raise_alert
+from portal.delivery import deliver_alert_webhook
 from portal.gate import DomainError
 from portal.models import Alert
-from portal.tasks import deliver_alert_webhook
 from tests.factories import make_vault
 from vaults import services as vault_services
 

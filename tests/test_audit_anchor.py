@@ -35,7 +35,8 @@ from tests.s3server import S3Server, s3, s3_server  # noqa: F401  (fixtures)
 from tests.test_audit_chain import TABLE, some_history, tamper
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE
 from vaults.storage.errors import ObjectLocked
-from vaults.storage.s3 import S3Backend, parse_location
+from vaults.storage.s3 import S3Backend
+from vaults.storage.s3_client import parse_location
 
 
 def run(command: str, *args: str) -> tuple[str, str]:

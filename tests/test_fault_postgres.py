@@ -57,7 +57,7 @@ from django.test import Client
 
 from tests.test_faults import PrivateRedis, free_port, private_redis, random_tree, stop
 from tests.test_worker import _poll
-from vaults.api import VaultViewSet
+from vaults.api.vault import VaultViewSet
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -507,16 +507,17 @@ def chunk_count(storage: Path) -> int:
 INSPECT = """
 import json, os
 from portal.models import Alert, AuditRecord
-from vaults import jobs
+from vaults import locations
+from vaults.jobs import sweeps
 from vaults.models import Job, RecoveryPoint, Vault
 
 params = json.loads(os.environ["HOLDFAST_TEST_PARAMS"])
 vault = Vault.objects.get(name=params["vault"])
-store = jobs.vault_store(vault)
+store = locations.vault_store(vault)
 job = Job.objects.get(pk=params["job"])
 rows = set(RecoveryPoint.objects.filter(vault=vault).values_list("storage_key", flat=True))
 unnamed = len(set(store.points()) - rows)
-removed = jobs.orphans_remove(vault)  # the storage sweep's first step
+removed = sweeps.orphans_remove(vault)  # the storage sweep's first step
 print("RESULT " + json.dumps({
     "manifests_without_row": unnamed,
     "orphans_removed": removed,
@@ -650,7 +651,7 @@ def test_postgres_restarted_under_load_loses_nothing_and_answers_clearly(
         f"manifests without a row: {facts['manifests_without_row']}"
     )
     # Its data was durable before the database came back, so the worker reconnects and
-    # records the point (vaults.jobs.with_database) instead of losing the backup.
+    # records the point (vaults.jobs.state.with_database) instead of losing the backup.
     assert job["status"] == "completed", job
     assert job["point"] is not None and any(p["job_point"] for p in facts["points"])
     assert all(p["manifest"] and p["verifies"] for p in facts["points"]), facts["points"]

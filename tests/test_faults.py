@@ -60,7 +60,9 @@ from tests.test_jobs import (
     write_tree,
 )
 from tests.test_worker import _database_url, _poll, worker_process
-from vaults import jobs, tasks
+from vaults import locations, tasks
+from vaults.jobs import requests as job_requests
+from vaults.jobs import runner, sweeps
 from vaults.models import Job, RecoveryPoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,16 +85,16 @@ def random_tree(root: Path, files: int, mib: int) -> Path:
 def run_here(request: Callable[[], Job]) -> Job:
     """Create a job without sending it to the queue (a worker listening there must not take
     it), run it in this process and return it finished."""
-    with mock.patch.object(tasks, "enqueue_job"):
+    with mock.patch.object(job_requests, "enqueue_job"):
         job = request()
-    done = jobs.job_run(job_id=job.pk)
+    done = runner.job_run(job_id=job.pk)
     assert done is not None
     return done
 
 
 def assert_rows_have_manifests(vault: Any) -> None:
     """Nothing half-visible: every point row's manifest exists and its data verifies."""
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     for point in RecoveryPoint.objects.filter(vault=vault):
         assert store.has_point(point.storage_key), f"point {point.pk} lost its manifest"
         assert store.verify(point.storage_key).ok, f"point {point.pk} does not verify"
@@ -177,7 +179,7 @@ def _start_big_backup(people: dict[str, Any], storage: Path, name: str, mib: int
     vault = make_vault(admin, name=name)
     small = protect(admin, vault, write_tree(storage / "small"), "small")
     big = protect(admin, vault, random_tree(storage / "big", files=mib // 16, mib=16), "big")
-    (first,) = wait_for(jobs.backup_request(actor=operator, item=small).pk)
+    (first,) = wait_for(job_requests.backup_request(actor=operator, item=small).pk)
     assert first.status == "completed", first.error
     return vault, small, big, first.recovery_point
 
@@ -188,7 +190,7 @@ def _assert_failed_cleanly(job: Job, vault: Any, big: Any, kept: Any, says: str)
     assert "run the job again" in job.error
     # No half point: no row, no manifest; the earlier point is whole.
     assert not RecoveryPoint.objects.filter(item=big).exists()
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     assert store.points() == [kept.storage_key]
     assert_rows_have_manifests(vault)
     alert = Alert.objects.get(kind="backup_failed", vault_name=vault.name)
@@ -203,10 +205,10 @@ def test_storage_made_read_only_mid_backup_fails_the_job_and_keeps_every_point(
 ) -> None:
     root = tmpfs(Path(settings.HOLDFAST_STORAGE_ROOT), "900m")
     vault, _, big, kept = _start_big_backup(people, storage, "read-only", mib=256)
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     chunks_before = set(store.backend.list("chunks/"))
 
-    job = jobs.backup_request(actor=people["operator"], item=big)
+    job = job_requests.backup_request(actor=people["operator"], item=big)
     _poll(
         lambda: len(set(store.backend.list("chunks/")) - chunks_before) >= 3,
         timeout=60,
@@ -219,7 +221,7 @@ def test_storage_made_read_only_mid_backup_fails_the_job_and_keeps_every_point(
         # Reads still work on a read-only store: the kept point restores.
         target = storage / "restores" / "while-read-only"
         restored = run_here(
-            lambda: jobs.restore_request(
+            lambda: job_requests.restore_request(
                 actor=people["operator"], point=kept, target_path=str(target)
             )
         )
@@ -230,7 +232,7 @@ def test_storage_made_read_only_mid_backup_fails_the_job_and_keeps_every_point(
 
     # Writable again: the next backup runs; the dead backup's lease (it could not even
     # remove it) protects its chunks until it expires, then GC frees them.
-    retry = run_here(lambda: jobs.backup_request(actor=people["operator"], item=big))
+    retry = run_here(lambda: job_requests.backup_request(actor=people["operator"], item=big))
     assert retry.status == "completed", retry.error
     collected = store.gc(now=time.time() + store.lease_timeout + 60)
     assert collected.completed and collected.expired_leases == 1
@@ -248,26 +250,28 @@ def test_storage_full_mid_backup_fails_the_job_and_the_sweep_gives_the_space_bac
     vault, _, big, kept = _start_big_backup(people, storage, "full", mib=64)
     used_before = shutil.disk_usage(root).used
 
-    (failed,) = wait_for(jobs.backup_request(actor=people["operator"], item=big).pk)
+    (failed,) = wait_for(job_requests.backup_request(actor=people["operator"], item=big).pk)
     _assert_failed_cleanly(failed, vault, big, kept, says="no space left")
     assert shutil.disk_usage(root).free < 5 * 1024 * 1024  # it really filled the device
     temporaries = [p for p in root.rglob(".tmp-*")]
     assert temporaries == []  # a failed put removes its temporary file
 
     # The failed backup released its lease, so the storage sweep frees its chunks at once.
-    sweep = jobs.sweep_run(sweep="storage")
+    sweep = runner.sweep_run(sweep="storage")
     assert sweep.status == "completed", sweep.error
     assert sweep.params["report"]["deleted_chunks"] > 0
     assert shutil.disk_usage(root).used <= used_before + 256 * 1024
 
     # Work resumes: a backup that fits completes and every point verifies and restores.
     medium = protect(people["admin"], vault, random_tree(storage / "medium", 1, 4), "medium")
-    point = run_here(lambda: jobs.backup_request(actor=people["operator"], item=medium))
+    point = run_here(lambda: job_requests.backup_request(actor=people["operator"], item=medium))
     assert point.status == "completed", point.error
     assert_rows_have_manifests(vault)
     target = storage / "restores" / "after-full"
     restored = run_here(
-        lambda: jobs.restore_request(actor=people["operator"], point=kept, target_path=str(target))
+        lambda: job_requests.restore_request(
+            actor=people["operator"], point=kept, target_path=str(target)
+        )
     )
     assert restored.status == "completed", restored.error
     assert tree_of(target) == tree_of(storage / "small")
@@ -286,7 +290,7 @@ def _fail_stale_sweep() -> Job:
     assert sweep.status == "running"
     clock.set_now(datetime.now(UTC) + timedelta(minutes=10))
     try:
-        assert jobs.jobs_fail_stale() == 1
+        assert sweeps.jobs_fail_stale() == 1
     finally:
         clock.set_now(None)
     sweep.refresh_from_db()
@@ -311,7 +315,7 @@ def test_worker_killed_while_the_points_sweep_expires_points_leaves_no_row_witho
         for i in range(60):
             (source / "changing.bin").write_bytes(os.urandom(4096) + bytes([i]))
             job = run_here(
-                lambda: jobs.backup_request(
+                lambda: job_requests.backup_request(
                     actor=operator, item=old, retain_until=taken + timedelta(days=1)
                 )
             )
@@ -321,7 +325,7 @@ def test_worker_killed_while_the_points_sweep_expires_points_leaves_no_row_witho
     kept_source = write_tree(storage / "kept", seed=7)
     kept_item = protect(admin, vault, kept_source, "kept")
     kept = run_here(
-        lambda: jobs.backup_request(
+        lambda: job_requests.backup_request(
             actor=operator, item=kept_item, retain_until=datetime.now(UTC) + timedelta(days=30)
         )
     ).recovery_point
@@ -340,19 +344,19 @@ def test_worker_killed_while_the_points_sweep_expires_points_leaves_no_row_witho
     left = RecoveryPoint.objects.filter(item=old).count()
     assert 0 < left < 60
     assert_rows_have_manifests(vault)
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     assert len(store.points()) >= left + 1
     sweep = _fail_stale_sweep()
 
     # Work resumes: the next sweeps expire the rest, drop any orphan manifest, free data.
-    assert jobs.sweep_run(sweep="points").status == "completed"
-    assert jobs.sweep_run(sweep="storage").status == "completed"
+    assert runner.sweep_run(sweep="points").status == "completed"
+    assert runner.sweep_run(sweep="storage").status == "completed"
     assert not RecoveryPoint.objects.filter(item=old).exists()
     assert store.points() == [kept.storage_key]
     assert_rows_have_manifests(vault)
     target = storage / "restores" / "kept"
     restored = run_here(
-        lambda: jobs.restore_request(actor=operator, point=kept, target_path=str(target))
+        lambda: job_requests.restore_request(actor=operator, point=kept, target_path=str(target))
     )
     assert restored.status == "completed" and tree_of(target) == tree_of(kept_source)
     assert sweep.pk not in Job.objects.filter(status="running").values_list("pk", flat=True)
@@ -367,8 +371,8 @@ def test_worker_killed_while_gc_deletes_chunks_leaves_every_point_whole(
     vault = make_vault(admin, name="gc-killed")
     source = write_tree(storage / "src")
     item = protect(admin, vault, source)
-    kept = run_here(lambda: jobs.backup_request(actor=operator, item=item)).recovery_point
-    store = jobs.vault_store(vault)
+    kept = run_here(lambda: job_requests.backup_request(actor=operator, item=item)).recovery_point
+    store = locations.vault_store(vault)
     chunks_root = Path(settings.HOLDFAST_STORAGE_ROOT) / "vaults" / vault.name / "chunks"
     kept_chunks = set(store.backend.list("chunks/"))
     # Garbage as crashed backups leave it: chunks no manifest and no live lease names.
@@ -400,13 +404,13 @@ def test_worker_killed_while_gc_deletes_chunks_leaves_every_point_whole(
     _fail_stale_sweep()
 
     # The next storage sweep finishes the job.
-    again = jobs.sweep_run(sweep="storage")
+    again = runner.sweep_run(sweep="storage")
     assert again.status == "completed", again.error
     assert set(store.backend.list("chunks/")) == kept_chunks
     assert_rows_have_manifests(vault)
     target = storage / "restores" / "after-gc"
     restored = run_here(
-        lambda: jobs.restore_request(actor=operator, point=kept, target_path=str(target))
+        lambda: job_requests.restore_request(actor=operator, point=kept, target_path=str(target))
     )
     assert restored.status == "completed" and tree_of(target) == tree_of(source)
 
@@ -418,13 +422,13 @@ def test_a_backup_after_a_gc_killed_mid_run_is_not_held_by_its_marker(
     admin = people["admin"]
     vault = make_vault(admin, name="dead-marker")
     item = protect(admin, vault, write_tree(storage / "src"))
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     # Exactly what the killed GC of the test above leaves: its marker, started a minute ago.
     marker = f"gc/{time.time_ns()}-deadbeef.json"
     store.backend.put(marker, f'{{"started_at": {time.time() - 60}}}'.encode())
     runner = threading.Thread(
         target=lambda: (
-            run_here(lambda: jobs.backup_request(actor=people["operator"], item=item)),
+            run_here(lambda: job_requests.backup_request(actor=people["operator"], item=item)),
             connection.close(),
         )
     )

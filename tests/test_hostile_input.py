@@ -26,8 +26,9 @@ from portal.gate import DomainError
 from portal.models import Alert, AuditRecord
 from tests.conftest import make_user
 from tests.factories import make_vault
-from vaults import jobs
+from vaults import locations, rules
 from vaults import services as vault_services
+from vaults.jobs import requests, runner
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 from vaults.storage import StorageError
 
@@ -417,7 +418,7 @@ def _protected_and_backed_up(admin: Any, source: Path) -> ProtectedItem:
     item = vault_services.item_protect(
         actor=admin, vault=vault, name="src", source_path=str(source), policy=policy
     )
-    first = jobs.job_run(job_id=jobs.backup_request(actor=admin, item=item).pk)
+    first = runner.job_run(job_id=requests.backup_request(actor=admin, item=item).pk)
     assert first is not None and first.status == "completed", first and first.error
     return item
 
@@ -442,7 +443,7 @@ def test_a_source_swapped_for_a_symlink_into_holdfasts_own_files_is_refused_at_b
     source.rename(source.with_name("src-moved"))
     source.symlink_to(roots[target], target_is_directory=True)
 
-    job = jobs.job_run(job_id=jobs.backup_request(actor=admin, item=item).pk)
+    job = runner.job_run(job_id=requests.backup_request(actor=admin, item=item).pk)
 
     assert job is not None and job.status == "failed"
     assert f"now leads to {roots[target].resolve()}" in job.error
@@ -464,7 +465,7 @@ def test_a_source_swapped_to_leave_the_source_roots_is_refused_at_backup(
     item = _protected_and_backed_up(admin, roots["source"])
     roots["source"].rename(roots["source"].with_name("src-moved"))
     roots["source"].symlink_to(elsewhere, target_is_directory=True)
-    job = jobs.job_run(job_id=jobs.backup_request(actor=admin, item=item).pk)
+    job = runner.job_run(job_id=requests.backup_request(actor=admin, item=item).pk)
     assert job is not None and job.status == "failed"
     assert "outside the directories this installation backs up" in job.error
 
@@ -484,10 +485,10 @@ def test_a_swap_after_the_check_is_not_followed_the_scan_reads_the_directory_ope
     the scan. The backup reads the directory that was opened, never the path again."""
     source = roots["source"]
     item = _protected_and_backed_up(admin, source)
-    store = jobs.vault_store(item.vault)
+    store = locations.vault_store(item.vault)
 
     def check_then_swap(path: str, opened: str) -> str | None:
-        refusal = vault_services.backup_source_refusal(path, opened)
+        refusal = rules.backup_source_refusal(path, opened)
         source.rename(source.with_name("src-moved"))
         source.symlink_to(roots["storage"], target_is_directory=True)
         return refusal

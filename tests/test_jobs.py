@@ -23,14 +23,16 @@ from django.urls import include, path
 
 from policies import services as policy_services
 from portal import clock
+from portal import services as portal_services
 from portal import urls as portal_urls
 from portal.celery import app
 from portal.gate import DomainError
 from portal.models import Alert, Approval
 from tests.conftest import api_client_for, make_user
 from tests.factories import make_vault
-from vaults import jobs, tasks
+from vaults import locations, tasks
 from vaults import services as vault_services
+from vaults.jobs import requests, runner, schedules, sweeps
 from vaults.models import Job, ProtectedItem, RecoveryPoint
 
 # 2026-03-01 is a Sunday; 22:00 UTC is the standard policies' run time below.
@@ -135,7 +137,7 @@ def protect(admin: Any, vault: Any, source: Path, name: str = "docs", **policy: 
 
 def backup_now(item: ProtectedItem, actor: Any = None, **kwargs: Any) -> RecoveryPoint:
     """An on-demand backup through the worker; returns its point."""
-    job = jobs.backup_request(actor=actor or make_actor(), item=item, **kwargs)
+    job = requests.backup_request(actor=actor or make_actor(), item=item, **kwargs)
     (done,) = wait_for(job.pk)
     assert done.status == "completed", done.error
     assert done.recovery_point is not None
@@ -165,7 +167,7 @@ def test_two_dispatchers_racing_create_exactly_one_backup_per_slot(
     def dispatch() -> None:
         try:
             barrier.wait()
-            jobs.backups_dispatch()
+            schedules.backups_dispatch()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -211,10 +213,10 @@ def test_enhanced_policy_makes_snapshots_intra_day_and_a_vault_point_at_the_last
         instant_restore_days=7,
     )
     clock.set_now(datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC))  # first run of the day
-    (first,) = jobs.backups_dispatch()
+    (first,) = schedules.backups_dispatch()
     wait_for(first.pk)
     clock.set_now(datetime(2026, 3, 2, 22, 0, 5, tzinfo=UTC))  # last run of the window
-    (last,) = jobs.backups_dispatch()
+    (last,) = schedules.backups_dispatch()
     wait_for(last.pk)
     tiers = dict(item.recovery_points.values_list("created_at__hour", "tier"))
     assert tiers == {10: "snapshot", 22: "snapshot_and_vault"}
@@ -227,21 +229,21 @@ def test_stale_running_job_is_failed_and_the_next_slot_runs(
 ) -> None:
     admin = people["admin"]
     item = protect(admin, make_vault(admin, name="stale"), write_tree(storage / "src"))
-    (job,) = jobs.backups_dispatch()
-    assert jobs.job_claim(job_id=job.pk) is not None  # a worker claimed it, then died
-    assert jobs.job_claim(job_id=job.pk) is None  # nobody claims it twice
+    (job,) = schedules.backups_dispatch()
+    assert runner.job_claim(job_id=job.pk) is not None  # a worker claimed it, then died
+    assert runner.job_claim(job_id=job.pk) is None  # nobody claims it twice
     clock.advance(timedelta(minutes=4))
-    assert jobs.jobs_fail_stale() == 0
+    assert sweeps.jobs_fail_stale() == 0
     clock.advance(timedelta(minutes=2))
-    assert jobs.jobs_fail_stale() == 1
+    assert sweeps.jobs_fail_stale() == 1
     job.refresh_from_db()
     assert job.status == "failed" and "stopped responding" in job.error
     assert not item.recovery_points.exists()
     assert Alert.objects.get(kind="backup_failed").target == f"item:{item.name}"
 
     clock.set_now(SLOT + timedelta(days=1, seconds=10))
-    (next_job,) = jobs.backups_dispatch()
-    assert jobs.job_run(job_id=next_job.pk).status == "completed"
+    (next_job,) = schedules.backups_dispatch()
+    assert runner.job_run(job_id=next_job.pk).status == "completed"
     assert item.recovery_points.count() == 1
 
 
@@ -256,13 +258,13 @@ def test_backup_then_restore_is_byte_identical(
     item = protect(admin, make_vault(admin, name="restore"), source)
     point = backup_now(item, operator)
     target = storage / "restores" / "whole"
-    job = jobs.restore_request(actor=operator, point=point, target_path=str(target))
+    job = requests.restore_request(actor=operator, point=point, target_path=str(target))
     (done,) = wait_for(job.pk)
     assert done.status == "completed", done.error
     assert done.bytes_done == done.bytes_total == point.logical_bytes
     assert tree_of(target) == tree_of(source)
 
-    sub = jobs.restore_request(
+    sub = requests.restore_request(
         actor=operator, point=point, target_path=str(storage / "restores" / "one"),
         sub_path="level0/level1",
     )  # fmt: skip
@@ -281,7 +283,7 @@ def test_backup_then_restore_is_byte_identical(
     assert "level1/" in nested
     assert browser.get(url, {"path": "no/such"}).status_code == 404
 
-    again = jobs.restore_request(actor=operator, point=point, target_path=str(target))
+    again = requests.restore_request(actor=operator, point=point, target_path=str(target))
     (refused,) = wait_for(again.pk)
     assert refused.status == "failed" and "overwrite" in refused.error
     alert = Alert.objects.get(kind="restore_failed")
@@ -296,7 +298,7 @@ def test_restore_outside_the_restore_roots_is_refused(
     point = vault_services.point_record(item=item)
     for target in (str(storage / "elsewhere"), "relative/path", "/etc"):
         with pytest.raises(DomainError) as refused:
-            jobs.restore_request(actor=operator, point=point, target_path=target)
+            requests.restore_request(actor=operator, point=point, target_path=target)
         assert refused.value.code == "validation_error"
         assert refused.value.field == "target_path"
     assert not Job.objects.exists()
@@ -322,12 +324,12 @@ def test_a_reader_cannot_start_a_backup_and_a_stopped_item_refuses(
     admin = people["admin"]
     item = protect(admin, make_vault(admin, name="roles"), write_tree(storage / "src"))
     with pytest.raises(DomainError) as refused:
-        jobs.backup_request(actor=make_user("rita", "reader"), item=item)
+        requests.backup_request(actor=make_user("rita", "reader"), item=item)
     assert refused.value.code == "permission_denied"
     vault_services.protection_stop(actor=admin, item=item, delete_data=False)
     item.refresh_from_db()
     with pytest.raises(DomainError) as stopped:
-        jobs.backup_request(actor=people["operator"], item=item)
+        requests.backup_request(actor=people["operator"], item=item)
     assert "resume protection" in stopped.value.detail
 
 
@@ -340,7 +342,7 @@ def test_verification_finds_a_corrupted_chunk_and_marks_the_point(
     admin, operator = people["admin"], people["operator"]
     item = protect(admin, make_vault(admin, name="verify"), write_tree(storage / "src"))
     point = backup_now(item, operator)
-    (ok,) = wait_for(jobs.verify_request(actor=operator, point=point).pk)
+    (ok,) = wait_for(requests.verify_request(actor=operator, point=point).pk)
     assert ok.status == "completed"
     point.refresh_from_db()
     assert point.verified_at is not None and point.corrupted_at is None
@@ -351,7 +353,7 @@ def test_verification_finds_a_corrupted_chunk_and_marks_the_point(
     data[len(data) // 2] ^= 0xFF
     chunk.write_bytes(bytes(data))
 
-    (bad,) = wait_for(jobs.verify_request(actor=operator, point=point).pk)
+    (bad,) = wait_for(requests.verify_request(actor=operator, point=point).pk)
     assert bad.status == "failed"
     assert "1 corrupt and 0 missing chunk(s)" in bad.error and "marked corrupt" in bad.error
     point.refresh_from_db()
@@ -374,43 +376,43 @@ def test_a_point_moved_to_archive_restores_after_rehydration(
         tiering_mode="after",
         tiering_after_days=90,
     )
-    (job,) = jobs.backups_dispatch()
+    (job,) = schedules.backups_dispatch()
     wait_for(job.pk)
     point = item.recovery_points.get()
     assert "monthly" in point.tags
     expires_at = point.expires_at
 
     clock.advance(timedelta(days=89))
-    assert jobs.tier_moves_schedule() == []
+    assert schedules.tier_moves_schedule() == []
     clock.advance(timedelta(days=2))
-    (move,) = jobs.tier_moves_schedule()
+    (move,) = schedules.tier_moves_schedule()
     assert wait_for(move.pk)[0].status == "completed"
     point.refresh_from_db()
     assert point.tier == "vault_archive" and point.expires_at == expires_at
-    assert not jobs.vault_store(point.vault).has_point(point.storage_key)
+    assert not locations.vault_store(point.vault).has_point(point.storage_key)
 
     target = storage / "restores" / "from-archive"
     with pytest.raises(DomainError) as refused:
-        jobs.restore_request(actor=operator, point=point, target_path=str(target))
+        requests.restore_request(actor=operator, point=point, target_path=str(target))
     assert refused.value.code == "point_archived" and "rehydrate it first" in refused.value.detail
 
-    (rehydrated,) = wait_for(jobs.rehydrate_request(actor=operator, point=point, days=10).pk)
+    (rehydrated,) = wait_for(requests.rehydrate_request(actor=operator, point=point, days=10).pk)
     assert rehydrated.status == "completed", rehydrated.error
     point.refresh_from_db()
     assert point.tier == "vault_archive" and point.is_rehydrated(clock.now())
     (restored,) = wait_for(
-        jobs.restore_request(actor=operator, point=point, target_path=str(target)).pk
+        requests.restore_request(actor=operator, point=point, target_path=str(target)).pk
     )
     assert restored.status == "completed", restored.error
     assert tree_of(target) == tree_of(source)
 
     # Ten days later the rehydrated copy goes; the archive copy stays.
     clock.advance(timedelta(days=10, minutes=1))
-    assert jobs.sweep_points()["ended_rehydrations"] == 1
+    assert sweeps.points_sweep()["ended_rehydrations"] == 1
     point.refresh_from_db()
     assert point.rehydrated_until is None
-    assert not jobs.vault_store(point.vault).has_point(point.storage_key)
-    assert jobs.archive_store(point.vault).has_point(point.storage_key)
+    assert not locations.vault_store(point.vault).has_point(point.storage_key)
+    assert locations.archive_store(point.vault).has_point(point.storage_key)
 
 
 # --- sweeps ---------------------------------------------------------------------------------
@@ -432,7 +434,7 @@ def test_expired_point_is_swept_with_its_chunks_while_an_unexpired_immutable_poi
     finally:
         clock.set_now(None)
     new = backup_now(new_item, operator)
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     before = store.stored_bytes()
 
     with pytest.raises(DomainError) as refused:  # a person still may not delete the new one
@@ -451,7 +453,7 @@ def test_expired_point_is_swept_with_its_chunks_while_an_unexpired_immutable_poi
     assert sweeps[0].params["report"]["expired_points"] == 1
     assert sweeps[1].params["report"]["deleted_chunks"] > 0
     (restored,) = wait_for(
-        jobs.restore_request(
+        requests.restore_request(
             actor=operator, point=new, target_path=str(storage / "restores" / "new")
         ).pk
     )
@@ -467,12 +469,12 @@ def test_expired_pending_approvals_are_closed_by_the_sweep(
     approval = vault_services.immutability_lock_request(
         actor=admin, vault=vault, confirmation="approvals"
     )
-    assert jobs.approvals_expire() == 0
+    assert portal_services.approvals_expire() == 0
     clock.advance(timedelta(hours=24, seconds=1))
-    assert jobs.approvals_expire() == 1
+    assert portal_services.approvals_expire() == 1
     approval.refresh_from_db()
     assert approval.status == Approval.Status.EXPIRED
-    assert jobs.approvals_expire() == 0
+    assert portal_services.approvals_expire() == 0
 
 
 def test_orphan_manifest_without_a_point_row_is_removed(
@@ -482,16 +484,16 @@ def test_orphan_manifest_without_a_point_row_is_removed(
     vault = make_vault(admin, name="orphans")
     source = write_tree(storage / "src")
     protect(admin, vault, source)
-    jobs.vault_store(vault).backup(source, "rp-crashed-before-its-row")
-    assert jobs.sweep_storage()["orphan_manifests"] == 1
-    assert jobs.vault_store(vault).points() == []
+    locations.vault_store(vault).backup(source, "rp-crashed-before-its-row")
+    assert sweeps.storage_sweep()["orphan_manifests"] == 1
+    assert locations.vault_store(vault).points() == []
 
 
 # --- API ------------------------------------------------------------------------------------
 # portal/urls.py includes these too; the tests name them so they run before it does.
 urlpatterns = [
-    path("api/v1/", include("vaults.job_api")),
-    path("jobs/", include("vaults.job_views")),
+    path("api/v1/", include("vaults.jobs.api_urls")),
+    path("jobs/", include("vaults.jobs.urls")),
     *portal_urls.urlpatterns,
 ]
 
@@ -550,13 +552,13 @@ def test_jobs_page_lists_jobs_and_progress_polling_stops_when_the_job_ends(
 ) -> None:
     admin = people["admin"]
     protect(admin, make_vault(admin, name="pages"), write_tree(storage / "src"))
-    (job,) = jobs.backups_dispatch()
+    (job,) = schedules.backups_dispatch()
     client.force_login(people["operator"])
     page = client.get("/jobs/", {"status": "queued"})
     assert page.status_code == 200 and b"pages" in page.content
     polling = client.get(f"/jobs/{job.pk}/progress/", headers={"HX-Request": "true"})
     assert polling.status_code == 200 and b'hx-trigger="every' in polling.content
-    jobs.job_run(job_id=job.pk)
+    runner.job_run(job_id=job.pk)
     finished = client.get(f"/jobs/{job.pk}/progress/", headers={"HX-Request": "true"})
     assert finished.status_code == 286  # HttpResponseStopPolling
     assert b"Completed" in finished.content and b"hx-trigger" not in finished.content
@@ -575,7 +577,7 @@ def test_on_demand_backup_and_restore_forms(
     response = client.post(f"/jobs/items/{item.pk}/backup/", {"retain_until": ""})
     job = Job.objects.get(kind="backup")
     assert response.status_code == 302 and response["Location"].endswith(f"/jobs/{job.pk}/")
-    jobs.job_run(job_id=job.pk)
+    runner.job_run(job_id=job.pk)
     job.refresh_from_db()
     url = f"/jobs/points/{job.recovery_point_id}/restore/"
     refused = client.post(url, {"target_path": "/etc/nope"})

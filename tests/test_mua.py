@@ -88,7 +88,7 @@ def weaken_policy(admin: Any, w: dict) -> Any:
 
 
 def weaken_protection(admin: Any, w: dict) -> Any:
-    return services.item_change_policy(actor=admin, item=w["item"], policy=w["weekly"])
+    return policy_services.item_change_policy(actor=admin, item=w["item"], policy=w["weekly"])
 
 
 def stop_delete(admin: Any, w: dict) -> Any:

@@ -20,8 +20,8 @@ from portal import clock
 from portal import services as portal_services
 from portal.models import Alert, Approval, AuditRecord
 from tests.factories import make_vault
-from vaults import jobs
 from vaults import services as vault_services
+from vaults.jobs import sweeps
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +76,7 @@ def test_a_retain_until_cut_on_a_guarded_vault_needs_elevation(
     assert Alert.objects.filter(kind="operation_refused").exists()
     # The next sweep takes nothing.
     clock.set_now(clock.now() + timedelta(seconds=5))
-    jobs.sweep_points()
+    sweeps.points_sweep()
     assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists()
 
 
@@ -100,12 +100,12 @@ def test_an_elevated_cut_is_soft_deleted_for_the_vaults_period_and_alerts(
     assert record.details["guard"] == guard.name
     # Past its new date it is soft-deleted, restorable, and the sweep keeps it ...
     clock.set_now(soon + timedelta(days=1))
-    jobs.sweep_points()
+    sweeps.points_sweep()
     kept = api(admin).get(point_url(world)).json()
     assert kept["state"] == "soft_deleted"
     # ... until the soft-delete period has passed.
     clock.set_now(soon + timedelta(days=14, seconds=1))
-    jobs.sweep_points()
+    sweeps.points_sweep()
     assert not RecoveryPoint.objects.filter(pk=world["point"].pk).exists()
 
 

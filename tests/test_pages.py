@@ -269,15 +269,15 @@ def test_jobs_blade_lists_the_vaults_jobs_with_live_progress(
     from django.test.utils import CaptureQueriesContext
 
     from policies import services as policy_services
-    from vaults import jobs
     from vaults import services as vault_services
+    from vaults.jobs import requests
 
     vault = make_vault(admin, name="busy")
     policy = policy_services.policy_create(actor=admin, vault=vault, name="p", daily_days=7)
     item = vault_services.item_protect(
         actor=admin, vault=vault, name="docs", source_path=str(tmp_path), policy=policy
     )
-    job = jobs.backup_request(actor=admin, item=item)
+    job = requests.backup_request(actor=admin, item=item)
     client = Client()
     client.force_login(admin)
     page = client.get("/vaults/busy/jobs/").content.decode()
@@ -286,7 +286,7 @@ def test_jobs_blade_lists_the_vaults_jobs_with_live_progress(
     with CaptureQueriesContext(connection) as one:
         client.get("/vaults/busy/jobs/")
     for _ in range(5):
-        jobs.backup_request(actor=admin, item=item)
+        requests.backup_request(actor=admin, item=item)
     with CaptureQueriesContext(connection) as six:
         client.get("/vaults/busy/jobs/")
     assert len(six) == len(one), "no query per row"

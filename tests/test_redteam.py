@@ -18,8 +18,8 @@ from policies import services as policy_services
 from portal import services as portal_services
 from portal.models import Alert
 from tests.factories import make_vault
-from vaults import jobs
 from vaults import services as vault_services
+from vaults.jobs import requests, runner, sweeps
 from vaults.models import RecoveryPoint
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +86,7 @@ def test_soft_deleted_point_redated_a_minute_ahead_skips_its_soft_delete_on_a_gu
     soon = clock.now() + timedelta(minutes=1)
     api(admin).patch(point_url(world), {"retain_until": soon.isoformat()}, format="json")
     clock.set_now(clock.now() + timedelta(minutes=2))
-    jobs.sweep_points()
+    sweeps.points_sweep()
     assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists(), "purged 14 days early"
     assert keep_of(world["point"]) >= kept_until
 
@@ -108,7 +108,7 @@ def test_soft_deleted_point_redated_a_minute_ahead_skips_always_on_soft_delete(
     soon = clock.now() + timedelta(minutes=1)
     api(admin).patch(point_url(world), {"retain_until": soon.isoformat()}, format="json")
     clock.set_now(clock.now() + timedelta(minutes=2))
-    jobs.sweep_points()
+    sweeps.points_sweep()
     assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists(), "purged 30 days early"
     assert keep_of(world["point"]) >= kept_until
 
@@ -133,7 +133,7 @@ def test_retention_increase_that_brings_a_soft_deleted_point_back_briefly_skips_
     response = api(admin).patch(url, {"retention": {"daily_days": 11}}, format="json")
     assert response.status_code == 200, response.content
     clock.set_now(clock.now() + timedelta(days=1, hours=1))
-    jobs.sweep_points()
+    sweeps.points_sweep()
     assert RecoveryPoint.objects.filter(pk=world["point"].pk).exists(), "purged 13 days early"
     assert keep_of(world["point"]) >= kept_until
 
@@ -231,7 +231,7 @@ def _locked_point(admin: Any, operator: Any, root: Path) -> tuple[Any, Any]:
 
     vault = make_vault(admin, name="fortress", immutability="locked")
     item = protect(admin, vault, write_tree(root / "source"))
-    job = jobs.job_run(job_id=jobs.backup_request(actor=operator, item=item).pk)
+    job = runner.job_run(job_id=requests.backup_request(actor=operator, item=item).pk)
     assert job is not None and job.status == "completed", job and job.error
     return vault, job.recovery_point
 
@@ -272,11 +272,13 @@ def test_a_restore_target_swapped_for_a_symlink_into_the_storage_fails_at_run_ti
     vault, point = _locked_point(admin, operator, wide_restore_root)
     target = wide_restore_root / "restores" / "here"
     target.mkdir(parents=True)
-    job = jobs.restore_request(actor=operator, point=point, target_path=str(target), overwrite=True)
+    job = requests.restore_request(
+        actor=operator, point=point, target_path=str(target), overwrite=True
+    )
     target.rmdir()
     target.symlink_to(wide_restore_root / "storage" / "vaults" / vault.name)
     before = _stored(wide_restore_root)
-    done = jobs.job_run(job_id=job.pk)
+    done = runner.job_run(job_id=job.pk)
     assert done is not None and done.status == "failed"
     assert "storage" in done.error
     assert _stored(wide_restore_root) == before

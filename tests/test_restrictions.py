@@ -80,7 +80,7 @@ def shorten_policy(admin: Any, w: dict[str, Any]) -> Any:
 
 
 def move_item_to_shorter(admin: Any, w: dict[str, Any]) -> Any:
-    return services.item_change_policy(actor=admin, item=w["item"], policy=w["shorter"])
+    return policy_services.item_change_policy(actor=admin, item=w["item"], policy=w["shorter"])
 
 
 def shorten_point_expiry(admin: Any, w: dict[str, Any]) -> Any:
@@ -252,9 +252,9 @@ def test_enhanced_to_standard_move_is_refused(admin: Any, tmp_path: Path) -> Non
         weekly_weeks=12,
         instant_restore_days=7,
     )
-    services.item_change_policy(actor=admin, item=world["item"], policy=enhanced)
+    policy_services.item_change_policy(actor=admin, item=world["item"], policy=enhanced)
     with pytest.raises(DomainError) as refusal:
-        services.item_change_policy(actor=admin, item=world["item"], policy=world["policy"])
+        policy_services.item_change_policy(actor=admin, item=world["item"], policy=world["policy"])
     assert (refusal.value.code, refusal.value.field) == ("validation_error", "policy")
 
 

@@ -24,8 +24,8 @@ from portal.alerts import raise_alert
 from portal.models import Alert, AuditRecord
 from tests.conftest import PASSWORD
 from tests.factories import make_vault
-from vaults import jobs
 from vaults import services as vault_services
+from vaults.jobs import requests
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 # Pages anyone may open: the load balancer's probe, the login form and the API description.
@@ -97,7 +97,7 @@ def world(admin: Any, security_admin: Any, reader: Any, tmp_path: Path) -> dict[
     elevation = guard_services.elevation_request(
         actor=admin, guard=guard, justification="matrix", duration_minutes=30
     )
-    job = jobs.backup_request(actor=admin, item=item)
+    job = requests.backup_request(actor=admin, item=item)
     alert = raise_alert("mua_removed", vault_name=vault.name, message="matrix")
     return {
         "vault": vault,

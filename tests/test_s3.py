@@ -23,14 +23,16 @@ from tests.conftest import api_client_for
 from tests.factories import lock_vault, make_vault
 from tests.s3server import S3Server
 from tests.test_jobs import protect, storage, tree_of, write_tree  # noqa: F401
-from vaults import jobs
+from vaults import locations
 from vaults import services as vault_services
+from vaults.jobs import requests, runner, schedules, state, sweeps
 from vaults.models import Job, RecoveryPoint, Vault
 from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, ObjectLock, Retention
 from vaults.storage.errors import ObjectLocked
-from vaults.storage.s3 import S3Backend, parse_location
+from vaults.storage.s3 import S3Backend
+from vaults.storage.s3_client import parse_location
 
 DAY = timedelta(days=1)
 
@@ -158,7 +160,7 @@ def test_a_second_writer_of_a_new_chunk_never_leaves_a_shorter_lock_on_top(
     wanted = {"later": Retention(GOVERNANCE, _soon(9)), "sooner": Retention(GOVERNANCE, _soon(2))}
     second = "sooner" if first == "later" else "later"
 
-    def store_new_chunk(retention: Retention) -> bool:  # as VaultStore._store_chunk does
+    def store_new_chunk(retention: Retention) -> bool:  # as storage.writer.store_chunk does
         if backend.put_if_absent("chunks/ab/c1", b"data", retention):
             return True
         backend.extend_retention("chunks/ab/c1", retention)  # the loser extends the winner
@@ -394,13 +396,13 @@ def _s3_vault(s3: S3Server, admin: Any, name: str = "s3-vault", **extra: Any) ->
 
 
 def _run(job: Job) -> Job:
-    done = jobs.job_run(job_id=job.pk)
+    done = runner.job_run(job_id=job.pk)
     assert done is not None
     return done
 
 
 def _backup(item: Any, operator: Any) -> RecoveryPoint:
-    job = _run(jobs.backup_request(actor=operator, item=item))
+    job = _run(requests.backup_request(actor=operator, item=item))
     assert job.status == "completed", job.error
     assert job.recovery_point is not None
     return job.recovery_point
@@ -508,7 +510,7 @@ def _page(user: Any) -> Any:
 
 
 def _backend_of(vault: Vault) -> Any:
-    return jobs.vault_store(vault).backend
+    return locations.vault_store(vault).backend
 
 
 def test_lock_verification_catches_a_removed_lock_and_alerts(
@@ -568,15 +570,15 @@ def test_expiry_sweep_leaves_data_the_storage_still_locks(
     vault = _s3_vault(s3, admin, immutability="enabled")
     item = protect(admin, vault, write_tree(storage / "docs"), "docs")
     point = _backup(item, operator)
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     # Turning immutability off in Holdfast does not unlock what the storage has locked.
     vault_services.immutability_set(actor=admin, vault=vault, state="disabled")
 
     # Our clock says the point expired; the storage's clock says its lock still holds.
     clock.set_now(point.expires_at + timedelta(minutes=1))
     try:
-        assert jobs.points_expire() == 1
-        report = jobs.sweep_storage()
+        assert sweeps.points_expire() == 1
+        report = sweeps.storage_sweep()
     finally:
         clock.set_now(None)
     assert not RecoveryPoint.objects.filter(pk=point.pk).exists()
@@ -595,17 +597,17 @@ def test_tier_move_on_s3_locks_the_archive_copy_and_keeps_the_locked_standard_co
     vault = _s3_vault(s3, admin, immutability="enabled")
     item = protect(admin, vault, write_tree(storage / "docs"), "docs")
     point = _backup(item, operator)
-    move = jobs._new_job("tier_move", now=clock.now(), vault=vault, item=item, recovery_point=point)
+    move = state.new_job("tier_move", now=clock.now(), vault=vault, item=item, recovery_point=point)
     done = _run(move)
     assert done.status == "completed", done.error
     assert "stays until its storage lock ends" in done.params["note"]
     point.refresh_from_db()
     assert point.is_archived
-    archive = jobs.archive_store(vault)
+    archive = locations.archive_store(vault)
     lock = archive.point_lock(point.storage_key, Retention(GOVERNANCE, point.expires_at))
     assert lock.ok and lock.mode == GOVERNANCE
 
-    verify = _run(jobs.lock_verify_request(actor=operator, vault=vault))
+    verify = _run(requests.lock_verify_request(actor=operator, vault=vault))
     assert verify.status == "completed", verify.error
 
 
@@ -654,7 +656,7 @@ def test_a_longer_expiry_extends_the_storage_lock_and_readers_cannot_verify(
     assert answer.status_code == 403 and answer.json()["code"] == "permission_denied"
     # The weekly schedule queues one verification per S3 vault, and not twice in a week.
     make_vault(admin, name="on-disk")
-    scheduled = jobs.lock_verifications_schedule()
+    scheduled = schedules.lock_verifications_schedule()
     assert [j.vault.name for j in scheduled] == [vault.name]
-    assert jobs.lock_verifications_schedule() == []
+    assert schedules.lock_verifications_schedule() == []
     assert _run(scheduled[0]).status == "completed"

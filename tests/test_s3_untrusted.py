@@ -38,13 +38,15 @@ from tests.test_s3 import (  # noqa: F401  (people: fixture)
     _versions,
     people,
 )
-from vaults import jobs
+from vaults import locations
 from vaults import services as vault_services
+from vaults.jobs import requests
 from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, Retention
 from vaults.storage.chunks import SMALL_MIN_SIZE, decode_chunk
-from vaults.storage.s3 import S3Backend, parse_location
+from vaults.storage.s3 import S3Backend
+from vaults.storage.s3_client import parse_location
 
 MIB = 1024 * 1024
 
@@ -237,7 +239,7 @@ def _locked_vault_point(s3: S3Server, people: dict[str, Any], storage: Path) -> 
 
 
 def _chunk_of(vault: Any) -> tuple[S3Backend, str]:
-    backend = jobs.vault_store(vault).backend
+    backend = locations.vault_store(vault).backend
     assert isinstance(backend, S3Backend)
     return backend, next(iter(backend.list("chunks/")))
 
@@ -245,7 +247,7 @@ def _chunk_of(vault: Any) -> tuple[S3Backend, str]:
 def _verify_then_repair(vault: Any, point: Any, chunk: str, users: dict[str, Any]) -> None:
     """The lock check fails naming the chunk and alerts; the storage-lock job raises every
     version, and the next check passes."""
-    job = _run(jobs.lock_verify_request(actor=users["operator"], vault=vault))
+    job = _run(requests.lock_verify_request(actor=users["operator"], vault=vault))
     assert job.status == "failed" and "not locked by the storage until their expiry" in job.error
     point.refresh_from_db()
     assert chunk in point.storage_lock_problem
@@ -254,12 +256,12 @@ def _verify_then_repair(vault: Any, point: Any, chunk: str, users: dict[str, Any
     html = _page(users["admin"]).get(f"/vaults/{vault.name}/properties/").content.decode()
     assert "1 point with a missing or short lock" in html
 
-    repair = _run(jobs.storage_lock_request(vault))
+    repair = _run(requests.storage_lock_request(vault))
     assert repair.status == "completed", repair.error
     assert repair.params["extended"] >= 1
     point.refresh_from_db()
     assert not point.storage_lock_problem
-    assert _run(jobs.lock_verify_request(actor=None, vault=vault)).status == "completed"
+    assert _run(requests.lock_verify_request(actor=None, vault=vault)).status == "completed"
 
 
 def test_lock_verification_catches_a_chunk_uploaded_in_parts_without_its_lock(
@@ -372,17 +374,17 @@ def test_other_bytes_stacked_on_a_locked_chunk_are_caught_and_lose_nothing(
     (good,) = _versions(s3, backend.bucket, full)
     client.put_object(Bucket=backend.bucket, Key=full, Body=b"HFC\x01\x00not the chunk")
 
-    job = _run(jobs.lock_verify_request(actor=people["operator"], vault=vault))
+    job = _run(requests.lock_verify_request(actor=people["operator"], vault=vault))
     assert job.status == "failed"
     point.refresh_from_db()
     assert chunk in point.storage_lock_problem
-    verify = _run(jobs.verify_request(actor=people["operator"], point=point))
+    verify = _run(requests.verify_request(actor=people["operator"], point=point))
     assert verify.status == "failed" and "marked corrupt" in verify.error
     point.refresh_from_db()
     assert point.corrupted_at is not None
 
     client.delete_object(Bucket=backend.bucket, Key=full)  # a delete marker on top
-    job = _run(jobs.lock_verify_request(actor=people["operator"], vault=vault))
+    job = _run(requests.lock_verify_request(actor=people["operator"], vault=vault))
     assert job.status == "failed"
     point.refresh_from_db()
     assert "missing" in point.storage_lock_problem and chunk in point.storage_lock_problem

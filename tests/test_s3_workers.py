@@ -23,7 +23,8 @@ from tests.factories import make_vault
 from tests.s3server import S3Server
 from tests.test_jobs import people, protect, storage, tree_of, wait_for, write_tree  # noqa: F401
 from tests.test_worker import _database_url
-from vaults import jobs
+from vaults import locations
+from vaults.jobs import requests
 from vaults.models import Job
 from vaults.storage.backends import GOVERNANCE
 
@@ -122,13 +123,13 @@ def test_two_worker_hosts_back_up_into_one_s3_vault_concurrently(
     ]
 
     requested = [
-        jobs.backup_request(actor=operator, item=item).pk for item in items for _ in range(3)
+        requests.backup_request(actor=operator, item=item).pk for item in items for _ in range(3)
     ]
     done = wait_for(*requested, timeout=180)
 
     assert [job.status for job in done] == ["completed"] * 6, [job.error for job in done]
     assert {job.worker for job in done} == {"host-a", "host-b"}  # both hosts did work
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     points = [job.recovery_point for job in done]
     assert sorted(store.points()) == sorted(p.storage_key for p in points if p is not None)
     # Deduplicated across hosts: the store holds each distinct chunk once.
@@ -149,7 +150,7 @@ def test_two_worker_hosts_back_up_into_one_s3_vault_concurrently(
         assert lock.ok and lock.mode == GOVERNANCE and lock.until is not None
         assert lock.until >= point.expires_at
     assert store.gc().deleted_chunks == 0
-    restore = jobs.restore_request(
+    restore = requests.restore_request(
         actor=operator,
         point=points[-1],
         target_path=str(settings.HOLDFAST_RESTORE_ROOTS[0] / "back"),

@@ -14,6 +14,7 @@ from portal.gate import DomainError
 from portal.models import Alert, Approval
 from tests.factories import make_vault
 from vaults import services
+from vaults.jobs import sweeps
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 
 pytestmark = pytest.mark.django_db
@@ -71,13 +72,13 @@ def test_purge_warns_two_days_before_then_purges(admin: Any, tmp_path: Path, clo
     _vault, (item,) = vault_with_items(admin, tmp_path)
     services.protection_stop(actor=admin, item=item, delete_data=True)
     clock.advance(timedelta(days=11, hours=23))
-    assert services.soft_delete_sweep() == {"warned": 0, "purged": 0}
+    assert sweeps.soft_delete_sweep() == {"warned": 0, "purged": 0}
     clock.advance(timedelta(hours=2))
-    assert services.soft_delete_sweep() == {"warned": 1, "purged": 0}
-    assert services.soft_delete_sweep() == {"warned": 0, "purged": 0}, "warned once"
+    assert sweeps.soft_delete_sweep() == {"warned": 1, "purged": 0}
+    assert sweeps.soft_delete_sweep() == {"warned": 0, "purged": 0}, "warned once"
     assert Alert.objects.get(kind="upcoming_purge").count == 1
     clock.advance(timedelta(days=2))
-    assert services.soft_delete_sweep() == {"warned": 0, "purged": 1}
+    assert sweeps.soft_delete_sweep() == {"warned": 0, "purged": 1}
     assert not ProtectedItem.objects.filter(pk=item.pk).exists()
     assert not RecoveryPoint.objects.filter(item_id=item.pk).exists()
     assert Alert.objects.filter(kind="purge_complete").exists()
@@ -87,7 +88,7 @@ def test_undelete_after_purge_is_impossible(admin: Any, tmp_path: Path, clock: A
     _vault, (item,) = vault_with_items(admin, tmp_path)
     services.protection_stop(actor=admin, item=item, delete_data=True)
     clock.advance(timedelta(days=14))
-    services.soft_delete_sweep()
+    sweeps.soft_delete_sweep()
     assert not ProtectedItem.objects.filter(pk=item.pk).exists()
 
 
@@ -207,8 +208,6 @@ def points_world(admin: Any, tmp_path: Path, clock: Any, **vault_kwargs: Any) ->
 def test_retention_reduction_soft_deletes_points_it_would_expire_at_once(
     admin: Any, tmp_path: Path, clock: Any
 ) -> None:
-    from vaults import jobs
-
     w = points_world(admin, tmp_path, clock)
     services.soft_delete_set(actor=admin, vault=w["vault"], retention_days=21)
     policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
@@ -221,22 +220,20 @@ def test_retention_reduction_soft_deletes_points_it_would_expire_at_once(
     assert new.state(clock.now()) == "active"
     assert new.soft_deleted_until == new.expires_at + timedelta(days=21)
 
-    assert jobs.points_expire() == 0, "the sweep keeps a soft-deleted point"
+    assert sweeps.points_expire() == 0, "the sweep keeps a soft-deleted point"
     with pytest.raises(DomainError) as refusal:
         services.point_expire(point=old)
     assert refusal.value.code == "point_not_expired"
     clock.advance(timedelta(days=21))
-    assert jobs.points_expire() == 1, "purged at the end of its soft-delete period"
+    assert sweeps.points_expire() == 1, "purged at the end of its soft-delete period"
     assert not RecoveryPoint.objects.filter(pk=old.pk).exists()
     clock.advance(timedelta(days=7))
-    assert jobs.points_expire() == 1, "the shortened new point too, a period after its expiry"
+    assert sweeps.points_expire() == 1, "the shortened new point too, a period after its expiry"
 
 
 def test_raising_the_retention_again_brings_soft_deleted_points_back(
     admin: Any, tmp_path: Path, clock: Any
 ) -> None:
-    from vaults import jobs
-
     w = points_world(admin, tmp_path, clock)
     policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
     clock.advance(timedelta(days=3))
@@ -249,20 +246,18 @@ def test_raising_the_retention_again_brings_soft_deleted_points_back(
     assert old.soft_deleted_until is None
     assert old.expires_at == old.created_at + timedelta(days=60)
     clock.advance(timedelta(days=20))
-    assert jobs.points_expire() == 0
+    assert sweeps.points_expire() == 0
     assert RecoveryPoint.objects.filter(pk=old.pk).exists()
 
 
 def test_without_soft_delete_a_retention_reduction_expires_points_at_once(
     admin: Any, tmp_path: Path, clock: Any
 ) -> None:
-    from vaults import jobs
-
     w = points_world(admin, tmp_path, clock)
     services.soft_delete_set(actor=admin, vault=w["vault"], state="disabled", confirm_purge_count=0)
     policy_services.policy_update(actor=admin, policy=w["policy"], changes={"daily_days": 7})
     assert RecoveryPoint.objects.get(pk=w["old"].pk).soft_deleted_until is None
-    assert jobs.points_expire() == 1
+    assert sweeps.points_expire() == 1
     assert not RecoveryPoint.objects.filter(pk=w["old"].pk).exists()
 
 
@@ -274,10 +269,10 @@ def test_moving_an_item_to_a_shorter_policy_soft_deletes_its_expired_points(
     preview = policy_services.policy_change_preview(actor=admin, item=w["item"], policy=short)
     move = next(m for m in preview.moves if m.point_id == w["old"].pk)
     assert move.soft_deleted_until == clock.now() + timedelta(days=14), "the preview says so"
-    services.item_change_policy(actor=admin, item=w["item"], policy=short)
+    policy_services.item_change_policy(actor=admin, item=w["item"], policy=short)
     old = RecoveryPoint.objects.get(pk=w["old"].pk)
     assert old.soft_deleted_until == clock.now() + timedelta(days=14)
-    services.item_change_policy(actor=admin, item=w["item"], policy=w["policy"])
+    policy_services.item_change_policy(actor=admin, item=w["item"], policy=w["policy"])
     old.refresh_from_db()
     # Back (active), and its soft delete still ends no sooner than it was promised: purged
     # once both its expiry and that date have passed (tests/test_redteam.py).

@@ -33,14 +33,16 @@ from tests.conftest import api_client_for, make_user
 from tests.factories import lock_vault, make_vault
 from tests.s3server import S3Server, s3, s3_server  # noqa: F401  (fixtures)
 from tests.test_jobs import SLOT, protect, storage, tree_of, write_tree  # noqa: F401
-from vaults import jobs, stores
+from vaults import locations
 from vaults import services as vault_services
+from vaults.jobs import requests, runner, schedules, sweeps
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 from vaults.storage import LocalBackend, VaultStore
 from vaults.storage.backends import COMPLIANCE
 from vaults.storage.errors import PointRetained
 from vaults.storage.holds import Keep, Note, keep_of
 from vaults.storage.manifest import Manifest, Terms
+from vaults.storage_notes import storage_note
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = timedelta(days=1)
@@ -68,7 +70,7 @@ def at_slot() -> Iterator[Any]:
 
 
 def run(job: Job) -> Job:
-    done = jobs.job_run(job_id=job.pk)
+    done = runner.job_run(job_id=job.pk)
     assert done is not None
     assert done.status == "completed", done.error
     return done
@@ -76,14 +78,14 @@ def run(job: Job) -> Job:
 
 def backup(item: ProtectedItem, operator: Any, **kwargs: Any) -> RecoveryPoint:
     """An on-demand backup, run in this process."""
-    point = run(jobs.backup_request(actor=operator, item=item, **kwargs)).recovery_point
+    point = run(requests.backup_request(actor=operator, item=item, **kwargs)).recovery_point
     assert point is not None
     return point
 
 
 def scheduled_backup(item: ProtectedItem) -> RecoveryPoint:
     """The backup of the slot just passed (policy retention applies to it)."""
-    (job,) = [job for job in jobs.backups_dispatch() if job.item_id == item.pk]
+    (job,) = [job for job in schedules.backups_dispatch() if job.item_id == item.pk]
     point = run(job).recovery_point
     assert point is not None
     return point
@@ -110,13 +112,13 @@ def forget_points(vault: Vault) -> None:
 
 def stored(vault: Vault) -> set[str]:
     """The keys of the vault's points and their data (manifests and chunks)."""
-    backend = jobs.vault_store(vault).backend
+    backend = locations.vault_store(vault).backend
     return set(backend.list("manifests/")) | set(backend.list("chunks/"))
 
 
 def sweep(name: str = "storage") -> dict[str, int]:
     """Run a sweep now, as `manage.py sweep` does; its report."""
-    job = jobs.sweep_run(sweep=name)
+    job = runner.sweep_run(sweep=name)
     assert job.status == "completed", job.error
     report: dict[str, int] = job.params["report"]
     return report
@@ -128,7 +130,7 @@ def point_missing(vault: Vault) -> list[Alert]:
 
 def restores_from_its_manifest(vault: Vault, key: str, source: Path, target: Path) -> None:
     """The data plane alone restores the point, row or no row."""
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     assert store.verify(key).ok
     store.restore(key, target, allowed_roots=[target.parent])
     assert tree_of(target) == tree_of(source)
@@ -302,9 +304,9 @@ def test_point_rows_deleted_behind_the_triggers_leave_every_manifest_chunk_and_o
     forget_points(other)
     sweep()
     with CaptureQueriesContext(connection) as three:
-        jobs.orphans_remove(vault)
+        sweeps.orphans_remove(vault)
     with CaptureQueriesContext(connection) as one:
-        jobs.orphans_remove(other)
+        sweeps.orphans_remove(other)
     assert len(three) == len(one)
     assert len(point_missing(other)) == 1  # one alert per vault
     for point, name in zip(points, ("a", "b", "a2"), strict=True):
@@ -317,7 +319,7 @@ def test_point_rows_deleted_behind_the_triggers_leave_every_manifest_chunk_and_o
     report = sweep()
     assert report["orphan_manifests"] == 3 + 1 and report["kept_unknown"] == 0
     assert stored(vault) == stored(other) == set()
-    assert list(jobs.vault_store(vault).backend.list("holds/")) == []
+    assert list(locations.vault_store(vault).backend.list("holds/")) == []
 
 
 def test_a_vault_locked_after_its_backups_keeps_them_from_a_release_the_app_was_fooled_into(
@@ -330,15 +332,15 @@ def test_a_vault_locked_after_its_backups_keeps_them_from_a_release_the_app_was_
     source = write_tree(storage / "src")
     point = backup(protect(admin, vault, source), operator)
     vault = lock_vault(vault, requester=admin, approver=people["security"])
-    assert jobs.vault_store(vault).holds.locked_at() == clock.now()
+    assert locations.vault_store(vault).holds.locked_at() == clock.now()
     before = stored(vault)
 
     # Code fooled by a forged database (the vault looks unlocked, the point deleted, or its
     # expiry cut) writes a release and a shorter date: the storage honours neither.
     clock.advance(DAY)
-    stores.storage_note([point], release=True, vault=vault)
+    storage_note([point], release=True, vault=vault)
     point.expires_at = clock.now() + timedelta(minutes=1)
-    stores.storage_note([point], vault=vault)
+    storage_note([point], vault=vault)
     forget_points(vault)
     clock.advance(DAY)
     report = sweep()
@@ -390,8 +392,8 @@ def test_a_forged_archive_tier_does_not_let_the_rehydration_sweep_drop_the_only_
     )
 
     assert sweep("points")["ended_rehydrations"] == 1
-    assert jobs.vault_store(vault).has_point(point.storage_key)
-    assert jobs.vault_store(vault).verify(point.storage_key).ok
+    assert locations.vault_store(vault).has_point(point.storage_key)
+    assert locations.vault_store(vault).verify(point.storage_key).ok
 
 
 @pytest.mark.parametrize("how", ["retain_until", "policy_retention"])
@@ -434,7 +436,7 @@ def _delete(how: str, admin: Any, vault: Vault, item: ProtectedItem, point: Reco
         # Soft delete keeps the point its period, then the points sweep purges it.
         vault_services.point_delete(actor=admin, point=point)
         clock.advance(15 * DAY)
-        assert jobs.points_expire() == 1
+        assert sweeps.points_expire() == 1
     elif how == "stop_protection_delete_data":
         vault_services.soft_delete_set(
             actor=admin, vault=vault, state="disabled", confirm_purge_count=0
@@ -448,13 +450,13 @@ def _delete(how: str, admin: Any, vault: Vault, item: ProtectedItem, point: Reco
     elif how == "soft_delete_purge":
         vault_services.protection_stop(actor=admin, item=item, delete_data=True)
         clock.advance(15 * DAY)
-        assert vault_services.soft_delete_sweep()["purged"] == 1
+        assert sweeps.soft_delete_sweep()["purged"] == 1
     elif how == "retention_reduction":
         policy_services.policy_update(actor=admin, policy=item.policy, changes={"daily_days": 7})
         clock.advance(8 * DAY)
-        assert jobs.points_expire() == 0, "soft delete keeps a shortened point its period"
+        assert sweeps.points_expire() == 0, "soft delete keeps a shortened point its period"
         clock.advance(14 * DAY)
-        assert jobs.points_expire() == 1
+        assert sweeps.points_expire() == 1
     else:  # pragma: no cover
         raise AssertionError(how)
 
@@ -499,7 +501,7 @@ def test_a_storage_that_cannot_be_told_refuses_the_change(
     vault = make_vault(admin, name="mute")
     point = backup(protect(admin, vault, write_tree(storage / "src")), operator)
     # The notes' directory cannot be created: the store refuses every write there.
-    store_root = Path(jobs.vault_store(vault).backend.root)  # type: ignore[attr-defined]
+    store_root = Path(locations.vault_store(vault).backend.root)  # type: ignore[attr-defined]
     (store_root / "holds").write_bytes(b"not a directory")
 
     answer = api_client_for(admin).delete(
@@ -522,7 +524,7 @@ def test_an_older_manifest_is_stamped_from_its_row_once_then_kept(
     source = write_tree(storage / "src")
     item = protect(admin, vault, source)
     # A point written before manifests recorded their terms, with its row.
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     store.backup(source, "rp-before-the-upgrade")
     point = vault_services.point_record(item=item, created_at=clock.now())
     RecoveryPoint.objects.filter(pk=point.pk).update(storage_key="rp-before-the-upgrade")
@@ -583,11 +585,11 @@ def test_an_unreadable_orphan_manifest_stops_its_vaults_sweep_and_deletes_nothin
     vault = make_vault(admin, name="damaged")
     point = backup(protect(admin, vault, write_tree(storage / "src")), operator)
     forget_points(vault)
-    backend = jobs.vault_store(vault).backend
+    backend = locations.vault_store(vault).backend
     backend.put(f"manifests/{point.storage_key}.json", b"{not json")
     before = stored(vault)
 
-    job = jobs.sweep_run(sweep="storage")
+    job = runner.sweep_run(sweep="storage")
 
     assert job.status == "failed"
     assert "vault damaged: A manifest is damaged" in job.error and "is kept" in job.error
@@ -607,7 +609,7 @@ def test_on_s3_point_rows_deleted_behind_the_triggers_keep_every_object_and_rest
     vault = make_vault(admin, name="s3-locked", storage_location=location, immutability="locked")
     source = write_tree(storage / "src")
     point = backup(protect(admin, vault, source), operator)
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     assert store.terms(point.storage_key) == Terms(point.expires_at, locked_vault=True)
     before = stored(vault)
 

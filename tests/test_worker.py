@@ -23,7 +23,8 @@ from django.db import connection
 from portal import clock
 from tests.factories import make_vault
 from tests.test_jobs import people, protect, storage, wait_for, write_tree  # noqa: F401
-from vaults import jobs
+from vaults import locations
+from vaults.jobs import requests, runner, sweeps
 from vaults.models import Job, RecoveryPoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,13 +102,13 @@ def test_worker_killed_mid_backup_leaves_no_point_and_a_consistent_store(
                 out.write(os.urandom(10 * 1024 * 1024))
     big = protect(admin, vault, big_source, "big")
 
-    (first,) = wait_for(jobs.backup_request(actor=operator, item=small).pk, timeout=120)
+    (first,) = wait_for(requests.backup_request(actor=operator, item=small).pk, timeout=120)
     assert first.status == "completed", first.error
     kept = first.recovery_point
-    store = jobs.vault_store(vault)
+    store = locations.vault_store(vault)
     chunks_before = set(store.backend.list("chunks/"))
 
-    job = jobs.backup_request(actor=operator, item=big)
+    job = requests.backup_request(actor=operator, item=big)
     _poll(
         lambda: (
             Job.objects.get(pk=job.pk).status == "running"
@@ -129,7 +130,7 @@ def test_worker_killed_mid_backup_leaves_no_point_and_a_consistent_store(
     # The stale-job sweep (time injected: the heartbeat is minutes old) fails the job.
     clock.set_now(datetime.now(UTC) + timedelta(minutes=10))
     try:
-        assert jobs.jobs_fail_stale() == 1
+        assert sweeps.jobs_fail_stale() == 1
     finally:
         clock.set_now(None)
     job.refresh_from_db()
@@ -143,7 +144,7 @@ def test_worker_killed_mid_backup_leaves_no_point_and_a_consistent_store(
     assert store.verify(kept.storage_key).ok
 
     # The next backup of the same item runs normally.
-    retry = jobs.job_run(job_id=jobs.backup_request(actor=operator, item=big).pk)
+    retry = runner.job_run(job_id=requests.backup_request(actor=operator, item=big).pk)
     assert retry is not None and retry.status == "completed", retry.error
     point = RecoveryPoint.objects.get(item=big)
     assert store.verify(point.storage_key).ok

@@ -25,11 +25,12 @@ from django.conf import settings
 from portal import clock
 from portal.anchors import AnchorStore, AnchorStoreError
 
+from .locations import S3_SCHEME, s3_client
 from .models import Vault
 from .storage.backends import Backend, LocalBackend, Retention
 from .storage.errors import StorageError
-from .storage.s3 import S3Backend, parse_location
-from .stores import S3_SCHEME, s3_client
+from .storage.s3 import S3Backend
+from .storage.s3_client import parse_location
 
 ANCHOR_AREA = "audit-anchors"
 

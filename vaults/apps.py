@@ -7,13 +7,17 @@ class VaultsConfig(AppConfig):
     name = "vaults"
 
     def ready(self) -> None:
+        # The kernel (portal) imports no app: the vaults app tells it what is its own here.
+        from portal.alerts import register_mute
         from portal.anchors import register_anchor_stores
         from portal.models import Approval
         from portal.services import register_approved_action
 
         from . import services
         from .anchors import anchor_stores
+        from .selectors import job_alerts_muted
 
+        # The approvals a vault's irreversible actions wait for, and what each then runs.
         register_approved_action(
             Approval.Kind.LOCK_IMMUTABILITY,
             operation="immutability_lock",
@@ -26,5 +30,6 @@ class VaultsConfig(AppConfig):
             run=services.soft_delete_always_on,
             needs_vault=True,
         )
-        # The audit chain's anchors go to vault storage; the kernel only knows the hook.
+        # The audit chain's anchors go to vault storage; a vault's job alerts can be muted.
         register_anchor_stores(anchor_stores)
+        register_mute(job_alerts_muted)

@@ -1,3 +1,6 @@
+"""Forms of the vault pages: creating a vault, the security blades' controls, and the Backup
+items blade (protect, move to another policy, stop protection, retain a point)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,8 +8,10 @@ from typing import Any
 from django import forms
 
 from guards.models import ResourceGuard
+from policies.models import Policy
+from portal.gate import DomainError
 
-from .models import Vault
+from .models import ProtectedItem, Vault
 
 
 def parse_tags(text: str) -> dict[str, str]:
@@ -96,3 +101,51 @@ class GuardChoiceForm(forms.Form):
             field = self.fields["guard"]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = ResourceGuard.objects.exclude(pk=current.pk).order_by("name")
+
+
+def form_refusal(form: forms.Form) -> DomainError:
+    """A form's first error as the refusal a blade shows (``validation_error``)."""
+    field, errors = next(iter(form.errors.items()))
+    return DomainError("validation_error", str(errors[0]), field=field)
+
+
+# --- the Backup items blade -------------------------------------------------------------
+
+
+class ProtectForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="How this item is named in the vault.")
+    source_path = forms.CharField(
+        label="Directory path",
+        max_length=1000,
+        help_text="An absolute path readable by the workers, e.g. /srv/data.",
+    )
+    policy = forms.ModelChoiceField(queryset=Policy.objects.none(), empty_label=None)
+
+    def __init__(self, *args: Any, vault: Vault, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        policy_field: Any = self.fields["policy"]
+        policy_field.queryset = vault.policies.all()
+
+
+class ChangePolicyForm(forms.Form):
+    policy = forms.ModelChoiceField(
+        label="New policy", queryset=Policy.objects.none(), empty_label=None
+    )
+
+    def __init__(self, *args: Any, item: ProtectedItem, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        policy_field: Any = self.fields["policy"]
+        policy_field.queryset = item.vault.policies.exclude(pk=item.policy_id)
+
+
+class StopProtectionForm(forms.Form):
+    delete_data = forms.BooleanField(required=False)
+    confirmation = forms.CharField(required=False, max_length=100)
+
+
+class RetainUntilForm(forms.Form):
+    retain_until = forms.DateTimeField(
+        label="Retain until (UTC)",
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )

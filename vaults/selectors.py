@@ -1,4 +1,5 @@
-"""Annotated reads for the portfolio, the protected items view, the dashboard and the vault API.
+"""Reads: which vaults (and jobs) a user may see, and the annotated querysets of the portfolio,
+the protected items view, the dashboard and the vault API; a point's files, from its store.
 
 Everything a list row shows is computed by the database as an annotation (a ``Case`` or a
 correlated subquery), so a page costs the same number of queries at 10 vaults and at 10,000.
@@ -21,6 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -40,12 +42,63 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, TruncDate
+from django.shortcuts import get_object_or_404
 
 from policies.rules import DEFAULT_INTERVAL_HOURS, HOURLY_INTERVALS
+from portal.models import Alert
+from portal.roles import has_capability
 
+from .locations import archive_store, vault_store
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
+from .storage import entries_of
 
 RPO_GRACE = timedelta(hours=1)
+
+
+# --- access: one way to fetch a vault for a user (pages and the API) -------------------------
+
+
+def vaults_for_user(user: Any) -> QuerySet[Vault]:
+    """Vaults the user may see; every role sees the whole portfolio today."""
+    if not has_capability(user, "view"):
+        return Vault.objects.none()
+    return Vault.objects.select_related("resource_guard")
+
+
+def get_vault_for_user(user: Any, name: str) -> Vault:
+    if not has_capability(user, "view"):
+        raise PermissionDenied("Your role does not allow you to see vaults.")
+    return get_object_or_404(vaults_for_user(user), name=name)
+
+
+def jobs_for_user(user: Any) -> QuerySet[Job]:
+    """Jobs of the vaults the user may see (sweeps, which span vaults, to everyone who views)."""
+    if not has_capability(user, "view"):
+        raise PermissionDenied("Your role does not allow you to see jobs.")
+    return Job.objects.filter(vault__in=vaults_for_user(user)) | Job.objects.filter(
+        vault__isnull=True
+    )
+
+
+def point_browse(point: RecoveryPoint, path: str = "") -> list[Any]:
+    """A point's entries under ``path``, read from whichever tier holds its manifest, so even
+    an archived point can be browsed without rehydrating it."""
+    store = vault_store(point.vault)
+    if store.has_point(point.storage_key):
+        return store.list_dir(point.storage_key, path)
+    manifest = archive_store(point.vault).manifest(point.storage_key)
+    return entries_of(manifest, path, point.storage_key)
+
+
+def job_alerts_muted(alert: Alert) -> bool:
+    """Job alerts of a vault whose owners muted them are not delivered (still listed);
+    registered with the kernel's alerts in ``VaultsConfig.ready``."""
+    if alert.category != Alert.Category.JOB or not alert.vault_name:
+        return False
+    return Vault.objects.filter(name=alert.vault_name, mute_job_alerts=True).exists()
+
+
+# --- the portfolio ---------------------------------------------------------------------------
 
 # Storage columns: the tiers of SPEC 3.7 grouped as a person reads a bill.
 STORAGE_TIERS: dict[str, tuple[str, ...]] = {
@@ -151,8 +204,6 @@ def with_portfolio_columns(queryset: QuerySet[Vault]) -> QuerySet[Vault]:
 
 def portfolio_vaults(user: Any) -> QuerySet[Vault]:
     """The vaults ``user`` may see, with the portfolio's columns."""
-    from portal.access import vaults_for_user
-
     return with_portfolio_columns(vaults_for_user(user))
 
 
@@ -191,8 +242,6 @@ def items_for_user(user: Any, now: datetime) -> QuerySet[ProtectedItem]:
 
     ``rpo_state`` is "met", "missed" or "" (not protected: no RPO applies).
     """
-    from portal.access import vaults_for_user
-
     return (
         ProtectedItem.objects.filter(vault__in=vaults_for_user(user))
         .select_related("vault", "policy")
@@ -220,9 +269,6 @@ def filter_last_backup(queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
 
 def dashboard_figures(user: Any, now: datetime, *, days: int = 14) -> dict[str, Any]:
     """The dashboard's cards, one aggregate query each (six queries in all)."""
-    from portal.access import vaults_for_user
-    from portal.models import Alert
-
     vaults = vaults_for_user(user)
     jobs = Job.objects.filter(vault__in=vaults, created_at__gte=now - timedelta(hours=24))
     jobs_by_status = dict(jobs.order_by().values_list("status").annotate(n=Count("pk")))

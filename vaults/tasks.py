@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take ids, call one service in ``vaults.jobs`` and return.
+"""Celery tasks: thin wrappers that take ids, call one function of ``vaults.jobs`` and return.
 
 Job state lives in ``vaults.models.Job``, never in Celery results. Every task is safe to
 run twice (Redis redelivers unacknowledged messages after the visibility timeout, a second
@@ -10,15 +10,12 @@ The periodic schedule is ``portal/schedule.py``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import shared_task
-from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from portal.gate import entry_point
 
-from . import jobs
+from .jobs import runner, schedules, sweeps
 
 # Transient database trouble before the job is claimed is worth retrying; the job's own
 # errors are recorded on the job by the service and never raised.
@@ -34,51 +31,46 @@ LONG = {"soft_time_limit": 5 * 3600, "time_limit": 5 * 3600 + 300, "acks_late": 
 SHORT = {"soft_time_limit": 240, "time_limit": 300, "acks_late": True}
 
 
-def enqueue_job(job_id: int) -> None:
-    """Send a job to a worker; called from ``transaction.on_commit`` by the services."""
-    queue = getattr(settings, "HOLDFAST_TASK_QUEUE", None)
-    options: dict[str, Any] = {"queue": queue} if queue else {}
-    run_job.apply_async((job_id,), **options)
-
-
+# Sent by name from ``vaults.jobs.requests.enqueue_job`` (RUN_JOB_TASK), not imported.
 @shared_task(name="holdfast.run_job", **RETRY, **LONG)
 def run_job(job_id: int) -> str:
     with entry_point("task"):
-        job = jobs.job_run(job_id=job_id)
+        job = runner.job_run(job_id=job_id)
     return "skipped" if job is None else job.status
 
 
 @shared_task(name="holdfast.dispatch_backups", **RETRY, **SHORT)
 def dispatch_backups() -> int:
     with entry_point("task"):
-        return len(jobs.backups_dispatch())
+        return len(schedules.backups_dispatch())
 
 
 @shared_task(name="holdfast.sweep_jobs", **RETRY, **SHORT)
 def sweep_jobs() -> int:
     with entry_point("task"):
-        return jobs.jobs_fail_stale()
+        return sweeps.jobs_fail_stale()
 
 
 @shared_task(name="holdfast.sweep_points", **RETRY, **SHORT)
 def sweep_points() -> str:
     with entry_point("task"):
-        return jobs.sweep_run(sweep="points").status
+        return runner.sweep_run(sweep="points").status
 
 
 @shared_task(name="holdfast.sweep_storage", **RETRY, **LONG)
 def sweep_storage() -> str:
     with entry_point("task"):
-        return jobs.sweep_run(sweep="storage").status
+        return runner.sweep_run(sweep="storage").status
 
 
 @shared_task(name="holdfast.schedule_tier_moves", **RETRY, **SHORT)
 def schedule_tier_moves() -> int:
     with entry_point("task"):
-        return len(jobs.tier_moves_schedule())
+        return len(schedules.tier_moves_schedule())
 
 
 @shared_task(name="holdfast.schedule_verifications", **RETRY, **SHORT)
 def schedule_verifications() -> int:
     with entry_point("task"):
-        return len(jobs.verifications_schedule()) + len(jobs.lock_verifications_schedule())
+        checks = schedules.verifications_schedule()
+        return len(checks) + len(schedules.lock_verifications_schedule())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .archive import ArchiveResult, ArchiveStore
 from .backends import Backend, LocalBackend
+from .backup import BackupResult, ImportResult
 from .errors import (
     ConcurrentGcConflict,
     CorruptChunk,
@@ -17,16 +18,10 @@ from .errors import (
     SourceUnreadable,
     StorageError,
 )
-from .store import (
-    BackupResult,
-    Entry,
-    GcResult,
-    ImportResult,
-    RestoreResult,
-    VaultStore,
-    VerifyResult,
-    entries_of,
-)
+from .gc import GcResult
+from .restore import RestoreResult
+from .store import Entry, VaultStore, entries_of
+from .verify import VerifyResult
 
 __all__ = [
     "ArchiveResult",

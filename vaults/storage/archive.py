@@ -26,11 +26,13 @@ import blake3
 import zstandard
 
 from .backends import Backend, Retention
+from .backup import ImportResult
 from .chunks import chunk_id
 from .errors import CorruptChunk, ObjectNotFound, PointNotFound, PointRetained, StorageError
 from .holds import Holds, Keep
+from .locks import PointLock, read_locks
 from .manifest import Manifest, Terms, check_point_id, terms_of
-from .store import ImportResult, PointLock, VaultStore, read_locks
+from .store import VaultStore
 
 PACK_MAGIC = b"HFP"
 PACK_FORMAT_VERSION = 1
@@ -70,7 +72,7 @@ class ArchiveStore:
         self.level = level
         self.pack_bytes = pack_bytes
         self.threads = threads
-        # The vault's notes live beside its standard-tier store; pass them (vaults/stores.py)
+        # The vault's notes live beside its standard-tier store; pass them (vaults/locations.py)
         # so an archived point is kept exactly as long as its standard copy would be.
         self.holds = holds if holds is not None else Holds(backend)
 

@@ -25,22 +25,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 
 from .backends import COMPLIANCE, GOVERNANCE, Backend, ObjectLock, Retention, check_key
 from .errors import ObjectArchived, ObjectLocked, ObjectNotFound, StorageError
+from .s3_client import CONFLICT, DAMAGED, LOCKED, MISSING, S3Location, error_code, http_status
 
 # Storage classes whose objects must be restored (RestoreObject) before a GET succeeds.
 COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
-_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
-_LOCKED = {"AccessDenied", "AccessDeniedByLock", "ObjectLocked", "InvalidRequest"}
-# What servers answer a body that does not match the digest or checksum sent with it.
-_DAMAGED = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
-_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 # Objects above this size are written in parts (archive packs reach 128 MiB), so a dropped
 # connection costs a part, not the object; the part size must be at least 5 MiB (S3).
@@ -59,69 +52,6 @@ class _Version:
 
 def _md5(data: bytes | memoryview) -> Any:
     return hashlib.md5(data, usedforsecurity=False)
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # "" or "some/prefix" (no leading or trailing slash)
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-
-    def child(self, name: str) -> S3Location:
-        return S3Location(self.bucket, f"{self.prefix}/{name}" if self.prefix else name)
-
-
-def parse_location(location: str) -> S3Location:
-    """``s3://bucket[/prefix]`` as a location; a `StorageError` with a sentence otherwise."""
-    parts = urlsplit(location)
-    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise StorageError(f"{location!r} is not an S3 location: write s3://bucket/prefix.")
-    prefix = parts.path.strip("/")
-    if prefix:
-        check_key(prefix)
-    return S3Location(parts.netloc, prefix)
-
-
-def make_client(
-    *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    access_key: str | None = None,
-    secret_key: str | None = None,
-    session_token: str | None = None,
-    max_connections: int = 32,
-) -> Any:
-    """A thread-safe S3 client; credentials default to boto3's chain (env, files, roles)."""
-    config = Config(
-        retries={"max_attempts": 5, "mode": "standard"},
-        max_pool_connections=max_connections,
-        # Checksums on every upload that supports them, as Object Lock uploads require.
-        request_checksum_calculation="when_supported",
-        # Reads are judged by Holdfast's own hashes (BLAKE3 per chunk, the manifest digest),
-        # the same on every server: a checksum some servers return and others do not must
-        # not turn a damaged chunk into a transport error instead of `CorruptChunk`.
-        response_checksum_validation="when_required",
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint_url or None,
-        region_name=region or "us-east-1",
-        aws_access_key_id=access_key or None,
-        aws_secret_access_key=secret_key or None,
-        aws_session_token=session_token or None,
-        config=config,
-    )
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
 class S3Backend(Backend):
@@ -160,8 +90,8 @@ class S3Backend(Backend):
         try:
             return fn(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
-            code = _code(exc)
-            if code in _MISSING or (_status(exc) == 404 and code != "NoSuchBucket"):
+            code = error_code(exc)
+            if code in MISSING or (http_status(exc) == 404 and code != "NoSuchBucket"):
                 raise ObjectNotFound(key) from None
             if code == "InvalidObjectState":
                 raise ObjectArchived(key) from None
@@ -183,7 +113,7 @@ class S3Backend(Backend):
         try:
             versioning = self.client.get_bucket_versioning(Bucket=self.bucket)
         except ClientError as exc:
-            raise StorageError(f"Cannot read {where}: {_code(exc) or exc}.") from None
+            raise StorageError(f"Cannot read {where}: {error_code(exc) or exc}.") from None
         except BotoCoreError as exc:
             raise StorageError(f"Cannot reach the S3 store for {where}: {exc}.") from None
         if versioning.get("Status") != "Enabled":
@@ -192,7 +122,7 @@ class S3Backend(Backend):
             lock = self.client.get_object_lock_configuration(Bucket=self.bucket)
         except ClientError as exc:
             raise StorageError(
-                f"The {where} does not have Object Lock enabled ({_code(exc)}); create the "
+                f"The {where} does not have Object Lock enabled ({error_code(exc)}); create the "
                 "bucket with Object Lock, which S3 allows only at creation."
             ) from None
         config = lock.get("ObjectLockConfiguration", {})
@@ -223,7 +153,7 @@ class S3Backend(Backend):
         """A conditional PUT (``If-None-Match: *``): False if the key exists already.
 
         The loser of two writers storing the same new chunk then extends the winner's lock
-        (`VaultStore._store_chunk`). A server that ignores the condition (Ceph RGW 16.2)
+        (`writer.store_chunk`). A server that ignores the condition (Ceph RGW 16.2)
         lets the loser stack a second version instead, possibly with a shorter lock on top:
         so a locked write is always followed by `settle_versions`."""
         if not self._write(key, data, retention, if_absent=True):
@@ -257,13 +187,13 @@ class S3Backend(Backend):
                     version, etag = answer.get("VersionId"), answer.get("ETag")
                     expected = _md5(data).hexdigest()
             except ClientError as exc:
-                code = _code(exc)
-                if conditional and (code in _CONFLICT or _status(exc) == 412):
+                code = error_code(exc)
+                if conditional and (code in CONFLICT or http_status(exc) == 412):
                     return False
                 if conditional and code in {"NotImplemented", "InvalidArgument"}:
                     conditional = False  # no conditional writes here: a plain PUT
                     continue
-                if code in _DAMAGED:
+                if code in DAMAGED:
                     continue  # the server refused a body damaged on the way, as AWS does
                 raise self._write_refused(key, code or str(exc), extra) from None
             except BotoCoreError as exc:
@@ -416,7 +346,9 @@ class S3Backend(Backend):
                             _Version(entry["VersionId"], is_marker, bool(entry.get("IsLatest")))
                         )
         except ClientError as exc:
-            raise StorageError(f"Cannot list versions in {self.location}: {_code(exc)}.") from None
+            raise StorageError(
+                f"Cannot list versions in {self.location}: {error_code(exc)}."
+            ) from None
         except BotoCoreError as exc:
             raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
         return found
@@ -433,14 +365,14 @@ class S3Backend(Backend):
                     Bucket=self.bucket, Key=full, VersionId=version.version_id
                 )
             except ClientError as exc:
-                code = _code(exc)
-                if code in _MISSING:
+                code = error_code(exc)
+                if code in MISSING:
                     continue
                 lock = self._lock_of_version(full, version.version_id)
                 if lock is not None and lock.active(datetime.now(UTC)):
                     held = "a legal hold" if lock.legal_hold else lock.until
                     raise ObjectLocked(key, held) from None
-                if code in _LOCKED or _status(exc) == 403:
+                if code in LOCKED or http_status(exc) == 403:
                     raise StorageError(
                         f"S3 denied deleting {key!r} in {self.location} ({code}) although it is "
                         "not locked: the credentials need s3:DeleteObject and "
@@ -457,7 +389,7 @@ class S3Backend(Backend):
                 for item in page.get("Contents", []):
                     yield item["Key"][len(self._base) :]
         except ClientError as exc:
-            raise StorageError(f"Cannot list {self.location}: {_code(exc)}.") from None
+            raise StorageError(f"Cannot list {self.location}: {error_code(exc)}.") from None
         except BotoCoreError as exc:
             raise StorageError(f"Cannot reach the S3 store {self.location}: {exc}.") from None
 
@@ -589,7 +521,7 @@ class S3Backend(Backend):
                 RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": tier}},
             )
         except ClientError as exc:
-            code = _code(exc)
+            code = error_code(exc)
             if code == "RestoreAlreadyInProgress":
                 return False
             if code in {"NotImplemented", "InvalidRequest", "MethodNotAllowed"}:

@@ -1,20 +1,19 @@
-"""Writers that publish a point: the lease protocol and the chunk write pipeline.
+"""The chunk write pipeline of a writer that publishes a point.
 
-A `WriteSession` is the lease of one backup or rehydration; `ChunkWriter` hashes chunks on
-the calling thread and compresses and stores them on a thread pool, naming every batch in
-the lease before checking which chunks the store already has. See `VaultStore.gc` and
-docs/storage.md for why this never races garbage collection.
+`ChunkWriter` hashes chunks on the calling thread and compresses and stores them on a thread
+pool, naming every batch in the writer's lease (`leases.WriteSession.record`) before checking
+which chunks the store already has. It is given the callables it needs (store a chunk, name
+chunks in the lease, keep the lease alive), so it knows neither the store nor the lease.
+`SmallFileStream` cuts the concatenation of small files into chunks.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
 
+from .backends import Backend, Retention
 from .chunks import (
     SMALL_AVG_SIZE,
     SMALL_MAX_SIZE,
@@ -22,13 +21,10 @@ from .chunks import (
     StreamChunker,
     chunk_id,
     chunk_key,
+    encode_chunk,
 )
-from .errors import ConcurrentGcConflict, ObjectNotFound, StorageError
-from .manifest import Node, check_point_id, manifest_key
-
-if TYPE_CHECKING:
-    from .backends import Retention
-    from .store import VaultStore
+from .errors import ObjectNotFound
+from .manifest import Node
 
 Progress = Callable[[int, int], None]
 
@@ -37,127 +33,41 @@ BATCH_CHUNKS = 64
 BATCH_BYTES = 64 * 1024 * 1024
 # Batches whose chunks may be compressing/writing while the next one is read.
 BATCHES_IN_FLIGHT = 2
-# A writer or GC stops before this fraction of its timeout has passed without a heartbeat,
-# so the other side never sees it as stale while it still acts.
-SAFETY = 0.8
 
 
-def lease_prefix(point_id: str) -> str:
-    return f"leases/{check_point_id(point_id)}/"
+def keep_locked(backend: Backend, key: str, retention: Retention) -> bool:
+    """Extend a stored object's lock to `retention`; False if the object is missing."""
+    try:
+        lock = backend.lock_of(key)
+        if lock is None or not lock.covers(retention):
+            backend.extend_retention(key, retention)
+    except ObjectNotFound:
+        return False
+    return True
 
 
-class WriteSession:
-    """The lease of one writer (a backup or a rehydration) that will publish a manifest.
+def store_chunk(
+    backend: Backend, digest: str, data: bytes, *, level: int, retention: Retention | None = None
+) -> int | None:
+    """Write a chunk unless present; the stored size if written, None if it existed.
 
-    The lease is how GC learns about chunks a writer relies on before its manifest exists;
-    see `VaultStore.gc` for the argument that the two never race.
-    """
-
-    def __init__(
-        self, store: VaultStore, point_id: str, kind: str, retention: Retention | None = None
-    ) -> None:
-        self.store = store
-        # The object lock every chunk and the manifest of this point get (None: no lock).
-        self.retention = retention
-        self.backend = store.backend
-        self.point_id = point_id
-        self.kind = kind
-        self.prefix = lease_prefix(point_id)
-        self.started_at = time.time()
-        self._last_beat = 0.0
-        self._refs = 0
-        self._open = False
-
-    def open(self) -> None:
-        if self.backend.exists(manifest_key(self.point_id)):
-            raise StorageError(f"Recovery point {self.point_id!r} already exists in this store.")
-        lease = self.store._lease_state(self.point_id)
-        if lease is not None and time.time() - lease < self.store.lease_timeout:
-            raise StorageError(f"Another writer is already creating point {self.point_id!r}.")
-        self._open = True
-        self._beat()
-
-    def _put(self, key: str, document: dict[str, Any]) -> None:
-        now = time.time()
-        if self._last_beat and now - self._last_beat > self.store.lease_timeout * SAFETY:
-            raise StorageError(
-                f"The lease of point {self.point_id!r} went {now - self._last_beat:.0f} s without"
-                " a heartbeat, so garbage collection may have treated it as stale; retry."
-            )
-        document["at"] = now
-        self.backend.put(key, json.dumps(document).encode())
-        self._last_beat = now
-
-    def _beat(self) -> None:
-        self._put(
-            self.prefix + "lease.json",
-            {"point_id": self.point_id, "kind": self.kind, "started_at": self.started_at},
-        )
-
-    def heartbeat_if_due(self) -> None:
-        if time.time() - self._last_beat > min(60.0, self.store.lease_timeout * 0.1):
-            self._beat()
-
-    def record(self, chunk_ids: list[str]) -> None:
-        """Durably name chunks in the lease; must precede checking whether they exist."""
-        self._refs += 1
-        self._put(f"{self.prefix}refs-{self._refs:06d}.json", {"chunks": chunk_ids})
-
-    def settle(self, reused: Iterable[str]) -> None:
-        """Make sure no GC that missed our lease deleted a chunk we found already stored.
-
-        A GC that read the leases before we recorded a chunk had published its marker
-        before that; we wait for every marker present now to go away, then re-check.
-        """
-        waiting = set(self.backend.list("gc/"))
-        while waiting:
-            now = time.time()
-            for key in list(waiting):
-                if self._gc_marker_done(key, now):
-                    waiting.discard(key)
-            if waiting:
-                self.heartbeat_if_due()
-                time.sleep(self.store.poll_interval)
-        missing = [c for c in reused if not self.backend.exists(chunk_key(c))]
-        if missing:
-            raise ConcurrentGcConflict(
-                f"A garbage collection deleted {len(missing)} chunk(s) this backup had reused"
-                f" (e.g. {missing[0]}); point {self.point_id!r} was not written. Run the"
-                " backup again."
-            )
-
-    def _gc_marker_done(self, key: str, now: float) -> bool:
-        """A GC marker stops holding us once it is gone, or once its GC is evidently dead:
-        not refreshed for ``gc_stale`` seconds (a live GC refreshes it every few seconds and
-        stops deleting before it could look that old), or older than ``gc_timeout``."""
-        try:
-            marker = json.loads(self.backend.get(key))
-        except ObjectNotFound:
-            return True
-        except ValueError:
-            marker = {}
-        try:
-            started = float(marker.get("started_at", 0.0))
-            beat = float(marker.get("beat_at", started))
-        except (TypeError, ValueError, AttributeError):
-            started = beat = 0.0
-        return now - beat > self.store.gc_stale or now - started > self.store.gc_timeout
-
-    def commit(self, manifest_bytes: bytes) -> None:
-        now = time.time()
-        if now - self._last_beat > self.store.lease_timeout * SAFETY:
-            raise StorageError(f"The lease of point {self.point_id!r} lapsed; retry.")
-        self.backend.put(manifest_key(self.point_id), manifest_bytes, self.retention)
-        self.release()
-
-    def release(self) -> None:
-        if not self._open:
-            return
-        self._open = False
-        keys = list(self.backend.list(self.prefix))
-        # lease.json last: until then the refs keep protecting what they name.
-        for key in sorted(keys, key=lambda k: k.endswith("/lease.json")):
-            self.backend.delete(key)
+    With a `retention`, a chunk already stored has its lock extended to cover it (a
+    deduplicated chunk is locked until the latest expiry of the points using it)."""
+    key = chunk_key(digest)
+    if retention is not None and backend.supports_object_lock:
+        if keep_locked(backend, key, retention):
+            return None
+        blob = encode_chunk(data, level)
+        if not backend.put_if_absent(key, blob, retention):
+            # Another writer stored it between our look and our write: extend its lock.
+            keep_locked(backend, key, retention)
+            return None
+        return len(blob)
+    if backend.exists(key):
+        return None
+    blob = encode_chunk(data, level)
+    backend.put(key, blob, retention)
+    return len(blob)
 
 
 class ChunkWriter:
@@ -165,14 +75,19 @@ class ChunkWriter:
 
     def __init__(
         self,
-        store: VaultStore,
-        session: WriteSession,
+        *,
+        store_chunk: Callable[[str, bytes], int | None],
+        record: Callable[[list[str]], None],
+        heartbeat: Callable[[], None],
         pool: ThreadPoolExecutor,
         progress: Progress | None,
         total: int,
     ) -> None:
-        self.store = store
-        self.session = session
+        # Store one chunk (None: it was there already); name chunks in the writer's lease,
+        # which must happen before they are looked for; keep the lease alive.
+        self.store_chunk = store_chunk
+        self.record = record
+        self.heartbeat = heartbeat
         self.pool = pool
         self.progress = progress
         self.total = total
@@ -211,12 +126,9 @@ class ChunkWriter:
 
     def flush_batch(self) -> None:
         if self._batch:
-            self.session.record([digest for digest, _ in self._batch])
+            self.record([digest for digest, _ in self._batch])
             futures = [
-                (
-                    digest,
-                    self.pool.submit(self.store._store_chunk, digest, data, self.session.retention),
-                )
+                (digest, self.pool.submit(self.store_chunk, digest, data))
                 for digest, data in self._batch
             ]
             self._in_flight.append((futures, self._unreported))
@@ -242,7 +154,7 @@ class ChunkWriter:
                 self.new_chunks += 1
                 self.stored_bytes += written
         self.done += logical
-        self.session.heartbeat_if_due()
+        self.heartbeat()
         if self.progress is not None:
             self.progress(self.done, max(self.total, self.done))
 

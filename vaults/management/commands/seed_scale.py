@@ -30,7 +30,8 @@ from django.db import connection, models, transaction
 
 from guards.models import ResourceGuard
 from policies.models import Policy
-from portal import clock
+from portal import clock, services
+from portal.gate import entry_point
 from portal.models import Alert
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 
@@ -222,9 +223,6 @@ class Command(BaseCommand):
         )
         if existing is not None:
             return int(existing.pk)
-        from portal import services
-        from portal.gate import entry_point
-
         with entry_point("command"):
             user = services.user_create(
                 actor=None,

@@ -1,6 +1,6 @@
 """``manage.py sweep points|storage|jobs|all``: run a sweep now instead of waiting for beat.
 
-Each sweep runs here, in this process, as a recorded sweep job (``vaults.jobs.sweep_run``),
+Each sweep runs here, in this process, as a recorded sweep job (``vaults.jobs.runner.sweep_run``),
 exactly as the periodic task runs it; its report is printed. ``all`` runs the jobs, points
 and storage sweeps in that order (stale jobs failed first, so their storage keys no longer
 look busy; expired points before the storage they free). Exits non-zero with the job's
@@ -14,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portal.gate import DomainError, entry_point
-from vaults import jobs
+from vaults.jobs import runner
 
 ORDER = ("jobs", "points", "storage")
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         for name in names:
             try:
                 with entry_point("command"):
-                    job = jobs.sweep_run(sweep=name)
+                    job = runner.sweep_run(sweep=name)
             except DomainError as exc:
                 raise CommandError(exc.detail) from None
             report = job.params.get("report") or {}

@@ -1,6 +1,6 @@
 """Backup center (SPEC 7): the portfolio of every vault, protected items across vaults, and the
 dashboard's cards and charts. Read-only pages: every role with ``view`` sees them, and none of
-them carries an action control.
+them carries an action control. Routes: ``portal/center/urls.py``.
 
 Each page's query count is fixed, whatever the number of rows: the rows' columns are
 annotations from ``vaults.selectors`` and lists are paginated.
@@ -18,12 +18,11 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
 from policies.models import Policy
+from portal import clock
+from portal.http import HtmxHttpRequest, csv_lines, require_capability
 from vaults import selectors
 from vaults.filters import PortfolioFilter
 from vaults.models import ProtectedItem
-
-from . import clock
-from .http import HtmxHttpRequest, csv_lines, require_capability
 
 PAGE_SIZE = 50
 
@@ -79,7 +78,7 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "sort_query": _query_without(request, "page", "sort"),
         "export_query": _query_without(request, "page"),
     }
-    template = "portal/portfolio.html#results" if request.htmx else "portal/portfolio.html"
+    template = "center/portfolio.html#results" if request.htmx else "center/portfolio.html"
     return render(request, template, context)
 
 
@@ -173,7 +172,9 @@ def item_list(request: HtmxHttpRequest) -> HttpResponse:
         "sort_query": _query_without(request, "page", "sort"),
         "frequencies": Policy.Frequency,
     }
-    template = "portal/items.html#results" if request.htmx else "portal/items.html"
+    template = (
+        "center/protected_items.html#results" if request.htmx else "center/protected_items.html"
+    )
     return render(request, template, context)
 
 
@@ -203,4 +204,4 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "alerts": {"labels": [r[0] for r in figures["alerts"]],
                    "values": [r[1] for r in figures["alerts"]]},
     }  # fmt: skip
-    return render(request, "portal/dashboard.html", {"figures": figures, "chart_data": chart_data})
+    return render(request, "center/dashboard.html", {"figures": figures, "chart_data": chart_data})

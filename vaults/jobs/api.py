@@ -1,28 +1,24 @@
 """Jobs API (SPEC 5): start a backup or a restore (202 with the job), list and read jobs.
 
-Included from ``portal/urls.py`` with ``path("api/v1/", include("vaults.job_api"))``.
+Routed by ``vaults/jobs/api_urls.py``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import django_filters
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.access import get_vault_for_user, vaults_for_user
-from portal.roles import has_capability
-
-from . import jobs
-from .models import Job, ProtectedItem, RecoveryPoint
+from ..models import Job, ProtectedItem, RecoveryPoint
+from ..selectors import get_vault_for_user, jobs_for_user
+from . import requests
+from .filters import JobFilter
 
 
 class JobSerializer(serializers.ModelSerializer[Job]):
@@ -71,29 +67,9 @@ class RestoreRequestSerializer(serializers.Serializer[Any]):
 
 
 class RehydrateRequestSerializer(serializers.Serializer[Any]):
-    days = serializers.IntegerField(required=False, default=jobs.REHYDRATE_DEFAULT_DAYS)
+    days = serializers.IntegerField(required=False, default=requests.REHYDRATE_DEFAULT_DAYS)
     priority = serializers.ChoiceField(
         choices=[("standard", "standard"), ("high", "high")], required=False, default="standard"
-    )
-
-
-class JobFilter(django_filters.FilterSet):
-    vault = django_filters.CharFilter(field_name="vault__name")
-    item = django_filters.CharFilter(field_name="item__name")
-    status = django_filters.ChoiceFilter(choices=Job.Status.choices)
-    kind = django_filters.ChoiceFilter(choices=Job.Kind.choices)
-
-    class Meta:
-        model = Job
-        fields = ["vault", "item", "status", "kind"]
-
-
-def jobs_for_user(user: Any) -> QuerySet[Job]:
-    """Jobs of the vaults the user may see (sweeps, which span vaults, to everyone who views)."""
-    if not has_capability(user, "view"):
-        raise PermissionDenied("Your role does not allow you to see jobs.")
-    return Job.objects.filter(vault__in=vaults_for_user(user)) | Job.objects.filter(
-        vault__isnull=True
     )
 
 
@@ -120,7 +96,7 @@ QUEUE_UNAVAILABLE = OpenApiResponse(
 
 
 def _accepted(job: Job) -> Response:
-    if jobs.job_waiting_for_queue(job):
+    if requests.job_waiting_for_queue(job):
         return Response(
             {"code": "queue_unavailable", "detail": job.error, "job": JobSerializer(job).data},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -136,7 +112,7 @@ class BackupView(APIView):
         protected = _item(request, name, item)
         body = BackupRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        job = jobs.backup_request(
+        job = requests.backup_request(
             actor=request.user, item=protected, retain_until=body.validated_data.get("retain_until")
         )
         return _accepted(job)
@@ -153,7 +129,7 @@ class RestoreView(APIView):
         )
         body = RestoreRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        job = jobs.restore_request(actor=request.user, point=point, **body.validated_data)
+        job = requests.restore_request(actor=request.user, point=point, **body.validated_data)
         return _accepted(job)
 
 
@@ -169,7 +145,7 @@ class VerifyView(APIView):
     def post(self, request: Request, name: str, item: str, pk: int) -> Response:
         """Re-read and re-hash the point's data (SPEC 3.8 verification job)."""
         return _accepted(
-            jobs.verify_request(actor=request.user, point=_point(request, name, item, pk))
+            requests.verify_request(actor=request.user, point=_point(request, name, item, pk))
         )
 
 
@@ -183,7 +159,7 @@ class RehydrateView(APIView):
         body = RehydrateRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return _accepted(
-            jobs.rehydrate_request(actor=request.user, point=point, **body.validated_data)
+            requests.rehydrate_request(actor=request.user, point=point, **body.validated_data)
         )
 
 
@@ -194,7 +170,7 @@ class LockVerifyView(APIView):
         date until which the storage confirms it; a missing or short lock raises a
         security alert. A vault on local disk answers 400 ``validation_error``."""
         vault = get_vault_for_user(request.user, name)
-        return _accepted(jobs.lock_verify_request(actor=request.user, vault=vault))
+        return _accepted(requests.lock_verify_request(actor=request.user, vault=vault))
 
 
 class JobList(generics.ListAPIView[Job]):
@@ -214,34 +190,3 @@ class JobDetail(generics.RetrieveAPIView[Job]):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Job.objects.none()
         return jobs_for_user(self.request.user).select_related("vault", "item", "requested_by")
-
-
-urlpatterns = [
-    path(
-        "vaults/<str:name>/items/<str:item>/backup/",
-        BackupView.as_view(),
-        name="api-item-backup",
-    ),
-    path(
-        "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/restore/",
-        RestoreView.as_view(),
-        name="api-point-restore",
-    ),
-    path(
-        "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/verify/",
-        VerifyView.as_view(),
-        name="api-point-verify",
-    ),
-    path(
-        "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/rehydrate/",
-        RehydrateView.as_view(),
-        name="api-point-rehydrate",
-    ),
-    path(
-        "vaults/<str:name>/storage-lock/verify/",
-        LockVerifyView.as_view(),
-        name="api-vault-lock-verify",
-    ),
-    path("jobs/", JobList.as_view(), name="api-jobs"),
-    path("jobs/<int:pk>/", JobDetail.as_view(), name="api-job"),
-]

@@ -1,6 +1,6 @@
 """Jobs pages: every job across vaults with live progress, on-demand backup and restore forms.
 
-Included from ``portal/urls.py`` with ``path("jobs/", include("vaults.job_views"))``.
+Routed by ``vaults/jobs/urls.py``.
 """
 
 from __future__ import annotations
@@ -13,43 +13,23 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
 from django_htmx.http import HttpResponseStopPolling
 
-from portal.access import vaults_for_user
+from portal.forms import add_domain_error
 from portal.gate import DomainError
 from portal.roles import has_capability
 
-from . import jobs
-from .job_api import JobFilter, jobs_for_user
-from .models import Job, ProtectedItem, RecoveryPoint
-
-app_name = "jobs"
-
-
-class BackupForm(forms.Form):
-    retain_until = forms.DateTimeField(
-        required=False,
-        label="Retain until (UTC)",
-        help_text="Leave empty to keep the point as the policy says. Format: 2027-01-31 23:00.",
-    )
-
-
-class RestoreForm(forms.Form):
-    target_path = forms.CharField(
-        label="Target directory", help_text="An absolute path under a configured restore root."
-    )
-    sub_path = forms.CharField(
-        required=False, label="Only this file or folder", help_text="Relative to the backup."
-    )
-    overwrite = forms.BooleanField(required=False, label="Overwrite existing files")
+from ..models import Job, ProtectedItem, RecoveryPoint
+from ..selectors import jobs_for_user, vaults_for_user
+from . import requests
+from .filters import JobFilter
+from .forms import BackupForm, RestoreForm
 
 
 def _apply_error(form: forms.Form, error: DomainError) -> None:
     if error.code == "permission_denied":
         raise PermissionDenied(error.detail) from error  # refused and audited by the gate
-    field = error.field if error.field in form.fields else None
-    form.add_error(field, error.detail.split(": ", 1)[-1] if field else error.detail)
+    add_domain_error(form, error)
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -85,7 +65,7 @@ def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _started(request: HttpRequest, job: Job) -> HttpResponse:
     """To the job's page; if the queue was down, the job waits there and the page says so."""
-    if jobs.job_waiting_for_queue(job):
+    if requests.job_waiting_for_queue(job):
         messages.warning(request, f"Job #{job.pk}: {job.error}")
     return redirect("jobs:detail", pk=job.pk)
 
@@ -102,7 +82,7 @@ def backup_start(request: HttpRequest, pk: int) -> HttpResponse:
     form = BackupForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            job = jobs.backup_request(
+            job = requests.backup_request(
                 actor=request.user, item=item, retain_until=form.cleaned_data["retain_until"]
             )
         except DomainError as error:
@@ -123,19 +103,10 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
     form = RestoreForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            job = jobs.restore_request(actor=request.user, point=point, **form.cleaned_data)
+            job = requests.restore_request(actor=request.user, point=point, **form.cleaned_data)
         except DomainError as error:
             _apply_error(form, error)
         else:
             return _started(request, job)
     context: dict[str, Any] = {"form": form, "point": point}
     return render(request, "jobs/restore.html", context)
-
-
-urlpatterns = [
-    path("", job_list, name="list"),
-    path("<int:pk>/", job_detail, name="detail"),
-    path("<int:pk>/progress/", job_progress, name="progress"),
-    path("items/<int:pk>/backup/", backup_start, name="backup"),
-    path("points/<int:pk>/restore/", restore_start, name="restore"),
-]

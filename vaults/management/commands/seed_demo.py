@@ -1,5 +1,8 @@
 """``manage.py seed_demo``: a user per role and a dozen vaults, for the embedded quick start.
 
+A vaults command (it creates vaults through the vaults' services); the kernel's commands
+(``adduser``, ``db_roles``, the audit anchors) import no app.
+
 Idempotent: users and vaults that already exist are left alone. Every write goes through the
 services (and so the gate), as the demo users themselves.
 """

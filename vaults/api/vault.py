@@ -10,14 +10,15 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.access import vaults_for_user
+from guards.models import ResourceGuard
 from portal.api import ERROR_SCHEMA, ApprovalSerializer, otp_field
 from portal.gate import DomainError
+from portal.roles import has_capability
 
-from . import services
-from .filters import VaultFilter
-from .models import Vault
-from .selectors import PORTFOLIO_COLUMNS, STORAGE_TIERS, with_portfolio_columns
+from .. import services
+from ..filters import VaultFilter
+from ..models import Vault
+from ..selectors import PORTFOLIO_COLUMNS, STORAGE_TIERS, vaults_for_user, with_portfolio_columns
 
 
 class VaultSerializer(serializers.ModelSerializer[Vault]):
@@ -134,8 +135,6 @@ class VaultViewSet(
         return with_portfolio_columns(vaults_for_user(self.request.user)).order_by("name")
 
     def get_object(self) -> Vault:
-        from portal.roles import has_capability
-
         if not has_capability(self.request.user, "view"):
             raise DomainError("permission_denied", "Your role does not allow you to see vaults.")
         return super().get_object()
@@ -214,8 +213,6 @@ class VaultViewSet(
     )
     @action(detail=True, methods=["put", "delete"], url_path="resource-guard")
     def resource_guard(self, request: Request, name: str | None = None) -> Response:
-        from guards.models import ResourceGuard
-
         vault = self.get_object()
         if request.method == "DELETE":
             vault = services.vault_guard_remove(actor=request.user, vault=vault)

@@ -1,10 +1,10 @@
-"""Approvals (SPEC 3.5) and user administration (SPEC 3.9), through the operation gate."""
+"""Accounts (SPEC 3.9): creating and changing them, grants of power (a pending
+``user_role_grant``), two-factor authenticators, and API tokens."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -12,150 +12,20 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from knox.models import AuthToken
 
-from . import gate
-from .gate import Check, DomainError
-from .models import Alert, Approval
-from .roles import POWER_ROLES, READER, ROLES, SECURITY_ADMIN, forget_roles, role_of
-
-
-@dataclass(frozen=True)
-class ApprovedAction:
-    """What an approved request of one kind does: the gate operation whose rules are checked
-    again before approving (``operation``), and the service that then runs it (``run``,
-    called with ``actor``, ``vault`` and ``approval`` in the approval's transaction)."""
-
-    operation: str
-    run: Callable[..., Any]
-    needs_vault: bool = False
-
-
-# Filled by each app's AppConfig.ready(): the app that owns an action registers it, so the
-# kernel never imports an app and a new kind of approval is one registration.
-APPROVED_ACTIONS: dict[str, ApprovedAction] = {}
-
-
-def register_approved_action(
-    kind: str, *, operation: str, run: Callable[..., Any], needs_vault: bool = False
-) -> None:
-    APPROVED_ACTIONS[kind] = ApprovedAction(operation, run, needs_vault)
-
-
-def _lock_approval(approval: Approval) -> Any:
-    def refresh(facts: dict[str, Any]) -> None:
-        facts["approval"] = Approval.objects.select_for_update().get(pk=approval.pk)
-
-    return refresh
-
-
-def _approval_target(approval: Approval) -> str:
-    return f"approval:{approval.pk}:{approval.kind}"
-
-
-def approval_approve(*, actor: Any, approval: Approval, otp: str = "") -> Approval:
-    """Approve a pending request; the approved action runs in the same transaction.
-
-    The approval row is locked before it is checked, so of two approvers racing on the same
-    request exactly one wins; the other is refused with ``approval_not_pending``. With
-    ``HOLDFAST_APPROVER_2FA=required``, ``otp`` must be a fresh code from the approver's
-    authenticator (``otp_required`` / ``otp_invalid`` otherwise).
-    """
-
-    def precheck(check: Check) -> None:
-        locked: Approval = check.facts["approval"]
-        # Re-check the approved action's own preconditions before approving it.
-        action = APPROVED_ACTIONS.get(locked.kind)
-        if action is not None and action.needs_vault and check.vault is None:
-            raise DomainError(
-                "validation_error", "The vault this request was for no longer exists."
-            )
-        if action is not None:
-            gate.decide(
-                action.operation, actor=actor, vault=check.vault, facts={"approval": locked}
-            )
-
-    def change(check: Check) -> Approval:
-        locked: Approval = check.facts["approval"]
-        locked.status = Approval.Status.APPROVED
-        locked.decided_by = actor
-        locked.decided_at = check.now
-        if locked.kind == Approval.Kind.ELEVATION:
-            locked.active_until = check.now + timedelta(minutes=locked.duration_minutes or 0)
-        locked.save()
-        action = APPROVED_ACTIONS.get(locked.kind)
-        if action is not None:
-            action.run(actor=actor, vault=check.vault, approval=locked)
-        return locked
-
-    return gate.execute(
-        "approval_approve",
-        actor=actor,
-        vault=approval.vault,
-        target=_approval_target(approval),
-        facts={"approval": approval, "otp": otp},
-        refresh=_lock_approval(approval),
-        precheck=precheck,
-        change=change,
-        after=lambda a: {"status": a.status, "kind": a.kind},
-    )
-
-
-def _close(
-    op: str, status: str, *, actor: Any, approval: Approval, reason: str = "", otp: str = ""
-) -> Approval:
-    def change(check: Check) -> Approval:
-        locked: Approval = check.facts["approval"]
-        locked.status = status
-        locked.reason = reason
-        if status != Approval.Status.CANCELLED:
-            locked.decided_by = actor
-        locked.decided_at = check.now
-        locked.save()
-        return locked
-
-    return gate.execute(
-        op,
-        actor=actor,
-        vault=approval.vault,
-        target=_approval_target(approval),
-        facts={"approval": approval, "otp": otp},
-        refresh=_lock_approval(approval),
-        change=change,
-        after=lambda a: {"status": a.status, "kind": a.kind},
-    )
-
-
-def approval_deny(*, actor: Any, approval: Approval, reason: str = "", otp: str = "") -> Approval:
-    """A security admin other than the requester turns the request down (with a fresh
-    second-factor code when ``HOLDFAST_APPROVER_2FA=required``)."""
-    return _close(
-        "approval_deny",
-        Approval.Status.DENIED,
-        actor=actor,
-        approval=approval,
-        reason=reason,
-        otp=otp,
-    )
-
-
-def approval_cancel(*, actor: Any, approval: Approval) -> Approval:
-    """The requester withdraws a pending request."""
-    return _close("approval_cancel", Approval.Status.CANCELLED, actor=actor, approval=approval)
-
-
-def approval_revoke(*, actor: Any, approval: Approval, reason: str = "") -> Approval:
-    """A security admin ends an active elevation early."""
-    return _close(
-        "approval_revoke", Approval.Status.REVOKED, actor=actor, approval=approval, reason=reason
-    )
+from .. import gate
+from ..gate import Check, DomainError
+from ..models import Approval
+from ..roles import POWER_ROLES, READER, ROLES, SECURITY_ADMIN, forget_roles, role_of
 
 
 def password_change(*, actor: Any, new_password: str, password_ok: bool) -> Any:
     """The owner sets their own password (``password_ok``: the caller checked the current one
     through ``authenticate``, so sign-in throttling counts wrong ones). From then on no one else
-    holds it, which approvals look at (``gate.password_setter``). Other sessions and API tokens
-    of the account end."""
-    from knox.models import AuthToken
+    holds it, which approvals look at (``gate_rules.password_setter``). Other sessions and API
+    tokens of the account end."""
 
     def precheck(check: Check) -> None:
         error = _password_error(new_password, actor)
@@ -186,7 +56,6 @@ def authenticator_enrol(*, actor: Any, key: str, otp: str, password_ok: bool) ->
     ``password_ok`` says the caller re-checked the account's password (through
     ``authenticate``, so login throttling counts wrong ones). The code is spent on enrolment.
     """
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     def change(check: Check) -> TOTPDevice:
         TOTPDevice.objects.filter(user=actor, confirmed=False).delete()
@@ -249,13 +118,11 @@ def _account_state(user: Any) -> dict[str, Any]:
 
 def _file_grant(actor: Any, user: Any, asked: dict[str, Any], now: Any) -> Approval:
     """A pending grant of power (SPEC 3.9); asking again for the same returns that one."""
-    pending = Approval.objects.filter(
-        kind=Approval.Kind.USER_ROLE_GRANT,
-        account=user,
-        status=Approval.Status.PENDING,
-        expires_at__gt=now,
-        payload=asked,
-    ).first()
+    pending = (
+        Approval.objects.pending(now)
+        .filter(kind=Approval.Kind.USER_ROLE_GRANT, account=user, payload=asked)
+        .first()
+    )
     return pending or Approval.objects.create(
         kind=Approval.Kind.USER_ROLE_GRANT,
         requested_by=actor,
@@ -424,8 +291,6 @@ def account_update(
             account.is_active = is_active
             fields.append("is_active")
             if not is_active:
-                from knox.models import AuthToken
-
                 AuthToken.objects.filter(user=account).delete()
         if password is not None:
             account.set_password(password)
@@ -481,7 +346,6 @@ def user_role_grant(*, actor: Any, approval: Approval, vault: Any = None) -> Any
 def authenticator_reset(*, actor: Any, user: Any) -> int:
     """Remove an account's TOTP authenticators (a lost phone) so its owner can enrol a new one,
     which needs the owner's password; raises the ``authenticator_removed`` security alert."""
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     def change(check: Check) -> int:
         removed, _ = TOTPDevice.objects.filter(user=user).delete()
@@ -506,7 +370,6 @@ class IssuedToken:
 def api_token_issue(*, actor: Any) -> IssuedToken:
     """A new API token for ``actor`` (who just gave their password). Only its digest is kept:
     the key is in the returned value and nowhere else, not even the audit record."""
-    from knox.models import AuthToken
 
     def change(check: Check) -> IssuedToken:
         instance, key = AuthToken.objects.create(user=actor)
@@ -538,42 +401,3 @@ def api_token_revoke(*, actor: Any, token: Any) -> None:
         change=change,
         after=lambda _: {"revoked": True},
     )
-
-
-def _alert_set(op: str, *, actor: Any, alert: Alert, status: str) -> Alert:
-    def change(check: Check) -> Alert:
-        locked = Alert.objects.select_for_update().get(pk=alert.pk)
-        locked.status = status
-        if status == Alert.Status.ACKNOWLEDGED:
-            locked.acknowledged_by = actor
-        if status == Alert.Status.RESOLVED:
-            locked.resolved_at = check.now
-        locked.save()
-        return locked
-
-    return gate.execute(
-        op,
-        actor=actor,
-        vault_name=alert.vault_name,
-        target=f"alert:{alert.pk}:{alert.kind}",
-        before={"status": alert.status},
-        change=change,
-        after=lambda a: {"status": a.status},
-    )
-
-
-def alert_acknowledge(*, actor: Any, alert: Alert) -> Alert:
-    return _alert_set(
-        "alert_acknowledge", actor=actor, alert=alert, status=Alert.Status.ACKNOWLEDGED
-    )
-
-
-def alert_resolve(*, actor: Any, alert: Alert) -> Alert:
-    """Resolve an alert; a later repeat opens a new one."""
-    return _alert_set("alert_resolve", actor=actor, alert=alert, status=Alert.Status.RESOLVED)
-
-
-# The kernel's own kind of approval; the apps register theirs in their AppConfig.ready().
-register_approved_action(
-    Approval.Kind.USER_ROLE_GRANT, operation="user_role_grant", run=user_role_grant
-)

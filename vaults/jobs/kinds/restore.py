@@ -1,0 +1,42 @@
+"""A restore job: a point, or part of it, written under a restore root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from portal import clock
+
+from ... import rules
+from ...locations import vault_store
+from ...models import Job
+from ...storage import PointNotFound
+from ..requests import archived_refusal
+from ..state import Heartbeat, JobFailed, finish, point_of
+
+
+def run(job: Job, beat: Heartbeat) -> None:
+    point = point_of(job)
+    store = vault_store(point.vault)
+    if point.is_archived and not (
+        point.is_rehydrated(clock.now()) and store.has_point(point.storage_key)
+    ):
+        raise JobFailed(archived_refusal(point).detail)
+    params = job.params
+    try:
+        result = store.restore(
+            point.storage_key,
+            Path(params["target_path"]),
+            allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
+            # Judged again on what the target leads to now (a symlink swapped in since).
+            forbidden_roots=rules.restore_forbidden_roots(),
+            sub_path=params.get("sub_path", ""),
+            overwrite=bool(params.get("overwrite")),
+            progress=beat,
+        )
+    except PointNotFound:
+        raise JobFailed(
+            f"The data of recovery point {point.pk} is missing from the store."
+        ) from None
+    finish(job, done=result.restored_bytes, total=result.restored_bytes)

@@ -1,0 +1,65 @@
+"""Writes to vaults, one module per blade of the vault page and per concern; every one goes
+through the operation gate (``portal.gate``).
+
+- ``vault``: create and delete a vault, its properties (Properties blade)
+- ``immutability``: the Immutable vault blade
+- ``soft_delete``: soft delete, always-on, undelete and purges (Security settings blade)
+- ``mua``: the vault's Resource Guard (Multi-user authorization blade)
+- ``items``: protecting a directory, stopping and resuming protection (Backup items blade)
+- ``points``: recovery points
+- ``common``: what they share (the locked vault row, irreversible lock requests)
+
+Callers write ``services.immutability_set(...)``: every service is re-exported here. A new
+service goes in the module of its blade and into ``__all__`` below.
+"""
+
+from __future__ import annotations
+
+from .immutability import immutability_lock, immutability_lock_request, immutability_set
+from .items import item_protect, protection_resume, protection_stop
+from .mua import vault_guard_remove, vault_guard_set
+from .points import (
+    point_delete,
+    point_expire,
+    point_expiry,
+    point_flag,
+    point_record,
+    point_retain_until,
+)
+from .soft_delete import (
+    UPCOMING_PURGE_WARNING,
+    item_purge,
+    item_purge_warn,
+    item_undelete,
+    soft_delete_always_on,
+    soft_delete_always_on_request,
+    soft_delete_set,
+)
+from .vault import job_alerts_mute, vault_create, vault_delete
+
+__all__ = [
+    "UPCOMING_PURGE_WARNING",
+    "immutability_lock",
+    "immutability_lock_request",
+    "immutability_set",
+    "item_protect",
+    "item_purge",
+    "item_purge_warn",
+    "item_undelete",
+    "job_alerts_mute",
+    "point_delete",
+    "point_expire",
+    "point_expiry",
+    "point_flag",
+    "point_record",
+    "point_retain_until",
+    "protection_resume",
+    "protection_stop",
+    "soft_delete_always_on",
+    "soft_delete_always_on_request",
+    "soft_delete_set",
+    "vault_create",
+    "vault_delete",
+    "vault_guard_remove",
+    "vault_guard_set",
+]

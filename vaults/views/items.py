@@ -1,0 +1,264 @@
+"""The Backup items blade (SPEC 3.7): a vault's protected items, protecting a directory, an
+item's recovery points (delete, retain, browse), moving an item to another policy (with its
+preview), stopping and resuming protection.
+
+Every write calls one service; a ``validation_error`` lands on the form field it names and
+any other refusal is shown where the person acted, with the refusal's HTTP status.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from policies import services as policy_services
+from policies.previews import preview_context
+from portal import clock
+from portal.forms import refusal_context
+from portal.gate import DomainError
+from portal.http import HtmxHttpRequest
+
+from .. import selectors, services
+from ..blades import render_blade
+from ..forms import ChangePolicyForm, ProtectForm, RetainUntilForm, StopProtectionForm
+from ..models import ProtectedItem, RecoveryPoint, Vault
+from ..selectors import get_vault_for_user
+from ..storage import StorageError
+
+ITEM_SORTS = {
+    "name", "-name", "policy__name", "-policy__name", "protection_state", "-protection_state",
+    "last_backup_at", "-last_backup_at", "point_count", "-point_count",
+}  # fmt: skip
+
+
+def _item(vault: Vault, pk: int) -> ProtectedItem:
+    return get_object_or_404(vault.items.select_related("policy", "vault"), pk=pk)
+
+
+def _point(item: ProtectedItem, pk: int) -> RecoveryPoint:
+    return get_object_or_404(item.recovery_points.select_related("vault", "item"), pk=pk)
+
+
+def _item_page(
+    request: HtmxHttpRequest, vault: Vault, item: ProtectedItem, **extra: Any
+) -> HttpResponse:
+    points = item.recovery_points.order_by("-created_at", "-pk")
+    context = {
+        "item": item,
+        "points": Paginator(points, 25).get_page(request.GET.get("page")),
+        "now": clock.now(),
+        "change_form": ChangePolicyForm(item=item),
+        "stop_form": StopProtectionForm(),
+        **extra,
+    }
+    return render_blade(request, vault, "items", **context)
+
+
+def item_list(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    sort = request.GET.get("sort", "name")
+    items = (
+        vault.items.select_related("policy")
+        .annotate(point_count=Count("recovery_points"))
+        .order_by(sort if sort in ITEM_SORTS else "name", "pk")
+    )
+    page = Paginator(items, 25).get_page(request.GET.get("page"))
+    query = f"sort={sort}" if sort in ITEM_SORTS else ""
+    return render_blade(request, vault, "items", page=page, sort=sort, query=query)
+
+
+def item_protect(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    form = ProtectForm(request.POST or None, vault=vault)
+    extra: dict[str, Any] = {"form": form}
+    if request.method == "POST" and form.is_valid():
+        try:
+            item = services.item_protect(actor=request.user, vault=vault, **form.cleaned_data)
+        except DomainError as error:
+            extra.update(refusal_context(form, error, "refusal"), status=error.http_status)
+        else:
+            messages.success(request, f"{item.name} is now protected by policy {item.policy.name}.")
+            return redirect("vaults:item", name=vault.name, pk=item.pk)
+    return render_blade(request, vault, "items", **extra)
+
+
+def item_detail(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    return _item_page(request, vault, _item(vault, pk))
+
+
+def point_browse(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+    """Browse a recovery point's files (read-only; restore starts from the jobs forms)."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    point = _point(item, point_pk)
+    path = request.GET.get("path", "").strip("/")
+    try:
+        entries = selectors.point_browse(point, path)
+        error = ""
+    except (StorageError, ValueError) as exc:
+        entries, error = [], str(exc)
+    parts = [p for p in path.split("/") if p]
+    crumbs = [("/".join(parts[: i + 1]), part) for i, part in enumerate(parts)]
+    context = {
+        "vault": vault,
+        "item": item,
+        "point": point,
+        "path": path,
+        "crumbs": crumbs,
+        "entries": [
+            {**vars(e), "modified": datetime.fromtimestamp(e.mtime, UTC)}
+            for e in sorted(entries, key=lambda e: (e.kind != "dir", e.name))
+        ],
+        "error": error,
+    }
+    return render(request, "vaults/point_browse.html", context, status=404 if error else 200)
+
+
+@require_POST
+def item_change_policy(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    """Move an item to another policy; "Preview" shows the effect first, as on a policy."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    form = ChangePolicyForm(request.POST, item=item)
+    extra: dict[str, Any] = {"change_form": form}
+    if form.is_valid() and request.POST.get("action") == "save":
+        policy = form.cleaned_data["policy"]
+        try:
+            policy_services.item_change_policy(actor=request.user, item=item, policy=policy)
+        except DomainError as error:
+            extra.update(refusal_context(form, error, "change_refusal"), status=error.http_status)
+        else:
+            messages.success(request, f"{item.name} now uses policy {policy.name}.")
+            return redirect("vaults:item", name=vault.name, pk=item.pk)
+    extra.update(_change_preview(request, item, form))
+    return _item_page(request, vault, item, **extra)
+
+
+def _change_preview(
+    request: HtmxHttpRequest, item: ProtectedItem, form: ChangePolicyForm
+) -> dict[str, Any]:
+    if not form.is_valid():
+        return {}
+    policy = form.cleaned_data["policy"]
+    return preview_context(
+        form,
+        lambda: policy_services.policy_change_preview(actor=request.user, item=item, policy=policy),
+    )
+
+
+@require_POST
+def item_policy_preview(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    form = ChangePolicyForm(request.POST, item=item)
+    extra = _change_preview(request, item, form)
+    return _item_page(request, vault, item, partial="change-preview", change_form=form, **extra)
+
+
+@require_POST
+def item_stop(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    """Stop protection; deleting the data also needs the item's name typed."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    form = StopProtectionForm(request.POST)
+    form.is_valid()
+    delete_data = bool(form.cleaned_data.get("delete_data"))
+    if delete_data and form.cleaned_data.get("confirmation") != item.name:
+        form.add_error("confirmation", f"Type the item's exact name ({item.name}) to confirm.")
+        return _item_page(request, vault, item, stop_form=form, status=400)
+    try:
+        item = services.protection_stop(actor=request.user, item=item, delete_data=delete_data)
+    except DomainError as error:
+        return _item_page(
+            request, vault, item, stop_form=form, protection_refusal=error, status=error.http_status
+        )
+    messages.success(request, f"Protection of {item.name} stopped: {_stopped(item)}.")
+    if item.pk is None:
+        return redirect("vaults:blade", name=vault.name, blade="items")
+    return redirect("vaults:item", name=vault.name, pk=item.pk)
+
+
+def _stopped(item: ProtectedItem) -> str:
+    if item.pk is None:
+        return "its data is deleted"
+    if item.protection_state == ProtectedItem.State.SOFT_DELETED:
+        return f"its data is soft-deleted until {item.purge_at:%Y-%m-%d %H:%M} UTC"
+    return "its data is retained"
+
+
+@require_POST
+def item_resume(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    try:
+        services.protection_resume(actor=request.user, item=item)
+    except DomainError as error:
+        return _item_page(request, vault, item, protection_refusal=error, status=error.http_status)
+    messages.success(request, f"Protection of {item.name} resumed.")
+    return redirect("vaults:item", name=vault.name, pk=item.pk)
+
+
+def _point_result(
+    request: HtmxHttpRequest,
+    vault: Vault,
+    item: ProtectedItem,
+    point_pk: int,
+    *,
+    error: DomainError | None = None,
+    notice: str = "",
+) -> HttpResponse:
+    """The points table again, with the refusal in the row of the point acted on."""
+    if error is not None:
+        return _item_page(
+            request, vault, item, partial="points", status=error.http_status,
+            point_refusal=error, refused_point=point_pk,
+        )  # fmt: skip
+    if request.htmx:
+        return _item_page(request, vault, item, partial="points", notice=notice)
+    messages.success(request, notice)
+    return redirect("vaults:item", name=vault.name, pk=item.pk)
+
+
+@require_POST
+def point_delete(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    point = _point(item, point_pk)
+    try:
+        kept = services.point_delete(actor=request.user, point=point)
+    except DomainError as error:
+        return _point_result(request, vault, item, point_pk, error=error)
+    notice = f"Point {point_pk} deleted."
+    if kept is not None and kept.soft_deleted_until is not None:
+        notice = (
+            f"Point {point_pk} soft-deleted: restorable until "
+            f"{kept.soft_deleted_until:%Y-%m-%d %H:%M} UTC, then purged. Retain it again to "
+            "keep it."
+        )
+    return _point_result(request, vault, item, point_pk, notice=notice)
+
+
+@require_POST
+def point_retain(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    point = _point(item, point_pk)
+    form = RetainUntilForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise DomainError("validation_error", "Give a date and time (UTC).")
+        point = services.point_retain_until(
+            actor=request.user, point=point, retain_until=form.cleaned_data["retain_until"]
+        )
+    except DomainError as error:
+        return _point_result(request, vault, item, point_pk, error=error)
+    notice = f"Point {point_pk} is now kept until {point.expires_at:%Y-%m-%d %H:%M} UTC."
+    return _point_result(request, vault, item, point_pk, notice=notice)
