@@ -101,6 +101,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.navigation",
             ],
+            # label and duration filters on every page without a {% load %}.
+            "builtins": ["portal.templatetags.holdfast"],
         },
     }
 ]
