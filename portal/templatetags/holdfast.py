@@ -38,3 +38,12 @@ def duration(value: timedelta | float | int | None) -> str:
     if minutes:
         return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     return f"{secs} s"
+
+
+@register.inclusion_tag("_mua_marker.html")
+def mua_marker(vault: object, operation: str) -> dict[str, object]:
+    """"Protected by <guard>" beside an action the vault's Resource Guard protects (SPEC 3.4),
+    so a person knows before the click that it needs a security admin's approval."""
+    guard = getattr(vault, "resource_guard", None)
+    protected = guard is not None and guard.protects(operation)
+    return {"guard": guard if protected else None, "operation": operation}
