@@ -46,6 +46,11 @@ urlpatterns = [
         items.point_browse,
         name="point-browse",
     ),
+    path(
+        "<str:name>/items/<int:pk>/points/<int:point_pk>/download/",
+        items.point_download,
+        name="point-download",
+    ),
     path("<str:name>/items/<int:pk>/resume/", items.item_resume, name="item-resume"),
     path(
         "<str:name>/items/<int:pk>/points/<int:point_pk>/delete/",

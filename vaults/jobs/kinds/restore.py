@@ -24,19 +24,26 @@ def run(job: Job, beat: Heartbeat) -> None:
     ):
         raise JobFailed(archived_refusal(point).detail)
     params = job.params
+    # A selection of files and folders restores one after the other into the same target.
+    sub_paths = params.get("sub_paths") or [params.get("sub_path", "")]
+    restored = files = 0
     try:
-        result = store.restore(
-            point.storage_key,
-            Path(params["target_path"]),
-            allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
-            # Judged again on what the target leads to now (a symlink swapped in since).
-            forbidden_roots=rules.restore_forbidden_roots(),
-            sub_path=params.get("sub_path", ""),
-            overwrite=bool(params.get("overwrite")),
-            progress=beat,
-        )
+        for sub_path in sub_paths:
+            result = store.restore(
+                point.storage_key,
+                Path(params["target_path"]),
+                allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
+                # Judged again on what the target leads to now (a symlink swapped in since).
+                forbidden_roots=rules.restore_forbidden_roots(),
+                sub_path=sub_path,
+                overwrite=bool(params.get("overwrite")),
+                progress=beat,
+                file_progress=beat.files,
+            )
+            restored += result.restored_bytes
+            files += result.files + result.dirs + result.symlinks
     except PointNotFound:
         raise JobFailed(
             f"The data of recovery point {point.pk} is missing from the store."
         ) from None
-    finish(job, done=result.restored_bytes, total=result.restored_bytes)
+    finish(job, done=restored, total=restored, files=files)
