@@ -246,6 +246,11 @@ def restore_request(
     )
 
 
+# What a person may stop: the work people and the backup schedule ask for. Sweeps, tier moves
+# and storage locks carry out retention and immutability: stopping one would weaken them.
+CANCELLABLE = {Kind.BACKUP, Kind.RESTORE, Kind.VERIFY, Kind.REHYDRATE, Kind.LOCK_VERIFY}
+
+
 def job_cancel(*, actor: Any, job: Job) -> Job:
     """Cancel a queued or running job. A queued job ends at once (failed, saying who
     cancelled it; no worker will claim it); a running one is asked to stop and its worker
@@ -257,6 +262,12 @@ def job_cancel(*, actor: Any, job: Job) -> Job:
 
     def precheck(check: Check) -> None:
         locked: Job = check.facts["job"]
+        if locked.kind not in CANCELLABLE:
+            raise DomainError(
+                "job_not_cancellable",
+                f"{locked.get_kind_display()} jobs are Holdfast's own upkeep (they keep locks, "
+                "tiers and expiries as the rules say) and cannot be cancelled.",
+            )
         if locked.is_finished:
             raise DomainError(
                 "job_ended",

@@ -29,6 +29,7 @@ from portal.http import HtmxHttpRequest
 from .. import selectors, services
 from ..blades import render_blade
 from ..forms import ChangePolicyForm, ProtectForm, RetainUntilForm, StopProtectionForm
+from ..jobs.forms import BackupForm
 from ..models import ProtectedItem, RecoveryPoint, Vault
 from ..selectors import get_vault_for_user
 from ..storage import StorageError
@@ -40,7 +41,9 @@ ITEM_SORTS = {
 
 
 def _item(vault: Vault, pk: int) -> ProtectedItem:
-    return get_object_or_404(vault.items.select_related("policy", "vault"), pk=pk)
+    return get_object_or_404(
+        vault.items.select_related("policy", "vault", "vault__resource_guard"), pk=pk
+    )
 
 
 def _point(item: ProtectedItem, pk: int) -> RecoveryPoint:
@@ -51,10 +54,15 @@ def _item_page(
     request: HtmxHttpRequest, vault: Vault, item: ProtectedItem, **extra: Any
 ) -> HttpResponse:
     points = item.recovery_points.order_by("-created_at", "-pk")
+    now = clock.now()
+    jobs = item.jobs.select_related("requested_by", "recovery_point").order_by("-created_at", "-pk")
     context = {
         "item": item,
         "points": Paginator(points, 25).get_page(request.GET.get("page")),
-        "now": clock.now(),
+        "now": now,
+        "rpo": selectors.item_rpo(item, now),
+        "item_jobs": list(jobs[:10]),
+        "backup_form": BackupForm(),
         "change_form": ChangePolicyForm(item=item),
         "stop_form": StopProtectionForm(),
         **extra,
