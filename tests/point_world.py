@@ -15,8 +15,8 @@ from vaults.jobs import requests, runner
 from vaults.models import ProtectedItem, RecoveryPoint
 
 
-@pytest.fixture
-def stores(settings: Any, tmp_path: Path) -> dict[str, Path]:
+@pytest.fixture(name="stores")
+def stores_fixture(settings: Any, tmp_path: Path) -> dict[str, Path]:
     settings.HOLDFAST_STORAGE_ROOT = tmp_path / "storage"
     restores = tmp_path / "restores"
     other = tmp_path / "restores-two"
@@ -47,6 +47,6 @@ def backed_up(admin: Any, item: ProtectedItem) -> RecoveryPoint:
     return job.recovery_point
 
 
-@pytest.fixture
-def point(admin: Any, stores: dict[str, Path]) -> RecoveryPoint:
+@pytest.fixture(name="point")
+def point_fixture(admin: Any, stores: dict[str, Path]) -> RecoveryPoint:
     return backed_up(admin, protect(admin, stores["source"]))

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from portal import clock
 from portal.models import AuditRecord
-from tests.point_world import backed_up, point, protect, stores  # noqa: F401  (fixtures)
+from tests.point_world import backed_up, point_fixture, protect, stores_fixture  # noqa: F401
 from vaults.jobs import runner
 from vaults.models import Job, RecoveryPoint
 

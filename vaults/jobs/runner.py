@@ -54,6 +54,11 @@ def job_run(*, job_id: int) -> Job | None:
     job = job_claim(job_id=job_id)
     if job is None:
         return None
+    return job_execute(job)
+
+
+def job_execute(job: Job) -> Job:
+    """Run a claimed job to completed, failed or cancelled (see :func:`job_run`)."""
     runner = RUNNERS[job.kind]
     try:
         with Heartbeat(job.pk) as beat:
