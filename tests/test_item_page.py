@@ -39,7 +39,7 @@ def test_back_up_now_with_retain_until_from_the_item_page(
 ) -> None:
     item = protect(admin, stores["source"])
     page = _page(operator, item)
-    action = reverse("jobs:backup", args=[item.pk])
+    action = reverse("vaults:item-backup", args=[item.vault.name, item.pk])
     assert f'action="{action}"' in page and 'type="datetime-local" name="retain_until"' in page
     until = (clock.now() + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M")
     response = _client(operator).post(action, {"retain_until": until})
@@ -47,6 +47,37 @@ def test_back_up_now_with_retain_until_from_the_item_page(
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     assert job.params["on_demand"] and job.params["retain_until"].startswith(until[:10])
     assert job.requested_by == operator
+
+
+def test_a_refused_backup_now_is_shown_in_its_card_and_queues_nothing(
+    operator: Any, admin: Any, stores: dict[str, Path]
+) -> None:
+    item = protect(admin, stores["source"])
+    action = reverse("vaults:item-backup", args=[item.vault.name, item.pk])
+    past = (clock.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    response = _client(operator).post(action, {"retain_until": past})
+    assert response.status_code == 400
+    card = response.content.decode().split('id="backup-now"')[1].split("</section>")[0]
+    assert "choose a time in the future" in card and 'aria-invalid="true"' in card
+    assert not Job.objects.exists()
+    ProtectedItem.objects.filter(pk=item.pk).update(protection_state="protection_stopped")
+    response = _client(operator).post(action, {"retain_until": ""})
+    assert response.status_code == 400
+    assert "resume protection first" in response.content.decode()
+    assert not Job.objects.exists()
+
+
+def test_a_reader_forging_back_up_now_is_refused_and_audited(
+    reader: Any, admin: Any, stores: dict[str, Path]
+) -> None:
+    from portal.models import AuditRecord
+
+    item = protect(admin, stores["source"])
+    action = reverse("vaults:item-backup", args=[item.vault.name, item.pk])
+    assert _client(reader).post(action, {"retain_until": ""}).status_code == 403
+    assert not Job.objects.exists()
+    record = AuditRecord.objects.get(operation="backup_run")
+    assert record.outcome == "refused" and record.code == "permission_denied"
 
 
 def test_the_timeline_lists_points_newest_first_with_tiers_jobs_and_rpo_met(

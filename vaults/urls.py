@@ -34,6 +34,7 @@ urlpatterns = [
     path("<str:name>/items/", items.item_list, name="items"),
     path("<str:name>/items/new/", items.item_protect, name="item-protect"),
     path("<str:name>/items/<int:pk>/", items.item_detail, name="item"),
+    path("<str:name>/items/<int:pk>/backup/", items.item_backup, name="item-backup"),
     path("<str:name>/items/<int:pk>/policy/", items.item_change_policy, name="item-policy"),
     path(
         "<str:name>/items/<int:pk>/policy/preview/",

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpResponse, StreamingHttpResponse
@@ -22,13 +23,14 @@ from django.views.decorators.http import require_POST
 from policies import services as policy_services
 from policies.previews import preview_context
 from portal import clock
-from portal.forms import refusal_context
+from portal.forms import add_domain_error, refusal_context
 from portal.gate import DomainError
 from portal.http import HtmxHttpRequest
 
 from .. import selectors, services
 from ..blades import render_blade
 from ..forms import ChangePolicyForm, ProtectForm, RetainUntilForm, StopProtectionForm
+from ..jobs import requests as job_requests
 from ..jobs.forms import BackupForm
 from ..models import ProtectedItem, RecoveryPoint, Vault
 from ..selectors import get_vault_for_user
@@ -169,6 +171,28 @@ def point_download(
     if not download.is_zip:
         response["Content-Length"] = str(download.selection.total_bytes)
     return response
+
+
+@require_POST
+def item_backup(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    """Back up now from the item page; a refusal shows in the Back up now card."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    form = BackupForm(request.POST)
+    if form.is_valid():
+        try:
+            job = job_requests.backup_request(
+                actor=request.user, item=item, retain_until=form.cleaned_data["retain_until"]
+            )
+        except DomainError as error:
+            if error.code == "permission_denied":
+                raise PermissionDenied(error.detail) from error
+            add_domain_error(form, error)
+            return _item_page(request, vault, item, backup_form=form, status=error.http_status)
+        if job_requests.job_waiting_for_queue(job):
+            messages.warning(request, f"Job #{job.pk}: {job.error}")
+        return redirect("jobs:detail", pk=job.pk)
+    return _item_page(request, vault, item, backup_form=form, status=400)
 
 
 @require_POST
