@@ -152,3 +152,56 @@ def test_holdfasts_own_upkeep_jobs_cannot_be_cancelled(api: Any, admin: Any, ope
 
 def test_a_job_of_a_vault_the_user_cannot_see_is_not_found(api: Any, operator: Any) -> None:
     assert api(operator).post("/api/v1/jobs/999999/cancel/").status_code == 404
+
+
+# --- a real worker, a backup in flight -----------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backup_cancelled_while_a_real_worker_runs_it_publishes_nothing(
+    settings: Any, tmp_path: Path, worker_id: str, api: Any
+) -> None:
+    import os
+    import time
+    import uuid
+
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import app
+    from tests.conftest import make_user
+
+    settings.HOLDFAST_STORAGE_ROOT = tmp_path / "storage"
+    settings.HOLDFAST_TASK_QUEUE = f"holdfast-test-{worker_id}-{uuid.uuid4().hex[:8]}"
+    settings.HOLDFAST_JOB_HEARTBEAT_SECONDS = 0.05
+    source = tmp_path / "data" / "big"
+    source.mkdir(parents=True)
+    for i in range(96):  # 192 MiB of incompressible files: a second or more of work
+        (source / f"part-{i:02d}.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    admin = make_user("alice", "backup_admin")
+    operator = make_user("oscar", "operator")
+    item = protect(admin, source)
+    with start_worker(
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        queues=[settings.HOLDFAST_TASK_QUEUE],
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ):
+        job = requests.backup_request(actor=admin, item=item)
+        deadline = time.monotonic() + 60
+        # Bounded polling: the heartbeat reports the first files taken.
+        while not Job.objects.filter(pk=job.pk, status="running", files_done__gt=0).exists():
+            assert time.monotonic() < deadline, "the backup never started"
+            time.sleep(0.01)
+        response = api(operator).post(f"/api/v1/jobs/{job.pk}/cancel/")
+        assert response.status_code == 202, response.content
+        while not Job.objects.get(pk=job.pk).is_finished:
+            assert time.monotonic() < deadline, "the backup never stopped"
+            time.sleep(0.02)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.was_cancelled, (job.status, job.error, job.files_done)
+    assert job.error.startswith("Cancelled by oscar while it ran")
+    assert 0 < job.files_done < 96
+    assert not RecoveryPoint.objects.exists()
+    assert vault_store(item.vault).points() == []
