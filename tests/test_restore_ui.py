@@ -273,3 +273,24 @@ def test_an_archived_point_is_not_downloaded_before_rehydration(
     response = _client(operator).post(_download(point), {"path": "notes.txt"})
     assert response.status_code == 409
     assert "rehydrate it first" in response.content.decode()
+
+
+def test_a_selection_with_a_path_not_in_the_point_restores_nothing(
+    operator: Any, point: RecoveryPoint, stores: dict[str, Path]
+) -> None:
+    response = _client(operator).post(
+        _restore(point),
+        {"path": ["notes.txt", "not-there.txt"], "root": str(stores["restores"]), "folder": ""},
+    )
+    job = runner.job_run(job_id=Job.objects.get(kind="restore").pk)
+    assert response.status_code == 302 and job is not None
+    assert job.status == "failed" and "not in this recovery point" in job.error
+    assert list(stores["restores"].iterdir()) == []
+
+
+def test_a_link_alone_is_not_downloaded(operator: Any, admin: Any, stores: dict[str, Path]) -> None:
+    (stores["source"] / "link").symlink_to("notes.txt")
+    linked = backed_up(admin, protect(admin, stores["source"], vault_name="vault-links"))
+    response = _client(operator).post(_download(linked), {"path": "link"})
+    assert response.status_code == 400
+    assert "links are not downloaded" in response.content.decode()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import RestoreRefused, StorageError
-from .manifest import KIND_DIR, KIND_FILE, Manifest, Node
+from .manifest import KIND_DIR, KIND_FILE, Manifest, Node, check_relative_path
 from .restore import normalize_sub_path
 
 if TYPE_CHECKING:
@@ -64,7 +64,11 @@ def select(manifest: Manifest, paths: Iterable[str]) -> Selection:
         for candidate in manifest.nodes:
             inside = candidate.path == path or candidate.path.startswith(prefix)
             if inside and candidate.kind in (KIND_FILE, KIND_DIR):
+                # A manifest naming an unsafe path is refused, never written into a zip.
+                check_relative_path(candidate.path)
                 entries.setdefault(candidate.path, (candidate.path[cut:], candidate))
+    if not entries:
+        raise StorageError("The selection holds no file or folder (links are not downloaded).")
     return Selection(list(entries.values()))
 
 

@@ -12,6 +12,7 @@ from ... import rules
 from ...locations import vault_store
 from ...models import Job
 from ...storage import PointNotFound
+from ...storage.restore import select_nodes
 from ..requests import archived_refusal
 from ..state import Heartbeat, JobFailed, finish, point_of
 
@@ -28,6 +29,11 @@ def run(job: Job, beat: Heartbeat) -> None:
     sub_paths = params.get("sub_paths") or [params.get("sub_path", "")]
     restored = files = 0
     try:
+        if len(sub_paths) > 1:
+            # Every path is in the point, or nothing is written (not half a selection).
+            nodes = store.manifest(point.storage_key).nodes
+            for sub_path in sub_paths:
+                select_nodes(nodes, sub_path)
         for sub_path in sub_paths:
             result = store.restore(
                 point.storage_key,
