@@ -128,6 +128,14 @@ def test_back_up_watch_restore_a_file_and_download_another(
 
     page.goto(f"/vaults/{item.vault.name}/items/{item.pk}/")
     _shot(page, "item-after", width)
+    # Delete asks first, saying what soft delete keeps.
+    point_row = page.locator(f"#point-{job.recovery_point.pk}")
+    point_row.locator("summary").click()
+    confirm = point_row.locator(".irreversible")
+    confirm.wait_for()
+    assert "kept, restorable, for 14 days" in confirm.inner_text()
+    point_row.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / f"item-delete-confirm-{width}.png"))
     page.goto("/jobs/")
     _shot(page, "jobs", width)
     assert not [v for v in violations if "Content Security Policy" in v], violations
