@@ -294,3 +294,20 @@ def test_a_link_alone_is_not_downloaded(operator: Any, admin: Any, stores: dict[
     response = _client(operator).post(_download(linked), {"path": "link"})
     assert response.status_code == 400
     assert "links are not downloaded" in response.content.decode()
+
+
+def test_rehydration_is_asked_from_the_restore_page_and_a_reader_is_refused(
+    operator: Any, reader: Any, point: RecoveryPoint
+) -> None:
+    RecoveryPoint.objects.filter(pk=point.pk).update(tier="vault_archive")
+    url = reverse("jobs:rehydrate", args=[point.pk])
+    refused = _client(reader).post(url, {"days": 15, "priority": "standard"})
+    assert refused.status_code == 403
+    assert AuditRecord.objects.get(operation="point_rehydrate").code == "permission_denied"
+    client = _client(operator)
+    bad = client.post(url, {"days": 90, "priority": "standard"})
+    assert bad.status_code == 400 and "less than or equal to 30" in bad.content.decode()
+    response = client.post(url, {"days": 20, "priority": "high"})
+    job = Job.objects.get(kind="rehydrate")
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    assert job.params == {"days": 20, "priority": "high"} and job.requested_by == operator
