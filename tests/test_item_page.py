@@ -185,3 +185,15 @@ def test_the_item_page_query_count_does_not_grow_with_points_or_jobs(
         page = client.get(url)
     assert page.content.decode().count('class="timeline-point"') == 7
     assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+
+
+def test_back_up_now_for_another_vaults_item_is_not_found(
+    operator: Any, admin: Any, stores: dict[str, Path], tmp_path: Path
+) -> None:
+    protect(admin, stores["source"])
+    source = tmp_path / "other"
+    source.mkdir()
+    other = protect(admin, source, vault_name="vault-two")
+    forged = reverse("vaults:item-backup", args=["vault-one", other.pk])
+    assert _client(operator).post(forged, {"retain_until": ""}).status_code == 404
+    assert not Job.objects.exists()

@@ -119,7 +119,7 @@ def zip_stream(store: VaultStore, manifest: Manifest, selection: Selection) -> I
                 info.external_attr = (0o100000 | (node.mode or 0o644)) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.file_size = node.size
-                with zf.open(info, mode="w", force_zip64=node.size > 2**31) as out:
+                with zf.open(info, mode="w", force_zip64=node.size >= zipfile.ZIP64_LIMIT) as out:
                     for piece in file_bytes(store, manifest, node):
                         out.write(piece)
                         chunk = pipe.drain()
