@@ -55,10 +55,8 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
     point = _point(request, pk)
     paths = _paths(request)
     form = RestoreForm(request.POST if request.method == "POST" and not choosing else None)
-    status = 200
-    if choosing:
-        pass
-    elif request.method == "POST" and form.is_valid():
+    status = 400 if form.is_bound else 200
+    if form.is_bound and form.is_valid():
         try:
             job = requests.restore_request(
                 actor=request.user,
@@ -70,14 +68,12 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
         except DomainError as error:
             if error.code == "permission_denied":
                 raise PermissionDenied(error.detail) from error
-            if error.field == "target_path":
+            if error.field == "target_path":  # the root and folder the person chose
                 error.field = "folder"
             add_domain_error(form, error)
             status = error.http_status
         else:
             return _started(request, job)
-    elif request.method == "POST":
-        status = 400
     return render(request, "jobs/restore.html", _context(point, form, paths), status=status)
 
 
