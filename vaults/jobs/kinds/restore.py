@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -12,9 +13,16 @@ from ... import rules
 from ...locations import vault_store
 from ...models import Job
 from ...storage import PointNotFound
+from ...storage.manifest import KIND_FILE
 from ...storage.restore import select_nodes
+from ...storage.writer import Progress
 from ..requests import archived_refusal
 from ..state import Heartbeat, JobFailed, finish, point_of
+
+
+def _offset(report: Progress, base: int, total: int, done: int, _part_total: int) -> None:
+    """One path's progress as part of the whole selection's."""
+    report(base + done, total)
 
 
 def run(job: Job, beat: Heartbeat) -> None:
@@ -29,12 +37,14 @@ def run(job: Job, beat: Heartbeat) -> None:
     sub_paths = params.get("sub_paths") or [params.get("sub_path", "")]
     restored = files = 0
     try:
-        if len(sub_paths) > 1:
-            # Every path is in the point, or nothing is written (not half a selection).
-            nodes = store.manifest(point.storage_key).nodes
-            for sub_path in sub_paths:
-                select_nodes(nodes, sub_path)
+        # The selection's totals, so one bar runs across every path; and every path is in
+        # the point, or nothing is written (not half a selection).
+        nodes = store.manifest(point.storage_key).nodes
+        chosen = [select_nodes(nodes, sub_path) for sub_path in sub_paths]
+        all_bytes = sum(n.size for picked in chosen for n in picked if n.kind == KIND_FILE)
+        all_entries = sum(len(picked) for picked in chosen)
         for sub_path in sub_paths:
+            before_bytes, before_files = restored, files
             result = store.restore(
                 point.storage_key,
                 Path(params["target_path"]),
@@ -43,8 +53,8 @@ def run(job: Job, beat: Heartbeat) -> None:
                 forbidden_roots=rules.restore_forbidden_roots(),
                 sub_path=sub_path,
                 overwrite=bool(params.get("overwrite")),
-                progress=beat,
-                file_progress=beat.files,
+                progress=partial(_offset, beat, before_bytes, all_bytes),
+                file_progress=partial(_offset, beat.files, before_files, all_entries),
             )
             restored += result.restored_bytes
             files += result.files + result.dirs + result.symlinks
