@@ -44,8 +44,25 @@ def world(settings: Any, tmp_path: Path, worker_id: str) -> Iterator[dict[str, P
     yield {"source": source, "restores": tmp_path / "restores-two"}
 
 
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-4.14.1.min.js"
+
+
 def _shot(page: Any, name: str, width: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+    _axe(page, name)
+
+
+def _axe(page: Any, name: str) -> None:
+    """No serious or critical axe-core finding in the page's main content (the frame
+    around it is checked by the site-wide crawl)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    found = page.evaluate(
+        "async () => (await axe.run('main', {resultTypes: ['violations']})).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))"
+    )
+    assert found == [], f"{name}: {found}"
 
 
 @pytest.mark.parametrize("width", list(WIDTHS))
