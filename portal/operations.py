@@ -310,6 +310,9 @@ OPERATIONS: dict[str, Operation] = {
         Operation("backup_run", "operate", label="Run an on-demand backup"),
         Operation("backup_schedule", "system", label="Schedule a backup"),
         Operation("restore_start", "operate", label="Start a restore"),
+        # Reading a point's files out through the browser is a restore by another road.
+        Operation("point_download", "operate", label="Download files from a recovery point"),
+        Operation("job_cancel", "operate", label="Cancel a job"),
         Operation("verify_start", "operate", label="Verify a recovery point"),
         Operation("verify_schedule", "system", label="Schedule a verification"),
         Operation("point_rehydrate", "operate", label="Rehydrate a point from archive"),

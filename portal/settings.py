@@ -184,6 +184,11 @@ HOLDFAST_SOURCE_ROOTS = [
 HOLDFAST_RESTORE_ROOTS = [
     Path(p) for p in os.environ.get("HOLDFAST_RESTORE_ROOTS", str(VAR_DIR / "restores")).split(":")
 ]
+# The most a download from a point's browse page may hold (one file or a zip of a selection):
+# it streams through the web server; larger selections are restored to a restore root.
+HOLDFAST_DOWNLOAD_MAX_BYTES = int(os.environ.get("HOLDFAST_DOWNLOAD_MAX_BYTES", str(1024**3)))
+if HOLDFAST_DOWNLOAD_MAX_BYTES < 1:
+    raise RuntimeError("HOLDFAST_DOWNLOAD_MAX_BYTES must be a positive number of bytes.")
 # S3-compatible vault storage (docs/storage.md, "S3 and Object Lock"): a vault created with
 # storage location s3://bucket/prefix lives there. Credentials come from a JSON secret file,
 # else these variables, else boto3's own chain (AWS_ACCESS_KEY_ID, instance roles, ...).

@@ -580,9 +580,10 @@ def test_on_demand_backup_and_restore_forms(
     runner.job_run(job_id=job.pk)
     job.refresh_from_db()
     url = f"/jobs/points/{job.recovery_point_id}/restore/"
-    refused = client.post(url, {"target_path": "/etc/nope"})
-    assert refused.status_code == 200 and b"restore root" in refused.content
-    ok = client.post(url, {"target_path": str(storage / "restores" / "form")})
+    # The form offers the allowed restore roots; a forged root is a form error.
+    refused = client.post(url, {"root": "/etc", "folder": "nope"})
+    assert refused.status_code == 400 and b"Select a valid choice" in refused.content
+    ok = client.post(url, {"root": str(storage / "restores"), "folder": "form"})
     assert ok.status_code == 302
     client.force_login(make_user("rita", "reader"))
     assert client.post(f"/jobs/items/{item.pk}/backup/", {}).status_code == 403

@@ -287,7 +287,8 @@ def test_item_page_shows_points_and_actions(
     page = client.get(f"/vaults/plain/items/{world['item'].pk}/").content.decode()
     for text in [
         "Vault-standard",
-        "2.0\xa0KB / 0\xa0bytes",
+        "2.0\xa0KB",
+        "(0\xa0bytes stored)",
         "daily",
         "Change policy",
         "Retain until",

@@ -353,6 +353,9 @@ class Job(models.Model):
     params = models.JSONField(default=dict, blank=True)
     bytes_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
+    # Files and folders taken so far, of how many (0 of 0 while the tree is being counted).
+    files_done = models.IntegerField(default=0)
+    files_total = models.IntegerField(default=0)
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -360,6 +363,13 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     # Which worker ran it ("host:pid", or HOLDFAST_WORKER_NAME): workers may run on many hosts.
     worker = models.CharField(max_length=255, blank=True)
+    # Asked to stop (job_cancel): a queued job ends at once; a running one at its next file
+    # or chunk boundary, as failed with the canceller named in its error (SPEC 5 has no
+    # "cancelled" status).
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -394,3 +404,32 @@ class Job(models.Model):
         if self.bytes_total <= 0:
             return 100 if self.status == self.Status.COMPLETED else 0
         return min(100, int(100 * self.bytes_done / self.bytes_total))
+
+    @property
+    def was_cancelled(self) -> bool:
+        return self.status == self.Status.FAILED and self.cancel_requested_at is not None
+
+    @property
+    def display_state(self) -> str:
+        """The state a person reads: SPEC 5's status, or ``cancelled``/``cancelling``."""
+        if self.was_cancelled:
+            return "cancelled"
+        if self.status == self.Status.RUNNING and self.cancel_requested_at is not None:
+            return "cancelling"
+        return str(self.status)
+
+    @property
+    def throughput(self) -> float | None:
+        """Bytes per second so far, from the last heartbeat; None before there is any."""
+        duration = self.duration
+        if duration is None or self.bytes_done <= 0 or duration.total_seconds() <= 0:
+            return None
+        return self.bytes_done / duration.total_seconds()
+
+    @property
+    def time_left(self) -> timedelta | None:
+        """At the throughput so far; None until the total and a throughput are known."""
+        rate = self.throughput
+        if self.is_finished or rate is None or self.bytes_total <= self.bytes_done:
+            return None
+        return timedelta(seconds=round((self.bytes_total - self.bytes_done) / rate))

@@ -233,6 +233,28 @@ def rpo_met_q(now: datetime) -> Q:
     return protected & windows
 
 
+def rpo_window(policy: Any) -> timedelta:
+    """How old an item's last good backup may be under ``policy`` (as ``rpo_met_q`` says)."""
+    if policy.frequency == "weekly":
+        return timedelta(days=7)
+    if policy.frequency == "hourly":
+        return timedelta(hours=policy.interval_hours or DEFAULT_INTERVAL_HOURS)
+    return timedelta(days=1)
+
+
+def item_rpo(item: ProtectedItem, now: datetime) -> dict[str, Any]:
+    """One item's RPO state, as ``rpo_met_q`` judges it: ``met``, ``missed`` or ``none``
+    (protection stopped or soft-deleted), the window and when the next backup is due by."""
+    window = rpo_window(item.policy)
+    state = "none"
+    due = None
+    if item.protection_state == ProtectedItem.State.PROTECTED:
+        last = item.last_backup_at
+        state = "met" if last is not None and last >= now - window - RPO_GRACE else "missed"
+        due = last + window + RPO_GRACE if last is not None else None
+    return {"state": state, "window": window, "grace": RPO_GRACE, "due": due}
+
+
 def rpo_missed_q(now: datetime) -> Q:
     return Q(protection_state=ProtectedItem.State.PROTECTED) & ~rpo_met_q(now)
 

@@ -34,6 +34,7 @@ urlpatterns = [
     path("<str:name>/items/", items.item_list, name="items"),
     path("<str:name>/items/new/", items.item_protect, name="item-protect"),
     path("<str:name>/items/<int:pk>/", items.item_detail, name="item"),
+    path("<str:name>/items/<int:pk>/backup/", items.item_backup, name="item-backup"),
     path("<str:name>/items/<int:pk>/policy/", items.item_change_policy, name="item-policy"),
     path(
         "<str:name>/items/<int:pk>/policy/preview/",
@@ -45,6 +46,11 @@ urlpatterns = [
         "<str:name>/items/<int:pk>/points/<int:point_pk>/browse/",
         items.point_browse,
         name="point-browse",
+    ),
+    path(
+        "<str:name>/items/<int:pk>/points/<int:point_pk>/download/",
+        items.point_download,
+        name="point-download",
     ),
     path("<str:name>/items/<int:pk>/resume/", items.item_resume, name="item-resume"),
     path(

@@ -48,6 +48,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "requested_by",
             "slot",
             "worker",
+            "files_done",
+            "files_total",
+            "cancel_requested_at",
         ]
         read_only_fields = fields
 
@@ -64,6 +67,10 @@ class RestoreRequestSerializer(serializers.Serializer[Any]):
     target_path = serializers.CharField()
     sub_path = serializers.CharField(required=False, allow_blank=True, default="")
     overwrite = serializers.BooleanField(required=False, default=False)
+    # Several files and folders of the point, restored into the same target.
+    sub_paths = serializers.ListField(
+        child=serializers.CharField(), required=False, allow_empty=True, max_length=1000
+    )
 
 
 class RehydrateRequestSerializer(serializers.Serializer[Any]):
@@ -171,6 +178,18 @@ class LockVerifyView(APIView):
         security alert. A vault on local disk answers 400 ``validation_error``."""
         vault = get_vault_for_user(request.user, name)
         return _accepted(requests.lock_verify_request(actor=request.user, vault=vault))
+
+
+class JobCancelView(APIView):
+    @extend_schema(request=None, responses={200: JobSerializer, 202: JobSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        """Cancel a queued job (200, it has ended) or a running one (202, it stops at its next
+        file boundary and keeps nothing half-done; its status becomes ``failed`` with the
+        canceller named in ``error``). An ended job answers 409 ``job_ended``."""
+        job = get_object_or_404(jobs_for_user(request.user), pk=pk)
+        job = requests.job_cancel(actor=request.user, job=job)
+        code = status.HTTP_200_OK if job.is_finished else status.HTTP_202_ACCEPTED
+        return Response(JobSerializer(job).data, status=code)
 
 
 class JobList(generics.ListAPIView[Job]):

@@ -4,6 +4,7 @@ from django.urls import path
 
 from .api import (
     BackupView,
+    JobCancelView,
     JobDetail,
     JobList,
     LockVerifyView,
@@ -40,4 +41,5 @@ urlpatterns = [
     ),
     path("jobs/", JobList.as_view(), name="api-jobs"),
     path("jobs/<int:pk>/", JobDetail.as_view(), name="api-job"),
+    path("jobs/<int:pk>/cancel/", JobCancelView.as_view(), name="api-job-cancel"),
 ]

@@ -1,23 +1,78 @@
-"""Forms of the jobs pages: an on-demand backup and a restore."""
+"""Forms of the jobs pages: an on-demand backup, a restore, a rehydration."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from django import forms
+from django.conf import settings
+
+from ..storage import RestoreRefused
+from ..storage.restore import normalize_sub_path
+from .requests import REHYDRATE_DAYS, REHYDRATE_DEFAULT_DAYS
 
 
 class BackupForm(forms.Form):
     retain_until = forms.DateTimeField(
         required=False,
         label="Retain until (UTC)",
-        help_text="Leave empty to keep the point as the policy says. Format: 2027-01-31 23:00.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Leave empty to keep the point as the policy says.",
     )
+
+
+def restore_roots() -> list[str]:
+    """The directories restores may write under (``HOLDFAST_RESTORE_ROOTS``), as listed."""
+    return [str(Path(root)) for root in settings.HOLDFAST_RESTORE_ROOTS]
 
 
 class RestoreForm(forms.Form):
-    target_path = forms.CharField(
-        label="Target directory", help_text="An absolute path under a configured restore root."
-    )
-    sub_path = forms.CharField(
-        required=False, label="Only this file or folder", help_text="Relative to the backup."
+    """Where to restore: one of the allowed roots and, optionally, a folder inside it. The
+    service judges the resulting path again (symlinks followed), and the store once more."""
+
+    root = forms.ChoiceField(label="Restore root")
+    folder = forms.CharField(
+        required=False,
+        label="Folder inside the root",
+        help_text="Optional, e.g. 2026-11-30/docs. Created if missing.",
     )
     overwrite = forms.BooleanField(required=False, label="Overwrite existing files")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        root = self.fields["root"]
+        assert isinstance(root, forms.ChoiceField)
+        root.choices = [(path, path) for path in restore_roots()]
+
+    def clean_folder(self) -> str:
+        folder = self.cleaned_data.get("folder", "").strip()
+        try:
+            cleaned = normalize_sub_path(folder)
+        except RestoreRefused:
+            raise forms.ValidationError(
+                "Give a folder inside the root (no '..'); leave empty for the root itself."
+            ) from None
+        if folder.startswith("/"):
+            raise forms.ValidationError("Give a folder relative to the root, not an absolute path.")
+        return cleaned
+
+    @property
+    def target_path(self) -> str:
+        root = Path(self.cleaned_data["root"])
+        folder = self.cleaned_data.get("folder") or ""
+        return str(root / folder) if folder else str(root)
+
+
+class RehydrateForm(forms.Form):
+    days = forms.IntegerField(
+        label="Keep the rehydrated copy for (days)",
+        min_value=REHYDRATE_DAYS[0],
+        max_value=REHYDRATE_DAYS[1],
+        initial=REHYDRATE_DEFAULT_DAYS,
+    )
+    priority = forms.ChoiceField(
+        label="Priority",
+        choices=[("standard", "Standard"), ("high", "High (expedited, costs more)")],
+        initial="standard",
+    )

@@ -30,7 +30,7 @@ from .. import rules
 from ..locations import vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..storage import RestoreRefused, StorageError
-from ..storage.restore import resolve_target
+from ..storage.restore import normalize_sub_path, resolve_target
 from ..storage_notes import point_retention
 from .state import FAILURE_ALERTS, job_state, new_job
 
@@ -202,16 +202,29 @@ def restore_request(
     target_path: str,
     sub_path: str = "",
     overwrite: bool = False,
+    sub_paths: list[str] | None = None,
 ) -> Job:
-    """Queue a restore of ``point`` (or its ``sub_path``) into ``target_path``.
+    """Queue a restore of ``point`` (or its ``sub_path``, or the files and folders
+    ``sub_paths``) into ``target_path``.
 
-    Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS`` or the point sits in
-    the archive tier without a live rehydrated copy.
+    Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS``, a path to restore is
+    not a relative path inside the point, or the point sits in the archive tier without a
+    live rehydrated copy.
     """
-    check_storable(target_path=target_path, sub_path=sub_path)
+    chosen = [p for p in (sub_paths or []) if p] or None
+    check_storable(target_path=target_path, sub_path=sub_path, sub_paths=chosen or [])
 
     def precheck(check: Check) -> None:
         _check_restore_target(target_path)
+        for path in chosen or [sub_path]:
+            try:
+                normalize_sub_path(path)
+            except RestoreRefused:
+                raise DomainError(
+                    "validation_error",
+                    f"sub_path: {path!r} is not a relative path inside the recovery point.",
+                    field="sub_path",
+                ) from None
         if point.is_archived and not point.is_rehydrated(check.now):
             raise archived_refusal(point)
 
@@ -224,7 +237,71 @@ def restore_request(
         precheck=precheck,
         item=point.item,
         recovery_point=point,
-        params={"target_path": target_path, "sub_path": sub_path, "overwrite": overwrite},
+        params={
+            "target_path": target_path,
+            "sub_path": sub_path,
+            "overwrite": overwrite,
+            **({"sub_paths": chosen} if chosen else {}),
+        },
+    )
+
+
+# What a person may stop: the work people and the backup schedule ask for. Sweeps, tier moves
+# and storage locks carry out retention and immutability: stopping one would weaken them.
+CANCELLABLE = {Kind.BACKUP, Kind.RESTORE, Kind.VERIFY, Kind.REHYDRATE, Kind.LOCK_VERIFY}
+
+
+def job_cancel(*, actor: Any, job: Job) -> Job:
+    """Cancel a queued or running job. A queued job ends at once (failed, saying who
+    cancelled it; no worker will claim it); a running one is asked to stop and its worker
+    ends it at the next file or chunk boundary, publishing nothing. An ended job answers
+    ``job_ended``."""
+
+    def refresh(facts: dict[str, Any]) -> None:
+        facts["job"] = Job.objects.select_for_update().get(pk=job.pk)
+
+    def precheck(check: Check) -> None:
+        locked: Job = check.facts["job"]
+        if locked.kind not in CANCELLABLE:
+            raise DomainError(
+                "job_not_cancellable",
+                f"{locked.get_kind_display()} jobs are Holdfast's own upkeep (they keep locks, "
+                "tiers and expiries as the rules say) and cannot be cancelled.",
+            )
+        if locked.is_finished:
+            raise DomainError(
+                "job_ended",
+                f"Job #{locked.pk} has already ended ({locked.get_status_display().lower()}): "
+                "there is nothing to cancel.",
+            )
+
+    def change(check: Check) -> Job:
+        locked: Job = check.facts["job"]
+        fields: dict[str, Any] = {"cancel_requested_at": check.now, "cancel_requested_by": actor}
+        if locked.status == Status.QUEUED:
+            who = getattr(actor, "username", "") or "Holdfast"
+            fields.update(
+                status=Status.FAILED,
+                ended_at=check.now,
+                error=f"Cancelled by {who} before it started.",
+            )
+        Job.objects.filter(pk=locked.pk).update(**fields)
+        locked.refresh_from_db()
+        return locked
+
+    def state(facts: dict[str, Any]) -> dict[str, Any]:
+        return job_state(facts["job"])
+
+    return gate.execute(
+        "job_cancel",
+        actor=actor,
+        vault=job.vault,
+        target=f"job:{job.pk}",
+        refresh=refresh,
+        before=state,
+        precheck=precheck,
+        change=change,
+        after=job_state,
     )
 
 

@@ -16,7 +16,15 @@ from portal.gate import DomainError
 from ..models import Job
 from ..storage import StorageError
 from .kinds import RUNNERS
-from .state import Heartbeat, JobFailed, database_failure, fail, with_database
+from .state import (
+    Heartbeat,
+    JobCancelled,
+    JobFailed,
+    cancelled,
+    database_failure,
+    fail,
+    with_database,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +54,17 @@ def job_run(*, job_id: int) -> Job | None:
     job = job_claim(job_id=job_id)
     if job is None:
         return None
+    return job_execute(job)
+
+
+def job_execute(job: Job) -> Job:
+    """Run a claimed job to completed, failed or cancelled (see :func:`job_run`)."""
     runner = RUNNERS[job.kind]
     try:
         with Heartbeat(job.pk) as beat:
             runner(job, beat)
+    except JobCancelled:
+        with_database(partial(cancelled, job))
     except (JobFailed, StorageError, DomainError) as exc:
         with_database(partial(fail, job, str(exc)))
     except (OperationalError, InterfaceError) as exc:

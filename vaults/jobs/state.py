@@ -38,6 +38,11 @@ class JobFailed(Exception):
     """A job cannot finish; the message is shown to people as the job's error."""
 
 
+class JobCancelled(Exception):
+    """Someone cancelled the running job (``job_cancel``); raised at a file or chunk
+    boundary from the progress callbacks, so the store publishes nothing half-done."""
+
+
 def _heartbeat_seconds() -> float:
     return float(getattr(settings, "HOLDFAST_JOB_HEARTBEAT_SECONDS", 2.0))
 
@@ -67,6 +72,9 @@ class Heartbeat:
         self.job_id = job_id
         self.done = 0
         self.total = 0
+        self.files_done = 0
+        self.files_total = 0
+        self.cancelled = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name=f"holdfast-job-{job_id}", daemon=True
@@ -74,8 +82,24 @@ class Heartbeat:
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
+        self.stop_if_cancelled()
+
+    def files(self, done: int, total: int) -> None:
+        """Files and folders taken so far; also the boundary where a cancel takes effect."""
+        self.files_done, self.files_total = done, total
+        self.stop_if_cancelled()
+
+    def stop_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled()
+
+    def _read_cancel(self) -> None:
+        if Job.objects.filter(pk=self.job_id, cancel_requested_at__isnull=False).exists():
+            self.cancelled.set()
 
     def __enter__(self) -> Heartbeat:
+        # Cancelled between the claim and now: do not even start.
+        self._read_cancel()
         self._thread.start()
         return self
 
@@ -88,8 +112,13 @@ class Heartbeat:
             while not self._stop.wait(_heartbeat_seconds()):
                 try:
                     Job.objects.filter(pk=self.job_id, status=Status.RUNNING).update(
-                        bytes_done=self.done, bytes_total=self.total, heartbeat_at=clock.now()
+                        bytes_done=self.done,
+                        bytes_total=self.total,
+                        files_done=self.files_done,
+                        files_total=self.files_total,
+                        heartbeat_at=clock.now(),
                     )
+                    self._read_cancel()
                 except DatabaseError as exc:
                     # The database restarted or is unreachable: a beat is lost, not the job.
                     # Drop the dead connection so the next beat opens a new one.
@@ -99,7 +128,14 @@ class Heartbeat:
             connection.close()
 
 
-def finish(job: Job, *, error: str = "", done: int | None = None, total: int | None = None) -> None:
+def finish(
+    job: Job,
+    *,
+    error: str = "",
+    done: int | None = None,
+    total: int | None = None,
+    files: int | None = None,
+) -> None:
     fields: dict[str, Any] = {
         "status": Status.FAILED if error else Status.COMPLETED,
         "ended_at": clock.now(),
@@ -110,6 +146,8 @@ def finish(job: Job, *, error: str = "", done: int | None = None, total: int | N
         fields["bytes_done"] = done
     if total is not None:
         fields["bytes_total"] = total
+    if files is not None:
+        fields["files_done"] = fields["files_total"] = files
     # Not conditioned on RUNNING: a job the stale sweep gave up on that did finish says so.
     Job.objects.filter(pk=job.pk).update(**fields)
 
@@ -122,6 +160,14 @@ def fail(job: Job, error: str) -> None:
     with transaction.atomic():
         finish(job, error=error)
         alert_failure(job, error)
+
+
+def cancelled(job: Job) -> None:
+    """End a job that stopped because it was cancelled: failed (SPEC 5 has no other ending),
+    saying who cancelled it; no job alert, since a person asked for it."""
+    row = Job.objects.select_related("cancel_requested_by").get(pk=job.pk)
+    who = row.cancel_requested_by.username if row.cancel_requested_by else "someone"
+    finish(job, error=f"Cancelled by {who} while it ran; nothing half-done was kept.")
 
 
 def alert_failure(job: Job, error: str) -> None:

@@ -1,11 +1,10 @@
-"""Jobs pages: every job across vaults with live progress, on-demand backup and restore forms.
+"""Jobs pages: every job across vaults with live progress, cancelling one, the on-demand
+backup form. Restores, rehydration and downloads of a point: ``point_views.py``.
 
 Routed by ``vaults/jobs/urls.py``.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -13,17 +12,18 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from portal.forms import add_domain_error
 from portal.gate import DomainError
 from portal.roles import has_capability
 
-from ..models import Job, ProtectedItem, RecoveryPoint
+from ..models import Job, ProtectedItem
 from ..selectors import jobs_for_user, vaults_for_user
 from . import requests
 from .filters import JobFilter
-from .forms import BackupForm, RestoreForm
+from .forms import BackupForm
 
 
 def _apply_error(form: forms.Form, error: DomainError) -> None:
@@ -46,7 +46,9 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 def _job(request: HttpRequest, pk: int) -> Job:
-    queryset = jobs_for_user(request.user).select_related("vault", "item", "requested_by")
+    queryset = jobs_for_user(request.user).select_related(
+        "vault", "item", "requested_by", "recovery_point"
+    )
     return get_object_or_404(queryset, pk=pk)
 
 
@@ -55,12 +57,39 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """The progress partial htmx polls; answers 286 (stop polling) once the job has ended."""
+    """The progress partial htmx polls (``?view=card``: the job page's whole card, so Started,
+    Ended and the recovery point fill in as the job ends); answers 286 (stop polling) once the
+    job has ended."""
     job = _job(request, pk)
-    response = render(request, "jobs/list.html#progress", {"job": job})
+    template = "jobs/detail.html#card" if request.GET.get("view") == "card" else None
+    response = render(request, template or "jobs/list.html#progress", {"job": job})
     if job.is_finished:
         return HttpResponseStopPolling(response.content)
     return response
+
+
+@require_POST
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel a queued or running job; the refusal (a reader, an ended job) shows on the card."""
+    job = _job(request, pk)
+    try:
+        job = requests.job_cancel(actor=request.user, job=job)
+    except DomainError as error:
+        if error.code == "permission_denied":
+            raise PermissionDenied(error.detail) from error
+        context = {"job": _job(request, pk), "cancel_refusal": error}
+        if request.headers.get("HX-Request"):
+            return render(request, "jobs/detail.html#card", context, status=error.http_status)
+        return render(request, "jobs/detail.html", context, status=error.http_status)
+    if request.headers.get("HX-Request"):
+        return render(request, "jobs/detail.html#card", {"job": _job(request, pk)})
+    notice = (
+        "it ended before it started"
+        if job.is_finished
+        else "it stops at its next file boundary, keeping nothing half-done"
+    )
+    messages.success(request, f"Job #{job.pk} cancelled: {notice}.")
+    return redirect("jobs:detail", pk=job.pk)
 
 
 def _started(request: HttpRequest, job: Job) -> HttpResponse:
@@ -90,23 +119,3 @@ def backup_start(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             return _started(request, job)
     return render(request, "jobs/backup.html", {"form": form, "item": item})
-
-
-def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
-    if request.method != "POST" and not has_capability(request.user, "operate"):
-        raise PermissionDenied("Your role does not allow restores.")
-    point = get_object_or_404(
-        RecoveryPoint.objects.select_related("vault", "item"),
-        pk=pk,
-        vault__in=vaults_for_user(request.user),
-    )
-    form = RestoreForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            job = requests.restore_request(actor=request.user, point=point, **form.cleaned_data)
-        except DomainError as error:
-            _apply_error(form, error)
-        else:
-            return _started(request, job)
-    context: dict[str, Any] = {"form": form, "point": point}
-    return render(request, "jobs/restore.html", context)

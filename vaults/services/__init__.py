@@ -6,7 +6,7 @@ through the operation gate (``portal.gate``).
 - ``soft_delete``: soft delete, always-on, undelete and purges (Security settings blade)
 - ``mua``: the vault's Resource Guard (Multi-user authorization blade)
 - ``items``: protecting a directory, stopping and resuming protection (Backup items blade)
-- ``points``: recovery points
+- ``points``: recovery points; ``downloads``: reading a point's files out as a download
 - ``common``: what they share (the locked vault row, irreversible lock requests)
 
 Callers write ``services.immutability_set(...)``: every service is re-exported here. A new
@@ -15,6 +15,7 @@ service goes in the module of its blade and into ``__all__`` below.
 
 from __future__ import annotations
 
+from .downloads import Download, point_download
 from .immutability import immutability_lock, immutability_lock_request, immutability_set
 from .items import item_protect, protection_resume, protection_stop
 from .mua import vault_guard_remove, vault_guard_set
@@ -39,6 +40,7 @@ from .vault import job_alerts_mute, vault_create, vault_delete
 
 __all__ = [
     "UPCOMING_PURGE_WARNING",
+    "Download",
     "immutability_lock",
     "immutability_lock_request",
     "immutability_set",
@@ -48,6 +50,7 @@ __all__ = [
     "item_undelete",
     "job_alerts_mute",
     "point_delete",
+    "point_download",
     "point_expire",
     "point_expiry",
     "point_flag",

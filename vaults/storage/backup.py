@@ -88,6 +88,7 @@ def backup(
     retention: Retention | None = None,
     terms: Terms | None = None,
     check_source: Callable[[str, str], str | None] | None = None,
+    file_progress: Progress | None = None,
 ) -> BackupResult:
     """Back up the tree under `source` as point `point_id`.
 
@@ -107,6 +108,10 @@ def backup(
     `check_source(source, opened)` judges the directory actually opened (`opened` is its
     real path, every symlink followed) and returns a sentence to refuse it; see
     `source.open_source_root`.
+
+    `file_progress(done, total)` is called before each file or folder of the tree is
+    taken: a caller that raises from it (a cancelled job) stops the backup at that
+    boundary, and nothing is published.
     """
     check_point_id(point_id)
     if parent is not None:
@@ -126,6 +131,7 @@ def backup(
             retention,
             terms,
             started_at_ns,
+            file_progress,
         )
     except SourceUnreadable as exc:
         raise SourceUnreadable(str(exc).replace(root, str(source))) from None
@@ -144,6 +150,7 @@ def _backup_tree(
     retention: Retention | None,
     terms: Terms | None,
     started_at_ns: int,
+    file_progress: Progress | None = None,
 ) -> BackupResult:
     root_stat = os.fstat(root_fd)
     # Every file read must really lie under the directory opened (see source.open_source_file).
@@ -168,7 +175,9 @@ def _backup_tree(
                 _keep_stored(store, session, unchanged, pool)
             writer = _chunk_writer(store, session, pool, progress, tree.total_bytes)
             small = SmallFileStream(writer)
-            for item in tree.items:
+            for position, item in enumerate(tree.items):
+                if file_progress is not None:
+                    file_progress(position, len(tree.items))
                 old = unchanged.get(item.rel)
                 node: Node | None
                 if old is not None:

@@ -249,13 +249,15 @@ def restore_point(
     sub_path: str = "",
     overwrite: bool = False,
     progress: Progress | None = None,
+    file_progress: Progress | None = None,
 ) -> RestoreResult:
     """Write point `point_id` (or just `sub_path` of it) under `target`.
 
     The whole point restores into `target`; a `sub_path` restores as
     `target/<its last name>`. Every operation is relative to directory descriptors
     opened with O_NOFOLLOW, so nothing is ever written through a symlink, and every
-    chunk is hash-checked before its bytes are written.
+    chunk is hash-checked before its bytes are written. `file_progress(done, total)` is
+    called before each file, folder or link is written (raising from it stops there).
     """
     manifest = store.manifest(point_id)
     selection = select_nodes(manifest.nodes, sub_path)
@@ -288,7 +290,9 @@ def restore_point(
             chunks = _prefetch(store, order, manifest.chunks, pool)
             cache: OrderedDict[str, bytes] = OrderedDict()
             try:
-                for node in selection:
+                for position, node in enumerate(selection):
+                    if file_progress is not None:
+                        file_progress(position, len(selection))
                     counts[node.kind] += 1
                     if node.kind == KIND_DIR:
                         tree.make_dir(node, overwrite)

@@ -141,6 +141,7 @@ class VaultStore:
         retention: Retention | None = None,
         terms: Terms | None = None,
         check_source: Callable[[str, str], str | None] | None = None,
+        file_progress: Progress | None = None,
     ) -> BackupResult:
         """Back up the tree under `source` as point `point_id` (`backup.backup`)."""
         return backup_path.backup(
@@ -152,6 +153,7 @@ class VaultStore:
             retention=retention,
             terms=terms,
             check_source=check_source,
+            file_progress=file_progress,
         )
 
     def import_point(
@@ -175,6 +177,7 @@ class VaultStore:
         sub_path: str = "",
         overwrite: bool = False,
         progress: Progress | None = None,
+        file_progress: Progress | None = None,
     ) -> RestoreResult:
         """Write point `point_id` (or `sub_path` of it) under `target`
         (`restore.restore_point`)."""
@@ -187,6 +190,7 @@ class VaultStore:
             sub_path=sub_path,
             overwrite=overwrite,
             progress=progress,
+            file_progress=file_progress,
         )
 
     def verify(self, point_id: str, progress: Progress | None = None) -> VerifyResult:

@@ -10,24 +10,28 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from policies import services as policy_services
 from policies.previews import preview_context
 from portal import clock
-from portal.forms import refusal_context
+from portal.forms import add_domain_error, refusal_context
 from portal.gate import DomainError
 from portal.http import HtmxHttpRequest
 
 from .. import selectors, services
 from ..blades import render_blade
 from ..forms import ChangePolicyForm, ProtectForm, RetainUntilForm, StopProtectionForm
+from ..jobs import requests as job_requests
+from ..jobs.forms import BackupForm
 from ..models import ProtectedItem, RecoveryPoint, Vault
 from ..selectors import get_vault_for_user
 from ..storage import StorageError
@@ -39,7 +43,9 @@ ITEM_SORTS = {
 
 
 def _item(vault: Vault, pk: int) -> ProtectedItem:
-    return get_object_or_404(vault.items.select_related("policy", "vault"), pk=pk)
+    return get_object_or_404(
+        vault.items.select_related("policy", "vault", "vault__resource_guard"), pk=pk
+    )
 
 
 def _point(item: ProtectedItem, pk: int) -> RecoveryPoint:
@@ -50,10 +56,15 @@ def _item_page(
     request: HtmxHttpRequest, vault: Vault, item: ProtectedItem, **extra: Any
 ) -> HttpResponse:
     points = item.recovery_points.order_by("-created_at", "-pk")
+    now = clock.now()
+    jobs = item.jobs.select_related("requested_by", "recovery_point").order_by("-created_at", "-pk")
     context = {
         "item": item,
         "points": Paginator(points, 25).get_page(request.GET.get("page")),
-        "now": clock.now(),
+        "now": now,
+        "rpo": selectors.item_rpo(item, now),
+        "item_jobs": list(jobs[:10]),
+        "backup_form": BackupForm(),
         "change_form": ChangePolicyForm(item=item),
         "stop_form": StopProtectionForm(),
         **extra,
@@ -94,12 +105,20 @@ def item_detail(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
     return _item_page(request, vault, _item(vault, pk))
 
 
-def point_browse(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
-    """Browse a recovery point's files (read-only; restore starts from the jobs forms)."""
+def point_browse(
+    request: HtmxHttpRequest,
+    name: str,
+    pk: int,
+    point_pk: int,
+    *,
+    download_refusal: DomainError | None = None,
+) -> HttpResponse:
+    """Browse a recovery point's files; choose some to restore (the jobs' restore form) or
+    download (:func:`point_download`)."""
     vault = get_vault_for_user(request.user, name)
     item = _item(vault, pk)
     point = _point(item, point_pk)
-    path = request.GET.get("path", "").strip("/")
+    path = (request.GET.get("path") or request.POST.get("folder") or "").strip("/")
     try:
         entries = selectors.point_browse(point, path)
         error = ""
@@ -118,8 +137,62 @@ def point_browse(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) ->
             for e in sorted(entries, key=lambda e: (e.kind != "dir", e.name))
         ],
         "error": error,
+        "download_refusal": download_refusal,
+        "selected": set(request.POST.getlist("path")),
+        "now": clock.now(),
+        "download_limit": services.downloads.download_limit(),
     }
-    return render(request, "vaults/point_browse.html", context, status=404 if error else 200)
+    status = download_refusal.http_status if download_refusal else 404 if error else 200
+    return render(request, "vaults/point_browse.html", context, status=status)
+
+
+@require_POST
+def point_download(
+    request: HtmxHttpRequest, name: str, pk: int, point_pk: int
+) -> HttpResponse | StreamingHttpResponse:
+    """Stream the chosen file as it is, or a zip of the selection; a refusal (a reader, a path
+    the point does not hold, over the size limit) shows on the browse page, nothing sent."""
+    vault = get_vault_for_user(request.user, name)
+    point = _point(_item(vault, pk), point_pk)
+    paths = [p for p in request.POST.getlist("path") if p.strip()]
+    try:
+        download = services.point_download(actor=request.user, point=point, paths=paths)
+    except DomainError as error:
+        return point_browse(request, name, pk, point_pk, download_refusal=error)
+    response = StreamingHttpResponse(
+        download.chunks(),
+        content_type="application/zip" if download.is_zip else "application/octet-stream",
+    )
+    ascii_name = download.filename.encode("ascii", "replace").decode()
+    ascii_name = ascii_name.replace('"', "_").replace("?", "_").replace("\\", "_")
+    response["Content-Disposition"] = (
+        f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(download.filename)}"
+    )
+    if not download.is_zip:
+        response["Content-Length"] = str(download.selection.total_bytes)
+    return response
+
+
+@require_POST
+def item_backup(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    """Back up now from the item page; a refusal shows in the Back up now card."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    form = BackupForm(request.POST)
+    if form.is_valid():
+        try:
+            job = job_requests.backup_request(
+                actor=request.user, item=item, retain_until=form.cleaned_data["retain_until"]
+            )
+        except DomainError as error:
+            if error.code == "permission_denied":
+                raise PermissionDenied(error.detail) from error
+            add_domain_error(form, error)
+            return _item_page(request, vault, item, backup_form=form, status=error.http_status)
+        if job_requests.job_waiting_for_queue(job):
+            messages.warning(request, f"Job #{job.pk}: {job.error}")
+        return redirect("jobs:detail", pk=job.pk)
+    return _item_page(request, vault, item, backup_form=form, status=400)
 
 
 @require_POST

@@ -67,6 +67,7 @@ def run(job: Job, beat: Heartbeat) -> None:
                 Path(item.source_path),
                 key,
                 progress=beat,
+                file_progress=beat.files,
                 parent=parent,
                 retention=retention,
                 terms=terms,
@@ -104,7 +105,12 @@ def run(job: Job, beat: Heartbeat) -> None:
                 extra["snapshot_expires_at"] = point.created_at + timedelta(days=days)
             RecoveryPoint.objects.filter(pk=point.pk).update(**extra)
             Job.objects.filter(pk=job.pk).update(recovery_point=point)
-            finish(job, done=result.logical_bytes, total=result.logical_bytes)
+            finish(
+                job,
+                done=result.logical_bytes,
+                total=result.logical_bytes,
+                files=result.file_count + result.dir_count + result.symlink_count,
+            )
             # Immutability enabled or locked while this backup ran: the storage_lock job it
             # queued could not see this point yet; queue another now that the point exists.
             now_wanted = point_retention(

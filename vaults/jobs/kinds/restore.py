@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -12,8 +13,16 @@ from ... import rules
 from ...locations import vault_store
 from ...models import Job
 from ...storage import PointNotFound
+from ...storage.manifest import KIND_FILE
+from ...storage.restore import select_nodes
+from ...storage.writer import Progress
 from ..requests import archived_refusal
 from ..state import Heartbeat, JobFailed, finish, point_of
+
+
+def _offset(report: Progress, base: int, total: int, done: int, _part_total: int) -> None:
+    """One path's progress as part of the whole selection's."""
+    report(base + done, total)
 
 
 def run(job: Job, beat: Heartbeat) -> None:
@@ -24,19 +33,33 @@ def run(job: Job, beat: Heartbeat) -> None:
     ):
         raise JobFailed(archived_refusal(point).detail)
     params = job.params
+    # A selection of files and folders restores one after the other into the same target.
+    sub_paths = params.get("sub_paths") or [params.get("sub_path", "")]
+    restored = files = 0
     try:
-        result = store.restore(
-            point.storage_key,
-            Path(params["target_path"]),
-            allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
-            # Judged again on what the target leads to now (a symlink swapped in since).
-            forbidden_roots=rules.restore_forbidden_roots(),
-            sub_path=params.get("sub_path", ""),
-            overwrite=bool(params.get("overwrite")),
-            progress=beat,
-        )
+        # The selection's totals, so one bar runs across every path; and every path is in
+        # the point, or nothing is written (not half a selection).
+        nodes = store.manifest(point.storage_key).nodes
+        chosen = [select_nodes(nodes, sub_path) for sub_path in sub_paths]
+        all_bytes = sum(n.size for picked in chosen for n in picked if n.kind == KIND_FILE)
+        all_entries = sum(len(picked) for picked in chosen)
+        for sub_path in sub_paths:
+            before_bytes, before_files = restored, files
+            result = store.restore(
+                point.storage_key,
+                Path(params["target_path"]),
+                allowed_roots=settings.HOLDFAST_RESTORE_ROOTS,
+                # Judged again on what the target leads to now (a symlink swapped in since).
+                forbidden_roots=rules.restore_forbidden_roots(),
+                sub_path=sub_path,
+                overwrite=bool(params.get("overwrite")),
+                progress=partial(_offset, beat, before_bytes, all_bytes),
+                file_progress=partial(_offset, beat.files, before_files, all_entries),
+            )
+            restored += result.restored_bytes
+            files += result.files + result.dirs + result.symlinks
     except PointNotFound:
         raise JobFailed(
             f"The data of recovery point {point.pk} is missing from the store."
         ) from None
-    finish(job, done=result.restored_bytes, total=result.restored_bytes)
+    finish(job, done=restored, total=restored, files=files)
