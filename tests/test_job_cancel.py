@@ -150,6 +150,21 @@ def test_holdfasts_own_upkeep_jobs_cannot_be_cancelled(api: Any, admin: Any, ope
     assert sweep.status == "queued"
 
 
+@pytest.mark.parametrize("kind", ["verify", "lock_verify"])
+def test_checks_that_find_damage_cannot_be_cancelled(
+    api: Any, admin: Any, vault: Any, kind: str
+) -> None:
+    """The attack: an operator cancels each verification as it starts, so a damaged or
+    under-locked point is never found. Verifications are upkeep, like sweeps."""
+    from portal import clock
+
+    check = Job.objects.create(kind=kind, vault=vault, created_at=clock.now())
+    response = api(admin).post(f"/api/v1/jobs/{check.pk}/cancel/")
+    assert response.status_code == 409 and response.json()["code"] == "job_not_cancellable"
+    check.refresh_from_db()
+    assert check.status == "queued" and check.cancel_requested_at is None
+
+
 def test_a_job_of_a_vault_the_user_cannot_see_is_not_found(api: Any, operator: Any) -> None:
     assert api(operator).post("/api/v1/jobs/999999/cancel/").status_code == 404
 

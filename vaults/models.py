@@ -394,6 +394,11 @@ class Job(models.Model):
         return self.status in {self.Status.COMPLETED, self.Status.FAILED}
 
     @property
+    def cancellable(self) -> bool:
+        """A person may stop this kind of job (vaults.jobs.requests.CANCELLABLE)."""
+        return self.kind in {self.Kind.BACKUP, self.Kind.RESTORE, self.Kind.REHYDRATE}
+
+    @property
     def duration(self) -> timedelta | None:
         if self.started_at is None:
             return None

@@ -248,7 +248,9 @@ def restore_request(
 
 # What a person may stop: the work people and the backup schedule ask for. Sweeps, tier moves
 # and storage locks carry out retention and immutability: stopping one would weaken them.
-CANCELLABLE = {Kind.BACKUP, Kind.RESTORE, Kind.VERIFY, Kind.REHYDRATE, Kind.LOCK_VERIFY}
+# Verifications and lock checks are how damage and under-locked objects are found: one person
+# cancelling each as it starts would hide them, so they are upkeep too.
+# Job.cancellable names them: backup, restore and rehydrate.
 
 
 def job_cancel(*, actor: Any, job: Job) -> Job:
@@ -262,11 +264,12 @@ def job_cancel(*, actor: Any, job: Job) -> Job:
 
     def precheck(check: Check) -> None:
         locked: Job = check.facts["job"]
-        if locked.kind not in CANCELLABLE:
+        if not locked.cancellable:
             raise DomainError(
                 "job_not_cancellable",
                 f"{locked.get_kind_display()} jobs are Holdfast's own upkeep (they keep locks, "
-                "tiers and expiries as the rules say) and cannot be cancelled.",
+                "tiers and expiries as the rules say, and find damage) and cannot be "
+                "cancelled.",
             )
         if locked.is_finished:
             raise DomainError(
