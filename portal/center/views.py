@@ -24,6 +24,8 @@ from vaults import selectors
 from vaults.filters import PortfolioFilter
 from vaults.models import ProtectedItem
 
+from .tiles import center_tiles
+
 PAGE_SIZE = 50
 
 
@@ -78,8 +80,16 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "sort_query": _query_without(request, "page", "sort"),
         "export_query": _query_without(request, "page"),
     }
-    template = "center/portfolio.html#results" if request.htmx else "center/portfolio.html"
-    return render(request, template, context)
+    if request.htmx:  # a filter, sort or page change swaps the table only
+        return render(request, "center/portfolio.html#results", context)
+    context["tiles"] = center_tiles(request.user, clock.now())
+    return render(request, "center/portfolio.html", context)
+
+
+def tiles(request: HttpRequest) -> HttpResponse:
+    """The summary tiles alone (a fragment: the portfolio page refreshes them with htmx)."""
+    require_capability(request, "view")
+    return render(request, "center/_tiles.html", {"tiles": center_tiles(request.user, clock.now())})
 
 
 def _csv_rows(vaults: Any) -> Iterator[list[Any]]:
