@@ -65,6 +65,12 @@ class Vault(models.Model):
     # Job alerts (backup failed, restore failed) of this vault are recorded but not delivered
     # by e-mail or webhook; security alerts cannot be muted (SPEC 3.8).
     mute_job_alerts = models.BooleanField(default=False)
+    # Stored bytes of the vault's points per tier group, kept by database triggers on the
+    # points (vaults/triggers.py, STORAGE_TOTAL_TRIGGERS), never written by the application:
+    # the portfolio sorts on them.
+    stored_snapshot_bytes = models.BigIntegerField(default=0, editable=False)
+    stored_standard_bytes = models.BigIntegerField(default=0, editable=False)
+    stored_archive_bytes = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -81,6 +87,7 @@ class Vault(models.Model):
         indexes = [
             models.Index(fields=["immutability"], name="vault_immutability_idx"),
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
+            models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -24,12 +24,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import (
-    BigIntegerField,
     Case,
     CharField,
     Count,
     DateField,
     DateTimeField,
+    F,
     IntegerField,
     Max,
     Min,
@@ -156,17 +156,6 @@ def security_level_rank() -> Case:
     )
 
 
-def _storage_subquery(tiers: tuple[str, ...]) -> Coalesce:
-    sums = (
-        RecoveryPoint.objects.filter(vault=OuterRef("pk"), tier__in=tiers)
-        .order_by()
-        .values("vault")
-        .annotate(total=Sum("stored_bytes"))
-        .values("total")
-    )
-    return Coalesce(Subquery(sums, output_field=BigIntegerField()), Value(0))
-
-
 def _last_backup(vault_field: str, column: str) -> Subquery:
     latest = (
         Job.objects.filter(**{vault_field: OuterRef("pk")}, kind=Job.Kind.BACKUP)
@@ -183,7 +172,9 @@ def with_portfolio_columns(queryset: QuerySet[Vault]) -> QuerySet[Vault]:
     """Add every portfolio column a row needs, as annotations (no per-row queries).
 
     ``level_db`` is the security level; ``item_count``; ``last_backup_status`` and
-    ``last_backup_at`` from the vault's newest backup job; ``storage_<tier>`` in bytes.
+    ``last_backup_at`` from the vault's newest backup job; ``storage_<tier>`` in bytes, the
+    vault's totals that database triggers keep (``Vault.stored_<tier>_bytes``), so sorting
+    10,000 vaults by storage reads an index instead of summing every point.
     """
     item_count = (
         ProtectedItem.objects.filter(vault=OuterRef("pk"))
@@ -192,7 +183,7 @@ def with_portfolio_columns(queryset: QuerySet[Vault]) -> QuerySet[Vault]:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    storage = {f"storage_{name}": _storage_subquery(tiers) for name, tiers in STORAGE_TIERS.items()}
+    storage = {f"storage_{name}": F(f"stored_{name}_bytes") for name in STORAGE_TIERS}
     return queryset.annotate(
         level_db=security_level_expression(),
         item_count=Coalesce(Subquery(item_count, output_field=IntegerField()), Value(0)),

@@ -1,5 +1,5 @@
-"""The Backup center's pages (no namespace: ``home``, ``portfolio``, ``portfolio-tiles``, ``portfolio-export``,
-``items``, ``dashboard``)."""
+"""The Backup center's pages (no namespace: ``home``, ``portfolio``, ``portfolio-tiles``,
+``portfolio-export``, ``items``, ``dashboard``)."""
 
 from django.urls import path
 

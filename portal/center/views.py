@@ -80,16 +80,18 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "sort_query": _query_without(request, "page", "sort"),
         "export_query": _query_without(request, "page"),
     }
-    if request.htmx:  # a filter, sort or page change swaps the table only
-        return render(request, "center/portfolio.html#results", context)
-    context["tiles"] = center_tiles(request.user, clock.now())
-    return render(request, "center/portfolio.html", context)
+    template = "center/portfolio.html#results" if request.htmx else "center/portfolio.html"
+    return render(request, template, context)
 
 
-def tiles(request: HttpRequest) -> HttpResponse:
-    """The summary tiles alone (a fragment: the portfolio page refreshes them with htmx)."""
+def tiles(request: HtmxHttpRequest) -> HttpResponse:
+    """The summary tiles (a fragment the portfolio page loads once it is shown, and every
+    minute after: sorting and filtering the table never waits for them). Without JavaScript
+    the page links here; the fragment is then a page of its own."""
     require_capability(request, "view")
-    return render(request, "center/_tiles.html", {"tiles": center_tiles(request.user, clock.now())})
+    context = {"tiles": center_tiles(request.user, clock.now())}
+    template = "center/_tiles.html" if request.htmx else "center/tiles.html"
+    return render(request, template, context)
 
 
 def _csv_rows(vaults: Any) -> Iterator[list[Any]]:
