@@ -212,3 +212,18 @@ def test_storage_totals_follow_every_write_of_a_point(security_admin: Any, clock
     assert _totals(two) == _sums(two) == (10, 3200, 40000)  # the other vault is untouched
     RecoveryPoint.objects.filter(vault=two).delete()
     assert _totals(two) == (0, 0, 0)
+
+
+def test_item_counts_follow_items_added_and_removed(db: None) -> None:
+    vault = Vault.objects.create(name="count-me", kind="backup", region="r")
+    policy = Policy.objects.create(vault=vault, name="daily")
+    ProtectedItem.objects.bulk_create(
+        ProtectedItem(vault=vault, name=f"i{n}", source_path="/s", policy=policy) for n in range(5)
+    )
+    ProtectedItem.objects.create(vault=vault, name="one-more", source_path="/s", policy=policy)
+    vault.refresh_from_db()
+    assert vault.stored_item_count == 6
+    ProtectedItem.objects.filter(vault=vault, name__in=["i0", "i1"]).delete()
+    ProtectedItem.objects.filter(vault=vault).update(protection_state="protection_stopped")
+    vault.refresh_from_db()
+    assert vault.stored_item_count == 4 == vault.items.count()

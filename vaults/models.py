@@ -71,6 +71,7 @@ class Vault(models.Model):
     stored_snapshot_bytes = models.BigIntegerField(default=0, editable=False)
     stored_standard_bytes = models.BigIntegerField(default=0, editable=False)
     stored_archive_bytes = models.BigIntegerField(default=0, editable=False)
+    stored_item_count = models.IntegerField(default=0, editable=False)  # the same, for items
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -88,6 +89,7 @@ class Vault(models.Model):
             models.Index(fields=["immutability"], name="vault_immutability_idx"),
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
             models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
+            models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
         ]
         constraints = [
             models.CheckConstraint(

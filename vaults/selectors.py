@@ -41,7 +41,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 
 from policies.rules import DEFAULT_INTERVAL_HOURS, HOURLY_INTERVALS
@@ -173,20 +173,14 @@ def with_portfolio_columns(queryset: QuerySet[Vault]) -> QuerySet[Vault]:
 
     ``level_db`` is the security level; ``item_count``; ``last_backup_status`` and
     ``last_backup_at`` from the vault's newest backup job; ``storage_<tier>`` in bytes, the
-    vault's totals that database triggers keep (``Vault.stored_<tier>_bytes``), so sorting
-    10,000 vaults by storage reads an index instead of summing every point.
+    vault's totals that database triggers keep (``Vault.stored_<tier>_bytes``, and
+    ``stored_item_count``), so sorting 10,000 vaults by storage or items reads an index
+    instead of summing every point.
     """
-    item_count = (
-        ProtectedItem.objects.filter(vault=OuterRef("pk"))
-        .order_by()
-        .values("vault")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
     storage = {f"storage_{name}": F(f"stored_{name}_bytes") for name in STORAGE_TIERS}
     return queryset.annotate(
         level_db=security_level_expression(),
-        item_count=Coalesce(Subquery(item_count, output_field=IntegerField()), Value(0)),
+        item_count=F("stored_item_count"),
         last_backup_status=_last_backup("vault", "status"),
         last_backup_at=_last_backup("vault", "created_at"),
         **storage,

@@ -316,8 +316,38 @@ STORAGE_TOTAL_TRIGGERS = [
 POINT_TRIGGERS += STORAGE_TOTAL_TRIGGERS
 
 
+def _add_item_counts(rows: str, sign: str) -> str:
+    return (
+        f"UPDATE public.vaults_vault v SET stored_item_count = v.stored_item_count {sign} d.n "
+        f"FROM (SELECT vault_id, COUNT(*) AS n FROM {rows} GROUP BY vault_id) AS d "
+        "WHERE v.id = d.vault_id; RETURN NULL;"
+    )
+
+
+# The portfolio's "Items" column and sort: each vault's item count, kept the same way.
+ITEM_COUNT_TRIGGERS = [
+    pgtrigger.Trigger(
+        name="item_count_insert",
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(new="new_items"),
+        func=_add_item_counts("new_items", "+"),
+    ),
+    pgtrigger.Trigger(
+        name="item_count_delete",
+        when=pgtrigger.After,
+        operation=pgtrigger.Delete,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(old="old_items"),
+        func=_add_item_counts("old_items", "-"),
+    ),
+]
+ITEM_TRIGGERS += ITEM_COUNT_TRIGGERS
+
+
 def sqlite_storage_total_triggers() -> list[str]:
-    """The same totals on SQLite, row by row (no transition tables there)."""
+    """The same totals (and item counts) on SQLite, row by row (no transition tables)."""
 
     def change(alias: str, sign: str) -> str:
         return ", ".join(
@@ -330,8 +360,14 @@ def sqlite_storage_total_triggers() -> list[str]:
         f" - ({_bytes_of('OLD', group)})"
         for group in STORAGE_GROUPS
     )
-    table, vault = "vaults_recoverypoint", "vaults_vault"
+    table, vault, items = "vaults_recoverypoint", "vaults_vault", "vaults_protecteditem"
     return [
+        f"CREATE TRIGGER IF NOT EXISTS item_count_insert AFTER INSERT ON {items} BEGIN "
+        f"UPDATE {vault} SET stored_item_count = stored_item_count + 1 WHERE id = NEW.vault_id; "
+        "END",
+        f"CREATE TRIGGER IF NOT EXISTS item_count_delete AFTER DELETE ON {items} BEGIN "
+        f"UPDATE {vault} SET stored_item_count = stored_item_count - 1 WHERE id = OLD.vault_id; "
+        "END",
         f"CREATE TRIGGER IF NOT EXISTS point_storage_insert AFTER INSERT ON {table} BEGIN "
         f"UPDATE {vault} SET {change('NEW', '+')} WHERE id = NEW.vault_id; END",
         f"CREATE TRIGGER IF NOT EXISTS point_storage_delete AFTER DELETE ON {table} BEGIN "
@@ -343,10 +379,14 @@ def sqlite_storage_total_triggers() -> list[str]:
 
 
 def backfill_storage_totals_sql() -> str:
-    """Set every vault's totals from its points (the migration that adds them)."""
+    """Set every vault's totals from its points and items (the migration that adds them)."""
     sets = ", ".join(
         f"stored_{group}_bytes = COALESCE((SELECT SUM({_bytes_of('p', group)}) FROM "
         f"vaults_recoverypoint p WHERE p.vault_id = vaults_vault.id), 0)"
         for group in STORAGE_GROUPS
+    )
+    sets += (
+        ", stored_item_count = (SELECT COUNT(*) FROM vaults_protecteditem i "
+        "WHERE i.vault_id = vaults_vault.id)"
     )
     return f"UPDATE vaults_vault SET {sets}"
