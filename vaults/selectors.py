@@ -255,7 +255,8 @@ def filter_last_backup(queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
 def dashboard_figures(user: Any, now: datetime, *, days: int = 14) -> dict[str, Any]:
     """The dashboard's cards, one aggregate query each (six queries in all)."""
     vaults = vaults_for_user(user)
-    jobs = Job.objects.filter(vault__in=vaults, created_at__gte=now - timedelta(hours=24))
+    # As the jobs list counts them (sweeps included), so a status links to its rows.
+    jobs = jobs_for_user(user).filter(created_at__gte=now - timedelta(hours=24))
     jobs_by_status = dict(jobs.order_by().values_list("status").annotate(n=Count("pk")))
     items = ProtectedItem.objects.filter(vault__in=vaults)
     rpo = items.aggregate(

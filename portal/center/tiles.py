@@ -60,7 +60,7 @@ def center_tiles(user: Any, now: datetime) -> list[Tile]:
     job_counts = _counts(jobs, {"all": Q(), **{v: Q(status=v) for v, _ in statuses}})
     job_tone = {"failed": "refused", "queued": "disabled"}
     jobs_tile = Tile(
-        "jobs", "Jobs in the last 24 hours", job_counts["all"],
+        "jobs", "Jobs, last 24 hours", job_counts["all"],
         _url("jobs:list", since="24h"),
         [Entry(label, job_counts[v], _url("jobs:list", status=v, since="24h"),
                job_tone.get(v, "")) for v, label in statuses],
@@ -73,9 +73,9 @@ def center_tiles(user: Any, now: datetime) -> list[Tile]:
     items_tile = Tile(
         "items", "Protected items", item_counts["protected"],
         _url("items", protection_state="protected"),
-        [Entry("Missing their RPO", item_counts["missed"], _url("items", rpo="missed"),
+        [Entry("RPO missed", item_counts["missed"], _url("items", rpo="missed"),
                "refused"),
-         Entry("Meeting their RPO", item_counts["protected"] - item_counts["missed"],
+         Entry("RPO met", item_counts["protected"] - item_counts["missed"],
                _url("items", rpo="met"))],
     )  # fmt: skip
 
@@ -103,17 +103,17 @@ def center_tiles(user: Any, now: datetime) -> list[Tile]:
         [Entry(label, vault_counts[f"level_{v}"], _url("portfolio", security_level=v),
                level_tone.get(v, "")) for v, label in levels],
     )  # fmt: skip
-    imm_labels = {"disabled": "Immutability off", "enabled": "Immutable, not locked",
-                  "locked": "Immutable and locked"}  # fmt: skip
+    imm_labels = {"disabled": "Immutability off", "enabled": "Immutable",
+                  "locked": "Immutable, locked"}  # fmt: skip
     sd_labels = {"disabled": "Soft delete off", "enabled": "Soft delete on",
-                 "always_on": "Soft delete always-on"}  # fmt: skip
+                 "always_on": "Always-on"}  # fmt: skip
     settings_tile = Tile(
-        "settings", "Vault security settings", None, "",
+        "settings", "Vault settings", None, "",
         [*[Entry(imm_labels[v], vault_counts[f"imm_{v}"], _url("portfolio", immutability=v),
                  "refused" if v == "disabled" else "") for v, _ in Vault.Immutability.choices],
          *[Entry(sd_labels[v], vault_counts[f"sd_{v}"], _url("portfolio", soft_delete=v),
                  "refused" if v == "disabled" else "") for v, _ in Vault.SoftDelete.choices],
-         Entry("Guarded by MUA", vault_counts["mua"], _url("portfolio", mua="true"))],
+         Entry("MUA on", vault_counts["mua"], _url("portfolio", mua="true"))],
     )  # fmt: skip
 
     # Requests waiting for a second person (the approvals inbox shows pending by default).

@@ -135,20 +135,28 @@
       empty("chart-storage", "No recovery points written in the last 14 days.");
       return;
     }
+    var narrow = window.matchMedia("(max-width: 700px)").matches;
+    var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     draw("chart-storage", {
       type: "bar",
       data: {
-        labels: data.storage_daily.labels,
+        // "2026-11-17" reads "17 Nov" under its bar (the table and tooltip keep the year).
+        labels: data.storage_daily.labels.map(function (day) {
+          var parts = day.split("-");
+          return Number(parts[2]) + " " + MONTHS[Number(parts[1]) - 1];
+        }),
         datasets: data.storage_daily.series.map(function (s, i) {
           return { label: s.label, data: s.values, backgroundColor: PALETTE[tiers[i]] };
         })
       },
       options: {
-        plugins: { tooltip: { callbacks: { label: function (ctx) {
-          return ctx.dataset.label + ": " + bytes(ctx.parsed.y);
-        } } } },
+        aspectRatio: narrow ? 1.2 : 2,
+        plugins: { tooltip: { callbacks: {
+          title: function (items) { return data.storage_daily.labels[items[0].dataIndex]; },
+          label: function (ctx) { return ctx.dataset.label + ": " + bytes(ctx.parsed.y); }
+        } } },
         scales: {
-          x: { stacked: true },
+          x: { stacked: true, ticks: { maxRotation: 0, autoSkip: true } },
           y: { stacked: true, beginAtZero: true, ticks: bytesAxis(highest) }
         }
       }
