@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.functions import Upper
 
 from .triggers import ITEM_TRIGGERS, POINT_TRIGGERS, VAULT_TRIGGERS
 
@@ -90,6 +91,9 @@ class Vault(models.Model):
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
             models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
             models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
+            # The region filter (iexact) with the page's order; the tag filter's GIN index on
+            # PostgreSQL is in migration 0011.
+            models.Index(Upper("region"), "name", name="vault_region_name_idx"),
         ]
         constraints = [
             models.CheckConstraint(

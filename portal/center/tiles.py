@@ -67,7 +67,9 @@ def center_tiles(user: Any, now: datetime) -> list[Tile]:
     )  # fmt: skip
 
     # Protected items and those missing their RPO (the protected items list).
-    items = ProtectedItem.objects.filter(vault__in=vaults)
+    items = ProtectedItem.objects.all()
+    if not selectors.sees_every_vault(user):
+        items = items.filter(vault__in=vaults)
     protected = Q(protection_state=ProtectedItem.State.PROTECTED)
     item_counts = _counts(items, {"protected": protected, "missed": selectors.rpo_missed_q(now)})
     items_tile = Tile(
