@@ -16,6 +16,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
 from policies.models import Policy
 from portal import clock
@@ -79,6 +80,9 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "query": _query_without(request, "page"),
         "sort_query": _query_without(request, "page", "sort"),
         "export_query": _query_without(request, "page"),
+        # Reversed once, not once per row (a vault name needs no escaping in a URL).
+        "vaults_url": reverse("vaults:list"),
+        "items_url": reverse("items"),
     }
     template = "center/portfolio.html#results" if request.htmx else "center/portfolio.html"
     return render(request, template, context)
