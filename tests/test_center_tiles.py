@@ -227,3 +227,17 @@ def test_item_counts_follow_items_added_and_removed(db: None) -> None:
     ProtectedItem.objects.filter(vault=vault).update(protection_state="protection_stopped")
     vault.refresh_from_db()
     assert vault.stored_item_count == 4 == vault.items.count()
+
+
+def test_the_jobs_since_filter_on_the_api_and_bad_values(
+    security_admin: Any, reader: Any, api: Any, client: Client, clock: Any
+) -> None:
+    _fleet(3, security_admin, clock.now())
+    body = api(reader).get("/api/v1/jobs/?since=24h&status=failed").json()
+    assert body["count"] == 3 * 4  # one failed backup per item, all within the day
+    refused = api(reader).get("/api/v1/jobs/?since=forever")
+    assert refused.status_code == 400
+    client.force_login(reader)
+    page = client.get("/jobs/?since=forever")
+    assert page.status_code == 200
+    assert page.context["filter"].errors["since"]  # the jobs page's form knows it is wrong
