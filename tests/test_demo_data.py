@@ -62,10 +62,10 @@ def test_the_demo_is_alive(demo: dict[str, int], demo_settings: Path) -> None:
     assert items.count() == 4
     for item in items:
         assert item.last_backup_at is not None
-        assert item.recovery_points.count() == 2
+        assert item.recovery_points.count() == (3 if item.name == "web-site" else 2)
         assert item.source_path.startswith(str(demo_settings / "demo"))
     tiers = set(RecoveryPoint.objects.values_list("tier", flat=True))
-    assert {"snapshot_and_vault", "vault_archive"} <= tiers
+    assert tiers == {"snapshot", "snapshot_and_vault", "vault_archive"}  # every tier group
     assert all(p.storage_key and p.stored_bytes > 0 for p in RecoveryPoint.objects.all())
     failed = Job.objects.get(status="failed")
     assert failed.item.name == "legacy-share" and failed.kind == "backup"
@@ -78,7 +78,9 @@ def test_the_demo_is_alive(demo: dict[str, int], demo_settings: Path) -> None:
     vault = Vault.objects.get(name="prod-files-weu")
     standard = sum(p.stored_bytes for p in vault.recovery_points.filter(tier="snapshot_and_vault"))
     archive = sum(p.stored_bytes for p in vault.recovery_points.filter(tier="vault_archive"))
+    snapshot = sum(p.stored_bytes for p in vault.recovery_points.filter(tier="snapshot"))
     assert (vault.stored_standard_bytes, vault.stored_archive_bytes) == (standard, archive)
+    assert vault.stored_snapshot_bytes == snapshot > 0
 
 
 def test_running_it_again_adds_nothing_and_fails_nothing(demo: dict[str, int]) -> None:

@@ -9,6 +9,7 @@ step first looks whether its result exists, so running it again adds nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,18 +18,19 @@ from django.contrib.auth import get_user_model
 
 from guards import services as guard_services
 from guards.models import ResourceGuard
+from policies import rules as policy_rules
 from policies import services as policy_services
 from policies.models import Policy
 from portal import clock
 from portal.models import Approval
 
 from . import services
-from .jobs import requests, runner
+from .jobs import requests, runner, schedules
 from .jobs.state import new_job
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
 from .rules import demo_dir
 
-# vault, item, directory under var/demo/, {file: text}
+# vault, item, directory under var/demo/, {file: text}[, policy (else demo-daily)]
 DEMO_ITEMS = [
     (
         "prod-files-weu",
@@ -49,6 +51,7 @@ DEMO_ITEMS = [
             "css/site.css": "body { font-family: sans-serif; }\n",
             "robots.txt": "User-agent: *\nDisallow:\n",
         },
+        "demo-hourly",
     ),
     (
         "prod-sql-weu",
@@ -88,23 +91,33 @@ def _write_files(root: Path, files: dict[str, str]) -> None:
             path.write_text(text)
 
 
-def _policy(alice: Any, vault: Vault) -> Policy:
-    policy = Policy.objects.filter(vault=vault, name="demo-daily").first()
+POLICIES: dict[str, dict[str, Any]] = {
+    "demo-daily": {"daily_days": 30, "weekly_weeks": 12, "monthly_months": 12},
+    # Enhanced: a run every 4 hours; the runs before the day's last are operational snapshots.
+    "demo-hourly": {"kind": "enhanced", "frequency": "hourly", "interval_hours": 4,
+                    "window_start": dt.time(0, 0), "window_hours": 24, "daily_days": 30,
+                    "instant_restore_days": 7},
+}  # fmt: skip
+
+
+def _policy(alice: Any, vault: Vault, name: str) -> Policy:
+    policy = Policy.objects.filter(vault=vault, name=name).first()
     if policy is None:
         policy = policy_services.policy_create(
-            actor=alice, vault=vault, name="demo-daily", daily_days=30, weekly_weeks=12,
-            monthly_months=12,
-        )  # fmt: skip
+            actor=alice, vault=vault, name=name, **POLICIES[name]
+        )
     return policy
 
 
-def _protect(alice: Any, vault_name: str, name: str, directory: Path) -> ProtectedItem:
+def _protect(
+    alice: Any, vault_name: str, name: str, directory: Path, policy: str = "demo-daily"
+) -> ProtectedItem:
     vault = Vault.objects.get(name=vault_name)
     item = ProtectedItem.objects.filter(vault=vault, name=name).first()
     if item is None:
         item = services.item_protect(
             actor=alice, vault=vault, name=name, source_path=str(directory),
-            policy=_policy(alice, vault),
+            policy=_policy(alice, vault, policy),
         )  # fmt: skip
     return item
 
@@ -126,6 +139,25 @@ def _backups(alice: Any, item: ProtectedItem, root: Path) -> Iterator[str]:
     second = _run(requests.backup_request(actor=alice, item=item))
     where = f"{item.vault.name}/{item.name}"
     yield f"  {where}: backups #{first.pk} {first.status}, #{second.pk} {second.status}"
+
+
+def _snapshot_run(item: ProtectedItem) -> Iterator[str]:
+    """One scheduled run of an enhanced policy that is not the day's last: an operational
+    snapshot (SPEC 3.6), dispatched as beat would for that slot and run here."""
+    if item.recovery_points.filter(tier=RecoveryPoint.Tier.SNAPSHOT).exists():
+        return
+    now = clock.now()
+    schedule = item.policy.schedule()
+    slots = [
+        slot
+        for slot in policy_rules.scheduled_slots(schedule, now - dt.timedelta(days=1), now)
+        if not policy_rules.is_vault_tier_run(schedule, slot)
+    ]
+    if not slots:
+        return
+    for job in schedules.backups_dispatch(now=slots[-1]):
+        job = _run(job)
+        yield f"  {job.item.vault.name}/{job.item.name}: scheduled backup #{job.pk} {job.status}"
 
 
 def _archive_one(item: ProtectedItem) -> Iterator[str]:
@@ -196,10 +228,12 @@ def seed_living_demo() -> Iterator[str]:
     alice, sam = _user("alice"), _user("sam")
     root = demo_dir()
     root.mkdir(parents=True, exist_ok=True)
-    for vault_name, name, directory, files in DEMO_ITEMS:
+    for vault_name, name, directory, files, *policy in DEMO_ITEMS:
         _write_files(root / directory, files)
-        item = _protect(alice, vault_name, name, root / directory)
+        item = _protect(alice, vault_name, name, root / directory, *policy)
         yield from _backups(alice, item, root / directory)
+    web = ProtectedItem.objects.get(vault__name="prod-files-weu", name="web-site")
+    yield from _snapshot_run(web)
     yield from _archive_one(
         ProtectedItem.objects.get(vault__name="prod-files-weu", name="finance-reports")
     )
