@@ -72,6 +72,8 @@ def test_the_demo_is_alive(demo: dict[str, int], demo_settings: Path) -> None:
     assert Alert.objects.filter(kind="backup_failed", status="open", vault_name="dev-vm-eus")
     guarded = Vault.objects.get(name="prod-sql-weu")
     assert guarded.is_locked and guarded.resource_guard.name == "demo-guard"
+    levels = {vault.security_level for vault in Vault.objects.all()}
+    assert levels == {"excellent", "good", "fair", "poor"}  # every level on the portfolio
     pending = Approval.objects.filter(status="pending")
     assert set(pending.values_list("kind", flat=True)) == {"lock_immutability", "elevation"}
     # The totals the portfolio sorts on agree with the points (kept by the triggers).

@@ -22,6 +22,7 @@ from policies import rules as policy_rules
 from policies import services as policy_services
 from policies.models import Policy
 from portal import clock
+from portal import services as portal_services
 from portal.models import Approval
 
 from . import services
@@ -76,6 +77,7 @@ DEMO_ITEMS = [
 FAILING_ITEM = ("dev-vm-eus", "legacy-share", "legacy-share")
 GUARD = "demo-guard"
 GUARDED_VAULT = "prod-sql-weu"  # locked too: the vault the demo shows at its strongest
+WEAK_VAULT = "dev-blobs-sea"  # a dev vault with nothing to keep: soft delete off
 LOCK_REQUEST_VAULT = "prod-files-weu"  # immutable, not locked: a lock waits for approval
 
 
@@ -189,6 +191,24 @@ def _failed_backup(alice: Any, root: Path) -> Iterator[str]:
     yield f"  {vault_name}/{name}: backup #{job.pk} {job.status} (its directory is gone)"
 
 
+def _security_spread(alice: Any, sam: Any) -> Iterator[str]:
+    """Every security level on the portfolio: the guarded SQL vault gets always-on soft
+    delete (approved by sam: excellent once guarded), a dev vault none (poor)."""
+    strong = Vault.objects.get(name=GUARDED_VAULT)
+    if strong.soft_delete_state != Vault.SoftDelete.ALWAYS_ON:
+        approval = services.soft_delete_always_on_request(
+            actor=alice, vault=strong, confirmation=strong.name
+        )
+        portal_services.approval_approve(actor=sam, approval=approval)
+        yield f"  {strong.name}: soft delete always-on"
+    weak = Vault.objects.get(name=WEAK_VAULT)
+    if weak.soft_delete_state == Vault.SoftDelete.ENABLED and not weak.items.exists():
+        services.soft_delete_set(
+            actor=alice, vault=weak, state=Vault.SoftDelete.DISABLED, confirm_purge_count=0
+        )
+        yield f"  {weak.name}: soft delete off"
+
+
 def _guard(sam: Any, alice: Any) -> Iterator[str]:
     guard = ResourceGuard.objects.filter(name=GUARD).first()
     if guard is None:
@@ -238,5 +258,6 @@ def seed_living_demo() -> Iterator[str]:
         ProtectedItem.objects.get(vault__name="prod-files-weu", name="finance-reports")
     )
     yield from _failed_backup(alice, root)
+    yield from _security_spread(alice, sam)
     yield from _guard(sam, alice)
     yield from _pending_requests(alice)
