@@ -241,3 +241,20 @@ def test_the_jobs_since_filter_on_the_api_and_bad_values(
     page = client.get("/jobs/?since=forever")
     assert page.status_code == 200
     assert page.context["filter"].errors["since"]  # the jobs page's form knows it is wrong
+
+
+def test_a_full_save_of_a_stale_vault_keeps_the_totals(db: None, clock: Any) -> None:
+    vault = Vault.objects.create(name="stale", kind="backup", region="r")
+    stale = Vault.objects.get(pk=vault.pk)  # read before the backup below
+    policy = Policy.objects.create(vault=vault, name="daily")
+    item = ProtectedItem.objects.create(vault=vault, name="i", source_path="/s", policy=policy)
+    RecoveryPoint.objects.create(
+        vault=vault, item=item, tier="vault_standard", created_at=clock.now(),
+        expires_at=clock.now() + timedelta(days=1), stored_bytes=777,
+    )  # fmt: skip
+    stale.region = "elsewhere"
+    stale.save()
+    vault.refresh_from_db()
+    assert (vault.region, vault.stored_standard_bytes, vault.stored_item_count) == (
+        "elsewhere", 777, 1,
+    )  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 
@@ -31,9 +31,17 @@ from .jobs.state import new_job
 from .models import Job, ProtectedItem, RecoveryPoint, Vault
 from .rules import demo_dir
 
-# vault, item, directory under var/demo/, {file: text}[, policy (else demo-daily)]
-DEMO_ITEMS = [
-    (
+
+class DemoItem(NamedTuple):
+    vault: str
+    name: str
+    directory: str  # under var/demo/
+    files: dict[str, str]
+    policy: str = "demo-daily"
+
+
+DEMO_ITEMS: list[DemoItem] = [
+    DemoItem(
         "prod-files-weu",
         "finance-reports",
         "finance-reports",
@@ -43,7 +51,7 @@ DEMO_ITEMS = [
             "README.txt": "Quarterly finance reports, exported nightly.\n",
         },
     ),
-    (
+    DemoItem(
         "prod-files-weu",
         "web-site",
         "web-site",
@@ -54,7 +62,7 @@ DEMO_ITEMS = [
         },
         "demo-hourly",
     ),
-    (
+    DemoItem(
         "prod-sql-weu",
         "sql-dumps",
         "sql-dumps",
@@ -63,7 +71,7 @@ DEMO_ITEMS = [
             "customers.sql": "CREATE TABLE customers (id int primary key, name text);\n" * 40,
         },
     ),
-    (
+    DemoItem(
         "stage-pg-neu",
         "hr-records",
         "hr-records",
@@ -159,7 +167,8 @@ def _snapshot_run(item: ProtectedItem) -> Iterator[str]:
         return
     for job in schedules.backups_dispatch(now=slots[-1]):
         job = _run(job)
-        yield f"  {job.item.vault.name}/{job.item.name}: scheduled backup #{job.pk} {job.status}"
+        where = f"{job.vault.name}/{job.item.name}" if job.vault and job.item else "?"
+        yield f"  {where}: scheduled backup #{job.pk} {job.status}"
 
 
 def _archive_one(item: ProtectedItem) -> Iterator[str]:
@@ -248,10 +257,11 @@ def seed_living_demo() -> Iterator[str]:
     alice, sam = _user("alice"), _user("sam")
     root = demo_dir()
     root.mkdir(parents=True, exist_ok=True)
-    for vault_name, name, directory, files, *policy in DEMO_ITEMS:
-        _write_files(root / directory, files)
-        item = _protect(alice, vault_name, name, root / directory, *policy)
-        yield from _backups(alice, item, root / directory)
+    for demo in DEMO_ITEMS:
+        source = root / demo.directory
+        _write_files(source, demo.files)
+        item = _protect(alice, demo.vault, demo.name, source, demo.policy)
+        yield from _backups(alice, item, source)
     web = ProtectedItem.objects.get(vault__name="prod-files-weu", name="web-site")
     yield from _snapshot_run(web)
     yield from _archive_one(

@@ -19,6 +19,12 @@ VAULT_NAME_VALIDATOR = RegexValidator(
 )
 
 
+# Vault columns only database triggers write (vaults/triggers.py): never saved from Python.
+TRIGGER_KEPT = frozenset(
+    {"stored_snapshot_bytes", "stored_standard_bytes", "stored_archive_bytes", "stored_item_count"}
+)
+
+
 class Vault(models.Model):
     class Kind(models.TextChoices):
         RECOVERY_SERVICES = "recovery_services", "Recovery Services vault"
@@ -105,6 +111,17 @@ class Vault(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A full save of a loaded vault leaves the trigger-kept totals alone: this instance's
+        copy may be older than a backup that finished since it was read."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in TRIGGER_KEPT
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def is_immutable(self) -> bool:
