@@ -177,3 +177,13 @@ def test_a_symlink_inside_var_demo_to_the_store_is_refused(admin: Any, demo_sett
             policy=policy,
         )  # fmt: skip
     assert not ProtectedItem.objects.filter(name="sneaky").exists()
+
+
+def test_without_var_demo_among_the_source_roots_the_demo_says_so(
+    db: None, demo_settings: Path, settings: Any, tmp_path: Path
+) -> None:
+    settings.HOLDFAST_SOURCE_ROOTS = [tmp_path / "elsewhere"]
+    err = io.StringIO()
+    call_command("seed_demo", stdout=io.StringIO(), stderr=err)
+    assert "not all made" in err.getvalue() and "outside the directories" in err.getvalue()
+    assert Vault.objects.count() == 12 and not ProtectedItem.objects.exists()
