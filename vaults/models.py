@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.functions import Upper
 
 from .triggers import ITEM_TRIGGERS, POINT_TRIGGERS, VAULT_TRIGGERS
 
@@ -15,6 +16,12 @@ VAULT_NAME_VALIDATOR = RegexValidator(
     r"^(?!new$)[A-Za-z][A-Za-z0-9-]{1,49}$",
     "A vault name is 2 to 50 letters, digits or hyphens, starting with a letter ('new' is "
     "reserved).",
+)
+
+
+# Vault columns only database triggers write (vaults/triggers.py): never saved from Python.
+TRIGGER_KEPT = frozenset(
+    {"stored_snapshot_bytes", "stored_standard_bytes", "stored_archive_bytes", "stored_item_count"}
 )
 
 
@@ -65,6 +72,13 @@ class Vault(models.Model):
     # Job alerts (backup failed, restore failed) of this vault are recorded but not delivered
     # by e-mail or webhook; security alerts cannot be muted (SPEC 3.8).
     mute_job_alerts = models.BooleanField(default=False)
+    # Stored bytes of the vault's points per tier group, kept by database triggers on the
+    # points (vaults/triggers.py, STORAGE_TOTAL_TRIGGERS), never written by the application:
+    # the portfolio sorts on them.
+    stored_snapshot_bytes = models.BigIntegerField(default=0, editable=False)
+    stored_standard_bytes = models.BigIntegerField(default=0, editable=False)
+    stored_archive_bytes = models.BigIntegerField(default=0, editable=False)
+    stored_item_count = models.IntegerField(default=0, editable=False)  # the same, for items
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -81,6 +95,11 @@ class Vault(models.Model):
         indexes = [
             models.Index(fields=["immutability"], name="vault_immutability_idx"),
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
+            models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
+            models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
+            # The region filter (iexact) with the page's order; the tag filter's GIN index on
+            # PostgreSQL is in migration 0011.
+            models.Index(Upper("region"), "name", name="vault_region_name_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -92,6 +111,17 @@ class Vault(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A full save of a loaded vault leaves the trigger-kept totals alone: this instance's
+        copy may be older than a backup that finished since it was read."""
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in TRIGGER_KEPT
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def is_immutable(self) -> bool:

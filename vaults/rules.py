@@ -32,6 +32,20 @@ def retain_until_check(retain_until: datetime, now: datetime) -> None:
         )
 
 
+def demo_dir() -> Path:
+    """Where ``manage.py seed_demo`` writes the directories its demo items protect."""
+    return Path(settings.VAR_DIR).resolve() / "demo"
+
+
+def _in_demo_dir(resolved: Path) -> bool:
+    """A directory below ``var/demo/`` (the demo's sample files, nothing of Holdfast's own):
+    the one part of ``var/`` that may be protected. ``var/demo`` itself must be a real
+    directory: were it a symlink (to ``var/``, say), ``resolved`` (every symlink followed)
+    would lie elsewhere and not below the literal path compared here."""
+    demo = demo_dir()
+    return resolved != demo and resolved.is_relative_to(demo) and not demo.is_symlink()
+
+
 def source_refusal(resolved: Path) -> str | None:
     """Why the directory at ``resolved`` (a path with every symlink already followed) may not
     be backed up, as a clause ("holds Holdfast's own storage or data"), or None.
@@ -42,7 +56,9 @@ def source_refusal(resolved: Path) -> str | None:
     # The store, the database and the server's own files are never a backup source (a backup
     # admin could otherwise read them back through a restore); HOLDFAST_SOURCE_ROOTS, when
     # set, narrows sources further.
-    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve(), Path(settings.VAR_DIR).resolve()]
+    forbidden = [Path(settings.HOLDFAST_STORAGE_ROOT).resolve()]
+    if not _in_demo_dir(resolved):
+        forbidden.append(Path(settings.VAR_DIR).resolve())
     if any(resolved.is_relative_to(root) or root.is_relative_to(resolved) for root in forbidden):
         return "holds Holdfast's own storage or data"
     allowed = [Path(root).resolve() for root in settings.HOLDFAST_SOURCE_ROOTS]

@@ -24,12 +24,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import (
-    BigIntegerField,
     Case,
     CharField,
     Count,
     DateField,
     DateTimeField,
+    F,
     IntegerField,
     Max,
     Min,
@@ -41,7 +41,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 
 from policies.rules import DEFAULT_INTERVAL_HOURS, HOURLY_INTERVALS
@@ -65,6 +65,19 @@ def vaults_for_user(user: Any) -> QuerySet[Vault]:
     return Vault.objects.select_related("resource_guard")
 
 
+def sees_every_vault(user: Any) -> bool:
+    """Whether ``vaults_for_user`` is every vault (true of every role that may view, today).
+    Lists of items and jobs then need no ``vault IN (every vault)`` filter, which on a large
+    fleet costs a join for nothing; scope vaults per user and this answers False."""
+    return has_capability(user, "view")
+
+
+def _of_visible_vaults(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
+    if sees_every_vault(user):
+        return queryset
+    return queryset.filter(vault__in=vaults_for_user(user))
+
+
 def get_vault_for_user(user: Any, name: str) -> Vault:
     if not has_capability(user, "view"):
         raise PermissionDenied("Your role does not allow you to see vaults.")
@@ -75,6 +88,8 @@ def jobs_for_user(user: Any) -> QuerySet[Job]:
     """Jobs of the vaults the user may see (sweeps, which span vaults, to everyone who views)."""
     if not has_capability(user, "view"):
         raise PermissionDenied("Your role does not allow you to see jobs.")
+    if sees_every_vault(user):  # a job's vault is one of them, or none (sweeps)
+        return Job.objects.all()
     return Job.objects.filter(vault__in=vaults_for_user(user)) | Job.objects.filter(
         vault__isnull=True
     )
@@ -156,17 +171,6 @@ def security_level_rank() -> Case:
     )
 
 
-def _storage_subquery(tiers: tuple[str, ...]) -> Coalesce:
-    sums = (
-        RecoveryPoint.objects.filter(vault=OuterRef("pk"), tier__in=tiers)
-        .order_by()
-        .values("vault")
-        .annotate(total=Sum("stored_bytes"))
-        .values("total")
-    )
-    return Coalesce(Subquery(sums, output_field=BigIntegerField()), Value(0))
-
-
 def _last_backup(vault_field: str, column: str) -> Subquery:
     latest = (
         Job.objects.filter(**{vault_field: OuterRef("pk")}, kind=Job.Kind.BACKUP)
@@ -183,19 +187,15 @@ def with_portfolio_columns(queryset: QuerySet[Vault]) -> QuerySet[Vault]:
     """Add every portfolio column a row needs, as annotations (no per-row queries).
 
     ``level_db`` is the security level; ``item_count``; ``last_backup_status`` and
-    ``last_backup_at`` from the vault's newest backup job; ``storage_<tier>`` in bytes.
+    ``last_backup_at`` from the vault's newest backup job; ``storage_<tier>`` in bytes, the
+    vault's totals that database triggers keep (``Vault.stored_<tier>_bytes``, and
+    ``stored_item_count``), so sorting 10,000 vaults by storage or items reads an index
+    instead of summing every point.
     """
-    item_count = (
-        ProtectedItem.objects.filter(vault=OuterRef("pk"))
-        .order_by()
-        .values("vault")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    storage = {f"storage_{name}": _storage_subquery(tiers) for name, tiers in STORAGE_TIERS.items()}
+    storage = {f"storage_{name}": F(f"stored_{name}_bytes") for name in STORAGE_TIERS}
     return queryset.annotate(
         level_db=security_level_expression(),
-        item_count=Coalesce(Subquery(item_count, output_field=IntegerField()), Value(0)),
+        item_count=F("stored_item_count"),
         last_backup_status=_last_backup("vault", "status"),
         last_backup_at=_last_backup("vault", "created_at"),
         **storage,
@@ -265,7 +265,7 @@ def items_for_user(user: Any, now: datetime) -> QuerySet[ProtectedItem]:
     ``rpo_state`` is "met", "missed" or "" (not protected: no RPO applies).
     """
     return (
-        ProtectedItem.objects.filter(vault__in=vaults_for_user(user))
+        _of_visible_vaults(ProtectedItem.objects.all(), user)
         .select_related("vault", "policy")
         .annotate(
             last_backup_status=_last_backup("item", "status"),
@@ -292,9 +292,10 @@ def filter_last_backup(queryset: QuerySet[Any], value: str) -> QuerySet[Any]:
 def dashboard_figures(user: Any, now: datetime, *, days: int = 14) -> dict[str, Any]:
     """The dashboard's cards, one aggregate query each (six queries in all)."""
     vaults = vaults_for_user(user)
-    jobs = Job.objects.filter(vault__in=vaults, created_at__gte=now - timedelta(hours=24))
+    # As the jobs list counts them (sweeps included), so a status links to its rows.
+    jobs = jobs_for_user(user).filter(created_at__gte=now - timedelta(hours=24))
     jobs_by_status = dict(jobs.order_by().values_list("status").annotate(n=Count("pk")))
-    items = ProtectedItem.objects.filter(vault__in=vaults)
+    items = _of_visible_vaults(ProtectedItem.objects.all(), user)
     rpo = items.aggregate(
         met=Count("pk", filter=rpo_met_q(now)),
         protected=Count("pk", filter=Q(protection_state=ProtectedItem.State.PROTECTED)),
@@ -304,7 +305,7 @@ def dashboard_figures(user: Any, now: datetime, *, days: int = 14) -> dict[str, 
     # is today's). Points older than the window group under day NULL.
     start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = (
-        RecoveryPoint.objects.filter(vault__in=vaults)
+        _of_visible_vaults(RecoveryPoint.objects.all(), user)
         .order_by()
         .annotate(
             day=Case(

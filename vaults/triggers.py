@@ -238,3 +238,155 @@ POINT_TRIGGERS = [
         ),
     ),
 ]
+
+
+# --- a vault's storage totals ---------------------------------------------------------------
+
+# The portfolio sorts 10,000 vaults by storage used (issue 15): summing a million points per
+# request cannot be fast, so each vault keeps its stored bytes per tier group, kept by the
+# database itself whatever writes the points (services, sweeps, bulk loads, cascades). One
+# statement-level trigger per event reads the statement's transition table, so a bulk insert
+# of a million points updates each vault once. SQLite (the embedded quick start) gets the
+# same totals from row-level triggers that vaults/migrations/0010 creates there.
+# Tier groups as vaults.selectors.STORAGE_TIERS reads them.
+STORAGE_GROUPS = {
+    "snapshot": ("snapshot",),
+    "standard": ("snapshot_and_vault", "vault_standard"),
+    "archive": ("vault_archive",),
+}
+
+
+def _bytes_of(alias: str, group: str) -> str:
+    tiers = ", ".join(f"'{tier}'" for tier in STORAGE_GROUPS[group])
+    return f"CASE WHEN {alias}.tier IN ({tiers}) THEN {alias}.stored_bytes ELSE 0 END"
+
+
+def _add_totals(delta_rows: str) -> str:
+    """Add the per-vault sums of ``delta_rows`` (vault_id and one column per group)."""
+    sets = ", ".join(
+        f"stored_{group}_bytes = v.stored_{group}_bytes + d.{group}" for group in STORAGE_GROUPS
+    )
+    sums = ", ".join(f"SUM({group}) AS {group}" for group in STORAGE_GROUPS)
+    return (
+        f"UPDATE public.vaults_vault v SET {sets} FROM (SELECT vault_id, {sums} FROM "
+        f"({delta_rows}) AS delta GROUP BY vault_id) AS d WHERE v.id = d.vault_id; RETURN NULL;"
+    )
+
+
+def _signed(alias: str, sign: str) -> str:
+    return ", ".join(f"{sign}({_bytes_of(alias, group)}) AS {group}" for group in STORAGE_GROUPS)
+
+
+STORAGE_TOTAL_TRIGGERS = [
+    pgtrigger.Trigger(
+        name="point_storage_insert",
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(new="new_points"),
+        func=_add_totals(f"SELECT n.vault_id, {_signed('n', '+')} FROM new_points n"),
+    ),
+    pgtrigger.Trigger(
+        name="point_storage_delete",
+        when=pgtrigger.After,
+        operation=pgtrigger.Delete,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(old="old_points"),
+        func=_add_totals(f"SELECT o.vault_id, {_signed('o', '-')} FROM old_points o"),
+    ),
+    # Only rows whose tier or size changed touch their vault (a verification does not).
+    pgtrigger.Trigger(
+        name="point_storage_update",
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(old="old_points", new="new_points"),
+        func=_add_totals(
+            "SELECT n.vault_id, "
+            + ", ".join(
+                f"({_bytes_of('n', group)}) - ({_bytes_of('o', group)}) AS {group}"
+                for group in STORAGE_GROUPS
+            )
+            + " FROM new_points n JOIN old_points o ON o.id = n.id"
+            " WHERE o.tier IS DISTINCT FROM n.tier"
+            " OR o.stored_bytes IS DISTINCT FROM n.stored_bytes"
+        ),
+    ),
+]
+POINT_TRIGGERS += STORAGE_TOTAL_TRIGGERS
+
+
+def _add_item_counts(rows: str, sign: str) -> str:
+    return (
+        f"UPDATE public.vaults_vault v SET stored_item_count = v.stored_item_count {sign} d.n "
+        f"FROM (SELECT vault_id, COUNT(*) AS n FROM {rows} GROUP BY vault_id) AS d "
+        "WHERE v.id = d.vault_id; RETURN NULL;"
+    )
+
+
+# The portfolio's "Items" column and sort: each vault's item count, kept the same way.
+ITEM_COUNT_TRIGGERS = [
+    pgtrigger.Trigger(
+        name="item_count_insert",
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(new="new_items"),
+        func=_add_item_counts("new_items", "+"),
+    ),
+    pgtrigger.Trigger(
+        name="item_count_delete",
+        when=pgtrigger.After,
+        operation=pgtrigger.Delete,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(old="old_items"),
+        func=_add_item_counts("old_items", "-"),
+    ),
+]
+ITEM_TRIGGERS += ITEM_COUNT_TRIGGERS
+
+
+def sqlite_storage_total_triggers() -> list[str]:
+    """The same totals (and item counts) on SQLite, row by row (no transition tables)."""
+
+    def change(alias: str, sign: str) -> str:
+        return ", ".join(
+            f"stored_{group}_bytes = stored_{group}_bytes {sign} ({_bytes_of(alias, group)})"
+            for group in STORAGE_GROUPS
+        )
+
+    both = ", ".join(
+        f"stored_{group}_bytes = stored_{group}_bytes + ({_bytes_of('NEW', group)})"
+        f" - ({_bytes_of('OLD', group)})"
+        for group in STORAGE_GROUPS
+    )
+    table, vault, items = "vaults_recoverypoint", "vaults_vault", "vaults_protecteditem"
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS item_count_insert AFTER INSERT ON {items} BEGIN "
+        f"UPDATE {vault} SET stored_item_count = stored_item_count + 1 WHERE id = NEW.vault_id; "
+        "END",
+        f"CREATE TRIGGER IF NOT EXISTS item_count_delete AFTER DELETE ON {items} BEGIN "
+        f"UPDATE {vault} SET stored_item_count = stored_item_count - 1 WHERE id = OLD.vault_id; "
+        "END",
+        f"CREATE TRIGGER IF NOT EXISTS point_storage_insert AFTER INSERT ON {table} BEGIN "
+        f"UPDATE {vault} SET {change('NEW', '+')} WHERE id = NEW.vault_id; END",
+        f"CREATE TRIGGER IF NOT EXISTS point_storage_delete AFTER DELETE ON {table} BEGIN "
+        f"UPDATE {vault} SET {change('OLD', '-')} WHERE id = OLD.vault_id; END",
+        f"CREATE TRIGGER IF NOT EXISTS point_storage_update AFTER UPDATE OF tier, stored_bytes "
+        f"ON {table} WHEN OLD.tier IS NOT NEW.tier OR OLD.stored_bytes IS NOT NEW.stored_bytes "
+        f"BEGIN UPDATE {vault} SET {both} WHERE id = NEW.vault_id; END",
+    ]
+
+
+def backfill_storage_totals_sql() -> str:
+    """Set every vault's totals from its points and items (the migration that adds them)."""
+    sets = ", ".join(
+        f"stored_{group}_bytes = COALESCE((SELECT SUM({_bytes_of('p', group)}) FROM "
+        f"vaults_recoverypoint p WHERE p.vault_id = vaults_vault.id), 0)"
+        for group in STORAGE_GROUPS
+    )
+    sets += (
+        ", stored_item_count = (SELECT COUNT(*) FROM vaults_protecteditem i "
+        "WHERE i.vault_id = vaults_vault.id)"
+    )
+    return f"UPDATE vaults_vault SET {sets}"

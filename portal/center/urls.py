@@ -1,5 +1,5 @@
-"""The Backup center's pages (no namespace: ``home``, ``portfolio``, ``portfolio-export``,
-``items``, ``dashboard``)."""
+"""The Backup center's pages (no namespace: ``home``, ``portfolio``, ``portfolio-tiles``,
+``portfolio-export``, ``items``, ``dashboard``)."""
 
 from django.urls import path
 
@@ -8,6 +8,7 @@ from . import views
 urlpatterns = [
     path("", views.portfolio, name="home"),
     path("backup-center/", views.portfolio, name="portfolio"),
+    path("backup-center/tiles/", views.tiles, name="portfolio-tiles"),
     path("backup-center/export.csv", views.portfolio_export, name="portfolio-export"),
     path("items/", views.item_list, name="items"),
     path("dashboard/", views.dashboard, name="dashboard"),

@@ -16,6 +16,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 
 from policies.models import Policy
 from portal import clock
@@ -23,6 +24,8 @@ from portal.http import HtmxHttpRequest, csv_lines, require_capability
 from vaults import selectors
 from vaults.filters import PortfolioFilter
 from vaults.models import ProtectedItem
+
+from .tiles import center_tiles
 
 PAGE_SIZE = 50
 
@@ -77,8 +80,21 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
         "query": _query_without(request, "page"),
         "sort_query": _query_without(request, "page", "sort"),
         "export_query": _query_without(request, "page"),
+        # Reversed once, not once per row (a vault name needs no escaping in a URL).
+        "vaults_url": reverse("vaults:list"),
+        "items_url": reverse("items"),
     }
     template = "center/portfolio.html#results" if request.htmx else "center/portfolio.html"
+    return render(request, template, context)
+
+
+def tiles(request: HtmxHttpRequest) -> HttpResponse:
+    """The summary tiles (a fragment the portfolio page loads once it is shown, and every
+    minute after: sorting and filtering the table never waits for them). Without JavaScript
+    the page links here; the fragment is then a page of its own."""
+    require_capability(request, "view")
+    context = {"tiles": center_tiles(request.user, clock.now())}
+    template = "center/_tiles.html" if request.htmx else "center/tiles.html"
     return render(request, template, context)
 
 

@@ -21,11 +21,52 @@
     return keys.map(function (k) { return PALETTE[k] || "#57606a"; });
   }
 
-  function bytes(value) {
-    var units = ["B", "KB", "MB", "GB", "TB", "PB"];
+  var UNITS = ["B", "KB", "MB", "GB", "TB", "PB"];
+
+  function unitOf(value) {
     var i = 0;
-    while (value >= 1024 && i < units.length - 1) { value /= 1024; i++; }
-    return value.toFixed(i ? 1 : 0) + " " + units[i];
+    while (value >= 1024 && i < UNITS.length - 1) { value /= 1024; i++; }
+    return i;
+  }
+
+  function bytes(value) {
+    var i = unitOf(value);
+    return (value / Math.pow(1024, i)).toFixed(i ? 1 : 0) + " " + UNITS[i];
+  }
+
+  // A step of 1, 2 or 5 times a power of ten giving about `count` ticks up to `max`.
+  function niceStep(max, count) {
+    var raw = max / count;
+    var magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
+    var norm = raw / magnitude;
+    return (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * magnitude;
+  }
+
+  // The bytes axis: one unit for every tick (the unit of the largest bar), steps that are
+  // round in that unit, and as many decimals as the step needs (never "1 B, 1 B, 1 B").
+  function bytesAxis(max) {
+    var i = unitOf(max);
+    var unit = Math.pow(1024, i);
+    var step = i === 0 ? Math.max(1, niceStep(max, 5)) : niceStep(max / unit, 5);
+    var decimals = Math.max(0, -Math.floor(Math.log10(step)));
+    return {
+      stepSize: step * (i === 0 ? 1 : unit),
+      callback: function (v) { return (v / unit).toFixed(decimals) + " " + UNITS[i]; }
+    };
+  }
+
+  function sum(values) {
+    return values.reduce(function (a, b) { return a + b; }, 0);
+  }
+
+  // Replace a chart with a sentence when it has nothing to draw; the table stays.
+  function empty(id, text) {
+    var canvas = document.getElementById(id);
+    if (!canvas) return;
+    var note = document.createElement("p");
+    note.className = "chart-empty";
+    note.textContent = text;
+    canvas.replaceWith(note);
   }
 
   function draw(id, config) {
@@ -74,27 +115,49 @@
     var data = JSON.parse(source.textContent);
     window.Chart.defaults.animation = false;
 
-    bar("chart-jobs", data.jobs, ["queued", "running", "completed", "failed"], false);
-    doughnut("chart-rpo", data.rpo, ["met", "missed"]);
-    bar("chart-levels", data.levels, ["excellent", "good", "fair", "poor"], true);
-    bar("chart-alerts", data.alerts, ["critical", "warning", "info"], true);
+    if (sum(data.jobs.values)) {
+      bar("chart-jobs", data.jobs, ["queued", "running", "completed", "failed"], false);
+    } else empty("chart-jobs", "No jobs in the last 24 hours.");
+    if (sum(data.rpo.values)) doughnut("chart-rpo", data.rpo, ["met", "missed"]);
+    else empty("chart-rpo", "No protected items yet.");
+    if (sum(data.levels.values)) {
+      bar("chart-levels", data.levels, ["excellent", "good", "fair", "poor"], true);
+    } else empty("chart-levels", "No vaults yet.");
+    if (sum(data.alerts.values)) bar("chart-alerts", data.alerts, ["critical", "warning", "info"], true);
+    else empty("chart-alerts", "No open alerts.");
 
     var tiers = ["snapshot", "standard", "archive"];
+    var days = data.storage_daily.labels.map(function (_, d) {
+      return sum(data.storage_daily.series.map(function (s) { return s.values[d]; }));
+    });
+    var highest = Math.max.apply(null, days.concat([0]));
+    if (!highest) {
+      empty("chart-storage", "No recovery points written in the last 14 days.");
+      return;
+    }
+    var narrow = window.matchMedia("(max-width: 700px)").matches;
+    var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     draw("chart-storage", {
       type: "bar",
       data: {
-        labels: data.storage_daily.labels,
+        // "2026-11-17" reads "17 Nov" under its bar (the table and tooltip keep the year).
+        labels: data.storage_daily.labels.map(function (day) {
+          var parts = day.split("-");
+          return Number(parts[2]) + " " + MONTHS[Number(parts[1]) - 1];
+        }),
         datasets: data.storage_daily.series.map(function (s, i) {
           return { label: s.label, data: s.values, backgroundColor: PALETTE[tiers[i]] };
         })
       },
       options: {
-        plugins: { tooltip: { callbacks: { label: function (ctx) {
-          return ctx.dataset.label + ": " + bytes(ctx.parsed.y);
-        } } } },
+        aspectRatio: narrow ? 1.2 : 2,
+        plugins: { tooltip: { callbacks: {
+          title: function (items) { return data.storage_daily.labels[items[0].dataIndex]; },
+          label: function (ctx) { return ctx.dataset.label + ": " + bytes(ctx.parsed.y); }
+        } } },
         scales: {
-          x: { stacked: true },
-          y: { stacked: true, beginAtZero: true, ticks: { callback: function (v) { return bytes(v); } } }
+          x: { stacked: true, ticks: { maxRotation: 0, autoSkip: true } },
+          y: { stacked: true, beginAtZero: true, ticks: bytesAxis(highest) }
         }
       }
     });

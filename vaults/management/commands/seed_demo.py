@@ -1,10 +1,18 @@
-"""``manage.py seed_demo``: a user per role and a dozen vaults, for the embedded quick start.
+"""``manage.py seed_demo``: a user per role, a dozen vaults and a living system, for the
+embedded quick start (``make run``) and a first sign-in that finds something on every page.
 
 A vaults command (it creates vaults through the vaults' services); the kernel's commands
 (``adduser``, ``db_roles``, the audit anchors) import no app.
 
-Idempotent: users and vaults that already exist are left alone. Every write goes through the
-services (and so the gate), as the demo users themselves.
+Beyond users and vaults (``vaults/demo.py`` has the rest): a few small directories under
+``var/demo/``, items protecting them, real backups run in this process through the jobs'
+own runner (so real recovery points in the vault's store, one moved to the archive tier), a
+backup that fails with its alert, a vault locked by an approved request, a vault guarded by a
+Resource Guard, and a pending lock request and elevation request for the approvers.
+
+Idempotent: what already exists is left alone (a pending request that expired is asked for
+again). Every write goes through the services (and so the gate), as the demo users
+themselves, or through the job runner, as a worker would.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from portal import services
-from portal.gate import entry_point
+from portal.gate import DomainError, entry_point
 from vaults import services as vault_services
+from vaults.demo import seed_living_demo
 from vaults.models import Vault
 
 DEMO_USERS = [
@@ -75,7 +84,12 @@ class Command(BaseCommand):
                         actor=admin, vault=vault, confirmation=name
                     )
                     services.approval_approve(actor=approver, approval=approval)
-        self.stdout.write("Demo data ready. Sign in at http://127.0.0.1:8000/ as:")
+            try:
+                for line in seed_living_demo():
+                    self.stdout.write(line)
+            except DomainError as error:  # e.g. HOLDFAST_SOURCE_ROOTS leaves var/demo/ out
+                self.stderr.write(f"The demo's items and backups were not all made: {error}")
+        self.stdout.write("Demo data ready. Sign in at http://127.0.0.1:8000/ (or your PORT) as:")
         for username, role, password, superuser in DEMO_USERS:
             extra = " (superuser)" if superuser else ""
             self.stdout.write(f"  {username:<7} {role:<15} password: {password}{extra}")
