@@ -11,7 +11,11 @@ import portal.celery  # noqa: F401  (puts the safe transport behind filesystem:/
 
 
 def test_a_consumer_racing_the_producer_reads_every_message_whole(tmp_path: Path) -> None:
-    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    options = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
+    }
     payload = {"body": "x" * 200_000}
     sent = 300
     received: list[dict] = []

@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('guards', '0002_guard_names'),
-        ('vaults', '0009_db_backstop'),
+        ('vaults', '0010_job_files_cancel'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('guards', '0002_guard_names'),
-        ('vaults', '0010_storage_totals'),
+        ('vaults', '0011_storage_totals'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
