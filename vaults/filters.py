@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTransform
 
 from .models import Vault
 from .selectors import security_level_expression, security_level_rank
@@ -74,7 +76,13 @@ class VaultFilter(django_filters.FilterSet):
         if not key:
             return queryset
         if has_value:
-            return queryset.filter(tags__contains={key: tag_value.strip()})
+            if connection.vendor == "postgresql":  # containment, served by the GIN index
+                return queryset.filter(tags__contains={key: tag_value.strip()})
+            # SQLite (the embedded default) has no JSON containment: compare the key's value.
+            # KeyTransform takes the key literally (a key holding "__" is no lookup).
+            return queryset.alias(tag_text=KeyTransform(key, "tags")).filter(
+                tag_text=tag_value.strip()
+            )
         return queryset.filter(tags__has_key=key)
 
 
