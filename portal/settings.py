@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "portal.middleware.HtmxFeedbackMiddleware",
     "portal.middleware.EntryPointMiddleware",
     # Last, as django-axes asks: it turns a flagged lockout into the lockout response.
     "axes.middleware.AxesMiddleware",
@@ -349,6 +350,13 @@ EMAIL_BACKEND = os.environ.get(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"refusal_without_traceback": {"()": "portal.logfilters.RefusalWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's own configuration gives "django" a console handler too (with DEBUG): its
+        # records then reached the root's as well and every one was printed twice.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"filters": ["refusal_without_traceback"]},
+    },
 }

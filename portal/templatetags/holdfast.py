@@ -27,7 +27,7 @@ def duration(value: timedelta | float | int | None) -> str:
         seconds = 0
     if seconds < 10:
         return f"{seconds:.1f} s" if seconds % 1 else f"{int(seconds)} s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
@@ -42,7 +42,7 @@ def duration(value: timedelta | float | int | None) -> str:
 
 @register.inclusion_tag("_mua_marker.html")
 def mua_marker(vault: object, operation: str) -> dict[str, object]:
-    """"Protected by <guard>" beside an action the vault's Resource Guard protects (SPEC 3.4),
+    """ "Protected by <guard>" beside an action the vault's Resource Guard protects (SPEC 3.4),
     so a person knows before the click that it needs a security admin's approval."""
     guard = getattr(vault, "resource_guard", None)
     protected = guard is not None and guard.protects(operation)
