@@ -158,14 +158,39 @@ STATE_LABELS: dict[str, str] = {
     "lock_immutability": "Lock immutability",
     "always_on_soft_delete": "Make soft delete always-on",
     "elevation": "Elevation on a Resource Guard",
-    "user_role_grant_request": "Grant an account power",
     "reader": "Reader",
     "operator": "Operator",
     "backup_admin": "Backup admin",
     "security_admin": "Security admin",
 }
 
+# Refusal codes (SPEC 4), as the audit log's Outcome column shows them.
+CODE_LABELS: dict[str, str] = {
+    "permission_denied": "role does not allow it",
+    "validation_error": "invalid input",
+    "not_found": "not found",
+    "storage_unavailable": "storage unavailable",
+    "immutable_vault": "vault is immutable",
+    "immutability_locked": "immutability is locked",
+    "mua_required": "needs an elevation (MUA)",
+    "confirmation_mismatch": "typed name did not match",
+    "self_approval": "own request",
+    "self_grant": "grant for own account",
+    "soft_delete_always_on": "soft delete is always-on",
+    "retention_suspended_items": "items with suspended protection",
+    "approval_not_pending": "request no longer pending",
+    "vault_not_empty": "vault not empty",
+    "guard_in_use": "guard still in use",
+    "policy_in_use": "policy still in use",
+    "point_not_expired": "point not expired",
+    "point_archived": "point is archived",
+    "otp_required": "needs a two-factor code",
+    "otp_invalid": "wrong two-factor code",
+    "requester_not_superuser": "requester no longer an installation admin",
+}
+
 LABELS: dict[str, str] = {
+    **CODE_LABELS,
     **STATE_LABELS,
     **JOB_LABELS,
     **GUARD_OPERATION_LABELS,

@@ -189,6 +189,18 @@ HOLDFAST_RESTORE_ROOTS = [
 # storage location s3://bucket/prefix lives there. Credentials come from a JSON secret file,
 # else these variables, else boto3's own chain (AWS_ACCESS_KEY_ID, instance roles, ...).
 HOLDFAST_S3_ENDPOINT_URL = os.environ.get("HOLDFAST_S3_ENDPOINT_URL", "")
+# The regions offered when a vault is created (a list to choose from, plus "Other" for free
+# text): HOLDFAST_REGIONS="westeurope,northeurope,on-premises".
+HOLDFAST_REGIONS = [
+    region.strip()
+    for region in os.environ.get(
+        "HOLDFAST_REGIONS",
+        "westeurope,northeurope,uksouth,francecentral,germanywestcentral,swedencentral,"
+        "eastus,eastus2,centralus,westus2,canadacentral,brazilsouth,japaneast,southeastasia,"
+        "australiaeast,on-premises",
+    ).split(",")
+    if region.strip()
+]
 HOLDFAST_S3_REGION = os.environ.get("HOLDFAST_S3_REGION", "us-east-1")
 HOLDFAST_S3_CREDENTIALS_FILE = os.environ.get("HOLDFAST_S3_CREDENTIALS_FILE", "")
 HOLDFAST_S3_ACCESS_KEY_ID = os.environ.get("HOLDFAST_S3_ACCESS_KEY_ID", "")

@@ -6,6 +6,7 @@ from base64 import b32encode
 from collections.abc import Callable
 from typing import Any
 
+import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, get_user_model, update_session_auth_hash
@@ -127,6 +128,11 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         {
             "device": device,
             "config_url": pending.config_url if pending else "",
+            # The same link as a QR code for the app's camera: an SVG data: URI (CSP img-src
+            # allows data:), drawn here so no script or external service sees the key.
+            "qr_code": segno.make(pending.config_url, error="m").svg_data_uri(scale=4, border=2)
+            if pending
+            else "",
             "secret": b32encode(pending.bin_key).decode() if pending else "",
             "error": error,
             "two_factor_required": settings.HOLDFAST_APPROVER_2FA == "required",
@@ -270,6 +276,13 @@ AUDIT_COLUMNS = [
 def audit_list(request: HttpRequest) -> HttpResponseBase:
     require_capability(request, "view")
     audit_filter = AuditFilter(request.GET, queryset=AuditRecord.objects.all())
+    # The operation filter suggests the operations by name (templates/portal/audit.html).
+    audit_filter.form.fields["operation"].widget.attrs["list"] = "operation-names"
+    # The same date and time picker as every other page (datetime-local, read as UTC).
+    for name in ("since", "until"):
+        field = audit_filter.form.fields[name]
+        field.widget.input_type = "datetime-local"  # type: ignore[attr-defined]
+        field.label = f"{field.label} (UTC)"
     if request.GET.get("format") == "csv":
         rows = (
             [getattr(record, column) for column in AUDIT_COLUMNS]
