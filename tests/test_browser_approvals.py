@@ -164,3 +164,54 @@ def test_a_mua_refusal_leads_to_access_approval_and_a_retry(
     page.get_by_role("button", name="Enable soft delete").wait_for()
     assert Vault.objects.get(name="mua-vault").soft_delete_state == "disabled"
     assert unexpected(watch.errors) == [] and watch.csp_violations() == []
+
+
+def test_api_docs_render_without_csp_violations(live_server: Any, browser: Any, admin: Any) -> None:
+    watch = open_page(browser, live_server.url, "alice")
+    watch.page.goto("/api/docs/")
+    watch.page.locator(".swagger-ui .info").wait_for()
+    watch.page.get_by_text("Holdfast API").first.wait_for()
+    watch.page.wait_for_load_state("networkidle")
+    assert watch.errors == [] and watch.csp_violations() == []
+
+
+def test_the_policy_form_shows_only_the_chosen_frequencys_fields(
+    live_server: Any, browser: Any, admin: Any
+) -> None:
+    make_vault(admin, name="policy-vault")
+    watch = open_page(browser, live_server.url, "alice", width=390)
+    page = watch.page
+    page.goto("/vaults/policy-vault/policies/new/")
+    weekdays = page.locator("fieldset.freq-weekly")
+    page.get_by_label("Backup frequency").select_option("daily")
+    assert not weekdays.is_visible() and page.locator(".freq-hourly").first.is_hidden()
+    page.get_by_label("Backup frequency").select_option("weekly")
+    assert weekdays.is_visible() and page.locator(".freq-hourly").first.is_hidden()
+    page.get_by_label("Backup frequency").select_option("hourly")
+    assert not weekdays.is_visible() and page.locator(".freq-hourly").first.is_visible()
+    assert watch.errors == [] and watch.csp_violations() == []
+
+
+def test_sign_in_and_error_pages_on_both_widths(
+    live_server: Any, browser: Any, reader: Any
+) -> None:
+    for width in (1440, 390):
+        context = browser.new_context(
+            base_url=live_server.url, viewport={"width": width, "height": 844}
+        )
+        page = context.new_page()
+        page.goto("/accounts/login/")
+        label = page.locator("label[for=id_username]").bounding_box()
+        field = page.locator("#id_username").bounding_box()
+        assert label and field and label["y"] + label["height"] <= field["y"]  # above, apart
+        screenshot(page, f"login-{width}")
+        page.get_by_label("Username").fill("rita")
+        page.get_by_label("Password").fill("correct-horse-battery-staple")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        assert page.goto("/users/").status == 403
+        assert "Your role does not allow" in page.locator("#refusal-reason").inner_text()
+        screenshot(page, f"403-{width}")
+        assert page.goto("/vaults/nope/").status == 404
+        screenshot(page, f"404-{width}")
+        context.close()

@@ -156,3 +156,12 @@ def test_make_run_honours_port() -> None:
     procfile = (ROOT / "Procfile.dev").read_text()
     assert "runserver 127.0.0.1:${PORT:-8000}" in procfile
     assert "--pool threads" in procfile  # a clean Ctrl-C: no forked pool child to kill
+
+
+@pytest.mark.django_db
+def test_an_htmx_request_gets_the_refusal_alone_not_a_page_in_the_page(reader: Any) -> None:
+    response = client_for(reader).get("/users/", headers={"HX-Request": "true"})
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert "Your role does not allow you to see this page." in body
+    assert "<html" not in body and 'id="sidenav"' not in body
