@@ -215,3 +215,24 @@ def test_sign_in_and_error_pages_on_both_widths(
         assert page.goto("/vaults/nope/").status == 404
         screenshot(page, f"404-{width}")
         context.close()
+
+
+def test_the_navigation_opens_without_javascript_on_a_phone(
+    live_server: Any, browser: Any, admin: Any
+) -> None:
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 390, "height": 844}, java_script_enabled=False
+    )
+    page = context.new_page()
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("correct-horse-battery-staple")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+    assert not page.locator("#sidenav").is_visible()
+    page.get_by_role("link", name="Menu").click()  # #sidenav:target shows it
+    assert page.locator("#sidenav").is_visible()
+    page.locator("#sidenav").get_by_role("link", name="Vaults").click()
+    page.wait_for_url("**/vaults/")
+    assert not page.locator("#sidenav").is_visible()
+    context.close()
