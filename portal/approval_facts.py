@@ -56,6 +56,23 @@ def _role_words(role: str, superuser: bool) -> str:
     return f"{words}, superuser" if superuser and role != "superuser" else words
 
 
+def _unchanged(vault: Any, *settings: str) -> list[Change]:
+    """The vault's other protections, as they are and stay: the approver sees the whole
+    state the vault will be in, not only the line that moves."""
+    values = {
+        "immutability": ("Immutability", label(vault.immutability)),
+        "soft_delete": (
+            "Soft delete",
+            f"{label(vault.soft_delete_state)} ({vault.soft_delete_retention_days} days)",
+        ),
+        "guard": (
+            "Resource Guard",
+            vault.resource_guard.name if vault.resource_guard_id else "None (MUA off)",
+        ),
+    }
+    return [Change(values[s][0], values[s][1], "Unchanged") for s in settings]
+
+
 def facts_for(approval: Approval, now: datetime) -> ApprovalFacts:
     """The facts of ``approval`` as of ``now``: the vault's or guard's current state is read
     now, so the "before" is what the approver's decision would change today."""
@@ -63,7 +80,10 @@ def facts_for(approval: Approval, now: datetime) -> ApprovalFacts:
     kind, vault, guard = approval.kind, approval.vault, approval.guard
     if kind == Approval.Kind.LOCK_IMMUTABILITY and vault is not None:
         facts.summary = f"Lock immutability of vault {vault.name}"
-        facts.changes = [Change("Immutability", label(vault.immutability), label("locked"))]
+        facts.changes = [
+            Change("Immutability", label(vault.immutability), label("locked")),
+            *_unchanged(vault, "soft_delete", "guard"),
+        ]
         facts.irreversible = (
             "A lock cannot be undone: nobody, not even an installation admin, can disable "
             "immutability on this vault again, and its recovery points live until their expiry."
@@ -78,6 +98,7 @@ def facts_for(approval: Approval, now: datetime) -> ApprovalFacts:
                 f"{vault.soft_delete_retention_days} days",
                 f"{vault.soft_delete_retention_days} days, can only grow",
             ),
+            *_unchanged(vault, "immutability", "guard"),
         ]
         facts.irreversible = "Always-on soft delete cannot be turned off again."
     elif kind == Approval.Kind.GUARD_WEAKEN and guard is not None:

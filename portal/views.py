@@ -231,7 +231,7 @@ def approval_decide(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespo
         return redirect(_safe_next(request, "approvals"))
     approval = _approvals().get(pk=pk)
     context = {**_approval_context(request, approval), "error": error, "in_row": False}
-    template = "portal/approval_detail.html#decision"
+    template = "portal/approval_detail.html#body"
     if request.htmx.target == f"approval-row-{pk}":
         template, context["in_row"] = "portal/approvals.html#row", True
     status = error.http_status if error is not None else 200
