@@ -56,7 +56,7 @@ def test_the_page_shows_who_when_why_and_the_change(
     # Before → after: the vault's immutability now, and once approved.
     assert "<td>Enabled</td><td><strong>Enabled and locked</strong></td>" in page
     # The vault's other protections, as they stay.
-    assert "<th scope=\"row\">Soft delete</th><td>Enabled (14 days)</td>" in page
+    assert '<th scope="row">Soft delete</th><td>Enabled (14 days)</td>' in page
     assert "<td>None (MUA off)</td>" in page
     assert "Cannot be undone." in page
     assert "Request valid until" in page and "an undecided request expires then" in page
