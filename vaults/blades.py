@@ -195,7 +195,7 @@ def blade_refused(
     control the person used; a role refusal concerns the whole blade (a reader sees none of
     its controls)."""
     at = "page" if error.code == "permission_denied" else at
-    if not request.htmx:
+    if not request.htmx and error.code != "permission_denied":
         return refusal_redirect(request, vault, blade, error, at)
     response = render_blade(
         request,
@@ -219,7 +219,8 @@ def refusal_redirect(
     request: HtmxHttpRequest, vault: Vault, blade: str, error: DomainError, at: str
 ) -> HttpResponse:
     """A plain form's refusal: redirect after the POST (so reloading repeats nothing and the
-    address bar shows the blade), the refusal kept in the session and shown at ``at`` again."""
+    address bar shows the blade), the refusal kept in the session and shown at ``at`` again.
+    (A role's refusal is answered 403 in place: the person has no control there to retry.)"""
     request.session[REFUSAL_KEY] = {
         "vault": vault.name,
         "blade": blade,

@@ -27,7 +27,7 @@ def _render(
     lock_form: ConfirmNameForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    if error is not None and not request.htmx:
+    if error is not None and not request.htmx and error.code != "permission_denied":
         return refusal_redirect(request, vault, "immutability", error, "immutability")
     extra: dict[str, Any] = {"error": error}
     if lock_form is not None:
