@@ -236,3 +236,21 @@ def test_the_navigation_opens_without_javascript_on_a_phone(
     page.wait_for_url("**/vaults/")
     assert not page.locator("#sidenav").is_visible()
     context.close()
+
+
+def test_other_region_is_asked_for_only_when_chosen(
+    live_server: Any, browser: Any, admin: Any
+) -> None:
+    watch = open_page(browser, live_server.url, "alice", width=390)
+    page = watch.page
+    page.goto("/vaults/new/")
+    other = page.get_by_label("Other region")
+    assert not other.is_visible()
+    page.get_by_label("Name").fill("basement-vault")
+    page.get_by_label("Region", exact=True).select_option("other")
+    other.wait_for()
+    other.fill("basement")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/vaults/basement-vault/properties/")
+    assert Vault.objects.get(name="basement-vault").region == "basement"
+    assert watch.errors == [] and watch.csp_violations() == []

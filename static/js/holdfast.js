@@ -46,6 +46,22 @@
       }
     }
 
+    // Vault creation: the "Other region" field shows once "Other" is chosen (without
+    // JavaScript it is always there, and only read when "Other" is chosen).
+    var region = document.getElementById("id_region");
+    var other = document.getElementById("id_region_other");
+    if (region && other && other.closest(".field")) {
+      var field = other.closest(".field");
+      var sync = function () {
+        field.hidden = region.value !== "other" && !other.value;
+      };
+      region.addEventListener("change", function () {
+        sync();
+        if (region.value === "other") other.focus();
+      });
+      sync();
+    }
+
     document.body.addEventListener("holdfast:changed", function () {
       var counts = document.getElementById("header-counts");
       if (!counts || !window.htmx) return;
