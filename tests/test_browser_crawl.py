@@ -91,6 +91,7 @@ def test_every_linked_page_is_clean_for_each_role(
     build_world(tmp_path, settings)
     watch = open_page(browser, live_server.url, ROLES[role])
     visited, problems = crawl(watch, role)
+    print(f"\n{role}: {len(visited)} pages")
     assert len(visited) >= 15, visited
     assert problems == {}, "\n".join(f"{p}: {found}" for p, found in problems.items())
 
