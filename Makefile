@@ -10,6 +10,8 @@ STAMP     := $(VENV)/.installed
 PGUSER    ?= $(shell id -un)
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+# The port of `make run`'s web server (honcho hands $PORT to the first process, web).
+PORT      ?= 8000
 LINT_PATHS := portal vaults policies guards
 
 # Procfile.dev and manage.py subprocesses find the venv's python/celery first; browsers
@@ -22,7 +24,7 @@ export PYTHONUNBUFFERED := 1
 
 help:
 	@echo "make venv    create/refresh .venv (pip install -e '.[dev]') when pyproject.toml changes"
-	@echo "make run     migrate, seed demo data, start web (127.0.0.1:8000) + worker + beat"
+	@echo "make run     migrate, seed demo data, start web (127.0.0.1:PORT, default 8000) + worker + beat"
 	@echo "make test    ensure PostgreSQL/Redis, run pytest -n 2 (extra args: PYTEST_ARGS=...)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  sort imports and format with ruff"
@@ -63,7 +65,7 @@ run: venv
 	  *) $(PY) manage.py migrate --noinput;; \
 	esac; \
 	$(PY) manage.py seed_demo; \
-	exec $(BIN)/honcho -f Procfile.dev start
+	exec $(BIN)/honcho -f Procfile.dev start --port $(PORT)
 
 # ensure-services.sh prints the DATABASE_URL to use (TCP as $(PGUSER) when the server
 # trusts it, otherwise the Unix socket); a postgres:// DATABASE_URL in the environment wins.

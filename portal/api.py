@@ -284,6 +284,11 @@ def otp_field() -> serializers.CharField:
 class DecisionSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
     otp = otp_field()
+    # Optional: the vault's or guard's name, checked when given (the approval page always
+    # sends it for a lock or a guard weakening; an API client may).
+    confirmation = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, trim_whitespace=False
+    )
 
 
 class ApprovalViewSet(viewsets.ReadOnlyModelViewSet[Approval]):
@@ -309,6 +314,8 @@ class ApprovalViewSet(viewsets.ReadOnlyModelViewSet[Approval]):
             kwargs["reason"] = serializer.validated_data.get("reason", "")
         if action_name in {"approve", "deny"}:
             kwargs["otp"] = serializer.validated_data.get("otp", "")
+        if action_name == "approve" and "confirmation" in serializer.validated_data:
+            kwargs["confirmation"] = serializer.validated_data["confirmation"]
         service = getattr(services, f"approval_{action_name}")
         approval = service(actor=request.user, approval=approval, **kwargs)
         return Response(ApprovalSerializer(approval).data)

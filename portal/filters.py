@@ -41,7 +41,7 @@ class AuditFilter(django_filters.FilterSet):
 
 class ApprovalFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Approval.Status.choices, method="filter_status")
-    kind = django_filters.ChoiceFilter(choices=Approval.Kind.choices)
+    kind = django_filters.ChoiceFilter(choices=Approval.Kind.choices, empty_label="Any")
 
     class Meta:
         model = Approval

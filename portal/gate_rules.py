@@ -106,6 +106,29 @@ def confirmation_matches(check: Check) -> DomainError | None:
     return None
 
 
+def approval_name_typed(check: Check) -> DomainError | None:
+    """On the approval's page, approving a lock or a guard weakening asks the approver to type
+    the vault's or the guard's name, as the requester did (the API passes no confirmation and
+    is not asked: ``facts["confirmation"]`` is then None)."""
+    typed = check.facts.get("confirmation")
+    if typed is None:
+        return None
+    approval: Approval = check.facts["approval"]
+    if approval.kind == Approval.Kind.LOCK_IMMUTABILITY and approval.vault is not None:
+        name, what = approval.vault.name, "vault"
+    elif approval.kind == Approval.Kind.GUARD_WEAKEN and approval.guard is not None:
+        name, what = approval.guard.name, "Resource Guard"
+    else:
+        return None
+    if typed.strip() != name:
+        return DomainError(
+            "confirmation_mismatch",
+            f"Type the {what}'s exact name ({name}) to approve this irreversible change.",
+            field="confirmation",
+        )
+    return None
+
+
 def approval_pending(check: Check) -> DomainError | None:
     approval: Approval = check.facts["approval"]
     status = approval.effective_status(check.now)

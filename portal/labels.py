@@ -3,11 +3,200 @@
 Pages never show a raw identifier such as ``operation_refused``: the ``label`` filter
 (portal/templatetags/holdfast.py) looks it up here, and an identifier nobody has named yet
 reads as a sentence made from its words, so a new kind is never shown raw.
+``tests/test_labels.py`` checks that every alert kind, gate operation, guard operation and
+job kind the code knows has a hand-written entry below.
 """
 
 from __future__ import annotations
 
-LABELS: dict[str, str] = {}
+# Alert kinds (portal/alerts.py SECURITY_ALERTS and JOB_ALERTS).
+ALERT_LABELS: dict[str, str] = {
+    "backup_data_deleted": "Backup data deleted",
+    "upcoming_purge": "Soft-deleted item will be purged soon",
+    "purge_complete": "Soft-deleted item purged",
+    "soft_delete_disabled": "Soft delete disabled",
+    "policy_retention_reduced": "Policy changed to a shorter retention",
+    "protection_retention_reduced": "Item moved to a shorter retention",
+    "point_retention_reduced": "Recovery point's retention shortened",
+    "mua_removed": "Multi-user authorization removed",
+    "guard_weaken_requested": "Weakening of a Resource Guard requested",
+    "immutability_disabled": "Immutability disabled",
+    "operation_refused": "Operation refused by immutability or MUA",
+    "corruption_found": "Verification found corruption",
+    "storage_lock_missing": "Storage lock missing or shorter than the expiry",
+    "audit_chain_broken": "Audit log does not match its chain",
+    "audit_anchor_failed": "Audit anchor could not be written",
+    "account_power_granted": "Account granted security admin or superuser",
+    "authenticator_removed": "Two-factor authenticator removed",
+    "point_missing": "Recovery point missing from the database",
+    "backup_failed": "Backup failed",
+    "restore_failed": "Restore failed",
+}
+
+# Gate operations (portal/operations.py), as the audit log shows them.
+OPERATION_LABELS: dict[str, str] = {
+    "alert_acknowledge": "Acknowledge an alert",
+    "alert_resolve": "Resolve an alert",
+    "api_token_issue": "Issue an API token",
+    "api_token_revoke": "Revoke an API token",
+    "approval_approve": "Approve a request",
+    "approval_cancel": "Cancel a request",
+    "approval_deny": "Deny a request",
+    "approval_expire": "Expire a request",
+    "approval_revoke": "Revoke an elevation",
+    "authenticator_enrol": "Enrol a two-factor authenticator",
+    "authenticator_reset": "Remove an account's authenticator",
+    "backup_run": "Back up now",
+    "backup_schedule": "Scheduled backup",
+    "elevation_release": "Give up an elevation",
+    "elevation_request": "Request access on a Resource Guard",
+    "guard_create": "Create a Resource Guard",
+    "guard_update": "Add protection to a Resource Guard",
+    "guard_weaken": "Weaken or delete a Resource Guard",
+    "guard_weaken_request": "Ask to weaken or delete a Resource Guard",
+    "immutability_disable": "Disable immutability",
+    "immutability_enable": "Enable immutability",
+    "immutability_lock": "Lock immutability",
+    "immutability_lock_request": "Ask to lock immutability",
+    "item_change_policy": "Change an item's policy",
+    "item_protect": "Protect an item",
+    "item_purge": "Purge a soft-deleted item",
+    "item_purge_warn": "Warn of an upcoming purge",
+    "item_undelete": "Undelete an item",
+    "job_alerts_mute": "Mute or unmute job alerts",
+    "lock_verify_schedule": "Scheduled storage lock check",
+    "lock_verify_start": "Verify storage locks",
+    "password_change": "Change own password",
+    "point_delete": "Delete a recovery point",
+    "point_expire": "Expire a recovery point",
+    "point_lock_verified": "Storage lock read back",
+    "point_mark_corrupt": "Mark a point corrupt",
+    "point_mark_verified": "Record a verification",
+    "point_missing_found": "Keep data of a missing point",
+    "point_record": "Record a recovery point",
+    "point_rehydrate": "Rehydrate from archive",
+    "point_rehydration_end": "End a rehydration",
+    "point_retain_until": "Change retain-until date",
+    "point_snapshot_lapse": "End instant restore",
+    "point_tier_move": "Move to the archive tier",
+    "policy_create": "Create a backup policy",
+    "policy_delete": "Delete a backup policy",
+    "policy_update": "Change a backup policy",
+    "protection_resume": "Resume protection",
+    "protection_stop_delete": "Stop protection, delete data",
+    "protection_stop_retain": "Stop protection, retain data",
+    "restore_start": "Start a restore",
+    "soft_delete_always_on": "Make soft delete always-on",
+    "soft_delete_always_on_request": "Ask to make soft delete always-on",
+    "soft_delete_disable": "Disable soft delete",
+    "soft_delete_enable": "Enable soft delete",
+    "soft_delete_retention": "Change soft delete retention",
+    "storage_lock_apply": "Lock objects in storage",
+    "user_create": "Create a user",
+    "user_role_grant": "Grant an account power",
+    "user_update": "Change a user",
+    "vault_create": "Create a vault",
+    "vault_delete": "Delete a vault",
+    "vault_guard_remove": "Remove the Resource Guard",
+    "vault_guard_set": "Set the Resource Guard",
+    "vault_update": "Change a vault",
+    "verify_schedule": "Scheduled verification",
+    "verify_start": "Verify a recovery point",
+    # Job runs the gate audits under the job's own name.
+    "job_cancel": "Cancel a job",
+}
+
+# What a Resource Guard can protect (guards/models.py ResourceGuard.Operation).
+GUARD_OPERATION_LABELS: dict[str, str] = {
+    "disable_soft_delete": "Disable soft delete or shorten its retention",
+    "disable_mua": "Remove the Resource Guard from a vault",
+    "disable_immutability": "Disable immutability",
+    "modify_policy_weaken": "Weaken a backup policy",
+    "modify_protection_weaken": "Move an item to a weaker policy",
+    "stop_protection_delete_data": "Stop protection, delete data",
+    "stop_protection_retain_data": "Stop protection, retain data",
+    "delete_recovery_point": "Delete a recovery point",
+    "delete_vault": "Delete the vault",
+}
+
+# Job kinds and states (vaults/models.py Job.Kind, Job.Status).
+JOB_LABELS: dict[str, str] = {
+    "backup": "Backup",
+    "restore": "Restore",
+    "verify": "Verification",
+    "tier_move": "Move to archive",
+    "rehydrate": "Rehydration",
+    "sweep": "Sweep",
+    "storage_lock": "Storage lock",
+    "lock_verify": "Storage lock check",
+    "queued": "Queued",
+    "running": "Running",
+    "completed": "Completed",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+
+# States a page shows: immutability, soft delete, approvals, audit outcomes and sources.
+STATE_LABELS: dict[str, str] = {
+    "enabled": "Enabled",
+    "disabled": "Disabled",
+    "locked": "Enabled and locked",
+    "always_on": "Always-on",
+    "pending": "Pending",
+    "approved": "Approved",
+    "denied": "Denied",
+    "expired": "Expired",
+    "revoked": "Revoked",
+    "allowed": "Allowed",
+    "refused": "Refused",
+    "web": "Web page",
+    "api": "API",
+    "admin": "Django admin",
+    "shell": "Shell",
+    "command": "Command",
+    "task": "Holdfast (task)",
+    "lock_immutability": "Lock immutability",
+    "always_on_soft_delete": "Make soft delete always-on",
+    "elevation": "Elevation on a Resource Guard",
+    "reader": "Reader",
+    "operator": "Operator",
+    "backup_admin": "Backup admin",
+    "security_admin": "Security admin",
+}
+
+# Refusal codes (SPEC 4), as the audit log's Outcome column shows them.
+CODE_LABELS: dict[str, str] = {
+    "permission_denied": "role does not allow it",
+    "validation_error": "invalid input",
+    "not_found": "not found",
+    "storage_unavailable": "storage unavailable",
+    "immutable_vault": "vault is immutable",
+    "immutability_locked": "immutability is locked",
+    "mua_required": "needs an elevation (MUA)",
+    "confirmation_mismatch": "typed name did not match",
+    "self_approval": "own request",
+    "self_grant": "grant for own account",
+    "soft_delete_always_on": "soft delete is always-on",
+    "retention_suspended_items": "items with suspended protection",
+    "approval_not_pending": "request no longer pending",
+    "vault_not_empty": "vault not empty",
+    "guard_in_use": "guard still in use",
+    "policy_in_use": "policy still in use",
+    "point_not_expired": "point not expired",
+    "point_archived": "point is archived",
+    "otp_required": "needs a two-factor code",
+    "otp_invalid": "wrong two-factor code",
+    "requester_not_superuser": "requester no longer an installation admin",
+}
+
+LABELS: dict[str, str] = {
+    **CODE_LABELS,
+    **STATE_LABELS,
+    **JOB_LABELS,
+    **GUARD_OPERATION_LABELS,
+    **OPERATION_LABELS,
+    **ALERT_LABELS,
+}
 
 
 def label(identifier: str | None) -> str:

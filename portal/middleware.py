@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware as _LoginRequired
+from django.contrib.messages import get_messages
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
 from django.core.exceptions import SuspiciousOperation
@@ -14,7 +15,9 @@ from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.template.loader import render_to_string
 from django.utils.html import escape
+from django_htmx.http import trigger_client_event
 
 from .gate import entry_point
 from .validators import describe, first_form_problem
@@ -222,3 +225,37 @@ class SessionMiddleware(_SessionMiddleware):
         request.holdfast_database_error = True  # type: ignore[attr-defined]
         logger.warning("database unavailable while serving %s: %s", request.path, error)
         return database_unavailable_response(request)
+
+
+# Sent after every htmx request that may have changed something: static/js/holdfast.js then
+# reloads the header's Approvals and Alerts counts (templates/_header_counts.html).
+CHANGED_EVENT = "holdfast:changed"
+
+
+class HtmxFeedbackMiddleware:
+    """Feedback where the person acted, for htmx requests: the messages a view queued are
+    swapped into the page's messages region out of band (instead of waiting for the next
+    page), and a change (any non-GET request) tells the page to refresh the header counts."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if not getattr(request, "htmx", False) or not isinstance(response, HttpResponse):
+            return response
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            trigger_client_event(response, CHANGED_EVENT, {})
+        if (
+            300 <= response.status_code < 400
+            or "HX-Redirect" in response
+            or "HX-Location" in response
+            or not response.get("Content-Type", "").startswith("text/html")
+        ):
+            return response
+        queued = list(get_messages(request))
+        if queued:
+            response.content += render_to_string(
+                "_messages.html", {"messages": queued, "oob": True}, request=request
+            ).encode()
+        return response

@@ -17,6 +17,7 @@ from .gate_rules import (
     Rule,
     account_power_unchanged_by_shell,
     active_elevation,
+    approval_name_typed,
     approval_pending,
     authenticator_enrolment_valid,
     confirmation_matches,
@@ -285,7 +286,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "approval_approve",
             "approve",
-            rules=(approval_pending, not_own_request, second_factor),
+            rules=(approval_pending, not_own_request, approval_name_typed, second_factor),
             label="Approve a request",
         ),
         Operation(

@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "portal.middleware.HtmxFeedbackMiddleware",
     "portal.middleware.EntryPointMiddleware",
     # Last, as django-axes asks: it turns a flagged lockout into the lockout response.
     "axes.middleware.AxesMiddleware",
@@ -193,6 +194,18 @@ if HOLDFAST_DOWNLOAD_MAX_BYTES < 1:
 # storage location s3://bucket/prefix lives there. Credentials come from a JSON secret file,
 # else these variables, else boto3's own chain (AWS_ACCESS_KEY_ID, instance roles, ...).
 HOLDFAST_S3_ENDPOINT_URL = os.environ.get("HOLDFAST_S3_ENDPOINT_URL", "")
+# The regions offered when a vault is created (a list to choose from, plus "Other" for free
+# text): HOLDFAST_REGIONS="westeurope,northeurope,on-premises".
+HOLDFAST_REGIONS = [
+    region.strip()
+    for region in os.environ.get(
+        "HOLDFAST_REGIONS",
+        "westeurope,northeurope,uksouth,francecentral,germanywestcentral,swedencentral,"
+        "eastus,eastus2,centralus,westus2,canadacentral,brazilsouth,japaneast,southeastasia,"
+        "australiaeast,on-premises",
+    ).split(",")
+    if region.strip()
+]
 HOLDFAST_S3_REGION = os.environ.get("HOLDFAST_S3_REGION", "us-east-1")
 HOLDFAST_S3_CREDENTIALS_FILE = os.environ.get("HOLDFAST_S3_CREDENTIALS_FILE", "")
 HOLDFAST_S3_ACCESS_KEY_ID = os.environ.get("HOLDFAST_S3_ACCESS_KEY_ID", "")
@@ -356,6 +369,13 @@ EMAIL_BACKEND = os.environ.get(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"refusal_without_traceback": {"()": "portal.logfilters.RefusalWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's own configuration gives "django" a console handler too (with DEBUG): its
+        # records then reached the root's as well and every one was printed twice.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.request": {"filters": ["refusal_without_traceback"]},
+    },
 }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from base64 import b32encode
 from collections.abc import Callable
+from typing import Any
 
+import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, get_user_model, update_session_auth_hash
@@ -15,6 +17,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -22,12 +25,13 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
 
 from . import clock, services
+from .approval_facts import RETRY_SESSION_KEY, facts_for
 from .audit import ChainStatus
 from .audit import verify as verify_chain
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
 from .forms import DecisionForm, UserCreateForm, UserUpdateForm, add_domain_error
 from .gate import OPERATIONS, DomainError
-from .http import csv_lines, require_capability
+from .http import HtmxHttpRequest, csv_lines, require_capability
 from .models import Alert, Approval, AuditRecord
 from .roles import has_capability, role_of
 
@@ -46,6 +50,12 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page says: send them to the icon."""
+    return redirect(static("favicon.svg"), permanent=True)
+
+
 def _safe_next(request: HttpRequest, fallback: str) -> str:
     """Where a form asked to go back to, if it is a path on this site; else ``fallback``."""
     target = request.POST.get("next", "")
@@ -60,18 +70,17 @@ def approval_list(request: HttpRequest) -> HttpResponse:
     require_capability(request, "view")
     params = request.GET.copy()
     params.setdefault("status", Approval.Status.PENDING)
-    approvals = Approval.objects.select_related(
-        "requested_by", "decided_by", "vault", "guard", "account"
-    )
-    approval_filter = ApprovalFilter(params, queryset=approvals)
+    approval_filter = ApprovalFilter(params, queryset=_approvals())
     page = Paginator(approval_filter.qs, 25).get_page(request.GET.get("page"))
+    now = clock.now()
     return render(
         request,
         "portal/approvals.html",
         {
             "filter": approval_filter,
             "page": page,
-            "now": clock.now(),
+            "rows": [facts_for(approval, now) for approval in page],
+            "now": now,
             "status": params.get("status"),
             "two_factor_required": settings.HOLDFAST_APPROVER_2FA == "required",
         },
@@ -119,6 +128,11 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         {
             "device": device,
             "config_url": pending.config_url if pending else "",
+            # The same link as a QR code for the app's camera: an SVG data: URI (CSP img-src
+            # allows data:), drawn here so no script or external service sees the key.
+            "qr_code": segno.make(pending.config_url, error="m").svg_data_uri(scale=4, border=2)
+            if pending
+            else "",
             "secret": b32encode(pending.bin_key).decode() if pending else "",
             "error": error,
             "two_factor_required": settings.HOLDFAST_APPROVER_2FA == "required",
@@ -155,10 +169,45 @@ def password_change(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/password.html", {"error": error})
 
 
-@require_POST
-def approval_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def _approval_context(request: HttpRequest, approval: Approval) -> dict[str, Any]:
+    now = clock.now()
+    return {
+        "approval": approval,
+        "facts": facts_for(approval, now),
+        "now": now,
+        "retry": request.session.get(RETRY_SESSION_KEY, {}).get(str(approval.pk), "")
+        if approval.requested_by_id == request.user.pk
+        else "",
+        "two_factor_required": settings.HOLDFAST_APPROVER_2FA == "required",
+    }
+
+
+def approval_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One request with its facts: who asked and when, why, what changes (before → after),
+    and the decision (typing the vault's or guard's name for a lock or a guard weakening)."""
     require_capability(request, "view")
-    approval = get_object_or_404(Approval, pk=pk)
+    approval = get_object_or_404(_approvals(), pk=pk)
+    return render(request, "portal/approval_detail.html", _approval_context(request, approval))
+
+
+def header_counts(request: HttpRequest) -> HttpResponse:
+    """The header's Approvals and Alerts counts, reloaded after an htmx change."""
+    return render(request, "_header_counts.html")
+
+
+def _approvals() -> Any:
+    return Approval.objects.select_related(
+        "requested_by", "decided_by", "vault", "guard", "account"
+    )
+
+
+@require_POST
+def approval_decide(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
+    """Approve, deny, cancel or revoke. With htmx, the row of the inbox or the approval's
+    page is answered in place, the message shown where the person acted (HtmxFeedbackMiddleware
+    swaps it in); without, a message and a redirect back."""
+    require_capability(request, "view")
+    approval = get_object_or_404(_approvals(), pk=pk)
     service = APPROVAL_ACTIONS.get(action)
     if service is None:
         raise PermissionDenied("Unknown action.")
@@ -167,13 +216,46 @@ def approval_decide(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     kwargs: dict[str, str] = {"reason": reason} if action in {"deny", "revoke"} else {}
     if action in {"approve", "deny"}:
         kwargs["otp"] = request.POST.get("otp", "")[:16]
+    if action == "approve":
+        # Always given from a page: a forged POST without it is refused for a lock.
+        kwargs["confirmation"] = request.POST.get("confirmation", "")[:100]
+    error: DomainError | None = None
     try:
         service(actor=request.user, approval=approval, **kwargs)
-    except DomainError as error:
-        messages.error(request, error.detail)
+    except DomainError as refusal:
+        error = refusal
+        messages.error(request, refusal.detail)
     else:
-        messages.success(request, f"{approval.get_kind_display()} #{approval.pk}: {action} done.")
-    return redirect(_safe_next(request, "approvals"))
+        messages.success(request, _decided(approval, action))
+    if not request.htmx:
+        return redirect(_safe_next(request, "approvals"))
+    approval = _approvals().get(pk=pk)
+    context = {**_approval_context(request, approval), "error": error, "in_row": False}
+    template = "portal/approval_detail.html#body"
+    if request.htmx.target == f"approval-row-{pk}":
+        template, context["in_row"] = "portal/approvals.html#row", True
+    status = error.http_status if error is not None else 200
+    response = render(request, template, context, status=status)
+    # The address bar keeps the page the person is on, never the POST's address.
+    response["HX-Replace-Url"] = request.headers.get("HX-Current-URL") or reverse(
+        "approval-page", args=[pk]
+    )
+    return response
+
+
+def _decided(approval: Approval, action: str) -> str:
+    what = f"{approval.get_kind_display()} #{approval.pk}"
+    if action == "approve" and approval.kind == Approval.Kind.ELEVATION:
+        return (
+            f"{what}: approved. {approval.requested_by} can now retry the protected operation "
+            "(the elevation ends on its own when its time is up)."
+        )
+    return {
+        "approve": f"{what}: approved, the change is made.",
+        "deny": f"{what}: denied, nothing changes.",
+        "cancel": f"{what}: cancelled, nothing changes.",
+        "revoke": f"{what}: revoked, the elevation has ended.",
+    }.get(action, f"{what}: {action} done.")
 
 
 AUDIT_COLUMNS = [
@@ -194,6 +276,13 @@ AUDIT_COLUMNS = [
 def audit_list(request: HttpRequest) -> HttpResponseBase:
     require_capability(request, "view")
     audit_filter = AuditFilter(request.GET, queryset=AuditRecord.objects.all())
+    # The operation filter suggests the operations by name (templates/portal/audit.html).
+    audit_filter.form.fields["operation"].widget.attrs["list"] = "operation-names"
+    # The same date and time picker as every other page (datetime-local, read as UTC).
+    for name in ("since", "until"):
+        field = audit_filter.form.fields[name]
+        field.widget.input_type = "datetime-local"  # type: ignore[attr-defined]
+        field.label = f"{field.label} (UTC)"
     if request.GET.get("format") == "csv":
         rows = (
             [getattr(record, column) for column in AUDIT_COLUMNS]

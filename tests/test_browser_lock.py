@@ -40,8 +40,10 @@ def test_admin_locks_a_vault_with_a_security_admins_approval(
     approver = sign_in(browser, live_server.url, "sam", PASSWORD)
     assert approver.locator("#approvals-inbox .count").inner_text() == "1"
     approver.locator("#approvals-inbox").click()
+    approver.get_by_role("link", name="Review and approve request").click()
+    approver.get_by_label("Type journey-vault to approve").fill("journey-vault")
     approver.get_by_role("button", name="Approve request").click()
-    approver.get_by_text("approve done").wait_for()
+    approver.get_by_text("approved, the change is made").first.wait_for()
 
     page.reload()
     assert "can never be disabled" in page.locator("#immutability-blade").inner_text()

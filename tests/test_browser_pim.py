@@ -58,7 +58,7 @@ def test_admin_disables_soft_delete_only_while_elevated(
     page.locator("#disable-error").wait_for()
     assert REFUSAL in page.locator("#disable-error").inner_text()
     page.get_by_role("link", name="Request access on Resource Guard g1").click()
-    page.wait_for_url("**/resource-guards/g1/")
+    page.wait_for_url("**/resource-guards/g1/access/?**")
     page.get_by_label("Justification").fill("Retire the vault's soft delete for the migration")
     page.get_by_label("Duration").select_option("30")
     page.get_by_role("button", name="Request access").click()
@@ -68,7 +68,7 @@ def test_admin_disables_soft_delete_only_while_elevated(
     assert approver.locator("#approvals-inbox .count").inner_text() == "1"
     approver.locator("#approvals-inbox").click()
     approver.get_by_role("button", name="Approve request").click()
-    approver.get_by_text("approve done").wait_for()
+    approver.get_by_text("can now retry").first.wait_for()
 
     # Elevated: the MUA blade shows the time left, and disabling goes through.
     page.goto("/vaults/pim-vault/mua/")

@@ -155,8 +155,10 @@ def test_lock_flow_on_the_page(admin: Any, security_admin: Any, vault: Vault) ->
     assert "waiting for a security admin" in blade
     approval = Approval.objects.get()
     inbox = approver.get("/approvals/").content.decode()
-    assert f"Approve request {approval.pk}" in inbox
-    approver.post(f"/approvals/{approval.pk}/approve/")
+    assert f"Review and approve request {approval.pk}" in inbox
+    detail = approver.get(f"/approvals/{approval.pk}/").content.decode()
+    assert f"Approve request {approval.pk}" in detail
+    approver.post(f"/approvals/{approval.pk}/approve/", {"confirmation": vault.name})
     vault.refresh_from_db()
     assert vault.is_locked
     assert (

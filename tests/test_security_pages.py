@@ -214,16 +214,23 @@ def test_mua_refusal_links_to_the_guard(admin: Any, security_admin: Any, vault: 
     assert vault.soft_delete_state == "enabled"
 
 
-def test_mua_refusal_without_javascript_renders_the_whole_page(
+def test_mua_refusal_without_javascript_redirects_to_the_blade_and_shows_it_there(
     admin: Any, security_admin: Any, vault: Vault
 ) -> None:
     guarded(admin, security_admin, vault)
-    response = client_for(admin).post(
+    browser = client_for(admin)
+    response = browser.post(
         f"/vaults/{vault.name}/soft-delete/", {"state": "disabled", "confirm_purge_count": 0}
     )
-    assert response.status_code == 409
-    body = response.content.decode()
-    assert "<html" in body and "Request access on Resource Guard g1" in body
+    # Redirect after the POST: the address bar shows the blade, reloading repeats nothing.
+    assert response.status_code == 302
+    assert response["Location"] == f"/vaults/{vault.name}/security/"
+    body = browser.get(response["Location"]).content.decode()
+    assert "<html" in body and 'id="disable-error"' in body
+    assert "Request access on Resource Guard g1" in body
+    assert "/resource-guards/g1/access/?operation=disable_soft_delete&amp;next=" in body
+    # Shown once: the next visit is clean.
+    assert 'id="disable-error"' not in browser.get(response["Location"]).content.decode()
 
 
 def test_soft_deleted_points_are_listed_with_their_purge_date(

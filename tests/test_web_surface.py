@@ -342,20 +342,22 @@ def test_the_approvals_page_asks_for_a_code_and_explains_refusals(
 ) -> None:
     approval = request_lock(admin, vault)
     client.force_login(security_admin)
-    page = client.get(reverse("approvals"))
+    page = client.get(reverse("approval-page", args=[approval.pk]))
     assert b'name="otp"' in page.content
     response = client.post(
-        reverse("approval-decide", args=[approval.pk, "approve"]), {"otp": "123456"}, follow=True
+        reverse("approval-decide", args=[approval.pk, "approve"]),
+        {"otp": "123456", "confirmation": vault.name},
+        follow=True,
     )
     assert b"enrol an authenticator app" in response.content
     device = enrol(security_admin)
     response = client.post(
         reverse("approval-decide", args=[approval.pk, "approve"]),
-        {"otp": code_at(device.key, 1)},
+        {"otp": code_at(device.key, 1), "confirmation": vault.name},
         follow=True,
     )
     assert Approval.objects.get(pk=approval.pk).status == Approval.Status.APPROVED
-    assert b"approve done" in response.content
+    assert b"approved, the change is made" in response.content
 
 
 def test_the_approvals_page_asks_for_no_code_when_two_factor_is_off(

@@ -22,6 +22,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from guards.models import ResourceGuard
 from guards.services import elevation_remaining
@@ -175,6 +176,12 @@ def render_blade(
     """The vault page on ``blade``, or only the blade's ``partial`` region (a
     django-template-partials ``partialdef`` of its template) when htmx asks for it."""
     context = {**blade_context(request, vault, blade), **extra}
+    if "error" not in extra and REFUSAL_KEY in request.session:
+        # A refusal of a plain (non-htmx) form, kept over its redirect: shown at its control.
+        kept = request.session.pop(REFUSAL_KEY)
+        if kept.get("vault") == vault.name and kept.get("blade") == blade:
+            context["error"] = DomainError(kept["code"], kept["detail"])
+            context["error_at"] = kept["at"]
     template = "vaults/detail.html"
     if partial and request.htmx:
         template = f"{BLADES_BY_KEY[blade].template}#{partial}"
@@ -188,7 +195,9 @@ def blade_refused(
     control the person used; a role refusal concerns the whole blade (a reader sees none of
     its controls)."""
     at = "page" if error.code == "permission_denied" else at
-    return render_blade(
+    if not request.htmx and error.code != "permission_denied":
+        return refusal_redirect(request, vault, blade, error, at)
+    response = render_blade(
         request,
         vault,
         blade,
@@ -198,6 +207,28 @@ def blade_refused(
         status=error.http_status,
         **extra,
     )
+    # The address bar keeps the blade's address, never the POST's.
+    response["HX-Replace-Url"] = reverse("vaults:blade", args=[vault.name, blade])
+    return response
+
+
+REFUSAL_KEY = "holdfast_refusal"
+
+
+def refusal_redirect(
+    request: HtmxHttpRequest, vault: Vault, blade: str, error: DomainError, at: str
+) -> HttpResponse:
+    """A plain form's refusal: redirect after the POST (so reloading repeats nothing and the
+    address bar shows the blade), the refusal kept in the session and shown at ``at`` again.
+    (A role's refusal is answered 403 in place: the person has no control there to retry.)"""
+    request.session[REFUSAL_KEY] = {
+        "vault": vault.name,
+        "blade": blade,
+        "code": error.code,
+        "detail": error.detail,
+        "at": at,
+    }
+    return redirect("vaults:blade", name=vault.name, blade=blade)
 
 
 def blade_done(request: HtmxHttpRequest, vault: Vault, blade: str, notice: str) -> HttpResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from guards.models import ResourceGuard
 from policies.models import Policy
@@ -28,10 +29,21 @@ def parse_tags(text: str) -> dict[str, str]:
     return tags
 
 
+OTHER_REGION = ("other", "Other…")
+
+
 class VaultCreateForm(forms.Form):
     name = forms.CharField(max_length=50, help_text="2-50 letters, digits or hyphens.")
     kind = forms.ChoiceField(choices=Vault.Kind.choices)
-    region = forms.CharField(max_length=40, help_text="A region label, e.g. westeurope.")
+    # A CharField shown as a list (settings.HOLDFAST_REGIONS): the API and older forms may
+    # still post any label; "other" takes the text of ``region_other``.
+    region = forms.CharField(max_length=40, widget=forms.Select)
+    region_other = forms.CharField(
+        required=False,
+        max_length=40,
+        label="Other region",
+        help_text="When the region is not in the list: choose Other above and type it here.",
+    )
     tags = forms.CharField(required=False, help_text="key=value pairs, separated by commas.")
     storage_location = forms.CharField(
         required=False,
@@ -40,8 +52,24 @@ class VaultCreateForm(forms.Form):
         "versioning and Object Lock, which then locks every recovery point itself.",
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        regions = [(region, region) for region in settings.HOLDFAST_REGIONS]
+        widget = self.fields["region"].widget
+        assert isinstance(widget, forms.Select)
+        widget.choices = [("", "Choose a region"), *regions, OTHER_REGION]
+
     def clean_tags(self) -> dict[str, str]:
         return parse_tags(self.cleaned_data.get("tags") or "")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        other = (data.pop("region_other", "") or "").strip()
+        if data.get("region") == OTHER_REGION[0]:
+            if not other:
+                self.add_error("region_other", "Type the region, or choose one from the list.")
+            data["region"] = other
+        return data
 
 
 class ImmutabilityForm(forms.Form):

@@ -51,13 +51,17 @@ def _approval_target(approval: Approval) -> str:
     return f"approval:{approval.pk}:{approval.kind}"
 
 
-def approval_approve(*, actor: Any, approval: Approval, otp: str = "") -> Approval:
+def approval_approve(
+    *, actor: Any, approval: Approval, otp: str = "", confirmation: str | None = None
+) -> Approval:
     """Approve a pending request; the approved action runs in the same transaction.
 
     The approval row is locked before it is checked, so of two approvers racing on the same
     request exactly one wins; the other is refused with ``approval_not_pending``. With
     ``HOLDFAST_APPROVER_2FA=required``, ``otp`` must be a fresh code from the approver's
-    authenticator (``otp_required`` / ``otp_invalid`` otherwise).
+    authenticator (``otp_required`` / ``otp_invalid`` otherwise). ``confirmation`` is the
+    name the approver typed on the approval's page: for a lock or a guard weakening it must
+    be the vault's or the guard's name (``confirmation_mismatch``); None (the API) skips it.
     """
 
     def precheck(check: Check) -> None:
@@ -91,7 +95,7 @@ def approval_approve(*, actor: Any, approval: Approval, otp: str = "") -> Approv
         actor=actor,
         vault=approval.vault,
         target=_approval_target(approval),
-        facts={"approval": approval, "otp": otp},
+        facts={"approval": approval, "otp": otp, "confirmation": confirmation},
         refresh=_lock_approval(approval),
         precheck=precheck,
         change=change,

@@ -13,7 +13,7 @@ from portal.gate import DomainError
 from portal.http import HtmxHttpRequest
 
 from .. import services
-from ..blades import render_blade
+from ..blades import refusal_redirect, render_blade
 from ..forms import ConfirmNameForm, ImmutabilityForm
 from ..models import Vault
 from ..selectors import get_vault_for_user
@@ -27,6 +27,8 @@ def _render(
     lock_form: ConfirmNameForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    if error is not None and not request.htmx and error.code != "permission_denied":
+        return refusal_redirect(request, vault, "immutability", error, "immutability")
     extra: dict[str, Any] = {"error": error}
     if lock_form is not None:
         extra["lock_form"] = lock_form
