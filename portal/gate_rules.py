@@ -21,6 +21,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .errors import DomainError
 from .models import Approval, AuditRecord
+from .roles import has_capability
 
 if TYPE_CHECKING:
     from vaults.models import Vault
@@ -557,3 +558,17 @@ def soft_delete_shortens(check: Check) -> bool:
     caller's copy, which may predate a longer one)."""
     vault, days = check.vault, check.facts.get("retention_days")
     return vault is not None and days is not None and days < vault.soft_delete_retention_days
+
+
+def schedule_kept_by_managers(check: Check) -> DomainError | None:
+    """Cancelling a scheduled backup skips a backup the policy promised: the effect of
+    stopping protection for that slot. So it takes who may stop protection (a backup admin),
+    and the vault's guard protects it as ``stop_protection_retain_data`` (operations.py); an
+    operator cancelling every slot as it starts would otherwise stop protection unguarded."""
+    if check.facts.get("scheduled_backup") and not has_capability(check.actor, "manage"):
+        return DomainError(
+            "permission_denied",
+            "Only a backup admin can cancel a scheduled backup: it skips a backup the policy "
+            "promised. Cancel on-demand backups and restores, or ask a backup admin.",
+        )
+    return None

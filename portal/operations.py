@@ -41,6 +41,7 @@ from .gate_rules import (
     policy_not_in_use,
     purge_count_confirmed,
     retention_not_shortened,
+    schedule_kept_by_managers,
     second_factor,
     soft_delete_not_always_on,
     soft_delete_shortens,
@@ -68,6 +69,10 @@ def _replaces_guard(check: Check) -> bool:
 
 def _shortens(check: Check) -> bool:
     return bool(check.facts.get("retention_shorter"))
+
+
+def _cancels_schedule(check: Check) -> bool:
+    return bool(check.facts.get("scheduled_backup"))
 
 
 def _grants_power_directly(check: Check) -> bool:
@@ -313,7 +318,15 @@ OPERATIONS: dict[str, Operation] = {
         Operation("restore_start", "operate", label="Start a restore"),
         # Reading a point's files out through the browser is a restore by another road.
         Operation("point_download", "operate", label="Download files from a recovery point"),
-        Operation("job_cancel", "operate", label="Cancel a job"),
+        Operation(
+            "job_cancel",
+            "operate",
+            rules=(schedule_kept_by_managers,),
+            # A scheduled backup skipped is protection stopped for its slot.
+            mua="stop_protection_retain_data",
+            mua_when=_cancels_schedule,
+            label="Cancel a job",
+        ),
         Operation("verify_start", "operate", label="Verify a recovery point"),
         Operation("verify_schedule", "system", label="Schedule a verification"),
         Operation("point_rehydrate", "operate", label="Rehydrate a point from archive"),

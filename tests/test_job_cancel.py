@@ -220,3 +220,58 @@ def test_a_backup_cancelled_while_a_real_worker_runs_it_publishes_nothing(
     assert 0 < job.files_done < 96
     assert not RecoveryPoint.objects.exists()
     assert vault_store(item.vault).points() == []
+
+
+# --- the attack: skipping every scheduled slot stops protection without MUA ----------------
+
+
+@pytest.fixture
+def scheduled(queued: Job) -> Job:
+    from portal import clock
+
+    item = queued.item
+    return Job.objects.create(
+        kind="backup", vault=item.vault, item=item, slot=clock.now(), created_at=clock.now()
+    )
+
+
+def test_an_operator_cannot_skip_a_scheduled_backup(
+    api: Any, operator: Any, scheduled: Job
+) -> None:
+    """One operator cancelling each scheduled backup as it is queued would stop protection,
+    which their role cannot do and a guard may protect: only a backup admin skips a slot."""
+    response = api(operator).post(f"/api/v1/jobs/{scheduled.pk}/cancel/")
+    assert response.status_code == 403 and response.json()["code"] == "permission_denied"
+    assert "scheduled backup" in response.json()["detail"]
+    scheduled.refresh_from_db()
+    assert scheduled.status == "queued" and scheduled.cancel_requested_at is None
+    page = _client(operator).post(reverse("jobs:cancel", args=[scheduled.pk]))
+    assert page.status_code in (302, 403)
+    scheduled.refresh_from_db()
+    assert scheduled.status == "queued"
+
+
+def test_a_guard_protecting_stop_protection_guards_skipping_a_slot(
+    api: Any, admin: Any, security_admin: Any, scheduled: Job
+) -> None:
+    from guards.models import ResourceGuard
+
+    guard = ResourceGuard.objects.create(
+        name="slot-guard",
+        owner=security_admin,
+        protected_operations=["stop_protection_retain_data"],
+    )
+    vault = scheduled.vault
+    vault.resource_guard = guard
+    vault.save(update_fields=["resource_guard"])
+    response = api(admin).post(f"/api/v1/jobs/{scheduled.pk}/cancel/")
+    assert response.status_code == 409 and response.json()["code"] == "mua_required"
+    scheduled.refresh_from_db()
+    assert scheduled.status == "queued"
+
+
+def test_a_backup_admin_skips_a_slot_and_an_operator_still_cancels_on_demand_work(
+    api: Any, admin: Any, operator: Any, scheduled: Job, queued: Job
+) -> None:
+    assert api(admin).post(f"/api/v1/jobs/{scheduled.pk}/cancel/").status_code == 200
+    assert api(operator).post(f"/api/v1/jobs/{queued.pk}/cancel/").status_code == 200

@@ -260,7 +260,11 @@ def job_cancel(*, actor: Any, job: Job) -> Job:
     ``job_ended``."""
 
     def refresh(facts: dict[str, Any]) -> None:
-        facts["job"] = Job.objects.select_for_update().get(pk=job.pk)
+        locked = facts["job"] = Job.objects.select_for_update().get(pk=job.pk)
+        # Skipping a scheduled slot stops protection for it: backup admins, and the guard.
+        facts["scheduled_backup"] = (
+            locked.kind == Kind.BACKUP and locked.slot is not None and not locked.is_finished
+        )
 
     def precheck(check: Check) -> None:
         locked: Job = check.facts["job"]
