@@ -104,6 +104,7 @@ OPERATION_LABELS: dict[str, str] = {
     "verify_start": "Verify a recovery point",
     # Job runs the gate audits under the job's own name.
     "job_cancel": "Cancel a job",
+    "point_download": "Download files from a recovery point",
 }
 
 # What a Resource Guard can protect (guards/models.py ResourceGuard.Operation).
