@@ -57,7 +57,7 @@ def immutability_lock_request(
     """Ask for the irreversible lock of immutability (with a fresh second-factor code when
     ``HOLDFAST_APPROVER_2FA=required``)."""
     # The approval says what it will lock: the vault and, with it, its replica (SPEC 3.10).
-    replica = vault.replica.name if vault.replica_id and vault.replica else None
+    replica = Vault.objects.filter(pk=vault.pk).values_list("replica__name", flat=True).first()
     return lock_action_request(
         "immutability_lock_request",
         Approval.Kind.LOCK_IMMUTABILITY,

@@ -1,0 +1,130 @@
+"""The Replication blade (SPEC 3.10, 7): pair, status and lag, stop replicating; refusals
+shown where the person acted; readers and forged posts change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from guards import services as guard_services
+from portal.models import AuditRecord
+from tests.factories import lock_vault, make_vault
+from vaults import services
+from vaults.models import Vault
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
+
+
+def client_for(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def two(admin: Any) -> dict[str, Vault]:
+    return {
+        "src": make_vault(admin, name="src", region="westeurope"),
+        "rep": make_vault(admin, name="rep", region="northeurope"),
+        "near": make_vault(admin, name="near", region="westeurope"),
+    }
+
+
+def test_the_blade_offers_only_vaults_that_can_be_replicas(
+    admin: Any, two: dict[str, Vault]
+) -> None:
+    page = client_for(admin).get("/vaults/src/replication/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Not replicated" in html and 'id="pair-replica"' in html
+    assert "rep (northeurope" in html
+    assert "near (westeurope" not in html  # same region: not offered
+
+
+def test_pairing_on_the_page_then_stopping_it(admin: Any, two: dict[str, Vault]) -> None:
+    client = client_for(admin)
+    done = client.post("/vaults/src/replication/pair/", {"replica": "rep"}, headers=HTMX)
+    assert done.status_code == 200
+    html = done.content.decode()
+    assert "now replicates to rep" in html and "Replicating" in html and "Up to date" in html
+    assert Vault.objects.get(name="src").replica == two["rep"]
+    record = AuditRecord.objects.filter(operation="replica_set", outcome="allowed").get()
+    assert record.source == "web"
+    # The replica's page says whose replica it is.
+    assert "This vault is the replica of" in client.get("/vaults/rep/replication/").content.decode()
+    # Stopping asks for the vault's name.
+    wrong = client.post("/vaults/src/replication/remove/", {"confirmation": "nope"}, headers=HTMX)
+    assert wrong.status_code == 409 and "Type the vault" in wrong.content.decode()
+    assert Vault.objects.get(name="src").replica_id is not None
+    stopped = client.post("/vaults/src/replication/remove/", {"confirmation": "src"})
+    assert stopped.status_code == 302
+    assert Vault.objects.get(name="src").replica_id is None
+
+
+def test_a_forged_post_naming_a_vault_not_offered_is_refused_in_place(
+    admin: Any, two: dict[str, Vault]
+) -> None:
+    client = client_for(admin)
+    for name, words in (("near", "region westeurope"), ("src", "its own replica")):
+        refused = client.post("/vaults/src/replication/pair/", {"replica": name}, headers=HTMX)
+        assert refused.status_code == 400, name
+        assert words in refused.content.decode() and 'id="pair-error"' in refused.content.decode()
+    unknown = client.post("/vaults/src/replication/pair/", {"replica": "ghost"}, headers=HTMX)
+    assert unknown.status_code == 400
+    assert Vault.objects.get(name="src").replica_id is None
+
+
+def test_readers_and_operators_see_no_controls_and_are_refused(
+    admin: Any, reader: Any, operator: Any, two: dict[str, Vault]
+) -> None:
+    for user in (reader, operator):
+        client = client_for(user)
+        page = client.get("/vaults/src/replication/").content.decode()
+        assert 'id="pair-replica"' not in page
+        refused = client.post("/vaults/src/replication/pair/", {"replica": "rep"}, headers=HTMX)
+        assert refused.status_code == 403
+    assert Vault.objects.get(name="src").replica_id is None
+    services.replica_set(actor=admin, vault=two["src"], replica=two["rep"])
+    for user in (reader, operator):
+        refused = client_for(user).post("/vaults/src/replication/remove/", {"confirmation": "src"})
+        assert refused.status_code == 403
+    assert Vault.objects.get(name="src").replica_id == two["rep"].pk
+
+
+def test_a_locked_pairing_says_it_stays_and_refuses_a_forged_removal(
+    admin: Any, two: dict[str, Vault]
+) -> None:
+    services.replica_set(actor=admin, vault=two["src"], replica=two["rep"])
+    # The lock request and the approvals inbox say both are locked.
+    client = client_for(admin)
+    page = client.get("/vaults/src/immutability/").content.decode()
+    assert 'id="lock-replica-note"' in page and "locks both" in page
+    services.immutability_lock_request(actor=admin, vault=two["src"], confirmation="src")
+    inbox = client.get("/approvals/").content.decode()
+    assert "Locks its replica rep too" in inbox
+    lock_vault(Vault.objects.get(name="src"), requester=admin)
+    page = client.get("/vaults/src/replication/").content.decode()
+    assert 'id="unpair-locked"' in page and 'id="stop-replication"' not in page
+    refused = client.post("/vaults/src/replication/remove/", {"confirmation": "src"}, headers=HTMX)
+    assert refused.status_code == 409
+    assert "cannot be removed by anyone" in refused.content.decode()
+    assert Vault.objects.get(name="src").replica_id == two["rep"].pk
+
+
+def test_stop_replication_shows_its_guard(
+    admin: Any, security_admin: Any, two: dict[str, Vault]
+) -> None:
+    guard = guard_services.guard_create(actor=security_admin, name="g-rep")
+    services.replica_set(actor=admin, vault=two["src"], replica=two["rep"])
+    services.vault_guard_set(actor=admin, vault=Vault.objects.get(name="src"), guard=guard)
+    client = client_for(admin)
+    page = client.get("/vaults/src/replication/").content.decode()
+    assert "Protected by" in page and "g-rep" in page
+    refused = client.post("/vaults/src/replication/remove/", {"confirmation": "src"}, headers=HTMX)
+    assert refused.status_code == 409
+    assert "Request access on Resource Guard g-rep" in refused.content.decode()
+    assert Vault.objects.get(name="src").replica_id is not None
