@@ -369,3 +369,79 @@ def test_a_replica_item_is_never_backed_up(
             source_path="a-west",
             policy=policy,
         )
+
+
+# --- expiry and deletion ------------------------------------------------------------------------
+
+
+def _recorded_copy(admin: Any, vaults: dict[str, Vault], tmp_path: Path) -> Any:
+    from policies import services as policy_services
+
+    a, b = vaults["a"], vaults["b"]
+    pair(admin, a, b)
+    policy = policy_services.policy_create(actor=admin, vault=a, name="daily", daily_days=30)
+    item = vault_services.item_protect(
+        actor=admin, vault=a, name="files", source_path=str(tmp_path), policy=policy
+    )
+    point = vault_services.point_record(item=item)
+    copy = vault_services.replica_point_record(
+        replica=b, source_point=point, stored_bytes=0, digest=""
+    )
+    return point, copy, policy
+
+
+def test_a_longer_expiry_on_the_source_reaches_the_copy_and_a_shorter_one_does_not(
+    admin: Any, vaults: dict[str, Vault], tmp_path: Path
+) -> None:
+    from policies import services as policy_services
+
+    point, copy, policy = _recorded_copy(admin, vaults, tmp_path)
+    later = point.expires_at + timedelta(days=40)
+    vault_services.point_retain_until(actor=admin, point=point, retain_until=later)
+    copy.refresh_from_db()
+    assert copy.expires_at == later
+    # A longer policy retention too.
+    policy_services.policy_update(actor=admin, policy=policy, changes={"daily_days": 400})
+    point.refresh_from_db()
+    copy.refresh_from_db()
+    assert copy.expires_at == point.expires_at > later
+    # A shorter date on the source (its vault allows it) leaves the copy's alone.
+    before = copy.expires_at
+    vault_services.point_retain_until(
+        actor=admin, point=point, retain_until=clock.now() + timedelta(days=2)
+    )
+    copy.refresh_from_db()
+    assert copy.expires_at == before
+
+
+def test_deleting_the_source_point_or_item_never_takes_the_copy(
+    admin: Any, vaults: dict[str, Vault], tmp_path: Path
+) -> None:
+    point, copy, _policy = _recorded_copy(admin, vaults, tmp_path)
+    vault_services.soft_delete_set(
+        actor=admin,
+        vault=Vault.objects.get(pk=vaults["a"].pk),
+        state="disabled",
+        confirm_purge_count=0,
+    )
+    vault_services.point_delete(actor=admin, point=point)
+    assert not RecoveryPoint.objects.filter(pk=point.pk).exists()
+    kept = RecoveryPoint.objects.get(pk=copy.pk)
+    assert (kept.expires_at, kept.source_point_ref) == (copy.expires_at, point.pk)
+    api = api_client_for(admin)
+    body = api.get(f"/api/v1/vaults/b-north/items/files/recovery-points/{copy.pk}/").json()
+    assert body["source_point"] == {"vault": "a-west", "id": point.pk}
+
+
+def test_replica_items_are_left_out_of_scheduled_backups(
+    admin: Any, vaults: dict[str, Vault], tmp_path: Path
+) -> None:
+    from vaults.jobs import schedules
+
+    _point, copy, _policy = _recorded_copy(admin, vaults, tmp_path)
+    clock.set_now(clock.now().replace(hour=22, minute=0, second=30))
+    try:
+        jobs = schedules.backups_dispatch()
+    finally:
+        clock.set_now(None)
+    assert all(job.item_id != copy.item_id for job in jobs)

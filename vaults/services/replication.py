@@ -30,6 +30,7 @@ from portal.gate import Check, DomainError
 
 from .. import locations
 from ..jobs.replication import backfill_on_commit
+from ..jobs.requests import storage_lock_follow
 from ..models import ProtectedItem, RecoveryPoint, Vault
 from ..storage.s3_client import parse_location
 from ..storage_notes import storage_note
@@ -328,3 +329,5 @@ def copies_follow_expiry(points: Any) -> None:
             for copy in copies:
                 copy.expires_at = point.expires_at
             storage_note(copies)
+            for vault in {copy.vault for copy in copies}:
+                storage_lock_follow(vault)
