@@ -128,3 +128,35 @@ def test_stop_replication_shows_its_guard(
     assert refused.status_code == 409
     assert "Request access on Resource Guard g-rep" in refused.content.decode()
     assert Vault.objects.get(name="src").replica_id is not None
+
+
+def test_the_restore_page_names_both_copies_and_their_regions(
+    admin: Any, operator: Any, two: dict[str, Vault], tmp_path: Any
+) -> None:
+    from policies import services as policy_services
+
+    services.replica_set(actor=admin, vault=two["src"], replica=two["rep"])
+    policy = policy_services.policy_create(actor=admin, vault=two["src"], name="p", daily_days=30)
+    item = services.item_protect(
+        actor=admin, vault=two["src"], name="files", source_path=str(tmp_path), policy=policy
+    )
+    point = services.point_record(item=item)
+    copy = services.replica_point_record(
+        replica=two["rep"], source_point=point, stored_bytes=0, digest=""
+    )
+    client = client_for(operator)
+    for shown, other in ((point, copy), (copy, point)):
+        page = client.get(f"/jobs/points/{shown.pk}/restore/").content.decode()
+        assert "Copies of this recovery point" in page
+        assert "region <strong>westeurope</strong>" in page
+        assert "region <strong>northeurope</strong>" in page
+        assert f'href="/jobs/points/{other.pk}/restore/" id="restore-other-copy"' in page
+    # A point of an unpaired vault shows no such section.
+    lone = make_vault(admin, name="lone", region="eastus")
+    policy = policy_services.policy_create(actor=admin, vault=lone, name="p", daily_days=30)
+    lone_item = services.item_protect(
+        actor=admin, vault=lone, name="files", source_path=str(tmp_path), policy=policy
+    )
+    lone_point = services.point_record(item=lone_item)
+    page = client.get(f"/jobs/points/{lone_point.pk}/restore/").content.decode()
+    assert "Copies of this recovery point" not in page
