@@ -160,3 +160,48 @@ def test_the_restore_page_names_both_copies_and_their_regions(
     lone_point = services.point_record(item=lone_item)
     page = client.get(f"/jobs/points/{lone_point.pk}/restore/").content.decode()
     assert "Copies of this recovery point" not in page
+
+
+def test_the_portfolio_shows_the_pairing_and_lag_and_filters_on_it(
+    admin: Any, two: dict[str, Vault], tmp_path: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from policies import services as policy_services
+    from tests.conftest import api_client_for
+
+    services.replica_set(actor=admin, vault=two["src"], replica=two["rep"])
+    client = client_for(admin)
+    page = client.get("/").content.decode()
+    assert "Replication" in page and "Up to date" in page and "Replica</span> of" in page
+    # A point not copied yet: the source lags.
+    policy = policy_services.policy_create(actor=admin, vault=two["src"], name="p", daily_days=30)
+    item = services.item_protect(
+        actor=admin, vault=two["src"], name="files", source_path=str(tmp_path), policy=policy
+    )
+    point = services.point_record(item=item)
+    from vaults.models import RecoveryPoint
+
+    RecoveryPoint.objects.filter(pk=point.pk).update(storage_key="rp-x")
+    lagging = client.get("/?replication=lagging").content.decode()
+    assert 'badge warn">Lag' in lagging and ">src</a>" in lagging and ">near</a>" not in lagging
+    assert ">src</a>" not in client.get("/?replication=up_to_date").content.decode()
+    assert ">near</a>" in client.get("/?replication=none").content.decode()
+    # The API filters the same way and says the lag in seconds.
+    api = api_client_for(admin)
+    names = [v["name"] for v in api.get("/api/v1/vaults/?replication=lagging").json()["results"]]
+    assert names == ["src"]
+    body = api.get("/api/v1/vaults/src/").json()
+    assert body["replica"]["vault"] == "rep" and body["replica"]["lag_seconds"] >= 0
+    assert api.get("/api/v1/vaults/?replication=replica").json()["results"][0]["name"] == "rep"
+    # The column costs no query per row.
+    for n in range(5):
+        make_vault(admin, name=f"extra-{n}", region="eastus")
+    with CaptureQueriesContext(connection) as few:
+        client.get("/")
+    for n in range(5, 15):
+        make_vault(admin, name=f"extra-{n}", region="eastus")
+    with CaptureQueriesContext(connection) as many:
+        client.get("/")
+    assert len(many) == len(few)

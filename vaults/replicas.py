@@ -11,9 +11,9 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from .models import Job, RecoveryPoint, Vault
 
 
-def with_replication_columns(queryset: QuerySet[Vault], now: datetime) -> QuerySet[Vault]:
-    """``oldest_uncopied_at`` (the creation of the oldest unexpired point its replica lacks)
-    and ``last_copied_at`` (the end of the last completed copy job), per vault."""
+def oldest_uncopied(now: datetime) -> Subquery:
+    """Per vault row: the creation of the oldest unexpired vault- or archive-tier point its
+    replica has no copy of (NULL when there is none, or no replica)."""
     copied = RecoveryPoint.objects.filter(
         vault_id=OuterRef(OuterRef("replica_id")),
         source_vault=OuterRef(OuterRef("name")),
@@ -27,14 +27,45 @@ def with_replication_columns(queryset: QuerySet[Vault], now: datetime) -> QueryS
         .order_by("created_at")
         .values("created_at")[:1]
     )
+    return Subquery(uncopied)
+
+
+def with_replication_columns(queryset: QuerySet[Vault], now: datetime) -> QuerySet[Vault]:
+    """``oldest_uncopied_at`` (:func:`oldest_uncopied`) and ``last_copied_at`` (the end of
+    the last completed copy job), per vault."""
     last_copy = (
         Job.objects.filter(vault=OuterRef("pk"), kind=Job.Kind.COPY, status=Job.Status.COMPLETED)
         .order_by("-ended_at")
         .values("ended_at")[:1]
     )
     return queryset.select_related("replica", "replica_source").annotate(
-        oldest_uncopied_at=Subquery(uncopied), last_copied_at=Subquery(last_copy)
+        oldest_uncopied_at=oldest_uncopied(now), last_copied_at=Subquery(last_copy)
     )
+
+
+REPLICATION_CHOICES = [
+    ("replicated", "Replicated"),
+    ("up_to_date", "Replicated, up to date"),
+    ("lagging", "Replicated, lagging"),
+    ("replica", "Is a replica"),
+    ("none", "Not replicated"),
+]
+
+
+def filter_replication(queryset: QuerySet[Vault], value: str, now: datetime) -> QuerySet[Vault]:
+    """The portfolio's and the API's ``replication`` filter."""
+    paired = queryset.filter(replica__isnull=False)
+    if value == "replicated":
+        return paired
+    if value in {"up_to_date", "lagging"}:
+        lagging = value == "lagging"
+        alias = paired.alias(replication_oldest=oldest_uncopied(now))
+        return alias.filter(replication_oldest__isnull=not lagging)
+    if value == "replica":
+        return queryset.filter(replica_source__isnull=False)
+    if value == "none":
+        return queryset.filter(replica__isnull=True, replica_source__isnull=True)
+    return queryset
 
 
 def annotated(vault: Vault, now: datetime) -> Vault:
