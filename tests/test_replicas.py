@@ -445,3 +445,33 @@ def test_replica_items_are_left_out_of_scheduled_backups(
     finally:
         clock.set_now(None)
     assert all(job.item_id != copy.item_id for job in jobs)
+
+
+def test_a_lag_past_the_rpo_raises_a_job_alert_naming_the_pair(
+    admin: Any, vaults: dict[str, Vault], tmp_path: Path
+) -> None:
+    from policies import services as policy_services
+
+    a, b = vaults["a"], vaults["b"]
+    pair(admin, a, b)
+    policy = policy_services.policy_create(actor=admin, vault=a, name="daily", daily_days=30)
+    item = vault_services.item_protect(
+        actor=admin, vault=a, name="files", source_path=str(tmp_path), policy=policy
+    )
+    point = vault_services.point_record(item=item, created_at=clock.now() - timedelta(hours=3))
+    RecoveryPoint.objects.filter(pk=point.pk).update(storage_key="rp-lagging")
+    report = replication.replication_sweep()
+    assert report == {"copies_queued": 1, "lagging_vaults": 0}  # within the daily RPO
+    assert not Alert.objects.filter(kind="replication_lag").exists()
+    Job.objects.filter(kind="copy").update(
+        status="failed", error="unreachable", ended_at=clock.now()
+    )
+    clock.set_now(clock.now() + timedelta(days=1))
+    try:
+        report = replication.replication_sweep()
+    finally:
+        clock.set_now(None)
+    assert report["lagging_vaults"] == 1
+    alert = Alert.objects.get(kind="replication_lag")
+    assert alert.vault_name == "a-west" and alert.target == "replica:a-west->b-north"
+    assert "a-west to b-north" in alert.message and "unreachable" in alert.message
