@@ -108,13 +108,21 @@ def copy_point(
     retention: Retention | None = None,
     progress: Progress | None = None,
     on_chunk: Callable[[str], None] | None = None,
+    parent: str | None = None,
 ) -> CopyResult:
     """Copy point ``point_id`` from ``source`` to ``target`` (see the module docstring).
 
     ``expected_digest`` (the digest the database recorded for the source point) is checked
     against the source manifest before anything is written; ``retention`` locks every
     object written on a target with object lock. ``on_chunk`` is called after each chunk
-    has been handled (tests use it to stop a copy half-way)."""
+    has been handled (tests use it to stop a copy half-way).
+
+    ``parent`` names a point already in ``target`` (the item's previous copy): its chunks
+    are known to be there, so they are not looked up one by one; and while the parent's own
+    lock covers ``retention``, theirs does too (a point's chunks are locked at least as long
+    as its manifest, and locks only grow). At the end, the parent's manifest being still
+    there stands for them: no GC takes a chunk a manifest names, and a manifest once
+    deleted never comes back. A parent that is missing or damaged is simply not used."""
     raw = source.read_manifest(point_id)
     digest = _digest(raw)
     if expected_digest and digest != expected_digest:
@@ -130,6 +138,7 @@ def copy_point(
         return CopyResult(
             point_id, digest, len(chunks), 0, 0, manifest.logical_bytes, already_there=True
         )
+    known, parent = _parent_chunks(target, parent, retention)
     session = _CopySession(target.backend, point_id, "copy", retention, timings=target.timings)
     session.open()
     moved = 0
@@ -147,11 +156,16 @@ def copy_point(
                 def one(item: tuple[str, int]) -> None:
                     nonlocal moved, copied, done
                     chunk, size = item
-                    written = _send_chunk(
-                        source.backend, target.backend, chunk, size, session.retention
-                    )
+                    if chunk in known:
+                        written = None
+                    else:
+                        written = _send_chunk(
+                            source.backend, target.backend, chunk, size, session.retention
+                        )
                     with lock:
-                        if written is None:
+                        if chunk in known:
+                            pass
+                        elif written is None:
                             present.append(chunk)
                         else:
                             moved += written
@@ -165,6 +179,11 @@ def copy_point(
                 if progress is not None:
                     progress(done, manifest.logical_bytes)
         session.settle(present)
+        if parent is not None and not target.has_point(parent):
+            raise StorageError(
+                f"Point {parent!r} left the replica while point {point_id!r} was copied"
+                " beside it; nothing was published. The copy is tried again."
+            )
         session.commit(raw)
     except BaseException:
         session.release()
@@ -174,6 +193,23 @@ def copy_point(
     return CopyResult(
         point_id, digest, len(chunks), copied, moved + len(raw), manifest.logical_bytes
     )
+
+
+def _parent_chunks(
+    target: VaultStore, parent: str | None, retention: Retention | None
+) -> tuple[frozenset[str], str | None]:
+    """The chunks of ``parent`` in ``target`` that need no look-up (see `copy_point`)."""
+    if parent is None:
+        return frozenset(), None
+    try:
+        chunks = frozenset(target.manifest(parent).chunks)
+        if retention is not None and target.backend.supports_object_lock:
+            lock = target.backend.lock_of(manifest_key(parent))
+            if lock is None or not lock.covers(retention):
+                return frozenset(), None  # each chunk's lock is raised one by one
+    except StorageError:
+        return frozenset(), None
+    return chunks, parent
 
 
 def copy_archived(

@@ -16,11 +16,28 @@ from django.db import transaction
 
 from ... import services
 from ...locations import archive_store, vault_store
-from ...models import Job, Vault
+from ...models import Job, RecoveryPoint, Vault
 from ...storage.copy import CopyRefused, CopyResult, copy_archived, copy_point
 from ...storage.errors import CorruptChunk, ObjectLocked, PointNotFound, StorageError
 from ...storage_notes import point_retention
 from ..state import Heartbeat, JobFailed, finish, point_of, with_database
+
+
+def _parent(replica: Vault, point: RecoveryPoint) -> str | None:
+    """The item's newest copy in the replica (a back-fill goes newest first): its chunks
+    need no look-up."""
+    return (
+        RecoveryPoint.objects.filter(
+            vault=replica,
+            source_vault=point.vault.name,
+            item__name=point.item.name,
+            tier__in=[RecoveryPoint.Tier.VAULT_STANDARD, RecoveryPoint.Tier.SNAPSHOT_AND_VAULT],
+        )
+        .exclude(storage_key="")
+        .order_by("-created_at")
+        .values_list("storage_key", flat=True)
+        .first()
+    )
 
 
 def run(job: Job, beat: Heartbeat) -> None:
@@ -51,6 +68,7 @@ def run(job: Job, beat: Heartbeat) -> None:
                 expected_digest=point.digest,
                 retention=retention,
                 progress=beat,
+                parent=_parent(replica, point),
             )
     except (CorruptChunk, CopyRefused, PointNotFound) as exc:
         raise JobFailed(
