@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3
@@ -35,7 +36,7 @@ from .errors import CorruptChunk, ObjectNotFound, StorageError
 from .leases import WriteSession
 from .manifest import Manifest, manifest_key
 from .store import VaultStore
-from .writer import BATCH_CHUNKS, Progress, keep_locked
+from .writer import BATCH_CHUNKS, BATCHES_IN_FLIGHT, Progress, keep_locked
 
 
 @dataclass(frozen=True)
@@ -147,37 +148,45 @@ def copy_point(
     present: list[str] = []
     lock = threading.Lock()
     try:
+
+        def one(item: tuple[str, int]) -> None:
+            nonlocal moved, copied, done
+            chunk, size = item
+            written = None
+            if chunk not in known:
+                written = _send_chunk(
+                    source.backend, target.backend, chunk, size, session.retention
+                )
+            with lock:
+                if written is not None:
+                    moved += written
+                    copied += 1
+                elif chunk not in known:
+                    present.append(chunk)
+                done += size
+            if on_chunk is not None:
+                on_chunk(chunk)
+
+        # Batches are pipelined (the next one is named in the lease while one is in flight),
+        # as a backup's writer does: per-object latency, not bandwidth, bounds a copy to S3.
+        in_flight: deque[list[Future[None]]] = deque()
         with ThreadPoolExecutor(target.workers, thread_name_prefix="holdfast-copy") as pool:
             for start in range(0, len(chunks), BATCH_CHUNKS):
                 batch = chunks[start : start + BATCH_CHUNKS]
                 # Named in the lease before we look: the replica's GC keeps them from now on.
                 session.record([chunk for chunk, _size in batch])
-
-                def one(item: tuple[str, int]) -> None:
-                    nonlocal moved, copied, done
-                    chunk, size = item
-                    if chunk in known:
-                        written = None
-                    else:
-                        written = _send_chunk(
-                            source.backend, target.backend, chunk, size, session.retention
-                        )
-                    with lock:
-                        if chunk in known:
-                            pass
-                        elif written is None:
-                            present.append(chunk)
-                        else:
-                            moved += written
-                            copied += 1
-                        done += size
-                    if on_chunk is not None:
-                        on_chunk(chunk)
-
-                list(pool.map(one, batch))
-                session.heartbeat_if_due()
-                if progress is not None:
-                    progress(done, manifest.logical_bytes)
+                in_flight.append([pool.submit(one, item) for item in batch])
+                while len(in_flight) > BATCHES_IN_FLIGHT:
+                    for future in in_flight.popleft():
+                        future.result()
+                    session.heartbeat_if_due()
+                    if progress is not None:
+                        progress(done, manifest.logical_bytes)
+            while in_flight:
+                for future in in_flight.popleft():
+                    future.result()
+        if progress is not None:
+            progress(done, manifest.logical_bytes)
         session.settle(present)
         if parent is not None and not target.has_point(parent):
             raise StorageError(

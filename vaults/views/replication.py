@@ -3,6 +3,8 @@ see the lag, the last copy and the copies in flight, and stop replicating (gated
 
 from __future__ import annotations
 
+import re
+
 from django.http import HttpResponse
 from django.views.decorators.http import require_POST
 
@@ -16,14 +18,22 @@ from ..forms import form_refusal
 from ..models import Vault
 from ..selectors import get_vault_for_user
 
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,49}")
+
 
 @require_POST
 def replica_set(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
+    raw = request.POST.get("replica", "")
+    if not NAME.fullmatch(raw):  # no lookup of a hostile value (a NUL is a database error)
+        error = DomainError(
+            "validation_error", "replica: choose one of the vaults offered.", field="replica"
+        )
+        return blade_refused(request, vault, "replication", error, "pair")
     form = ReplicaForm(request.POST, vault=vault)
     if not form.is_valid():
         # A name not offered still goes to the gate, which says why it cannot be paired.
-        wanted = Vault.objects.filter(name=str(request.POST.get("replica", ""))[:50]).first()
+        wanted = Vault.objects.filter(name=raw).first()
         if wanted is None:
             return blade_refused(request, vault, "replication", form_refusal(form), "pair")
     else:
