@@ -34,7 +34,7 @@ def test_pair_back_up_watch_the_lag_and_restore_from_the_replica(
     page.goto("/vaults/paris/")
     page.get_by_role("link", name="Replication").click()
     assert "Not replicated" in page.locator("#replication-blade").inner_text()
-    page.get_by_label("Replica vault").select_option(
+    page.get_by_label("Replica vault", exact=True).select_option(
         label="dublin (northeurope, immutability disabled)"
     )
     page.get_by_role("button", name="Pair").click()

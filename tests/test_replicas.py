@@ -109,6 +109,9 @@ def test_backup_is_copied_to_the_replica_and_restores_byte_for_byte(
     assert done.status == "completed", done.error
     assert tree_of(target) == tree_of(storage / "data")
     assert locations.vault_store(replica).verify(copy.storage_key).ok
+    # Verification runs on the copy as on any point.
+    (verified,) = wait_for(requests.verify_request(actor=operator, point=copy).pk)
+    assert verified.status == "completed", verified.error
 
     # A second backup copies once more; the sweep finds nothing left to do.
     second = backup_now(item, operator)
@@ -475,3 +478,26 @@ def test_a_lag_past_the_rpo_raises_a_job_alert_naming_the_pair(
     alert = Alert.objects.get(kind="replication_lag")
     assert alert.vault_name == "a-west" and alert.target == "replica:a-west->b-north"
     assert "a-west to b-north" in alert.message and "unreachable" in alert.message
+
+
+def test_a_replica_on_overlapping_storage_is_refused(
+    db: None, settings: Any, tmp_path: Path
+) -> None:
+    """Overlapping stores cannot both exist as vaults (vault_storage_apart); the pairing rule
+    is checked on its own all the same, on S3 prefixes and local roots."""
+    from vaults.services.replication import pairing_refusal
+
+    settings.HOLDFAST_STORAGE_ROOT = tmp_path
+    source = Vault(pk=1, name="s3-a", kind="backup", region="westeurope",
+                   storage_location="s3://bucket/vaults")  # fmt: skip
+    inside = Vault(pk=2, name="s3-b", kind="backup", region="eastus",
+                   storage_location="s3://bucket/vaults/b")  # fmt: skip
+    refusal = pairing_refusal(source, inside)
+    assert refusal is not None and refusal.code == "validation_error"
+    assert "overlaps" in refusal.detail
+    apart = Vault(pk=3, name="s3-c", kind="backup", region="eastus",
+                  storage_location="s3://other-bucket/vaults")  # fmt: skip
+    assert (
+        pairing_refusal(source, apart) is None
+        or "overlaps" not in pairing_refusal(source, apart).detail
+    )
