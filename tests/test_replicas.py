@@ -501,3 +501,10 @@ def test_a_replica_on_overlapping_storage_is_refused(
         pairing_refusal(source, apart) is None
         or "overlaps" not in pairing_refusal(source, apart).detail
     )
+
+
+def test_options_on_the_replica_endpoint_answers(admin: Any, vaults: dict[str, Vault]) -> None:
+    client = api_client_for(admin)
+    assert client.options("/api/v1/vaults/a-west/replica/").status_code == 200
+    missing = client.put("/api/v1/vaults/a-west/replica/", {}, format="json")
+    assert missing.status_code == 400 and missing.json()["detail"].startswith("vault: ")

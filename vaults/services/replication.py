@@ -107,7 +107,7 @@ def _lock_replica(vault_pk: int | None) -> Vault | None:
     return Vault.objects.select_for_update().filter(pk=vault_pk).first()
 
 
-def replica_set(*, actor: Any, vault: Vault, replica: Vault | None) -> Vault:
+def replica_set(*, actor: Any, vault: Vault, replica: Vault | None, problem: str = "") -> Vault:
     """Pair ``vault`` with ``replica``: every recovery point is copied there from now on,
     the points made before back-filled newest first (queued once this commits)."""
 
@@ -119,7 +119,7 @@ def replica_set(*, actor: Any, vault: Vault, replica: Vault | None) -> Vault:
         source, target = check.vault, check.facts.get("replica")
         assert source is not None
         if target is None:
-            raise _refused("no vault has that name.")
+            raise _refused(problem or "no vault has that name.")
         if source.replica_id is not None and source.replica_id != target.pk:
             if source.is_locked:
                 raise DomainError(
