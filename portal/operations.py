@@ -341,7 +341,6 @@ OPERATIONS: dict[str, Operation] = {
         Operation("copy_schedule", "system", label="Queue a copy to the replica vault"),
         Operation("copy_start", "operate", label="Copy a recovery point to the replica now"),
         Operation("replica_point_record", "system", label="Record a replica's copy of a point"),
-        Operation("replication_lag_found", "system", label="Report replication lag past the RPO"),
         Operation("job_alerts_mute", "manage", label="Mute or unmute a vault's job alerts"),
         Operation("alert_acknowledge", "respond", label="Acknowledge an alert"),
         Operation("alert_resolve", "respond", label="Resolve an alert"),

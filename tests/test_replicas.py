@@ -508,3 +508,20 @@ def test_options_on_the_replica_endpoint_answers(admin: Any, vaults: dict[str, V
     assert client.options("/api/v1/vaults/a-west/replica/").status_code == 200
     missing = client.put("/api/v1/vaults/a-west/replica/", {}, format="json")
     assert missing.status_code == 400 and missing.json()["detail"].startswith("vault: ")
+
+
+def test_a_copy_asked_by_a_person_needs_operate_and_is_queued_once(
+    admin: Any, reader: Any, operator: Any, vaults: dict[str, Vault], tmp_path: Path
+) -> None:
+    point, _copy, _policy = _recorded_copy(admin, vaults, tmp_path)
+    fresh = vault_services.point_record(item=point.item)
+    RecoveryPoint.objects.filter(pk=fresh.pk).update(storage_key="rp-fresh")
+    fresh.refresh_from_db()
+    with pytest.raises(DomainError) as refused:
+        replication.copy_request(fresh, actor=reader)
+    assert refused.value.code == "permission_denied"
+    job = replication.copy_request(fresh, actor=operator)
+    assert job is not None and job.params["replica"] == "b-north"
+    assert replication.copy_request(fresh, actor=operator) is None  # one at a time
+    assert replication.copy_request(point) is None  # already copied
+    assert AuditRecord.objects.filter(operation="copy_start", outcome="allowed").count() == 2
