@@ -525,3 +525,50 @@ def test_a_copy_asked_by_a_person_needs_operate_and_is_queued_once(
     assert replication.copy_request(fresh, actor=operator) is None  # one at a time
     assert replication.copy_request(point) is None  # already copied
     assert AuditRecord.objects.filter(operation="copy_start", outcome="allowed").count() == 2
+
+
+def test_an_archived_point_is_copied_into_the_replicas_archive_and_restores_there(
+    people: dict[str, Any],  # noqa: F811
+    storage: Path,  # noqa: F811
+    worker: Any,  # noqa: F811
+) -> None:
+    from datetime import UTC, datetime
+
+    from vaults.jobs import schedules
+
+    admin, operator = people["admin"], people["operator"]
+    data = write_tree(storage / "src")
+    clock.set_now(datetime(2026, 3, 1, 22, 0, 10, tzinfo=UTC))  # a monthly point
+    try:
+        source = make_vault(admin, name="cold", region="westeurope")
+        replica = make_vault(admin, name="cold-rep", region="eastus")
+        item = protect(
+            admin, source, data, monthly_months=12, tiering_mode="after", tiering_after_days=90
+        )
+        (job,) = schedules.backups_dispatch()
+        wait_for(job.pk)
+        clock.advance(timedelta(days=91))
+        (move,) = schedules.tier_moves_schedule()
+        assert wait_for(move.pk)[0].status == "completed"
+        point = item.recovery_points.get()
+        assert point.tier == "vault_archive"
+
+        pair(admin, source, replica)
+        (copy_job,) = copies_done(source)
+        assert copy_job.status == "completed", copy_job.error
+        copy = the_copy(point)
+        assert copy.tier == "vault_archive" and copy.digest == point.digest
+        assert locations.archive_store(replica).has_point(copy.storage_key)
+        assert not locations.vault_store(replica).has_point(copy.storage_key)
+
+        (rehydrated,) = wait_for(requests.rehydrate_request(actor=operator, point=copy, days=10).pk)
+        assert rehydrated.status == "completed", rehydrated.error
+        target = storage / "restores" / "cold-copy"
+        copy.refresh_from_db()
+        (restored,) = wait_for(
+            requests.restore_request(actor=operator, point=copy, target_path=str(target)).pk
+        )
+        assert restored.status == "completed", restored.error
+        assert tree_of(target) == tree_of(data)
+    finally:
+        clock.set_now(None)
