@@ -20,7 +20,7 @@ export PATH := $(BIN):$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv run test lint format bench bench-s3 bench-portfolio bench-load fuzz clean distclean
+.PHONY: help venv run test lint format bench bench-s3 bench-replica bench-portfolio bench-load fuzz clean distclean
 
 help:
 	@echo "make venv    create/refresh .venv (pip install -e '.[dev]') when pyproject.toml changes"
@@ -30,6 +30,7 @@ help:
 	@echo "make format  sort imports and format with ruff"
 	@echo "make bench   data plane against restic (bench/run.py)"
 	@echo "make bench-s3  backup/restore to S3 (moto and Ceph RGW on loopback) next to local disk"
+	@echo "make bench-replica  replica copies local->local and local->S3 (moto), first and after a 1% change, beside a full re-backup"
 	@echo "make bench-portfolio  portfolio page and vault API at 100 and 10,000 vaults"
 	@echo "make bench-load  50 users browsing and operating for 2 min (locust; LOAD_RUN_TIME=20s)"
 	@echo "make fuzz    longer schemathesis and stateful gate runs"

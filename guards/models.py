@@ -24,6 +24,7 @@ class ResourceGuard(models.Model):
         STOP_PROTECTION_RETAIN_DATA = "stop_protection_retain_data", "Stop protection, retain data"
         DELETE_RECOVERY_POINT = "delete_recovery_point", "Delete a recovery point"
         DELETE_VAULT = "delete_vault", "Delete the vault"
+        STOP_REPLICATION = "stop_replication", "Stop replication to the replica vault"
 
     MANDATORY = frozenset({Operation.DISABLE_SOFT_DELETE, Operation.DISABLE_MUA})
 

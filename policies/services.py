@@ -13,6 +13,7 @@ from portal.validators import check_storable
 from vaults.jobs.requests import storage_lock_follow
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
 from vaults.services.items import LIVE_STATES, item_lock, require_item_state
+from vaults.services.replication import copies_follow_expiry
 from vaults.storage_notes import storage_note
 
 from .models import Policy
@@ -173,6 +174,8 @@ def apply_moves(moves: list[PointMove]) -> None:
     if longer:
         for vault in Vault.objects.filter(recovery_points__pk__in=longer).distinct():
             storage_lock_follow(vault)
+        # Copies in replica vaults keep at least the longer expiry (SPEC 3.10).
+        copies_follow_expiry(RecoveryPoint.objects.filter(pk__in=longer).select_related("vault"))
 
 
 def points_sooner(moves: list[PointMove], now: datetime) -> list[str]:

@@ -39,10 +39,13 @@ SECURITY_ALERTS = {
     "authenticator_removed": ("warning", "Account's two-factor authenticator removed"),
     # SPEC 8.3: the storage holds a point the database no longer names; the data is kept.
     "point_missing": ("critical", "Recovery point missing from the database"),
+    "replication_stopped": ("warning", "Replication to a replica vault stopped"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),
     "restore_failed": ("warning", "Restore failed"),
+    "copy_failed": ("warning", "Copy to the replica vault failed"),
+    "replication_lag": ("warning", "Replication lag past the policy's RPO"),
 }
 
 

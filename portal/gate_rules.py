@@ -51,6 +51,31 @@ def vault_not_locked(check: Check) -> DomainError | None:
     return None
 
 
+def replica_kept_while_locked(check: Check) -> DomainError | None:
+    """SPEC 3.10: on a locked vault the replication cannot be removed, by anyone."""
+    vault = check.vault
+    if vault is not None and vault.is_locked and vault.replica_id is not None:
+        return DomainError(
+            "immutability_locked",
+            f"Vault {vault.name} is locked: its replication to {vault.replica} cannot be "
+            "removed by anyone. Its copies stay locked as its own points do.",
+        )
+    return None
+
+
+def vault_not_a_replica(check: Check) -> DomainError | None:
+    """SPEC 3.10: a replica vault goes only once its source no longer replicates to it."""
+    vault = check.vault
+    source = vault.replica_of if vault is not None else None
+    if source is not None:
+        return DomainError(
+            "vault_not_empty",
+            f"Vault {vault} is the replica of {source.name}: stop replication on {source.name} "
+            "first (where its rules allow it).",
+        )
+    return None
+
+
 def no_unexpired_points_in_immutable_vault(check: Check) -> DomainError | None:
     vault = check.vault
     if vault is None or not vault.is_immutable:

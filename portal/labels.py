@@ -31,6 +31,9 @@ ALERT_LABELS: dict[str, str] = {
     "point_missing": "Recovery point missing from the database",
     "backup_failed": "Backup failed",
     "restore_failed": "Restore failed",
+    "copy_failed": "Copy to the replica failed",
+    "replication_lag": "Replica behind its RPO",
+    "replication_stopped": "Replication stopped",
 }
 
 # Gate operations (portal/operations.py), as the audit log shows them.
@@ -105,6 +108,11 @@ OPERATION_LABELS: dict[str, str] = {
     # Job runs the gate audits under the job's own name.
     "job_cancel": "Cancel a job",
     "point_download": "Download files from a recovery point",
+    "replica_set": "Pair with a replica vault",
+    "replica_remove": "Stop replication",
+    "copy_schedule": "Queue a copy to the replica",
+    "copy_start": "Copy a recovery point to the replica",
+    "replica_point_record": "Record a replica's recovery point",
 }
 
 # What a Resource Guard can protect (guards/models.py ResourceGuard.Operation).
@@ -118,6 +126,7 @@ GUARD_OPERATION_LABELS: dict[str, str] = {
     "stop_protection_retain_data": "Stop protection, retain data",
     "delete_recovery_point": "Delete a recovery point",
     "delete_vault": "Delete the vault",
+    "stop_replication": "Stop replication to the replica vault",
 }
 
 # Job kinds and states (vaults/models.py Job.Kind, Job.Status).
@@ -135,6 +144,7 @@ JOB_LABELS: dict[str, str] = {
     "completed": "Completed",
     "failed": "Failed",
     "cancelled": "Cancelled",
+    "copy": "Copy to replica",
 }
 
 # States a page shows: immutability, soft delete, approvals, audit outcomes and sources.

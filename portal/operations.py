@@ -40,12 +40,14 @@ from .gate_rules import (
     point_not_protected,
     policy_not_in_use,
     purge_count_confirmed,
+    replica_kept_while_locked,
     retention_not_shortened,
     schedule_kept_by_managers,
     second_factor,
     soft_delete_not_always_on,
     soft_delete_shortens,
     vault_is_empty,
+    vault_not_a_replica,
     vault_not_locked,
 )
 
@@ -106,7 +108,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "vault_delete",
             "manage",
-            rules=(no_unexpired_points_in_immutable_vault, vault_is_empty),
+            rules=(no_unexpired_points_in_immutable_vault, vault_is_empty, vault_not_a_replica),
             mua="delete_vault",
             label="Delete a vault",
         ),
@@ -343,6 +345,19 @@ OPERATIONS: dict[str, Operation] = {
             "point_lock_verified", "system", label="Record a point's storage lock as read back"
         ),
         Operation("point_missing_found", "system", label="Keep point data whose row is missing"),
+        # Replica vaults (SPEC 3.10): pairing, stopping it, the copy jobs and their points.
+        Operation("replica_set", "manage", label="Pair a vault with a replica vault"),
+        Operation(
+            "replica_remove",
+            "manage",
+            rules=(replica_kept_while_locked,),
+            mua="stop_replication",
+            label="Stop replication to the replica vault",
+            alert="replication_stopped",
+        ),
+        Operation("copy_schedule", "system", label="Queue a copy to the replica vault"),
+        Operation("copy_start", "operate", label="Copy a recovery point to the replica now"),
+        Operation("replica_point_record", "system", label="Record a replica's copy of a point"),
         Operation("job_alerts_mute", "manage", label="Mute or unmute a vault's job alerts"),
         Operation("alert_acknowledge", "respond", label="Acknowledge an alert"),
         Operation("alert_resolve", "respond", label="Resolve an alert"),

@@ -37,6 +37,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=30, hour="*/6"),
         "options": {"expires": 3 * 3600},
     },
+    # Replica vaults (SPEC 3.10): copies still missing, retried with a backoff; lag alerts.
+    "holdfast-replicate": {
+        "task": "holdfast.replicate",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "holdfast-schedule-tier-moves": {
         "task": "holdfast.schedule_tier_moves",
         "schedule": crontab(minute=10, hour=1),

@@ -309,6 +309,8 @@ SPECTACULAR_SETTINGS = {
         "VaultKindEnum": "vaults.models.Vault.Kind",
         "ApprovalKindEnum": "portal.models.Approval.Kind",
         "ApprovalStatusEnum": "portal.models.Approval.Status",
+        "SourceKindEnum": "vaults.models.ProtectedItem.SourceKind",
+        "JobKindEnum": "vaults.models.Job.Kind",
     },
     # Swagger UI is served from our own static files, never a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

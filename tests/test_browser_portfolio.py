@@ -89,7 +89,7 @@ def test_a_reader_filters_to_locked_vaults_opens_one_and_finds_no_action_control
     page.wait_for_url("**/vaults/fortress-vault/")
     blades = page.locator("nav.blades a")
     hrefs = [blades.nth(i).get_attribute("href") for i in range(blades.count())]
-    assert len(hrefs) == 8
+    assert len(hrefs) == 9  # Replication (SPEC 3.10) included
     for href in hrefs:
         page.goto(href)
         assert page.locator(ACTION_CONTROLS).count() == 0, href

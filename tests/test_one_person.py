@@ -363,7 +363,17 @@ def table_world(admin: Any, tmp_path: Path) -> dict[str, Any]:
         )
         point = vault_services.point_record(item=item)
         vault_services.vault_guard_set(actor=admin, vault=vault, guard=keeper)
+        # Each has a replica in another region holding a copy of its point (SPEC 3.10).
+        replica = make_vault(
+            admin, name=f"{name}-copy", kind=kind, region="northeurope", immutability=state
+        )
+        vault = vault_services.replica_set(actor=admin, vault=vault, replica=replica)
+        copy = vault_services.replica_point_record(
+            replica=replica, source_point=point, stored_bytes=0, digest=""
+        )
         world[name] = {"vault": vault, "policy": policy, "item": item, "point": point}
+        world[f"{name}-copy"] = {"vault": replica, "point": copy}
+    make_vault(admin, name="spare-region", region="eastus")  # where a re-pointing would go
     approval = vault_services.soft_delete_always_on_request(
         actor=admin, vault=world["fortress"]["vault"], confirmation="fortress", retention_days=30
     )
@@ -399,7 +409,13 @@ def fingerprint(world: dict[str, Any]) -> dict[str, Any]:
                     "soft_delete_state",
                     "soft_delete_retention_days",
                     "resource_guard_id",
+                    "replica_id",
                 )
+            ),
+            "copies": list(
+                RecoveryPoint.objects.filter(vault=world[f"{name}-copy"]["vault"])
+                .order_by("pk")
+                .values_list("pk", "expires_at", "soft_deleted_until", "source_point_ref")
             ),
             "points": list(
                 RecoveryPoint.objects.filter(vault=vault)
@@ -495,6 +511,16 @@ def api_attempts(actor: Any, world: dict[str, Any]) -> None:
                 ("delete", f"{base}/resource-guard/", None),
                 ("patch", f"{base}/policies/daily/", {"retention": {"daily_days": 7}}),
                 ("delete", f"{base}/", None),
+                # Replication: stopped, re-pointed to orphan the copies, the copy deleted.
+                ("delete", f"{base}/replica/", None),
+                ("put", f"{base}/replica/", {"vault": "spare-region"}),
+                ("delete", f"{V}/{name}-copy/", None),
+                (
+                    "delete",
+                    f"{V}/{name}-copy/items/files/recovery-points/"
+                    f"{world[name + '-copy']['point'].pk}/",
+                    None,
+                ),
             ]
             for method, url, body in requests:
                 no_server_error(getattr(client, method)(url, body, format="json"))
@@ -529,6 +555,8 @@ def page_attempts(actor: Any, world: dict[str, Any]) -> None:
             (f"/vaults/{name}/soft-delete/", {"retention_days": "14"}),
             (f"/vaults/{name}/resource-guard/remove/", {}),
             (f"/vaults/{name}/delete/", {"confirmation": name}),
+            (f"/vaults/{name}/replication/remove/", {"confirmation": name}),
+            (f"/vaults/{name}-copy/delete/", {"confirmation": f"{name}-copy"}),
         ):
             no_server_error(browser.post(url, body))
 
@@ -571,6 +599,7 @@ def shell_attempts(actor: Any, world: dict[str, Any]) -> None:
             ),
             lambda w=w: vault_services.vault_guard_remove(actor=actor, vault=w["vault"]),
             lambda w=w: vault_services.vault_delete(actor=actor, vault=w["vault"]),
+            lambda w=w: vault_services.replica_remove(actor=actor, vault=w["vault"]),
         ]
     tries.append(
         lambda: guard_services.guard_update(
@@ -619,6 +648,8 @@ SQL_ATTACKS = [
     "UPDATE vaults_vault SET resource_guard_id = NULL WHERE id = {vault}",
     "UPDATE vaults_vault SET kind = 'backup' WHERE id = {vault}",
     "UPDATE vaults_vault SET storage_location = '/tmp/x' WHERE id = {vault}",
+    "UPDATE vaults_vault SET replica_id = NULL WHERE id = {vault}",
+    "UPDATE vaults_vault SET replica_id = {other} WHERE id = {vault}",
     "UPDATE policies_policy SET daily_days = 7 WHERE vault_id = {vault}",
     "DELETE FROM vaults_protecteditem WHERE vault_id = {vault}",
     "DELETE FROM vaults_vault WHERE id = {vault}",

@@ -246,6 +246,7 @@ def bodies(w: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "vault-immutability": {"state": "enabled"},
         "vault-lock": {"confirmation": w["vault"].name},
         "vault-resource-guard": {"guard": w["guard"].name},
+        "api-vault-replica": {"vault": w["vault"].name},
         "vault-soft-delete": {"retention_days": 30},
         "api-policy-list": {"name": "weekly", "retention": {"daily_days": 30}},
         "api-policy-detail": {"retention": {"daily_days": 60}},

@@ -7,6 +7,7 @@ from django.urls import path
 from portal.api import api_router
 
 from .api.items import ProtectedItemViewSet, RecoveryPointViewSet
+from .api.replication import ReplicaViewSet
 from .api.vault import VaultViewSet
 
 router = api_router()
@@ -50,6 +51,11 @@ urlpatterns = [
             {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
         ),
         name="api-point-detail",
+    ),
+    path(
+        "vaults/<str:name>/replica/",
+        ReplicaViewSet.as_view({"put": "update", "delete": "destroy"}),
+        name="api-vault-replica",
     ),
     *router.urls,
 ]

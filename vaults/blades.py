@@ -32,6 +32,7 @@ from portal.http import HtmxHttpRequest
 from portal.models import Approval
 
 from . import locations, selectors
+from .blade_replication import replication_context
 from .forms import ConfirmNameForm, GuardChoiceForm
 from .models import ProtectedItem, Vault
 
@@ -129,6 +130,7 @@ BLADES = [
     Blade("immutability", "Immutable vault"),
     Blade("security", "Security settings", _security),
     Blade("mua", "Multi-user authorization", _mua),
+    Blade("replication", "Replication", replication_context),
     Blade("policies", "Backup policies"),
     Blade("items", "Backup items"),
     Blade("jobs", "Jobs", _jobs),

@@ -12,7 +12,10 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 
+from portal import clock
+
 from .models import Vault
+from .replicas import REPLICATION_CHOICES, filter_replication
 from .selectors import security_level_expression, security_level_rank
 
 
@@ -47,6 +50,12 @@ class VaultFilter(django_filters.FilterSet):
         help_text="key=value, or key alone for any value",
     )
     search = django_filters.CharFilter(method="filter_search", label="Name")
+    replication = django_filters.ChoiceFilter(
+        choices=REPLICATION_CHOICES,
+        empty_label="Any",
+        label="Replication",
+        method="filter_replication",
+    )
 
     class Meta:
         model = Vault
@@ -59,7 +68,13 @@ class VaultFilter(django_filters.FilterSet):
             "region",
             "tag",
             "search",
+            "replication",
         ]
+
+    def filter_replication(
+        self, queryset: QuerySet[Vault], name: str, value: str
+    ) -> QuerySet[Vault]:
+        return filter_replication(queryset, value, clock.now())
 
     def filter_search(self, queryset: QuerySet[Vault], name: str, value: str) -> QuerySet[Vault]:
         return queryset.filter(Q(name__icontains=value) | Q(region__icontains=value))
@@ -100,6 +115,7 @@ class PortfolioFilter(VaultFilter):
             ("item_count", "items"),
             ("last_backup_status", "last_backup"),
             ("storage_standard", "storage"),
+            ("oldest_uncopied_at", "lag"),
         ),
         label="Sort",
     )

@@ -79,6 +79,17 @@ class Vault(models.Model):
     stored_standard_bytes = models.BigIntegerField(default=0, editable=False)
     stored_archive_bytes = models.BigIntegerField(default=0, editable=False)
     stored_item_count = models.IntegerField(default=0, editable=False)  # the same, for items
+    # The vault every recovery point of this one is copied to (SPEC 3.10): same kind, another
+    # region and storage. A vault is a replica of at most one vault, and a replica has none of
+    # its own (no chains, no cycles); PostgreSQL keeps a locked vault's pairing in place.
+    replica = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="replica_source",
+    )
+    replica_paired_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -170,7 +181,16 @@ class Vault(models.Model):
             },
             "resource_guard": self.resource_guard.name if self.resource_guard else None,
             "mute_job_alerts": self.mute_job_alerts,
+            "replica": self.replica.name if self.replica_id and self.replica else None,
         }
+
+    @property
+    def replica_of(self) -> Vault | None:
+        """The vault this one is the replica of, if any."""
+        try:
+            return self.replica_source
+        except Vault.DoesNotExist:
+            return None
 
 
 class ProtectedItem(models.Model):
@@ -178,6 +198,9 @@ class ProtectedItem(models.Model):
 
     class SourceKind(models.TextChoices):
         DIRECTORY = "directory", "Directory"
+        # The copies of a source vault's item in its replica (SPEC 3.10); the path holds the
+        # source vault's name. Never backed up: its points arrive by copy jobs.
+        REPLICA = "replica", "Replica"
 
     class State(models.TextChoices):
         PROTECTED = "protected", "Protected"
@@ -274,6 +297,10 @@ class RecoveryPoint(models.Model):
     storage_lock_mode = models.CharField(max_length=12, blank=True)
     storage_lock_checked_at = models.DateTimeField(null=True, blank=True)
     storage_lock_problem = models.TextField(blank=True)
+    # A replica point's source (SPEC 3.10): the source vault's name and the point's id there.
+    # Plain values, not keys: deleting or expiring the source point never touches the copy.
+    source_vault = models.CharField(max_length=50, blank=True)
+    source_point_ref = models.BigIntegerField(null=True, blank=True)
 
     objects = RecoveryPointQuerySet.as_manager()
 
@@ -282,6 +309,14 @@ class RecoveryPoint(models.Model):
         indexes = [
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
+        ]
+        constraints = [
+            # One copy per source point in a vault: a copy job run twice records one point.
+            models.UniqueConstraint(
+                fields=["vault", "source_vault", "source_point_ref"],
+                condition=models.Q(source_point_ref__isnull=False),
+                name="point_one_copy_per_source",
+            ),
         ]
         triggers = POINT_TRIGGERS
 
@@ -354,6 +389,8 @@ class Job(models.Model):
         # S3 Object Lock: set retention on existing objects; read it back per point.
         STORAGE_LOCK = "storage_lock", "Storage lock"
         LOCK_VERIFY = "lock_verify", "Storage lock verification"
+        # A recovery point copied to the vault's replica (SPEC 3.10).
+        COPY = "copy", "Copy to replica"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError
 
 from portal.gate import entry_point
 
-from .jobs import runner, schedules, sweeps
+from .jobs import replication, runner, schedules, sweeps
 
 # Transient database trouble before the job is claimed is worth retrying; the job's own
 # errors are recorded on the job by the service and never raised.
@@ -74,3 +74,10 @@ def schedule_verifications() -> int:
     with entry_point("task"):
         checks = schedules.verifications_schedule()
         return len(checks) + len(schedules.lock_verifications_schedule())
+
+
+@shared_task(name="holdfast.replicate", **RETRY, **SHORT)
+def replicate() -> int:
+    """Queue the copies replica vaults still lack (after a backoff) and raise lag alerts."""
+    with entry_point("task"):
+        return replication.replication_sweep()["copies_queued"]

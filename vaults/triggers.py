@@ -14,13 +14,18 @@ or ignoring them). Each is judged on values an attacker cannot move:
   guard (which may only be replaced by another); always-on soft delete never goes back and
   its retention never shrinks; a soft-deleted item's purge date never moves earlier;
 - in an immutable Recovery Services or archive vault, a policy's retention never shrinks and
-  an item never moves to a policy with a shorter retention (SPEC 3.2).
+  an item never moves to a policy with a shorter retention (SPEC 3.2);
+- a replica is never weaker than its source, a locked vault's pairing is never re-pointed
+  or dropped, pairings never chain, and a replica vault is not deleted while paired
+  (SPEC 3.10); a replica point's source never changes.
 """
 
 # Trigger bodies are fixed SQL written here; no value from a request ever reaches them.
 # ruff: noqa: S608
 
 from __future__ import annotations
+
+from typing import Any
 
 import pgtrigger
 
@@ -100,6 +105,63 @@ VAULT_TRIGGERS = [
         ),
     ),
 ]
+
+
+# Immutability as a rank: a replica's is never below its source's (SPEC 3.10).
+def _rank(column: str) -> str:
+    return f"(CASE {column} WHEN 'locked' THEN 2 WHEN 'enabled' THEN 1 ELSE 0 END)"
+
+
+REPLICA_TRIGGERS = [
+    # A locked vault's replication cannot be removed or re-pointed, by anyone (SPEC 3.10).
+    pgtrigger.Protect(
+        name="vault_locked_keeps_replica",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Condition(
+            "OLD.immutability = 'locked' AND OLD.replica_id IS NOT NULL "
+            "AND NEW.replica_id IS DISTINCT FROM OLD.replica_id"
+        ),
+    ),
+    # The pairing's rules, judged on the rows as they are: the replica is another vault of
+    # the same kind, in another region, not itself paired either way, and never weaker.
+    pgtrigger.Trigger(
+        name="vault_replica_rules",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Insert | pgtrigger.Update,
+        declare=[("target", "public.vaults_vault")],
+        func=(
+            "IF TG_OP = 'UPDATE' AND NEW.replica_id IS NOT DISTINCT FROM OLD.replica_id "
+            "AND NEW.immutability = OLD.immutability THEN RETURN NEW; END IF; "
+            "IF NEW.replica_id IS NOT NULL THEN "
+            "SELECT * INTO target FROM public.vaults_vault WHERE id = NEW.replica_id; "
+            "IF NOT FOUND OR target.id = NEW.id OR target.kind <> NEW.kind "
+            "OR target.region = NEW.region OR target.replica_id IS NOT NULL "
+            "OR EXISTS (SELECT 1 FROM public.vaults_vault s WHERE s.replica_id = NEW.id) THEN "
+            + refuse("validation_error", "vault % cannot replicate to that vault", "NEW.name")
+            + f" END IF; IF {_rank('target.immutability')} < {_rank('NEW.immutability')} THEN "
+            + refuse(
+                "immutable_vault", "the replica of vault % would be weaker than it", "NEW.name"
+            )
+            + " END IF; END IF; "
+            "IF EXISTS (SELECT 1 FROM public.vaults_vault s WHERE s.replica_id = NEW.id "
+            f"AND {_rank('s.immutability')} > {_rank('NEW.immutability')}) THEN "
+            + refuse("immutable_vault", "vault % is a replica: it cannot be weaker", "NEW.name")
+            + " END IF; RETURN NEW;"
+        ),
+    ),
+    pgtrigger.Trigger(
+        name="vault_replica_not_deleted",
+        when=pgtrigger.Before,
+        operation=pgtrigger.Delete,
+        func=(
+            "IF EXISTS (SELECT 1 FROM public.vaults_vault s WHERE s.replica_id = OLD.id) THEN "
+            + refuse("vault_not_empty", "vault % is another vault''s replica", "OLD.name")
+            + " END IF; RETURN OLD;"
+        ),
+    ),
+]
+
+VAULT_TRIGGERS += REPLICA_TRIGGERS
 
 
 # --- protected items ------------------------------------------------------------------------
@@ -200,7 +262,7 @@ def _point_guard(check: str, ret: str) -> str:
 
 
 POINT_TRIGGERS = [
-    keys_fixed("point_keys_fixed", "id", "vault_id", "item_id"),
+    keys_fixed("point_keys_fixed", "id", "vault_id", "item_id", "source_vault", "source_point_ref"),
     # Defence in depth (SPEC 3.2): whatever the caller, PostgreSQL refuses to delete a vault-
     # or archive-tier point of an immutable vault before its expiry, or to shorten its expiry.
     pgtrigger.Trigger(
@@ -390,3 +452,41 @@ def backfill_storage_totals_sql() -> str:
         "WHERE i.vault_id = vaults_vault.id)"
     )
     return f"UPDATE vaults_vault SET {sets}"
+
+
+SQLITE_STORAGE_TOTAL_TRIGGERS = (
+    "item_count_insert",
+    "item_count_delete",
+    "point_storage_insert",
+    "point_storage_delete",
+    "point_storage_update",
+)
+
+
+def sqlite_totals_paused(operations: list[Any]) -> list[Any]:
+    """Wrap a migration's operations that rebuild the vault, item or point table on SQLite.
+
+    SQLite alters a table by building a new one and renaming it: a trigger on a rebuilt table
+    is dropped with it, and a trigger naming the vault table from another table stops the
+    rename ("no such table: main.vaults_vault"). So the storage-total triggers go first and
+    come back last. On PostgreSQL both steps do nothing. Every later migration that changes
+    one of those tables' columns wraps its operations in this.
+    """
+
+    def drop(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "sqlite":
+            for name in SQLITE_STORAGE_TOTAL_TRIGGERS:
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+    def create(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "sqlite":
+            for sql in sqlite_storage_total_triggers():
+                schema_editor.execute(sql)
+
+    from django.db import migrations
+
+    return [
+        migrations.RunPython(drop, create),
+        *operations,
+        migrations.RunPython(create, drop),
+    ]

@@ -3,7 +3,7 @@ their actions. The Backup policies blade's routes are the policies app's, includ
 
 from django.urls import include, path
 
-from .views import immutability, items, mua, security, vault
+from .views import immutability, items, mua, replication, security, vault
 
 app_name = "vaults"
 urlpatterns = [
@@ -28,6 +28,9 @@ urlpatterns = [
     # Multi-user authorization
     path("<str:name>/resource-guard/", mua.guard_set, name="guard-set"),
     path("<str:name>/resource-guard/remove/", mua.guard_remove, name="guard-remove"),
+    # Replication (SPEC 3.10)
+    path("<str:name>/replication/pair/", replication.replica_set, name="replica-set"),
+    path("<str:name>/replication/remove/", replication.replica_remove, name="replica-remove"),
     # Backup policies
     path("", include("policies.urls")),
     # Backup items and their recovery points

@@ -24,6 +24,7 @@ from portal.http import HtmxHttpRequest, csv_lines, require_capability
 from vaults import selectors
 from vaults.filters import PortfolioFilter
 from vaults.models import ProtectedItem
+from vaults.replicas import with_replication_columns
 
 from .tiles import center_tiles
 
@@ -70,7 +71,9 @@ def _page(queryset: QuerySet[Any], number: str | None) -> Page[Any]:
 def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     """The landing page: one row per vault, filtered, sorted, paginated; htmx swaps #results."""
     require_capability(request, "view")
-    vault_filter = PortfolioFilter(request.GET, queryset=selectors.portfolio_vaults(request.user))
+    vaults = selectors.portfolio_vaults(request.user)
+    vaults = with_replication_columns(vaults, clock.now())  # the Replication column
+    vault_filter = PortfolioFilter(request.GET, queryset=vaults)
     page = _page(vault_filter.qs, request.GET.get("page"))
     context = {
         "filter": vault_filter,

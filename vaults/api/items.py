@@ -36,8 +36,17 @@ class SourceSerializer(serializers.Serializer[Any]):
     path = serializers.CharField(source="source_path", max_length=1000, allow_blank=True)
 
 
+class ItemSourceSerializer(SourceSerializer):
+    """An item's source as read: a replica item's is ``{kind: "replica", vault}``."""
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        if instance.source_kind == ProtectedItem.SourceKind.REPLICA:
+            return {"kind": "replica", "vault": instance.source_path}
+        return dict(super().to_representation(instance))
+
+
 class ProtectedItemSerializer(serializers.ModelSerializer[ProtectedItem]):
-    source = SourceSerializer(source="*")  # type: ignore[assignment]  # a field, not Field.source
+    source = ItemSourceSerializer(source="*")  # type: ignore[assignment]  # a field
     policy = serializers.CharField(source="policy.name")
 
     class Meta:
@@ -207,6 +216,18 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
     state = serializers.SerializerMethodField(
         help_text="soft_deleted: past its expiry, restorable until soft_deleted_until."
     )
+    source_point = serializers.SerializerMethodField(
+        help_text="A replica's copy: the point it was copied from (SPEC 3.10)."
+    )
+
+    @extend_schema_field(
+        {"type": "object", "nullable": True,
+         "properties": {"vault": {"type": "string"}, "id": {"type": "integer"}}}
+    )  # fmt: skip
+    def get_source_point(self, point: RecoveryPoint) -> dict[str, Any] | None:
+        if point.source_point_ref is None:
+            return None
+        return {"vault": point.source_vault, "id": point.source_point_ref}
 
     @extend_schema_field(serializers.ChoiceField(choices=["active", "soft_deleted"]))
     def get_state(self, point: RecoveryPoint) -> str:
@@ -228,6 +249,7 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
             "storage_lock",
             "state",
             "soft_deleted_until",
+            "source_point",
         ]
         read_only_fields = fields
 

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from guards.models import ResourceGuard
+from portal import clock
 from portal.api import ERROR_SCHEMA, ApprovalSerializer, otp_field
 from portal.gate import DomainError
 from portal.roles import has_capability
@@ -18,6 +19,7 @@ from portal.roles import has_capability
 from .. import services
 from ..filters import VaultFilter
 from ..models import Vault
+from ..replicas import replica_state, with_replication_columns
 from ..selectors import PORTFOLIO_COLUMNS, STORAGE_TIERS, vaults_for_user, with_portfolio_columns
 
 
@@ -32,6 +34,10 @@ class VaultSerializer(serializers.ModelSerializer[Vault]):
     protected_items = serializers.SerializerMethodField()
     last_backup = serializers.SerializerMethodField()
     storage_bytes = serializers.SerializerMethodField()
+    replica = serializers.SerializerMethodField(
+        help_text="The vault every recovery point is copied to (SPEC 3.10), its lag and last copy."
+    )
+    replica_of = serializers.SerializerMethodField(help_text="The vault this one is a replica of.")
 
     class Meta:
         model = Vault
@@ -51,8 +57,25 @@ class VaultSerializer(serializers.ModelSerializer[Vault]):
             "protected_items",
             "last_backup",
             "storage_bytes",
+            "replica",
+            "replica_of",
         ]
         read_only_fields = ["protected_items", "last_backup", "storage_bytes"]
+
+    @extend_schema_field(
+        {"type": "object", "nullable": True, "properties": {
+            "vault": {"type": "string"}, "region": {"type": "string"},
+            "paired_at": {"type": "string", "nullable": True},
+            "lag_seconds": {"type": "integer"},
+            "last_copied_at": {"type": "string", "nullable": True}}}
+    )  # fmt: skip
+    def get_replica(self, vault: Vault) -> dict[str, Any] | None:
+        return replica_state(vault, clock.now())
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_replica_of(self, vault: Vault) -> str | None:
+        source = vault.replica_of
+        return source.name if source is not None else None
 
     def get_immutability(self, vault: Vault) -> dict[str, Any]:
         return {"state": vault.immutability, "changed_at": vault.immutability_changed_at}
@@ -132,7 +155,8 @@ class VaultViewSet(
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         # Annotated columns (items, last backup, storage by tier): no query per row.
-        return with_portfolio_columns(vaults_for_user(self.request.user)).order_by("name")
+        vaults = with_portfolio_columns(vaults_for_user(self.request.user))
+        return with_replication_columns(vaults, clock.now()).order_by("name")
 
     def get_object(self) -> Vault:
         if not has_capability(self.request.user, "view"):

@@ -133,6 +133,13 @@ def _job_request(
 
 
 def _require_protected(item: ProtectedItem) -> None:
+    if item.source_kind == ProtectedItem.SourceKind.REPLICA:
+        raise DomainError(
+            "validation_error",
+            f"{item.name} is a replica: its points are copied from vault {item.source_path}. "
+            "Back up the item there instead.",
+            field="item",
+        )
     if item.protection_state != ProtectedItem.State.PROTECTED:
         raise DomainError(
             "validation_error",

@@ -73,9 +73,12 @@ def backups_dispatch(*, now: datetime | None = None) -> list[Job]:
     start = now - DISPATCH_LOOKBACK + timedelta(microseconds=1)
     end = now + timedelta(microseconds=1)
     created: list[Job] = []
-    items = ProtectedItem.objects.filter(
-        protection_state=ProtectedItem.State.PROTECTED
-    ).select_related("policy", "vault")
+    # A replica item's points arrive by copy jobs (SPEC 3.10): it is never backed up.
+    items = (
+        ProtectedItem.objects.filter(protection_state=ProtectedItem.State.PROTECTED)
+        .exclude(source_kind=ProtectedItem.SourceKind.REPLICA)
+        .select_related("policy", "vault")
+    )
     for item in items:
         slots = policy_rules.scheduled_slots(item.policy.schedule(), start, end)
         if not slots:

@@ -152,7 +152,11 @@ def finish(
     Job.objects.filter(pk=job.pk).update(**fields)
 
 
-FAILURE_ALERTS: dict[str, str] = {Kind.BACKUP: "backup_failed", Kind.RESTORE: "restore_failed"}
+FAILURE_ALERTS: dict[str, str] = {
+    Kind.BACKUP: "backup_failed",
+    Kind.RESTORE: "restore_failed",
+    Kind.COPY: "copy_failed",
+}
 
 
 def fail(job: Job, error: str) -> None:

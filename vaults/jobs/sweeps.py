@@ -169,9 +169,11 @@ def orphans_remove(
     noted = store.holds.noted_points()
     keys = set(store.points())
     archived = set(archive.points())
+    # A copy job is the source vault's and writes into its replica (SPEC 3.10).
+    writing = Q(vault=vault) | Q(kind=Job.Kind.COPY, params__replica=vault.name)
     busy = {
         job.params.get("storage_key")
-        for job in Job.objects.filter(vault=vault, status__in=[Status.QUEUED, Status.RUNNING])
+        for job in Job.objects.filter(writing, status__in=[Status.QUEUED, Status.RUNNING])
     }
     rows = RecoveryPoint.objects.filter(vault=vault).exclude(storage_key="")
     known = set(rows.values_list("storage_key", flat=True))

@@ -7,6 +7,7 @@ through the operation gate (``portal.gate``).
 - ``mua``: the vault's Resource Guard (Multi-user authorization blade)
 - ``items``: protecting a directory, stopping and resuming protection (Backup items blade)
 - ``points``: recovery points; ``downloads``: reading a point's files out as a download
+- ``replication``: pairing with a replica vault, its points (Replication blade)
 - ``common``: what they share (the locked vault row, irreversible lock requests)
 
 Callers write ``services.immutability_set(...)``: every service is re-exported here. A new
@@ -27,6 +28,7 @@ from .points import (
     point_record,
     point_retain_until,
 )
+from .replication import replica_point_record, replica_remove, replica_set
 from .soft_delete import (
     UPCOMING_PURGE_WARNING,
     item_purge,
@@ -58,6 +60,9 @@ __all__ = [
     "point_retain_until",
     "protection_resume",
     "protection_stop",
+    "replica_point_record",
+    "replica_remove",
+    "replica_set",
     "soft_delete_always_on",
     "soft_delete_always_on_request",
     "soft_delete_set",

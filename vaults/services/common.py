@@ -32,13 +32,17 @@ def vault_change(
     target: str = "",
     facts: dict[str, Any] | None = None,
     precheck: Callable[[Check], None] | None = None,
+    also: Callable[[Check], None] | None = None,
 ) -> Vault:
     """Set fields of the vault row the gate locked for ``op`` (the common shape of every
-    security-setting change)."""
+    security-setting change); ``also`` runs first in the same transaction (e.g. the
+    replica's immutability follows before the source's changes)."""
 
     def change(check: Check) -> Vault:
         locked = check.vault
         assert locked is not None
+        if also is not None:
+            also(check)
         values = fields(check) if callable(fields) else fields
         for name, value in values.items():
             setattr(locked, name, value)

@@ -17,6 +17,7 @@ from .. import rules
 from ..jobs.requests import storage_lock_follow
 from ..models import ProtectedItem, RecoveryPoint, Vault
 from ..storage_notes import storage_note
+from .replication import copies_follow_expiry
 
 
 def point_expiry(
@@ -181,6 +182,7 @@ def point_retain_until(
         storage_note([locked], vault=check.vault)
         if not check.facts["retention_shorter"]:
             storage_lock_follow(check.vault)
+            copies_follow_expiry([locked])  # the replica's copy keeps it (SPEC 3.10)
         return locked
 
     return gate.execute(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ...models import Job
 from ..state import Heartbeat
-from . import backup, rehydrate, restore, storage_lock, sweep, tier_move, verify
+from . import backup, copy, rehydrate, restore, storage_lock, sweep, tier_move, verify
 
 Kind = Job.Kind
 
@@ -25,4 +25,5 @@ RUNNERS: dict[str, Callable[[Job, Heartbeat], None]] = {
     Kind.SWEEP: sweep.run,
     Kind.STORAGE_LOCK: storage_lock.run_storage_lock,
     Kind.LOCK_VERIFY: storage_lock.run_lock_verify,
+    Kind.COPY: copy.run,
 }

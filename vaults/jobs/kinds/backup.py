@@ -17,6 +17,7 @@ from ...locations import vault_store
 from ...models import Job, ProtectedItem, RecoveryPoint, Vault
 from ...storage import ConcurrentGcConflict
 from ...storage_notes import point_retention, point_terms
+from ..replication import copy_on_commit
 from ..requests import storage_lock_follow
 from ..state import Heartbeat, JobFailed, finish, with_database
 
@@ -118,6 +119,9 @@ def run(job: Job, beat: Heartbeat) -> None:
             )
             if now_wanted is not None and (retention is None or retention.mode != now_wanted.mode):
                 storage_lock_follow(point.vault)
+            # A vault-tier point is copied to the vault's replica, if it has one (SPEC 3.10).
+            if tier != Tier.SNAPSHOT:
+                copy_on_commit(RecoveryPoint.objects.select_related("vault").get(pk=point.pk))
 
     # The manifest is durable: a database that restarted meanwhile must not lose the point.
     with_database(record)
