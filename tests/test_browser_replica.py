@@ -63,8 +63,9 @@ def test_pair_back_up_watch_the_lag_and_restore_from_the_replica(
     copy = RecoveryPoint.objects.get(vault__name="dublin")
     page.wait_for_url(f"**/jobs/points/{copy.pk}/restore/")
     target = storage / "restores" / "from-dublin"
-    page.get_by_label("Target directory").fill(str(target))
-    page.get_by_role("button", name="Restore").click()
+    page.get_by_label("Restore root").select_option(str(storage / "restores"))
+    page.get_by_label("Folder inside the root").fill("from-dublin")
+    page.locator("#restore-submit").click()
     page.wait_for_url("**/jobs/*/")
     restore = Job.objects.get(kind="restore")
     assert restore.recovery_point == copy
