@@ -10,6 +10,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models.functions import Upper
 
+from .tallies import (
+    JOB_TALLY_TRIGGERS,
+    LAST_BACKUP_TRIGGERS,
+    RPO_TALLY_TRIGGERS,
+    rpo_due_triggers,
+)
 from .triggers import ITEM_TRIGGERS, POINT_TRIGGERS, VAULT_TRIGGERS
 
 VAULT_NAME_VALIDATOR = RegexValidator(
@@ -21,8 +27,9 @@ VAULT_NAME_VALIDATOR = RegexValidator(
 
 # Vault columns only database triggers write (vaults/triggers.py): never saved from Python.
 TRIGGER_KEPT = frozenset(
-    {"stored_snapshot_bytes", "stored_standard_bytes", "stored_archive_bytes", "stored_item_count"}
-)
+    {"stored_snapshot_bytes", "stored_standard_bytes", "stored_archive_bytes", "stored_item_count",
+     "last_backup_job_id", "last_backup_status", "last_backup_at"}
+)  # fmt: skip
 
 
 class Vault(models.Model):
@@ -79,6 +86,13 @@ class Vault(models.Model):
     stored_standard_bytes = models.BigIntegerField(default=0, editable=False)
     stored_archive_bytes = models.BigIntegerField(default=0, editable=False)
     stored_item_count = models.IntegerField(default=0, editable=False)  # the same, for items
+    # The vault's newest backup job (by created_at, then id), kept by triggers on the jobs
+    # (vaults/tallies.py): the portfolio's "Last backup" column and sort. Display only.
+    last_backup_job_id = models.BigIntegerField(null=True, editable=False)
+    last_backup_status = models.CharField(  # noqa: DJ001 (NULL: no backup yet, as before)
+        max_length=10, null=True, editable=False
+    )
+    last_backup_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -97,6 +111,7 @@ class Vault(models.Model):
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
             models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
             models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
+            models.Index(fields=["last_backup_status", "name"], name="vault_last_backup_idx"),
             # The region filter (iexact) with the page's order; the tag filter's GIN index on
             # PostgreSQL is in migration 0011.
             models.Index(Upper("region"), "name", name="vault_region_name_idx"),
@@ -196,6 +211,9 @@ class ProtectedItem(models.Model):
     soft_deleted_at = models.DateTimeField(null=True, blank=True)
     purge_at = models.DateTimeField(null=True, blank=True)
     last_backup_at = models.DateTimeField(null=True, blank=True)
+    # last_backup_at plus the policy's RPO window and grace, set by a trigger from the policy
+    # (vaults/tallies.py); NULL when never backed up. Display only: the tiles' RPO counts.
+    rpo_due_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -203,8 +221,14 @@ class ProtectedItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["vault", "name"], name="item_unique_name_per_vault"),
         ]
-        triggers = ITEM_TRIGGERS
-        indexes = [models.Index(fields=["policy", "protection_state"], name="item_policy_idx")]
+        triggers = [*ITEM_TRIGGERS, *rpo_due_triggers(), *RPO_TALLY_TRIGGERS]
+        indexes = [
+            models.Index(fields=["policy", "protection_state"], name="item_policy_idx"),
+            models.Index(
+                fields=["rpo_due_at"], name="item_rpo_due_idx",
+                condition=models.Q(protection_state="protected"),
+            ),
+        ]  # fmt: skip
 
     def __str__(self) -> str:
         return self.name
@@ -414,7 +438,13 @@ class Job(models.Model):
             models.Index(fields=["status", "kind"], name="job_status_kind_idx"),
             models.Index(fields=["vault", "-created_at"], name="job_vault_created_idx"),
             models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat_idx"),
-        ]
+            models.Index(fields=["created_at", "status"], name="job_created_status_idx"),
+            models.Index(
+                "vault", models.F("created_at").desc(), models.F("id").desc(),
+                name="job_vault_backup_idx", condition=models.Q(kind="backup"),
+            ),
+        ]  # fmt: skip
+        triggers = [*LAST_BACKUP_TRIGGERS, *JOB_TALLY_TRIGGERS]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
@@ -468,3 +498,38 @@ class Job(models.Model):
         if self.is_finished or rate is None or self.bytes_total <= self.bytes_done:
             return None
         return timedelta(seconds=round((self.bytes_total - self.bytes_done) / rate))
+
+
+class JobTally(models.Model):
+    """Jobs per ten minutes of creation and status, kept by triggers on the jobs
+    (vaults/tallies.py) for the Backup center's jobs tile. Display only."""
+
+    bucket = models.DateTimeField()
+    status = models.CharField(max_length=10)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "status"], name="job_tally_bucket_status")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H:%M} {self.status}: {self.n}"
+
+
+class RpoTally(models.Model):
+    """Protected items per ten minutes of RPO deadline (NULL: never backed up), kept by
+    triggers on the items (vaults/tallies.py) for the protected items tile. Display only."""
+
+    bucket = models.DateTimeField(null=True)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket"], name="rpo_tally_bucket", nulls_distinct=False
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket or 'never backed up'}: {self.n}"
