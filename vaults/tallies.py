@@ -17,7 +17,10 @@ SQLite (the embedded quick start) keeps the vault columns with row-level trigger
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pgtrigger
+from django.db import connections
 
 from policies.rules import DEFAULT_INTERVAL_HOURS, HOURLY_INTERVALS
 
@@ -299,3 +302,45 @@ def sqlite_tally_triggers() -> list[str]:
         "CREATE TRIGGER IF NOT EXISTS job_last_backup_delete AFTER DELETE ON vaults_job "
         f"WHEN OLD.kind = 'backup' BEGIN {recompute.format(v='OLD.vault_id')} END",
     ]
+
+
+# --- reading the tallies (the tiles) --------------------------------------------------------
+
+BUCKET = timedelta(minutes=10)
+_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def bucket_after(moment: datetime) -> datetime:
+    """The first bucket boundary at or after ``moment``."""
+    past = (moment - _ORIGIN) % BUCKET
+    return moment if not past else moment - past + BUCKET
+
+
+def job_counts_since(since: datetime, using: str) -> dict[str, int]:
+    """Jobs created at or after ``since`` by status, as ``Job.objects.filter(created_at__gte=
+    since)`` counts them: the tally's buckets from the first boundary on, and the jobs of the
+    few minutes before it. One query."""
+    edge = bucket_after(since)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT status, SUM(n) FROM (SELECT status, n FROM vaults_jobtally WHERE bucket >= %s "
+            "UNION ALL SELECT status, 1 FROM vaults_job WHERE created_at >= %s "
+            "AND created_at < %s) AS d GROUP BY status",
+            [edge, since, edge],
+        )
+        return {status: int(n) for status, n in cursor.fetchall()}
+
+
+def rpo_counts(now: datetime, using: str) -> tuple[int, int]:
+    """(protected items, those meeting their RPO at ``now``: deadline at or after it), as
+    ``selectors.rpo_met_q`` judges them. One query."""
+    edge = bucket_after(now)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(n) FILTER (WHERE bucket >= %s), 0) + "
+            "(SELECT COUNT(*) FROM vaults_protecteditem WHERE protection_state = 'protected' "
+            "AND rpo_due_at >= %s AND rpo_due_at < %s) FROM vaults_rpotally",
+            [edge, now, edge],
+        )
+        protected, met = cursor.fetchone()
+        return int(protected), int(met)
