@@ -328,7 +328,7 @@ def job_counts_since(since: datetime, using: str) -> dict[str, int]:
             "AND created_at < %s) AS d GROUP BY status",
             [edge, since, edge],
         )
-        return {status: int(n) for status, n in cursor.fetchall()}
+        return {status: int(n) for status, n in cursor.fetchall() if n}
 
 
 def rpo_counts(now: datetime, using: str) -> tuple[int, int]:
