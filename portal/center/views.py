@@ -25,6 +25,7 @@ from vaults import selectors
 from vaults.filters import PortfolioFilter
 from vaults.models import ProtectedItem
 
+from .rows import portfolio_row
 from .tiles import center_tiles
 
 PAGE_SIZE = 50
@@ -75,7 +76,7 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "filter": vault_filter,
         "page": page,
-        "rows": [(vault, selectors.storage_of(vault)) for vault in page],
+        "rows": [portfolio_row(vault) for vault in page],
         "sort": request.GET.get("sort", "name"),
         "query": _query_without(request, "page"),
         "sort_query": _query_without(request, "page", "sort"),
