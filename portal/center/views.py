@@ -73,17 +73,16 @@ def portfolio(request: HtmxHttpRequest) -> HttpResponse:
     require_capability(request, "view")
     vault_filter = PortfolioFilter(request.GET, queryset=selectors.portfolio_vaults(request.user))
     page = _page(vault_filter.qs, request.GET.get("page"))
+    vaults_url, items_url = reverse("vaults:list"), reverse("items")
     context = {
         "filter": vault_filter,
         "page": page,
-        "rows": [portfolio_row(vault) for vault in page],
+        # Links reversed once, not once per row (a vault name needs no escaping in a URL).
+        "rows": [portfolio_row(vault, vaults_url, items_url) for vault in page],
         "sort": request.GET.get("sort", "name"),
         "query": _query_without(request, "page"),
         "sort_query": _query_without(request, "page", "sort"),
         "export_query": _query_without(request, "page"),
-        # Reversed once, not once per row (a vault name needs no escaping in a URL).
-        "vaults_url": reverse("vaults:list"),
-        "items_url": reverse("items"),
     }
     template = "center/portfolio.html#results" if request.htmx else "center/portfolio.html"
     return render(request, template, context)
