@@ -1,7 +1,7 @@
 """What the database keeps for the Backup center at scale (vaults/tallies.py): each vault's
-newest backup, jobs per ten minutes and status, items per RPO deadline. After every kind of
-write each one equals what reading the rows themselves gives; the tiles read them with the
-same answer as counting directly; a forged deadline does not stick.
+newest backup, jobs per ten minutes and status, items per RPO deadline, vaults per setting.
+After every kind of write each one equals what reading the rows themselves gives; the tiles
+read them with the same answer as counting directly; a forged deadline does not stick.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from guards.models import ResourceGuard
 from policies import services as policy_services
 from policies.models import Policy
 from portal.center.tiles import center_tiles
@@ -21,7 +22,7 @@ from tests.factories import make_vault
 from tests.test_jobs import backup_now, people, protect, storage, worker, write_tree  # noqa: F401
 from vaults import selectors, tallies
 from vaults import services as vault_services
-from vaults.models import Job, JobTally, ProtectedItem, RpoTally, Vault
+from vaults.models import Job, JobTally, ProtectedItem, RpoTally, Vault, VaultTally
 
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -62,6 +63,14 @@ def assert_tallies_agree(*moments: datetime) -> None:
     rpo = Counter(_bucket(i.rpo_due_at) for i in items if i.protection_state == "protected")
     kept_rpo = Counter({t.bucket: t.n for t in RpoTally.objects.all()})
     assert +kept_rpo == +rpo and not -kept_rpo
+    vaults = Counter(
+        (v.immutability, v.soft_delete_state, v.resource_guard_id is not None)
+        for v in Vault.objects.all()
+    )
+    kept_vaults = Counter(
+        {(t.immutability, t.soft_delete_state, t.guarded): t.n for t in VaultTally.objects.all()}
+    )
+    assert +kept_vaults == +vaults and not -kept_vaults
     for now in moments:
         by_status, protected, met = _direct_counts(now)
         assert tallies.job_counts_since(now - timedelta(hours=24), "default") == by_status
@@ -137,9 +146,22 @@ def test_every_write_of_jobs_items_and_policies_keeps_the_tallies(
     hourly.frequency, hourly.interval_hours = "daily", None
     hourly.save()
     assert_tallies_agree(*_moments(now))
+    # A vault's settings change (one statement for several, one by one); the storage totals'
+    # updates of its row move no count.
+    guard = ResourceGuard.objects.create(name="tg", owner=security_admin)
+    Vault.objects.filter(pk__in=[one.pk, two.pk]).update(immutability="enabled")
+    Vault.objects.filter(pk=one.pk).update(resource_guard=guard, soft_delete_state="always_on")
+    Vault.objects.filter(pk=two.pk).update(soft_delete_state="disabled")
+    Vault.objects.filter(pk=one.pk).update(stored_item_count=99)
+    assert_tallies_agree(*_moments(now))
+    Vault.objects.filter(pk=two.pk).update(immutability="disabled", resource_guard=guard)
+    Vault.objects.filter(pk=two.pk).update(resource_guard=None)
+    assert_tallies_agree(*_moments(now))
     # The vault deleted (its jobs lose their vault; its items and policies go).
     Job.objects.filter(vault=two).update(vault=None)
     ProtectedItem.objects.filter(vault=two).delete()
+    assert_tallies_agree(*_moments(now))
+    Vault.objects.filter(pk=two.pk).delete()
     assert_tallies_agree(*_moments(now))
 
 

@@ -164,7 +164,8 @@ def test_the_page_shows_every_column_as_text(
     client.force_login(reader)
     page = client.get("/backup-center/?search=bravo").content.decode()
     for text in ["bravo-locked", "Backup vault", "eastus", ">Locked<", "Soft delete on",
-                 "Good", "Completed", "Vault-standard tier\">Standard</span> 3.0\xa0KB", "env=prod"]:  # fmt: skip
+                 "Good", "Completed", "Vault-standard tier\">Standard</span> 3.0\xa0KB",
+                 "env=prod"]:  # fmt: skip
         assert text in page, text
     row = client.get("/backup-center/?search=bravo").context["page"][0]
     assert (row.item_count, row.last_backup_status) == (2, "completed")

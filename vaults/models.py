@@ -14,6 +14,7 @@ from .tallies import (
     JOB_TALLY_TRIGGERS,
     LAST_BACKUP_TRIGGERS,
     RPO_TALLY_TRIGGERS,
+    VAULT_TALLY_TRIGGERS,
     rpo_due_triggers,
 )
 from .triggers import ITEM_TRIGGERS, POINT_TRIGGERS, VAULT_TRIGGERS
@@ -101,7 +102,7 @@ class Vault(models.Model):
     class Meta:
         ordering = ["name"]
         # PostgreSQL's own line of defence (SPEC 8.2): vaults/triggers.py.
-        triggers = VAULT_TRIGGERS
+        triggers = [*VAULT_TRIGGERS, *VAULT_TALLY_TRIGGERS]
         permissions = [
             ("operate", "Run on-demand backups, restores and rehydration"),
             ("manage", "Create and change vaults, policies, protection and security settings"),
@@ -533,3 +534,23 @@ class RpoTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket or 'never backed up'}: {self.n}"
+
+
+class VaultTally(models.Model):
+    """Vaults per (immutability, soft delete, guarded), kept by triggers on the vaults
+    (vaults/tallies.py) for the security level and settings tiles. Display only."""
+
+    immutability = models.CharField(max_length=10)
+    soft_delete_state = models.CharField(max_length=10)
+    guarded = models.BooleanField()
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["immutability", "soft_delete_state", "guarded"], name="vault_tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.immutability}/{self.soft_delete_state}/{self.guarded}: {self.n}"

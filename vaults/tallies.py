@@ -286,6 +286,71 @@ def backfill_rpo_sql() -> list[str]:
     ]
 
 
+# --- vaults per security setting (the security level and settings tiles) -----------------
+
+# At most 18 rows (3 immutability states x 3 soft delete states x guarded or not): the tiles
+# read them instead of every vault. Only a change of one of the three settings moves a count
+# (the storage totals' updates of a vault row do not).
+_VAULT_KEY = "{a}.immutability, {a}.soft_delete_state, {a}.resource_guard_id IS NOT NULL"
+
+
+def _vault_deltas(rows: str) -> str:
+    return (
+        "INSERT INTO public.vaults_vaulttally AS t (immutability, soft_delete_state, guarded, n) "
+        f"SELECT immutability, soft_delete_state, guarded, SUM(n) FROM ({rows}) AS d "
+        "GROUP BY 1, 2, 3 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3 "
+        "ON CONFLICT (immutability, soft_delete_state, guarded) "
+        "DO UPDATE SET n = t.n + EXCLUDED.n; RETURN NULL;"
+    )
+
+
+def _vault_rows(alias: str, table: str, sign: str) -> str:
+    key = _VAULT_KEY.format(a=alias)
+    return f"SELECT {key} AS guarded, {sign}1 AS n FROM {table} {alias}"
+
+
+VAULT_TALLY_TRIGGERS = [
+    pgtrigger.Trigger(
+        name="vault_tally_insert",
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(new="new_vaults"),
+        func=_vault_deltas(_vault_rows("n", "new_vaults", "+")),
+    ),
+    pgtrigger.Trigger(
+        name="vault_tally_delete",
+        when=pgtrigger.After,
+        operation=pgtrigger.Delete,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(old="old_vaults"),
+        func=_vault_deltas(_vault_rows("o", "old_vaults", "-")),
+    ),
+    pgtrigger.Trigger(
+        name="vault_tally_update",
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        level=pgtrigger.Statement,
+        referencing=pgtrigger.Referencing(old="old_vaults", new="new_vaults"),
+        func=_vault_deltas(
+            "SELECT x.* FROM new_vaults n JOIN old_vaults o ON o.id = n.id CROSS JOIN LATERAL "
+            f"(VALUES ({_VAULT_KEY.format(a='o')}, -1), ({_VAULT_KEY.format(a='n')}, 1)) "
+            "AS x(immutability, soft_delete_state, guarded, n) "
+            "WHERE o.immutability IS DISTINCT FROM n.immutability "
+            "OR o.soft_delete_state IS DISTINCT FROM n.soft_delete_state "
+            "OR (o.resource_guard_id IS NULL) <> (n.resource_guard_id IS NULL)"
+        ),
+    ),
+]
+
+
+def backfill_vault_tally_sql() -> str:
+    return (
+        "INSERT INTO vaults_vaulttally (immutability, soft_delete_state, guarded, n) "
+        f"SELECT {_VAULT_KEY.format(a='v')}, COUNT(*) FROM vaults_vault v GROUP BY 1, 2, 3"
+    )
+
+
 def sqlite_tally_triggers() -> list[str]:
     """Each vault's newest backup on SQLite, row by row (the tiles count directly there)."""
     recompute = (
