@@ -113,6 +113,7 @@ class Vault(models.Model):
             models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
             models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
             models.Index(fields=["last_backup_status", "name"], name="vault_last_backup_idx"),
+            models.Index(fields=["soft_delete_state", "name"], name="vault_soft_delete_idx"),
             # The region filter (iexact) with the page's order; the tag filter's GIN index on
             # PostgreSQL is in migration 0011.
             models.Index(Upper("region"), "name", name="vault_region_name_idx"),
