@@ -234,3 +234,57 @@ def test_a_backup_through_the_worker_and_a_policy_change_keep_the_tallies(
     # Protection stopped with its data deleted: out of the protected count, points gone.
     vault_services.protection_stop(actor=admin, item=item, delete_data=True)
     assert_tallies_agree(*_moments(datetime.now(UTC)))
+
+
+@pytest.mark.parametrize("newer_first", [True, False])
+def test_two_backups_recorded_at_once_leave_the_newer_shown(
+    transactional_db: None, newer_first: bool
+) -> None:
+    """Two workers insert backup jobs of one vault in overlapping transactions: the second
+    waits on the vault row, then compares with what the first committed, so the vault shows
+    the newer job whichever commits first."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    vault = Vault.objects.create(name="race", kind="backup", region="r")
+    now = datetime.now(UTC)
+    times = [now + timedelta(minutes=1), now] if newer_first else [now, now + timedelta(minutes=1)]
+    first_inserted, release_first = threading.Event(), threading.Event()
+    ids: dict[str, int] = {}
+
+    def first() -> None:
+        with transaction.atomic():
+            ids["first"] = Job.objects.create(kind="backup", vault=vault, created_at=times[0]).pk
+            first_inserted.set()
+            release_first.wait(30)
+        connections.close_all()
+
+    def second() -> None:
+        first_inserted.wait(30)
+        ids["second"] = Job.objects.create(kind="backup", vault=vault, created_at=times[1]).pk
+        connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30  # bounded polling until the second waits on the row
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+            waited = cursor.fetchone()[0] > 0
+            if waited or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    release_first.set()
+    for thread in threads:
+        thread.join(30)
+    assert waited  # the second really waited for the first's commit
+    vault.refresh_from_db()
+    newer = ids["first"] if newer_first else ids["second"]
+    assert vault.last_backup_job_id == newer
+    assert vault.last_backup_at == max(times)
