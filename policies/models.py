@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import models
 
+from vaults.tallies import policy_rpo_triggers
 from vaults.triggers import POLICY_TRIGGERS
 
 from . import rules
@@ -58,7 +59,7 @@ class Policy(models.Model):
             models.UniqueConstraint(fields=["vault", "name"], name="policy_unique_name_per_vault"),
         ]
         # PostgreSQL refuses a shorter retention in an immutable vault (vaults/triggers.py).
-        triggers = POLICY_TRIGGERS
+        triggers = [*POLICY_TRIGGERS, *policy_rpo_triggers()]
 
     def __str__(self) -> str:
         return self.name

@@ -29,17 +29,6 @@ SKIP = re.compile(
 )
 
 
-# Known, and fixed elsewhere: the Backup center's sort links carry aria-sort on the <a>
-# (it belongs on the <th>); templates/center/ is being rewritten on the tiles branch (issue 15
-# item 4). Remove this once merged: the crawl then holds the center to the same rule.
-ELSEWHERE = {("/", "aria-allowed-attr"), ("/backup-center/", "aria-allowed-attr")}
-
-
-def _elsewhere(path: str, finding: str) -> bool:
-    base = urlsplit(path).path
-    return any(base == where and finding.startswith(f"axe: {rule} ") for where, rule in ELSEWHERE)
-
-
 def pattern(url: str) -> str:
     """One page per shape: numbers and the vaults' names are the same page to a crawler."""
     parts = urlsplit(url)
@@ -67,7 +56,6 @@ def crawl(watch: Any, role: str) -> tuple[list[str], dict[str, list[str]]]:
         found += [f"CSP: {v}" for v in watch.csp_violations()]
         if not path.startswith("/api/docs/"):  # Swagger UI's own markup is not ours to fix
             found += [f"axe: {v}" for v in watch.axe_violations()]
-        found = [finding for finding in found if not _elsewhere(path, finding)]
         if found:
             problems[path] = found
         hrefs = page.eval_on_selector_all(

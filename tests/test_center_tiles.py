@@ -258,3 +258,20 @@ def test_a_full_save_of_a_stale_vault_keeps_the_totals(db: None, clock: Any) -> 
     assert (vault.region, vault.stored_standard_bytes, vault.stored_item_count) == (
         "elsewhere", 777, 1,
     )  # fmt: skip
+
+
+def test_portfolio_rows_escape_tags_and_guard_names(
+    security_admin: Any, reader: Any, client: Client
+) -> None:
+    """Rows are built in Python (portal/center/rows.py): every free-text value is escaped."""
+    guard = ResourceGuard.objects.create(name='g"><script>alert(1)</script>', owner=security_admin)
+    Vault.objects.create(
+        name="escaped", kind="backup", region="westeurope", resource_guard=guard,
+        tags={"<img src=x onerror=alert(1)>": "\"'&"},
+    )  # fmt: skip
+    client.force_login(reader)
+    page = client.get("/backup-center/?search=escaped").content.decode()
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "g&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;=&quot;&#x27;&amp;" in page
+    assert 'href="/vaults/escaped/"' in page and 'href="/items/?vault=escaped"' in page

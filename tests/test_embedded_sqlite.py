@@ -68,6 +68,9 @@ def test_make_runs_database_migrates_seeds_and_serves_every_filter(tmp_path: Pat
             "point_storage_insert",
             "point_storage_delete",
             "point_storage_update",
+            "job_last_backup_insert",
+            "job_last_backup_update",
+            "job_last_backup_delete",
         } <= triggers
         # The demo's points are counted in their vaults' totals by those triggers.
         (stored,) = connection.execute(

@@ -10,6 +10,13 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models.functions import Upper
 
+from .tallies import (
+    JOB_TALLY_TRIGGERS,
+    LAST_BACKUP_TRIGGERS,
+    RPO_TALLY_TRIGGERS,
+    VAULT_TALLY_TRIGGERS,
+    rpo_due_triggers,
+)
 from .triggers import ITEM_TRIGGERS, POINT_TRIGGERS, VAULT_TRIGGERS
 
 VAULT_NAME_VALIDATOR = RegexValidator(
@@ -21,8 +28,9 @@ VAULT_NAME_VALIDATOR = RegexValidator(
 
 # Vault columns only database triggers write (vaults/triggers.py): never saved from Python.
 TRIGGER_KEPT = frozenset(
-    {"stored_snapshot_bytes", "stored_standard_bytes", "stored_archive_bytes", "stored_item_count"}
-)
+    {"stored_snapshot_bytes", "stored_standard_bytes", "stored_archive_bytes", "stored_item_count",
+     "last_backup_job_id", "last_backup_status", "last_backup_at"}
+)  # fmt: skip
 
 
 class Vault(models.Model):
@@ -90,6 +98,13 @@ class Vault(models.Model):
         related_name="replica_source",
     )
     replica_paired_at = models.DateTimeField(null=True, blank=True)
+    # The vault's newest backup job (by created_at, then id), kept by triggers on the jobs
+    # (vaults/tallies.py): the portfolio's "Last backup" column and sort. Display only.
+    last_backup_job_id = models.BigIntegerField(null=True, editable=False)
+    last_backup_status = models.CharField(  # noqa: DJ001 (NULL: no backup yet, as before)
+        max_length=10, null=True, editable=False
+    )
+    last_backup_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -98,7 +113,7 @@ class Vault(models.Model):
     class Meta:
         ordering = ["name"]
         # PostgreSQL's own line of defence (SPEC 8.2): vaults/triggers.py.
-        triggers = VAULT_TRIGGERS
+        triggers = [*VAULT_TRIGGERS, *VAULT_TALLY_TRIGGERS]
         permissions = [
             ("operate", "Run on-demand backups, restores and rehydration"),
             ("manage", "Create and change vaults, policies, protection and security settings"),
@@ -108,6 +123,8 @@ class Vault(models.Model):
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
             models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
             models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
+            models.Index(fields=["last_backup_status", "name"], name="vault_last_backup_idx"),
+            models.Index(fields=["soft_delete_state", "name"], name="vault_soft_delete_idx"),
             # The region filter (iexact) with the page's order; the tag filter's GIN index on
             # PostgreSQL is in migration 0011.
             models.Index(Upper("region"), "name", name="vault_region_name_idx"),
@@ -219,6 +236,9 @@ class ProtectedItem(models.Model):
     soft_deleted_at = models.DateTimeField(null=True, blank=True)
     purge_at = models.DateTimeField(null=True, blank=True)
     last_backup_at = models.DateTimeField(null=True, blank=True)
+    # last_backup_at plus the policy's RPO window and grace, set by a trigger from the policy
+    # (vaults/tallies.py); NULL when never backed up. Display only: the tiles' RPO counts.
+    rpo_due_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -226,8 +246,14 @@ class ProtectedItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["vault", "name"], name="item_unique_name_per_vault"),
         ]
-        triggers = ITEM_TRIGGERS
-        indexes = [models.Index(fields=["policy", "protection_state"], name="item_policy_idx")]
+        triggers = [*ITEM_TRIGGERS, *rpo_due_triggers(), *RPO_TALLY_TRIGGERS]
+        indexes = [
+            models.Index(fields=["policy", "protection_state"], name="item_policy_idx"),
+            models.Index(
+                fields=["rpo_due_at"], name="item_rpo_due_idx",
+                condition=models.Q(protection_state="protected"),
+            ),
+        ]  # fmt: skip
 
     def __str__(self) -> str:
         return self.name
@@ -451,7 +477,13 @@ class Job(models.Model):
             models.Index(fields=["status", "kind"], name="job_status_kind_idx"),
             models.Index(fields=["vault", "-created_at"], name="job_vault_created_idx"),
             models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat_idx"),
-        ]
+            models.Index(fields=["created_at", "status"], name="job_created_status_idx"),
+            models.Index(
+                "vault", models.F("created_at").desc(), models.F("id").desc(),
+                name="job_vault_backup_idx", condition=models.Q(kind="backup"),
+            ),
+        ]  # fmt: skip
+        triggers = [*LAST_BACKUP_TRIGGERS, *JOB_TALLY_TRIGGERS]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
@@ -505,3 +537,58 @@ class Job(models.Model):
         if self.is_finished or rate is None or self.bytes_total <= self.bytes_done:
             return None
         return timedelta(seconds=round((self.bytes_total - self.bytes_done) / rate))
+
+
+class JobTally(models.Model):
+    """Jobs per ten minutes of creation and status, kept by triggers on the jobs
+    (vaults/tallies.py) for the Backup center's jobs tile. Display only."""
+
+    bucket = models.DateTimeField()
+    status = models.CharField(max_length=10)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "status"], name="job_tally_bucket_status")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H:%M} {self.status}: {self.n}"
+
+
+class RpoTally(models.Model):
+    """Protected items per ten minutes of RPO deadline (NULL: never backed up), kept by
+    triggers on the items (vaults/tallies.py) for the protected items tile. Display only."""
+
+    bucket = models.DateTimeField(null=True)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket"], name="rpo_tally_bucket", nulls_distinct=False
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket or 'never backed up'}: {self.n}"
+
+
+class VaultTally(models.Model):
+    """Vaults per (immutability, soft delete, guarded), kept by triggers on the vaults
+    (vaults/tallies.py) for the security level and settings tiles. Display only."""
+
+    immutability = models.CharField(max_length=10)
+    soft_delete_state = models.CharField(max_length=10)
+    guarded = models.BooleanField()
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["immutability", "soft_delete_state", "guarded"], name="vault_tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.immutability}/{self.soft_delete_state}/{self.guarded}: {self.n}"

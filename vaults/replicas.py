@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, When
 
 from .models import Job, RecoveryPoint, Vault
 
@@ -38,8 +38,13 @@ def with_replication_columns(queryset: QuerySet[Vault], now: datetime) -> QueryS
         .order_by("-ended_at")
         .values("ended_at")[:1]
     )
+    # Only a vault with a replica has a lag or copies: the subqueries run for those alone
+    # (PostgreSQL evaluates a CASE branch only when it is taken), so an unpaired fleet costs
+    # nothing and a sort by lag does not read every vault's points.
+    paired = Q(replica_id__isnull=False)
     return queryset.select_related("replica", "replica_source").annotate(
-        oldest_uncopied_at=oldest_uncopied(now), last_copied_at=Subquery(last_copy)
+        oldest_uncopied_at=Case(When(paired, then=oldest_uncopied(now)), default=None),
+        last_copied_at=Case(When(paired, then=Subquery(last_copy)), default=None),
     )
 
 

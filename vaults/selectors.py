@@ -186,19 +186,15 @@ def _last_backup(vault_field: str, column: str) -> Subquery:
 def with_portfolio_columns(queryset: QuerySet[Vault]) -> QuerySet[Vault]:
     """Add every portfolio column a row needs, as annotations (no per-row queries).
 
-    ``level_db`` is the security level; ``item_count``; ``last_backup_status`` and
-    ``last_backup_at`` from the vault's newest backup job; ``storage_<tier>`` in bytes, the
+    ``level_db`` is the security level; ``item_count``; ``storage_<tier>`` in bytes, the
     vault's totals that database triggers keep (``Vault.stored_<tier>_bytes``, and
     ``stored_item_count``), so sorting 10,000 vaults by storage or items reads an index
-    instead of summing every point.
+    instead of summing every point. ``last_backup_status`` and ``last_backup_at`` (the
+    vault's newest backup job) are columns the jobs' triggers keep (vaults/tallies.py).
     """
     storage = {f"storage_{name}": F(f"stored_{name}_bytes") for name in STORAGE_TIERS}
     return queryset.annotate(
-        level_db=security_level_expression(),
-        item_count=F("stored_item_count"),
-        last_backup_status=_last_backup("vault", "status"),
-        last_backup_at=_last_backup("vault", "created_at"),
-        **storage,
+        level_db=security_level_expression(), item_count=F("stored_item_count"), **storage
     )
 
 

@@ -460,11 +460,15 @@ SQLITE_STORAGE_TOTAL_TRIGGERS = (
     "point_storage_insert",
     "point_storage_delete",
     "point_storage_update",
+    # vaults/tallies.py: each vault's newest backup.
+    "job_last_backup_insert",
+    "job_last_backup_update",
+    "job_last_backup_delete",
 )
 
 
 def sqlite_totals_paused(operations: list[Any]) -> list[Any]:
-    """Wrap a migration's operations that rebuild the vault, item or point table on SQLite.
+    """Wrap a migration's operations that rebuild the vault, item, point or job table on SQLite.
 
     SQLite alters a table by building a new one and renaming it: a trigger on a rebuilt table
     is dropped with it, and a trigger naming the vault table from another table stops the
@@ -479,8 +483,10 @@ def sqlite_totals_paused(operations: list[Any]) -> list[Any]:
                 schema_editor.execute(f"DROP TRIGGER IF EXISTS {name}")
 
     def create(apps: Any, schema_editor: Any) -> None:
+        from vaults.tallies import sqlite_tally_triggers
+
         if schema_editor.connection.vendor == "sqlite":
-            for sql in sqlite_storage_total_triggers():
+            for sql in [*sqlite_storage_total_triggers(), *sqlite_tally_triggers()]:
                 schema_editor.execute(sql)
 
     from django.db import migrations

@@ -11,7 +11,7 @@ from vaults.triggers import sqlite_totals_paused
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('vaults', '0012_filter_indexes'),
+        ('vaults', '0016_soft_delete_index'),
     ]
 
     operations = sqlite_totals_paused([
