@@ -54,7 +54,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PORTFOLIO = "/backup-center/"
 SORTS = [
     "name", "-name", "kind", "region", "immutability", "soft_delete", "security_level",
-    "-items", "last_backup", "-last_backup", "-storage", "storage",
+    "-items", "last_backup", "-last_backup", "-storage", "storage", "lag", "-lag",
 ]  # fmt: skip
 FILTERS = [
     ("immutability=locked", "immutability"),
@@ -75,6 +75,8 @@ FILTERS = [
     ("mua=false", "MUA off, full page"),
     ("search=east", "search, full page"),
     ("soft_delete=enabled&mua=false&tag=env", "three filters, full page"),
+    ("replication=none", "not replicated, full page"),
+    ("replication=replicated", "replicated"),
 ]
 URLS: list[tuple[str, str]] = [
     ("portfolio page", PORTFOLIO),
