@@ -7,7 +7,9 @@ Production sets ``DJANGO_DEBUG=0``, ``SECRET_KEY``, ``DATABASE_URL`` and ``CELER
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -210,6 +212,30 @@ HOLDFAST_S3_REGION = os.environ.get("HOLDFAST_S3_REGION", "us-east-1")
 HOLDFAST_S3_CREDENTIALS_FILE = os.environ.get("HOLDFAST_S3_CREDENTIALS_FILE", "")
 HOLDFAST_S3_ACCESS_KEY_ID = os.environ.get("HOLDFAST_S3_ACCESS_KEY_ID", "")
 HOLDFAST_S3_SECRET_ACCESS_KEY = os.environ.get("HOLDFAST_S3_SECRET_ACCESS_KEY", "")
+# Named S3 endpoints besides the default one, for locations written s3://<name>@bucket/prefix
+# (a replica on another region's server or another provider, docs/replicas.md): JSON such as
+# {"dr": {"endpoint_url": "https://...", "region": "eu-north-1", "credentials_file": "/path"}};
+# every key is optional, as for the default endpoint ("access_key_id"/"secret_access_key"
+# instead of a file; neither: boto3's chain).
+try:
+    HOLDFAST_S3_ENDPOINTS = json.loads(os.environ.get("HOLDFAST_S3_ENDPOINTS", "") or "{}")
+except ValueError as exc:
+    raise RuntimeError(f"HOLDFAST_S3_ENDPOINTS is not valid JSON: {exc}.") from None
+_S3_ENDPOINT_KEYS = {
+    "endpoint_url", "region", "credentials_file", "access_key_id", "secret_access_key"
+}  # fmt: skip
+if not isinstance(HOLDFAST_S3_ENDPOINTS, dict) or not all(
+    isinstance(name, str)
+    and re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name)
+    and isinstance(config, dict)
+    and set(config) <= _S3_ENDPOINT_KEYS
+    and all(isinstance(value, str) for value in config.values())
+    for name, config in HOLDFAST_S3_ENDPOINTS.items()
+):
+    raise RuntimeError(
+        "HOLDFAST_S3_ENDPOINTS must be a JSON object of lower-case endpoint names, each an "
+        f"object with some of the string keys {', '.join(sorted(_S3_ENDPOINT_KEYS))}."
+    )
 # The archive tier's packs: their storage class, and optionally another bucket for them.
 HOLDFAST_S3_ARCHIVE_STORAGE_CLASS = os.environ.get(
     "HOLDFAST_S3_ARCHIVE_STORAGE_CLASS", "GLACIER_IR"

@@ -27,6 +27,7 @@ bucket (`S3Server.bucket`); the cluster and everything in it is thrown away at t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shlex
@@ -122,12 +123,13 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: 
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+@contextlib.contextmanager
+def running_moto(directory: Path) -> Iterator[S3Server]:
+    """A moto server of its own on a free loopback port, its log in ``directory``."""
     from importlib.metadata import version
 
     port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = directory / "moto.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             # moto, its ListObjectVersions fixed to copy only the prefix (tests/moto_server.py)
@@ -154,6 +156,12 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with running_moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 def ceph_missing() -> str | None:

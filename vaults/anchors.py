@@ -104,7 +104,8 @@ def s3_locations() -> list[str]:
 
 def _s3_backend(location: str) -> Backend:
     # Parsed here, so a mistyped configured location is a store that says so when used.
-    return S3Backend(s3_client(), parse_location(location).child(ANCHOR_AREA))
+    where = parse_location(location).child(ANCHOR_AREA)
+    return S3Backend(s3_client(where.endpoint), where)
 
 
 def anchor_stores(remote: bool) -> list[AnchorStore]:

@@ -49,7 +49,8 @@ class VaultCreateForm(forms.Form):
         required=False,
         max_length=500,
         help_text="Empty: this server's storage. s3://bucket/prefix: an S3 bucket with "
-        "versioning and Object Lock, which then locks every recovery point itself.",
+        "versioning and Object Lock, which then locks every recovery point itself; "
+        "s3://name@bucket/prefix: the same on the S3 endpoint configured under that name.",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

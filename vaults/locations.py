@@ -5,7 +5,8 @@ A vault whose storage location is ``s3://bucket/prefix`` keeps its standard tier
 ``HOLDFAST_S3_ARCHIVE_LOCATION/<vault>`` when that is set, e.g. a separate bucket), written
 in ``HOLDFAST_S3_ARCHIVE_STORAGE_CLASS``. Any other location keeps the local layout under
 ``HOLDFAST_STORAGE_ROOT``. Endpoint and credentials come from the environment or a secret
-file (docs/storage.md, "S3 and Object Lock").
+file (docs/storage.md, "S3 and Object Lock"); ``s3://<name>@bucket/prefix`` is on the named
+endpoint of ``HOLDFAST_S3_ENDPOINTS`` instead (docs/replicas.md).
 
 What a vault's storage is told to keep is `vaults.storage_notes`.
 """
@@ -34,11 +35,9 @@ def is_s3(location: str) -> bool:
     return location.startswith(S3_SCHEME)
 
 
-def _credentials() -> dict[str, str]:
-    """Access keys from ``HOLDFAST_S3_CREDENTIALS_FILE`` (JSON with ``access_key_id``,
-    ``secret_access_key`` and optionally ``session_token``), else from the environment
-    (``HOLDFAST_S3_ACCESS_KEY_ID``/``..._SECRET_ACCESS_KEY``, then boto3's own chain)."""
-    path = getattr(settings, "HOLDFAST_S3_CREDENTIALS_FILE", "")
+def _credentials(path: str, access_key: str, secret_key: str) -> dict[str, str]:
+    """Access keys from a JSON secret file (``access_key_id``, ``secret_access_key`` and
+    optionally ``session_token``), else the keys given (empty: boto3's own chain)."""
     if path:
         try:
             data = json.loads(Path(path).read_text())
@@ -49,10 +48,40 @@ def _credentials() -> dict[str, str]:
             "secret_key": str(data.get("secret_access_key", "")),
             "session_token": str(data.get("session_token", "")),
         }
-    return {
-        "access_key": getattr(settings, "HOLDFAST_S3_ACCESS_KEY_ID", ""),
-        "secret_key": getattr(settings, "HOLDFAST_S3_SECRET_ACCESS_KEY", ""),
-    }
+    return {"access_key": access_key, "secret_key": secret_key}
+
+
+def endpoint_config(name: str = "") -> tuple[str, str, dict[str, str]]:
+    """Endpoint URL, region and credentials of the default endpoint (``name`` empty:
+    ``HOLDFAST_S3_ENDPOINT_URL`` and friends) or of a named one (``HOLDFAST_S3_ENDPOINTS``);
+    a `StorageError` naming the known endpoints for a name not configured."""
+    if not name:
+        return (
+            getattr(settings, "HOLDFAST_S3_ENDPOINT_URL", ""),
+            getattr(settings, "HOLDFAST_S3_REGION", "us-east-1"),
+            _credentials(
+                getattr(settings, "HOLDFAST_S3_CREDENTIALS_FILE", ""),
+                getattr(settings, "HOLDFAST_S3_ACCESS_KEY_ID", ""),
+                getattr(settings, "HOLDFAST_S3_SECRET_ACCESS_KEY", ""),
+            ),
+        )
+    endpoints: dict[str, dict[str, str]] = getattr(settings, "HOLDFAST_S3_ENDPOINTS", {})
+    if name not in endpoints:
+        known = ", ".join(sorted(endpoints)) or "none"
+        raise StorageError(
+            f"There is no S3 endpoint named {name!r}: the known endpoints are {known} "
+            "(HOLDFAST_S3_ENDPOINTS); write s3://bucket/prefix for the default endpoint."
+        )
+    config = endpoints[name]
+    return (
+        config.get("endpoint_url", ""),
+        config.get("region", "us-east-1"),
+        _credentials(
+            config.get("credentials_file", ""),
+            config.get("access_key_id", ""),
+            config.get("secret_access_key", ""),
+        ),
+    )
 
 
 @functools.cache
@@ -60,13 +89,10 @@ def _client(endpoint_url: str, region: str, credentials: str) -> Any:
     return make_client(endpoint_url=endpoint_url, region=region, **json.loads(credentials))
 
 
-def s3_client() -> Any:
-    """One thread-safe client per process and configuration."""
-    return _client(
-        getattr(settings, "HOLDFAST_S3_ENDPOINT_URL", ""),
-        getattr(settings, "HOLDFAST_S3_REGION", "us-east-1"),
-        json.dumps(_credentials(), sort_keys=True),
-    )
+def s3_client(endpoint: str = "") -> Any:
+    """One thread-safe client per process, endpoint and configuration."""
+    url, region, credentials = endpoint_config(endpoint)
+    return _client(url, region, json.dumps(credentials, sort_keys=True))
 
 
 def _s3_locations(vault: Vault) -> tuple[S3Location, S3Location]:
@@ -80,15 +106,17 @@ def _s3_locations(vault: Vault) -> tuple[S3Location, S3Location]:
 
 def standard_backend(vault: Vault) -> Backend:
     if is_s3(vault.storage_location):
-        return S3Backend(s3_client(), _s3_locations(vault)[0])
+        standard = _s3_locations(vault)[0]
+        return S3Backend(s3_client(standard.endpoint), standard)
     return LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "vaults" / vault.name)
 
 
 def archive_backend(vault: Vault) -> Backend:
     if is_s3(vault.storage_location):
+        archive = _s3_locations(vault)[1]
         return S3Backend(
-            s3_client(),
-            _s3_locations(vault)[1],
+            s3_client(archive.endpoint),
+            archive,
             storage_class=getattr(settings, "HOLDFAST_S3_ARCHIVE_STORAGE_CLASS", ""),
             storage_class_suffix=".zst",
         )
@@ -110,7 +138,8 @@ def check_location(location: str) -> None:
     default retention; a `StorageError` with the sentence to show."""
     if not is_s3(location):
         return
-    S3Backend(s3_client(), parse_location(location)).check_bucket()
+    where = parse_location(location)
+    S3Backend(s3_client(where.endpoint), where).check_bucket()
 
 
 def has_store(vault: Vault) -> bool:

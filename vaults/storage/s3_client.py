@@ -1,8 +1,10 @@
-"""Where an S3 store is and how Holdfast talks to the server: locations (``s3://bucket/prefix``),
-the client, and the error codes servers answer with. The backend itself is `s3.S3Backend`."""
+"""Where an S3 store is and how Holdfast talks to the server: locations (``s3://bucket/prefix``
+on the default endpoint, ``s3://<endpoint>@bucket/prefix`` on a named one), the client, and the
+error codes servers answer with. The backend itself is `s3.S3Backend`."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,28 +23,47 @@ LOCKED = {"AccessDenied", "AccessDeniedByLock", "ObjectLocked", "InvalidRequest"
 DAMAGED = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
 CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
 
+# A named endpoint (HOLDFAST_S3_ENDPOINTS): lower case, so one name is written one way only.
+ENDPOINT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
 
 @dataclass(frozen=True)
 class S3Location:
     bucket: str
     prefix: str  # "" or "some/prefix" (no leading or trailing slash)
+    endpoint: str = ""  # a named endpoint, or "" for the default one
 
     def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        where = f"{self.endpoint}@{self.bucket}" if self.endpoint else self.bucket
+        return f"s3://{where}/{self.prefix}" if self.prefix else f"s3://{where}"
 
     def child(self, name: str) -> S3Location:
-        return S3Location(self.bucket, f"{self.prefix}/{name}" if self.prefix else name)
+        return S3Location(
+            self.bucket, f"{self.prefix}/{name}" if self.prefix else name, self.endpoint
+        )
 
 
 def parse_location(location: str) -> S3Location:
-    """``s3://bucket[/prefix]`` as a location; a `StorageError` with a sentence otherwise."""
+    """``s3://[endpoint@]bucket[/prefix]`` as a location; a `StorageError` with a sentence
+    otherwise. Whether the endpoint is configured is the caller's to ask."""
     parts = urlsplit(location)
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise StorageError(f"{location!r} is not an S3 location: write s3://bucket/prefix.")
+        raise StorageError(
+            f"{location!r} is not an S3 location: write s3://bucket/prefix "
+            "or s3://endpoint@bucket/prefix."
+        )
+    endpoint, at, bucket = parts.netloc.rpartition("@")
+    if at and not ENDPOINT_NAME.fullmatch(endpoint):
+        raise StorageError(
+            f"{location!r} names no valid S3 endpoint before the @: an endpoint name is "
+            "lower-case letters, digits, - and _."
+        )
+    if not bucket:
+        raise StorageError(f"{location!r} names no bucket: write s3://endpoint@bucket/prefix.")
     prefix = parts.path.strip("/")
     if prefix:
         check_key(prefix)
-    return S3Location(parts.netloc, prefix)
+    return S3Location(bucket, prefix, endpoint)
 
 
 def make_client(
