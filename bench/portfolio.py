@@ -54,7 +54,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PORTFOLIO = "/backup-center/"
 SORTS = [
     "name", "-name", "kind", "region", "immutability", "soft_delete", "security_level",
-    "-items", "last_backup", "-last_backup", "-storage", "storage", "lag", "-lag",
+    "-items", "last_backup", "-last_backup", "-storage", "storage",
 ]  # fmt: skip
 FILTERS = [
     ("immutability=locked", "immutability"),

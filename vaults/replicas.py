@@ -69,7 +69,10 @@ def filter_replication(queryset: QuerySet[Vault], value: str, now: datetime) -> 
     if value == "replica":
         return queryset.filter(replica_source__isnull=False)
     if value == "none":
-        return queryset.filter(replica__isnull=True, replica_source__isnull=True)
+        # NOT EXISTS on the unique replica_id index: an anti-join PostgreSQL stops early in
+        # name order, where the reverse LEFT JOIN read every vault.
+        is_replica = Vault.objects.filter(replica_id=OuterRef("pk"))
+        return queryset.filter(replica__isnull=True).exclude(Exists(is_replica))
     return queryset
 
 
