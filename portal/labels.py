@@ -3,11 +3,13 @@
 Pages never show a raw identifier such as ``operation_refused``: the ``label`` filter
 (portal/templatetags/holdfast.py) looks it up here, and an identifier nobody has named yet
 reads as a sentence made from its words, so a new kind is never shown raw.
-``tests/test_labels.py`` checks that every alert kind, gate operation, guard operation and
+``tests/test_site_frame.py`` checks that every alert kind, gate operation, guard operation and
 job kind the code knows has a hand-written entry below.
 """
 
 from __future__ import annotations
+
+from .operations import OPERATIONS
 
 # Alert kinds (portal/alerts.py SECURITY_ALERTS and JOB_ALERTS).
 ALERT_LABELS: dict[str, str] = {
@@ -36,78 +38,35 @@ ALERT_LABELS: dict[str, str] = {
     "replication_stopped": "Replication stopped",
 }
 
-# Gate operations (portal/operations.py), as the audit log shows them.
+# Gate operations: the label each has in the gate's table (portal/operations.py), but where
+# the audit log says it shorter, as here.
 OPERATION_LABELS: dict[str, str] = {
-    "alert_acknowledge": "Acknowledge an alert",
-    "alert_resolve": "Resolve an alert",
-    "api_token_issue": "Issue an API token",
-    "api_token_revoke": "Revoke an API token",
-    "approval_approve": "Approve a request",
     "approval_cancel": "Cancel a request",
-    "approval_deny": "Deny a request",
     "approval_expire": "Expire a request",
-    "approval_revoke": "Revoke an elevation",
-    "authenticator_enrol": "Enrol a two-factor authenticator",
-    "authenticator_reset": "Remove an account's authenticator",
     "backup_run": "Back up now",
     "backup_schedule": "Scheduled backup",
-    "elevation_release": "Give up an elevation",
-    "elevation_request": "Request access on a Resource Guard",
-    "guard_create": "Create a Resource Guard",
     "guard_update": "Add protection to a Resource Guard",
-    "guard_weaken": "Weaken or delete a Resource Guard",
-    "guard_weaken_request": "Ask to weaken or delete a Resource Guard",
-    "immutability_disable": "Disable immutability",
-    "immutability_enable": "Enable immutability",
-    "immutability_lock": "Lock immutability",
-    "immutability_lock_request": "Ask to lock immutability",
-    "item_change_policy": "Change an item's policy",
-    "item_protect": "Protect an item",
-    "item_purge": "Purge a soft-deleted item",
-    "item_purge_warn": "Warn of an upcoming purge",
     "item_undelete": "Undelete an item",
     "job_alerts_mute": "Mute or unmute job alerts",
     "lock_verify_schedule": "Scheduled storage lock check",
     "lock_verify_start": "Verify storage locks",
     "password_change": "Change own password",
-    "point_delete": "Delete a recovery point",
     "point_expire": "Expire a recovery point",
     "point_lock_verified": "Storage lock read back",
-    "point_mark_corrupt": "Mark a point corrupt",
     "point_mark_verified": "Record a verification",
     "point_missing_found": "Keep data of a missing point",
-    "point_record": "Record a recovery point",
     "point_rehydrate": "Rehydrate from archive",
     "point_rehydration_end": "End a rehydration",
     "point_retain_until": "Change retain-until date",
     "point_snapshot_lapse": "End instant restore",
     "point_tier_move": "Move to the archive tier",
-    "policy_create": "Create a backup policy",
     "policy_delete": "Delete a backup policy",
-    "policy_update": "Change a backup policy",
-    "protection_resume": "Resume protection",
-    "protection_stop_delete": "Stop protection, delete data",
-    "protection_stop_retain": "Stop protection, retain data",
-    "restore_start": "Start a restore",
-    "soft_delete_always_on": "Make soft delete always-on",
-    "soft_delete_always_on_request": "Ask to make soft delete always-on",
-    "soft_delete_disable": "Disable soft delete",
-    "soft_delete_enable": "Enable soft delete",
-    "soft_delete_retention": "Change soft delete retention",
     "storage_lock_apply": "Lock objects in storage",
-    "user_create": "Create a user",
-    "user_role_grant": "Grant an account power",
     "user_update": "Change a user",
-    "vault_create": "Create a vault",
-    "vault_delete": "Delete a vault",
     "vault_guard_remove": "Remove the Resource Guard",
     "vault_guard_set": "Set the Resource Guard",
     "vault_update": "Change a vault",
     "verify_schedule": "Scheduled verification",
-    "verify_start": "Verify a recovery point",
-    # Job runs the gate audits under the job's own name.
-    "job_cancel": "Cancel a job",
-    "point_download": "Download files from a recovery point",
     "replica_set": "Pair with a replica vault",
     "replica_remove": "Stop replication",
     "copy_schedule": "Queue a copy to the replica",
@@ -205,6 +164,7 @@ LABELS: dict[str, str] = {
     **STATE_LABELS,
     **JOB_LABELS,
     **GUARD_OPERATION_LABELS,
+    **{name: operation.label for name, operation in OPERATIONS.items()},
     **OPERATION_LABELS,
     **ALERT_LABELS,
 }

@@ -18,6 +18,7 @@ SQLite (the embedded quick start) keeps the vault columns with row-level trigger
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pgtrigger
 from django.db import connections
@@ -101,6 +102,39 @@ def backfill_last_backup_sql() -> str:
     )
 
 
+def _tally_triggers(
+    name: str, rows: str, deltas: Any, row_sql: Any, update_sql: str
+) -> list[pgtrigger.Trigger]:
+    """The three statement-level triggers keeping one tally: inserted rows count in, deleted
+    rows count out, and an update moves each changed row from its old key to its new one
+    (``update_sql`` over the transition tables ``old_<rows>`` and ``new_<rows>``)."""
+    new, old = f"new_{rows}", f"old_{rows}"
+    common: dict[str, Any] = {"when": pgtrigger.After, "level": pgtrigger.Statement}
+    return [
+        pgtrigger.Trigger(
+            name=f"{name}_insert",
+            operation=pgtrigger.Insert,
+            referencing=pgtrigger.Referencing(new=new),
+            func=deltas(row_sql("n", new, "+")),
+            **common,
+        ),
+        pgtrigger.Trigger(
+            name=f"{name}_delete",
+            operation=pgtrigger.Delete,
+            referencing=pgtrigger.Referencing(old=old),
+            func=deltas(row_sql("o", old, "-")),
+            **common,
+        ),
+        pgtrigger.Trigger(
+            name=f"{name}_update",
+            operation=pgtrigger.Update,
+            referencing=pgtrigger.Referencing(old=old, new=new),
+            func=deltas(update_sql),
+            **common,
+        ),
+    ]
+
+
 # --- jobs per ten minutes and status (the "Jobs, last 24 hours" tile) ----------------------
 
 # A bucket is the start of the ten minutes a job was created in. The tile sums the buckets
@@ -125,37 +159,18 @@ def _job_rows(alias: str, table: str, sign: str) -> str:
     return f"SELECT {bucket} AS bucket, {alias}.status, {sign}1 AS n FROM {table} {alias}"
 
 
-JOB_TALLY_TRIGGERS = [
-    pgtrigger.Trigger(
-        name="job_tally_insert",
-        when=pgtrigger.After,
-        operation=pgtrigger.Insert,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(new="new_jobs"),
-        func=_job_deltas(_job_rows("n", "new_jobs", "+")),
+JOB_TALLY_TRIGGERS = _tally_triggers(
+    "job_tally",
+    "jobs",
+    _job_deltas,
+    _job_rows,
+    (
+        f"SELECT x.* FROM new_jobs n JOIN old_jobs o ON o.id = n.id CROSS JOIN LATERAL "
+        f"(VALUES ({JOB_BUCKET.format(alias='o')}, o.status, -1), "
+        f"({JOB_BUCKET.format(alias='n')}, n.status, 1)) AS x(bucket, status, n) "
+        "WHERE o.status IS DISTINCT FROM n.status OR o.created_at IS DISTINCT FROM n.created_at"
     ),
-    pgtrigger.Trigger(
-        name="job_tally_delete",
-        when=pgtrigger.After,
-        operation=pgtrigger.Delete,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_jobs"),
-        func=_job_deltas(_job_rows("o", "old_jobs", "-")),
-    ),
-    pgtrigger.Trigger(
-        name="job_tally_update",
-        when=pgtrigger.After,
-        operation=pgtrigger.Update,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_jobs", new="new_jobs"),
-        func=_job_deltas(
-            f"SELECT x.* FROM new_jobs n JOIN old_jobs o ON o.id = n.id CROSS JOIN LATERAL "
-            f"(VALUES ({JOB_BUCKET.format(alias='o')}, o.status, -1), "
-            f"({JOB_BUCKET.format(alias='n')}, n.status, 1)) AS x(bucket, status, n) "
-            "WHERE o.status IS DISTINCT FROM n.status OR o.created_at IS DISTINCT FROM n.created_at"
-        ),
-    ),
-]
+)
 
 
 def backfill_job_tally_sql() -> str:
@@ -239,40 +254,21 @@ def _rpo_rows(alias: str, table: str, sign: str) -> str:
     )
 
 
-RPO_TALLY_TRIGGERS = [
-    pgtrigger.Trigger(
-        name="item_rpo_tally_insert",
-        when=pgtrigger.After,
-        operation=pgtrigger.Insert,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(new="new_items"),
-        func=_rpo_deltas(_rpo_rows("n", "new_items", "+")),
+RPO_TALLY_TRIGGERS = _tally_triggers(
+    "item_rpo_tally",
+    "items",
+    _rpo_deltas,
+    _rpo_rows,
+    (
+        "SELECT x.* FROM new_items n JOIN old_items o ON o.id = n.id CROSS JOIN LATERAL "
+        f"(VALUES ({RPO_BUCKET.format(alias='o')}, "
+        "CASE WHEN o.protection_state = 'protected' THEN -1 ELSE 0 END), "
+        f"({RPO_BUCKET.format(alias='n')}, "
+        "CASE WHEN n.protection_state = 'protected' THEN 1 ELSE 0 END)) AS x(bucket, n) "
+        "WHERE o.protection_state IS DISTINCT FROM n.protection_state "
+        "OR o.rpo_due_at IS DISTINCT FROM n.rpo_due_at"
     ),
-    pgtrigger.Trigger(
-        name="item_rpo_tally_delete",
-        when=pgtrigger.After,
-        operation=pgtrigger.Delete,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_items"),
-        func=_rpo_deltas(_rpo_rows("o", "old_items", "-")),
-    ),
-    pgtrigger.Trigger(
-        name="item_rpo_tally_update",
-        when=pgtrigger.After,
-        operation=pgtrigger.Update,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_items", new="new_items"),
-        func=_rpo_deltas(
-            "SELECT x.* FROM new_items n JOIN old_items o ON o.id = n.id CROSS JOIN LATERAL "
-            f"(VALUES ({RPO_BUCKET.format(alias='o')}, "
-            "CASE WHEN o.protection_state = 'protected' THEN -1 ELSE 0 END), "
-            f"({RPO_BUCKET.format(alias='n')}, "
-            "CASE WHEN n.protection_state = 'protected' THEN 1 ELSE 0 END)) AS x(bucket, n) "
-            "WHERE o.protection_state IS DISTINCT FROM n.protection_state "
-            "OR o.rpo_due_at IS DISTINCT FROM n.rpo_due_at"
-        ),
-    ),
-]
+)
 
 
 def backfill_rpo_sql() -> list[str]:
@@ -309,39 +305,20 @@ def _vault_rows(alias: str, table: str, sign: str) -> str:
     return f"SELECT {key} AS guarded, {sign}1 AS n FROM {table} {alias}"
 
 
-VAULT_TALLY_TRIGGERS = [
-    pgtrigger.Trigger(
-        name="vault_tally_insert",
-        when=pgtrigger.After,
-        operation=pgtrigger.Insert,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(new="new_vaults"),
-        func=_vault_deltas(_vault_rows("n", "new_vaults", "+")),
+VAULT_TALLY_TRIGGERS = _tally_triggers(
+    "vault_tally",
+    "vaults",
+    _vault_deltas,
+    _vault_rows,
+    (
+        "SELECT x.* FROM new_vaults n JOIN old_vaults o ON o.id = n.id CROSS JOIN LATERAL "
+        f"(VALUES ({_VAULT_KEY.format(a='o')}, -1), ({_VAULT_KEY.format(a='n')}, 1)) "
+        "AS x(immutability, soft_delete_state, guarded, n) "
+        "WHERE o.immutability IS DISTINCT FROM n.immutability "
+        "OR o.soft_delete_state IS DISTINCT FROM n.soft_delete_state "
+        "OR (o.resource_guard_id IS NULL) <> (n.resource_guard_id IS NULL)"
     ),
-    pgtrigger.Trigger(
-        name="vault_tally_delete",
-        when=pgtrigger.After,
-        operation=pgtrigger.Delete,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_vaults"),
-        func=_vault_deltas(_vault_rows("o", "old_vaults", "-")),
-    ),
-    pgtrigger.Trigger(
-        name="vault_tally_update",
-        when=pgtrigger.After,
-        operation=pgtrigger.Update,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_vaults", new="new_vaults"),
-        func=_vault_deltas(
-            "SELECT x.* FROM new_vaults n JOIN old_vaults o ON o.id = n.id CROSS JOIN LATERAL "
-            f"(VALUES ({_VAULT_KEY.format(a='o')}, -1), ({_VAULT_KEY.format(a='n')}, 1)) "
-            "AS x(immutability, soft_delete_state, guarded, n) "
-            "WHERE o.immutability IS DISTINCT FROM n.immutability "
-            "OR o.soft_delete_state IS DISTINCT FROM n.soft_delete_state "
-            "OR (o.resource_guard_id IS NULL) <> (n.resource_guard_id IS NULL)"
-        ),
-    ),
-]
+)
 
 
 def backfill_vault_tally_sql() -> str:
