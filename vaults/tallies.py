@@ -18,12 +18,13 @@ SQLite (the embedded quick start) keeps the vault columns with row-level trigger
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pgtrigger
 from django.db import connections
 
 from policies.rules import DEFAULT_INTERVAL_HOURS, HOURLY_INTERVALS
+
+from .statement_triggers import statement_triggers
 
 # --- each vault's newest backup job (the portfolio's "Last backup" column and sort) --------
 
@@ -102,39 +103,6 @@ def backfill_last_backup_sql() -> str:
     )
 
 
-def _tally_triggers(
-    name: str, rows: str, deltas: Any, row_sql: Any, update_sql: str
-) -> list[pgtrigger.Trigger]:
-    """The three statement-level triggers keeping one tally: inserted rows count in, deleted
-    rows count out, and an update moves each changed row from its old key to its new one
-    (``update_sql`` over the transition tables ``old_<rows>`` and ``new_<rows>``)."""
-    new, old = f"new_{rows}", f"old_{rows}"
-    common: dict[str, Any] = {"when": pgtrigger.After, "level": pgtrigger.Statement}
-    return [
-        pgtrigger.Trigger(
-            name=f"{name}_insert",
-            operation=pgtrigger.Insert,
-            referencing=pgtrigger.Referencing(new=new),
-            func=deltas(row_sql("n", new, "+")),
-            **common,
-        ),
-        pgtrigger.Trigger(
-            name=f"{name}_delete",
-            operation=pgtrigger.Delete,
-            referencing=pgtrigger.Referencing(old=old),
-            func=deltas(row_sql("o", old, "-")),
-            **common,
-        ),
-        pgtrigger.Trigger(
-            name=f"{name}_update",
-            operation=pgtrigger.Update,
-            referencing=pgtrigger.Referencing(old=old, new=new),
-            func=deltas(update_sql),
-            **common,
-        ),
-    ]
-
-
 # --- jobs per ten minutes and status (the "Jobs, last 24 hours" tile) ----------------------
 
 # A bucket is the start of the ten minutes a job was created in. The tile sums the buckets
@@ -159,7 +127,7 @@ def _job_rows(alias: str, table: str, sign: str) -> str:
     return f"SELECT {bucket} AS bucket, {alias}.status, {sign}1 AS n FROM {table} {alias}"
 
 
-JOB_TALLY_TRIGGERS = _tally_triggers(
+JOB_TALLY_TRIGGERS = statement_triggers(
     "job_tally",
     "jobs",
     _job_deltas,
@@ -254,7 +222,7 @@ def _rpo_rows(alias: str, table: str, sign: str) -> str:
     )
 
 
-RPO_TALLY_TRIGGERS = _tally_triggers(
+RPO_TALLY_TRIGGERS = statement_triggers(
     "item_rpo_tally",
     "items",
     _rpo_deltas,
@@ -305,7 +273,7 @@ def _vault_rows(alias: str, table: str, sign: str) -> str:
     return f"SELECT {key} AS guarded, {sign}1 AS n FROM {table} {alias}"
 
 
-VAULT_TALLY_TRIGGERS = _tally_triggers(
+VAULT_TALLY_TRIGGERS = statement_triggers(
     "vault_tally",
     "vaults",
     _vault_deltas,

@@ -29,6 +29,8 @@ from typing import Any
 
 import pgtrigger
 
+from .statement_triggers import statement_triggers
+
 PROTECTED_POINT = "OLD.tier <> 'snapshot' AND OLD.expires_at > now()"
 
 
@@ -339,42 +341,25 @@ def _signed(alias: str, sign: str) -> str:
     return ", ".join(f"{sign}({_bytes_of(alias, group)}) AS {group}" for group in STORAGE_GROUPS)
 
 
-STORAGE_TOTAL_TRIGGERS = [
-    pgtrigger.Trigger(
-        name="point_storage_insert",
-        when=pgtrigger.After,
-        operation=pgtrigger.Insert,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(new="new_points"),
-        func=_add_totals(f"SELECT n.vault_id, {_signed('n', '+')} FROM new_points n"),
-    ),
-    pgtrigger.Trigger(
-        name="point_storage_delete",
-        when=pgtrigger.After,
-        operation=pgtrigger.Delete,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_points"),
-        func=_add_totals(f"SELECT o.vault_id, {_signed('o', '-')} FROM old_points o"),
-    ),
-    # Only rows whose tier or size changed touch their vault (a verification does not).
-    pgtrigger.Trigger(
-        name="point_storage_update",
-        when=pgtrigger.After,
-        operation=pgtrigger.Update,
-        level=pgtrigger.Statement,
-        referencing=pgtrigger.Referencing(old="old_points", new="new_points"),
-        func=_add_totals(
-            "SELECT n.vault_id, "
-            + ", ".join(
-                f"({_bytes_of('n', group)}) - ({_bytes_of('o', group)}) AS {group}"
-                for group in STORAGE_GROUPS
-            )
-            + " FROM new_points n JOIN old_points o ON o.id = n.id"
-            " WHERE o.tier IS DISTINCT FROM n.tier"
-            " OR o.stored_bytes IS DISTINCT FROM n.stored_bytes"
-        ),
-    ),
-]
+def _point_rows(alias: str, table: str, sign: str) -> str:
+    return f"SELECT {alias}.vault_id, {_signed(alias, sign)} FROM {table} {alias}"
+
+
+# Only rows whose tier or size changed touch their vault on update (a verification does not).
+STORAGE_TOTAL_TRIGGERS = statement_triggers(
+    "point_storage",
+    "points",
+    _add_totals,
+    _point_rows,
+    "SELECT n.vault_id, "
+    + ", ".join(
+        f"({_bytes_of('n', group)}) - ({_bytes_of('o', group)}) AS {group}"
+        for group in STORAGE_GROUPS
+    )
+    + " FROM new_points n JOIN old_points o ON o.id = n.id"
+    " WHERE o.tier IS DISTINCT FROM n.tier"
+    " OR o.stored_bytes IS DISTINCT FROM n.stored_bytes",
+)
 POINT_TRIGGERS += STORAGE_TOTAL_TRIGGERS
 
 
