@@ -12,8 +12,8 @@ import pgtrigger
 def statement_triggers(
     name: str, rows: str, deltas: Any, row_sql: Any, update_sql: str
 ) -> list[pgtrigger.Trigger]:
-    """The three statement-level triggers keeping a sum over a table's rows (the storage
-    totals here, the tiles' tallies in vaults/tallies.py): ``deltas`` applies rows of changes;
+    """The three triggers keeping one sum, named ``<name>_insert|_delete|_update``: ``deltas``
+    applies rows of changes;
     inserted rows count in (``row_sql(alias, table, "+")``), deleted rows count out, and an
     update moves each changed row (``update_sql`` over ``old_<rows>`` and ``new_<rows>``)."""
     new, old = f"new_{rows}", f"old_{rows}"
