@@ -44,6 +44,7 @@ from s3 import moto  # noqa: E402
 from vaults.storage import LocalBackend, VaultStore  # noqa: E402
 from vaults.storage.backends import GOVERNANCE, Retention  # noqa: E402
 from vaults.storage.copy import CopyResult, copy_point  # noqa: E402
+from vaults.storage.crypto import sealed
 from vaults.storage.s3 import S3Backend  # noqa: E402
 from vaults.storage.s3_client import parse_location  # noqa: E402
 from vaults.storage.store import DEFAULT_TIMESTAMP_SLACK  # noqa: E402
@@ -69,17 +70,19 @@ def main() -> None:
         # As bench/run.py: files changed within the timestamp slack of a backup's start are
         # read again by the next one (docs/storage.md); a real dataset is older than that.
         time.sleep(DEFAULT_TIMESTAMP_SLACK + 0.5)
-        source = VaultStore(LocalBackend(work / "source"))
+        source = VaultStore(sealed(LocalBackend(work / "source")))
         seconds = timed(lambda: source.backup(data, "p1"))
         print(f"source backup: {logical / seconds / MIB:.1f} MB/s")
 
         def target(name: str) -> tuple[VaultStore, Retention | None]:
             if name == "local":
-                return VaultStore(LocalBackend(work / f"target-{uuid.uuid4().hex[:8]}")), None
+                return VaultStore(
+                    sealed(LocalBackend(work / f"target-{uuid.uuid4().hex[:8]}"))
+                ), None
             bucket = f"replica-{uuid.uuid4().hex[:10]}"
             client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
             location = parse_location(f"s3://{bucket}/vault/standard")
-            return VaultStore(S3Backend(client, location)), retention
+            return VaultStore(sealed(S3Backend(client, location))), retention
 
         targets = ["local"] if args.no_s3 else ["local", "moto"]
         client = None if args.no_s3 else stack.enter_context(moto())

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vaults.storage import LocalBackend, VaultStore  # noqa: E402
+from vaults.storage.crypto import sealed
 from vaults.storage.store import DEFAULT_TIMESTAMP_SLACK  # noqa: E402
 
 MIB = 1024 * 1024
@@ -168,7 +169,7 @@ def drop_caches() -> None:
 
 def bench_holdfast(work: Path, data: Path, logical: int, change) -> dict[str, float]:  # type: ignore[no-untyped-def]
     repo = work / "holdfast-repo"
-    store = VaultStore(LocalBackend(repo))
+    store = VaultStore(sealed(LocalBackend(repo)))
     drop_caches()
     first = timed(lambda: store.backup(data, "p1"))
     stored_first = du(repo)

@@ -39,6 +39,7 @@ from run import MIB, generate, timed  # noqa: E402
 from tests.s3server import ceph_missing, ceph_reaper, start_ceph, stop_ceph  # noqa: E402
 from vaults.storage import LocalBackend, VaultStore  # noqa: E402
 from vaults.storage.backends import GOVERNANCE, Retention  # noqa: E402
+from vaults.storage.crypto import sealed
 from vaults.storage.s3 import S3Backend  # noqa: E402
 from vaults.storage.s3_client import make_client, parse_location  # noqa: E402
 
@@ -97,11 +98,13 @@ def ceph() -> Iterator[Any]:
 def one_round(work: Path, data: Path, clients: dict[str, Any], logical: int) -> dict[str, float]:
     retention = Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=1))
     run = uuid.uuid4().hex[:10]
-    stores = {"local": VaultStore(LocalBackend(work / f"local-{run}"))}
+    stores = {"local": VaultStore(sealed(LocalBackend(work / f"local-{run}")))}
     for name, client in clients.items():
         bucket = f"bench-{run}"
         client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
-        stores[name] = VaultStore(S3Backend(client, parse_location(f"s3://{bucket}/vault/std")))
+        stores[name] = VaultStore(
+            sealed(S3Backend(client, parse_location(f"s3://{bucket}/vault/std")))
+        )
     figures: dict[str, float] = {}
     for name, store in stores.items():
         lock = retention if name != "local" else None

@@ -179,6 +179,13 @@ STORAGES = {
 
 # --- Holdfast ---------------------------------------------------------------------------
 HOLDFAST_STORAGE_ROOT = Path(os.environ.get("HOLDFAST_STORAGE_ROOT", VAR_DIR / "storage"))
+# The master key that wraps every vault's data key (SPEC 3.11, docs/storage.md "Encryption"):
+# created (mode 0600) on first use when missing and no vault needs an older one; never
+# replaced. Keep a copy apart from the data and from database backups.
+HOLDFAST_KEY_FILE = Path(os.environ.get("HOLDFAST_KEY_FILE", VAR_DIR / "keys" / "master.key"))
+# Where master keys come from: a dotted path to a `vaults.storage.crypto.KeyProvider` class
+# taking no arguments (a KMS-backed one later); the default reads HOLDFAST_KEY_FILE.
+HOLDFAST_KEY_PROVIDER = os.environ.get("HOLDFAST_KEY_PROVIDER", "vaults.keyring.FileKeyProvider")
 # Directories that may be protected (colon-separated); empty allows any readable directory
 # except Holdfast's own storage and data.
 HOLDFAST_SOURCE_ROOTS = [

@@ -31,6 +31,7 @@ from vaults import services as vault_services
 from vaults.jobs import requests, runner
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 from vaults.storage import StorageError
+from vaults.storage.crypto import sealed
 
 pytestmark = pytest.mark.django_db
 
@@ -528,7 +529,7 @@ def test_a_directory_swapped_for_a_symlink_mid_backup_is_not_read_through(
     inside_store = roots["storage"] / "keys"
     inside_store.mkdir(parents=True)
     (inside_store / "secret.txt").write_text("THE STORE'S OWN SECRET\n")
-    store = VaultStore(LocalBackend(roots["storage"] / "vaults" / "v"))
+    store = VaultStore(sealed(LocalBackend(roots["storage"] / "vaults" / "v")))
 
     def swap() -> None:
         (source / "z").rename(source / "z-moved")
@@ -548,7 +549,7 @@ def test_a_directory_swapped_for_a_symlink_mid_backup_is_not_read_through(
 def test_an_unreadable_source_names_its_own_path_not_the_descriptor(tmp_path: Path) -> None:
     from vaults.storage import LocalBackend, VaultStore
 
-    store = VaultStore(LocalBackend(tmp_path / "store"))
+    store = VaultStore(sealed(LocalBackend(tmp_path / "store")))
     with pytest.raises(StorageError) as missing:
         store.backup(tmp_path / "absent", "p1")
     assert str(tmp_path / "absent") in str(missing.value)

@@ -30,6 +30,7 @@ from vaults.models import Job, RecoveryPoint, Vault
 from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, ObjectLock, Retention
+from vaults.storage.crypto import sealed
 from vaults.storage.errors import ObjectLocked
 from vaults.storage.s3 import S3Backend
 from vaults.storage.s3_client import parse_location
@@ -57,7 +58,7 @@ def test_backup_and_restore_are_byte_identical_and_every_object_is_locked(
     tmp_path: Path,
 ) -> None:
     bucket = s3.bucket()
-    store = VaultStore(_backend(s3, bucket))
+    store = VaultStore(sealed(_backend(s3, bucket)))
     source = write_tree(tmp_path / "source")
     until = _soon()
 
@@ -206,7 +207,7 @@ def test_a_reused_chunk_is_locked_until_the_latest_expiry_of_its_points(
     s3: S3Server,
     tmp_path: Path,
 ) -> None:
-    store = VaultStore(_backend(s3, s3.bucket()), timestamp_slack=0.0)
+    store = VaultStore(sealed(_backend(s3, s3.bucket())), timestamp_slack=0.0)
     source = write_tree(tmp_path / "source")
     first, second, third = _soon(3), _soon(30), _soon(1)
 
@@ -229,7 +230,7 @@ def test_lock_read_back_finds_a_removed_and_a_missing_lock(
     tmp_path: Path,
 ) -> None:
     bucket = s3.bucket()
-    store = VaultStore(_backend(s3, bucket))
+    store = VaultStore(sealed(_backend(s3, bucket)))
     until = _soon(7)
     wanted = Retention(GOVERNANCE, until)
     store.backup(write_tree(tmp_path / "source"), "p1", retention=wanted)
@@ -291,7 +292,7 @@ def test_gc_deletes_only_objects_whose_lock_has_ended_and_reports_refusals(
     s3: S3Server,
     tmp_path: Path,
 ) -> None:
-    store = VaultStore(_backend(s3, s3.bucket()))
+    store = VaultStore(sealed(_backend(s3, s3.bucket())))
     store.backup(write_tree(tmp_path / "source"), "p1", retention=Retention(GOVERNANCE, _soon()))
     store.backend.put("chunks/00/" + "0" * 64, b"orphan, locked", Retention(GOVERNANCE, _soon()))
     store.backend.put("chunks/11/" + "1" * 64, b"orphan, unlocked")
@@ -322,7 +323,7 @@ def _archive(s3: S3Server, bucket: str, storage_class: str, **extra: Any) -> Arc
 
 def test_archive_tier_on_s3_keeps_the_lock(s3: S3Server, tmp_path: Path) -> None:
     bucket = s3.bucket()
-    store = VaultStore(_backend(s3, bucket))
+    store = VaultStore(sealed(_backend(s3, bucket)))
     archive = _archive(s3, bucket, s3.archive_storage_class)
     until = _soon(200)
     store.backup(write_tree(tmp_path / "source"), "p1", retention=Retention(COMPLIANCE, until))
@@ -330,7 +331,7 @@ def test_archive_tier_on_s3_keeps_the_lock(s3: S3Server, tmp_path: Path) -> None
     assert archive.point_lock("p1", Retention(COMPLIANCE, until)).ok
     with pytest.raises(ObjectLocked):
         archive.delete_point("p1")
-    fresh = VaultStore(_backend(s3, bucket, "elsewhere/standard"))
+    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard")))
     archive.rehydrate("p1", fresh)
     assert fresh.verify("p1").ok
 
@@ -341,7 +342,7 @@ def test_archive_packs_in_a_cold_class_rehydrate_once_the_storage_restored_them(
     """moto only: Ceph RGW has no cold storage classes (nor RestoreObject)."""
     s3 = moto_s3
     bucket = s3.bucket()
-    store = VaultStore(_backend(s3, bucket))
+    store = VaultStore(sealed(_backend(s3, bucket)))
     archive = _archive(s3, bucket, "GLACIER")
     until = _soon(200)
     store.backup(write_tree(tmp_path / "source"), "p1", retention=Retention(COMPLIANCE, until))
@@ -350,7 +351,7 @@ def test_archive_packs_in_a_cold_class_rehydrate_once_the_storage_restored_them(
     assert head["StorageClass"] == "GLACIER"
     assert archive.point_lock("p1", Retention(COMPLIANCE, until)).ok
 
-    fresh = VaultStore(_backend(s3, bucket, "elsewhere/standard"))
+    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard")))
     with pytest.raises(StorageError, match="cold storage class"):
         archive.rehydrate("p1", fresh)  # not restored by the storage yet
     assert archive.request_restore("p1", days=10) == 0  # moto restores at once
@@ -617,7 +618,10 @@ def test_a_shared_chunk_store_survives_a_source_copy(
 ) -> None:
     """Two vault stores on one bucket under different prefixes never see each other."""
     bucket = s3.bucket()
-    a, b = VaultStore(_backend(s3, bucket, "a/standard")), VaultStore(_backend(s3, bucket, "b/s"))
+    a, b = (
+        VaultStore(sealed(_backend(s3, bucket, "a/standard"))),
+        VaultStore(sealed(_backend(s3, bucket, "b/s"))),
+    )
     source = write_tree(tmp_path / "source")
     shutil.copytree(source, tmp_path / "copy", symlinks=True)
     a.backup(source, "p1")

@@ -45,6 +45,7 @@ from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, Retention
 from vaults.storage.chunks import SMALL_MIN_SIZE, decode_chunk
+from vaults.storage.crypto import sealed
 from vaults.storage.s3 import S3Backend
 from vaults.storage.s3_client import parse_location
 
@@ -98,7 +99,9 @@ def test_two_writers_racing_on_one_new_chunk_leave_every_version_locked_until_th
         client = s3.new_client()
         client.meta.events.register("before-send.s3.PutObject", before_send)
         client.meta.events.register("after-call.s3.PutObject", after_call)
-        return VaultStore(S3Backend(client, parse_location(f"s3://{bucket}/vault/standard")))
+        return VaultStore(
+            sealed(S3Backend(client, parse_location(f"s3://{bucket}/vault/standard")))
+        )
 
     first = hooked(
         lambda: waited.append(both_looked.wait(20)),
@@ -201,7 +204,7 @@ def test_a_locked_object_written_in_parts_has_its_retention_set_and_read_back(
     CreateMultipartUpload's headers; moto and Ceph RGW drop them, so Holdfast sets the
     retention on the completed version and reads it back, whatever the server did."""
     bucket = s3.bucket()
-    store = VaultStore(_backend(s3, bucket))
+    store = VaultStore(sealed(_backend(s3, bucket)))
     archive = ArchiveStore(
         S3Backend(
             s3.client(),
@@ -224,7 +227,7 @@ def test_a_locked_object_written_in_parts_has_its_retention_set_and_read_back(
     assert head["ETag"].strip('"').endswith("-3")  # three parts: 5 + 5 + 1 MiB
     assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"]) == (COMPLIANCE, until)
     assert archive.point_lock("p1", Retention(COMPLIANCE, until)).ok
-    fresh = VaultStore(_backend(s3, bucket, "elsewhere/standard"))
+    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard")))
     archive.rehydrate("p1", fresh)
     assert fresh.verify("p1").ok
 

@@ -36,6 +36,7 @@ from vaults.storage import (
     VaultStore,
 )
 from vaults.storage.chunks import StreamChunker, chunk_key
+from vaults.storage.crypto import sealed
 from vaults.storage.manifest import Manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def chunk_keys(store: VaultStore) -> set[str]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> VaultStore:
-    return VaultStore(LocalBackend(tmp_path / "store"))
+    return VaultStore(sealed(LocalBackend(tmp_path / "store")))
 
 
 @pytest.fixture
@@ -201,7 +202,7 @@ def test_generated_trees_restore_byte_identical(
     source.mkdir()
     for name, node in tree.items():
         materialize(source / name, node)
-    store = VaultStore(LocalBackend(base / "store"))
+    store = VaultStore(sealed(LocalBackend(base / "store")))
 
     result = store.backup(source, "p1")
     restored = store.restore("p1", base / "restores" / "out", allowed_roots=[base / "restores"])
@@ -450,7 +451,7 @@ def test_archive_then_rehydrate_restores_byte_identical(store: VaultStore, tmp_p
     backup = store.backup(source, "p1")
     standard_bytes = sum(store.backend.size(key) for key in chunk_keys(store))
     standard_bytes += store.backend.size("manifests/p1.json")
-    archive = ArchiveStore(LocalBackend(tmp_path / "archive"))
+    archive = ArchiveStore(sealed(LocalBackend(tmp_path / "archive"), store.backend.key))
 
     archived = archive.archive_point(store, "p1")
     store.delete_point("p1")
@@ -477,7 +478,7 @@ def test_rehydrate_rejects_a_damaged_pack(store: VaultStore, tmp_path: Path) -> 
     source = tmp_path / "source"
     write(source / "a.txt", text_bytes(500_000, 1))
     store.backup(source, "p1")
-    archive = ArchiveStore(LocalBackend(tmp_path / "archive"), level=3)
+    archive = ArchiveStore(sealed(LocalBackend(tmp_path / "archive"), store.backend.key), level=3)
     archive.archive_point(store, "p1")
     store.delete_point("p1")
     (pack,) = (tmp_path / "archive" / "packs" / "p1").glob("pack-*")
@@ -554,7 +555,7 @@ def test_backup_that_reuses_a_chunk_a_running_gc_already_condemned_is_not_publis
     tmp_path: Path,
 ) -> None:
     backend = PausingBackend(tmp_path / "store")
-    store = VaultStore(backend, poll_interval=0.01)
+    store = VaultStore(sealed(backend), poll_interval=0.01)
     source = tmp_path / "source"
     write(source / "data.bin", random_bytes(3_000_000, 6))
     store.backup(source, "old")
@@ -609,11 +610,20 @@ def test_killed_backup_is_invisible_and_its_lease_expires(
         "import os, sys\n"
         "from pathlib import Path\n"
         "from vaults.storage import LocalBackend, VaultStore\n"
-        "store = VaultStore(LocalBackend(sys.argv[1]))\n"
+        "from vaults.storage.crypto import DataKey, sealed\n"
+        "key = DataKey(bytes.fromhex(sys.argv[3]))\n"
+        "store = VaultStore(sealed(LocalBackend(sys.argv[1]), key))\n"
         "store.backup(Path(sys.argv[2]), 'killed', progress=lambda d, t: os._exit(3))\n"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "store"), str(tmp_path / "other")],
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(tmp_path / "store"),
+            str(tmp_path / "other"),
+            store.backend.key._secret.hex(),
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         timeout=60,
@@ -713,7 +723,7 @@ def incremental_source(root: Path) -> Path:
 def test_parent_backup_reads_only_changed_files_and_restores_byte_identical(
     tmp_path: Path,
 ) -> None:
-    store = VaultStore(LocalBackend(tmp_path / "store"), timestamp_slack=0)
+    store = VaultStore(sealed(LocalBackend(tmp_path / "store")), timestamp_slack=0)
     source = incremental_source(tmp_path)
     first = store.backup(source, "p1")
     assert first.read_bytes == first.logical_bytes and first.unchanged_files == 0
@@ -756,7 +766,7 @@ def test_files_changed_close_to_the_parent_backup_are_read_again(
 
 
 def test_missing_damaged_or_version_1_parent_falls_back_to_reading(tmp_path: Path) -> None:
-    store = VaultStore(LocalBackend(tmp_path / "store"), timestamp_slack=0)
+    store = VaultStore(sealed(LocalBackend(tmp_path / "store")), timestamp_slack=0)
     source = incremental_source(tmp_path)
     first = store.backup(source, "p1")
     store.backend.put("manifests/bad.json", b"{not json")
@@ -786,7 +796,7 @@ def test_missing_damaged_or_version_1_parent_falls_back_to_reading(tmp_path: Pat
 
 
 def test_gc_during_a_parent_backup_keeps_the_chunks_it_reuses(tmp_path: Path) -> None:
-    store = VaultStore(LocalBackend(tmp_path / "store"), timestamp_slack=0)
+    store = VaultStore(sealed(LocalBackend(tmp_path / "store")), timestamp_slack=0)
     source = incremental_source(tmp_path)
     store.backup(source, "p1")
     write(source / "small" / "03.txt", b"changed")
@@ -835,7 +845,7 @@ def test_parent_backup_whose_chunks_a_running_gc_condemned_is_not_published(
 ) -> None:
     stores: list[VaultStore] = []
     backend = ParentRacingBackend(tmp_path / "store", stores)
-    store = VaultStore(backend, poll_interval=0.01, timestamp_slack=0)
+    store = VaultStore(sealed(backend), poll_interval=0.01, timestamp_slack=0)
     stores.append(store)
     source = incremental_source(tmp_path)
     store.backup(source, "p1")

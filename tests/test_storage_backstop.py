@@ -39,6 +39,7 @@ from vaults.jobs import requests, runner, schedules, sweeps
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 from vaults.storage import LocalBackend, VaultStore
 from vaults.storage.backends import COMPLIANCE
+from vaults.storage.crypto import sealed
 from vaults.storage.errors import PointRetained
 from vaults.storage.holds import Keep, Note, keep_of
 from vaults.storage.manifest import Manifest, Terms
@@ -245,7 +246,7 @@ def test_a_locked_points_keep_never_shrinks_whatever_is_noted(
 def test_delete_point_refuses_before_the_retain_until_and_gc_keeps_the_chunks(
     tmp_path: Path,
 ) -> None:
-    store = VaultStore(LocalBackend(tmp_path / "store"))
+    store = VaultStore(sealed(LocalBackend(tmp_path / "store")))
     source = write_tree(tmp_path / "source")
     store.backup(source, "p1", terms=Terms(T0 + 30 * DAY, locked_vault=True))
     store.holds.note("p1", at=T0 + DAY, release=True)  # a release is no use on a locked point

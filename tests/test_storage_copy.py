@@ -1,6 +1,7 @@
-"""The copy data plane (vaults/storage/copy.py) alone, on two local stores: only missing
-chunks travel, the manifest and digest are the source's, a stopped copy resumes, a damaged
-source never publishes, and an archived point copies pack by pack."""
+"""The copy data plane (vaults/storage/copy.py) alone, on two local stores with their own
+data keys: only missing chunks travel, re-encrypted and re-keyed (the replica's manifest names
+its own chunk ids; same entries), a stopped copy resumes, a damaged source never publishes,
+and an archived point copies pack by pack."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from vaults.storage import ArchiveStore, LocalBackend, VaultStore
 from vaults.storage.chunks import chunk_key
 from vaults.storage.copy import CopyRefused, copy_archived, copy_point
+from vaults.storage.crypto import sealed
 from vaults.storage.errors import CorruptChunk
 
 
@@ -25,7 +27,9 @@ def _tree(root: Path, files: int = 12) -> Path:
 
 @pytest.fixture
 def stores(tmp_path: Path) -> tuple[VaultStore, VaultStore]:
-    return VaultStore(LocalBackend(tmp_path / "src")), VaultStore(LocalBackend(tmp_path / "dst"))
+    return VaultStore(sealed(LocalBackend(tmp_path / "src"))), VaultStore(
+        sealed(LocalBackend(tmp_path / "dst"))
+    )
 
 
 def test_a_copy_is_byte_for_byte_and_only_missing_chunks_travel(
@@ -35,8 +39,13 @@ def test_a_copy_is_byte_for_byte_and_only_missing_chunks_travel(
     data = _tree(tmp_path / "data")
     first = source.backup(data, "p1")
     result = copy_point(source, target, "p1", expected_digest=first.manifest_digest)
-    assert result.digest == first.manifest_digest and result.chunks_copied == result.chunks_total
-    assert target.read_manifest("p1") == source.read_manifest("p1")
+    assert result.source_digest == first.manifest_digest
+    assert result.chunks_copied == result.chunks_total
+    assert result.digest == blake3.blake3(target.read_manifest("p1")).hexdigest()
+    mine, theirs = source.manifest("p1"), target.manifest("p1")
+    assert [n.path for n in mine.nodes] == [n.path for n in theirs.nodes]
+    assert set(mine.chunks).isdisjoint(theirs.chunks)  # same content, unlinkable names
+    assert list(mine.chunks.values()) == list(theirs.chunks.values())
     assert target.verify("p1").ok
     # Idempotent: again, nothing moves.
     again = copy_point(source, target, "p1")
@@ -101,13 +110,14 @@ def test_an_archived_point_copies_into_the_replicas_archive(
 ) -> None:
     source, target = stores
     first = source.backup(_tree(tmp_path / "data", files=4), "p1")
-    src_archive = ArchiveStore(LocalBackend(tmp_path / "src-archive"))
-    dst_archive = ArchiveStore(LocalBackend(tmp_path / "dst-archive"))
+    src_archive = ArchiveStore(sealed(LocalBackend(tmp_path / "src-archive"), source.backend.key))
+    dst_archive = ArchiveStore(sealed(LocalBackend(tmp_path / "dst-archive"), target.backend.key))
     src_archive.archive_point(source, "p1")
     result = copy_archived(src_archive, dst_archive, "p1", expected_digest=first.manifest_digest)
-    assert result.digest == first.manifest_digest
+    assert result.source_digest == first.manifest_digest
+    assert result.digest != first.manifest_digest  # the replica's own keyed ids
     assert copy_archived(src_archive, dst_archive, "p1").already_there
     # It rehydrates and restores from the replica's archive alone.
     dst_archive.rehydrate("p1", target)
-    assert blake3.blake3(target.read_manifest("p1")).hexdigest() == first.manifest_digest
+    assert blake3.blake3(target.read_manifest("p1")).hexdigest() == result.digest
     assert target.verify("p1").ok

@@ -9,6 +9,11 @@
   ``HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS``; writing an anchor that exists already extends its
   lock, so the latest anchor stays locked while the log does not grow.
 
+Every anchor is sealed (SPEC 3.11) with a data key of its own store, kept only wrapped by
+the master key under ``keys/`` beside the anchors (`vaults.keyring.anchor_backend`). Anchors
+written in plaintext before encryption are still read, but only those older than the store's
+first key: a plaintext anchor written since is refused.
+
 Registered with the kernel in ``VaultsConfig.ready``; the kernel never imports this module.
 """
 
@@ -25,9 +30,11 @@ from django.conf import settings
 from portal import clock
 from portal.anchors import AnchorStore, AnchorStoreError
 
+from .keyring import anchor_backend
 from .locations import S3_SCHEME, s3_client
 from .models import Vault
 from .storage.backends import Backend, LocalBackend, Retention
+from .storage.crypto import KEYS_PREFIX, SealedBackend, is_sealed
 from .storage.errors import StorageError
 from .storage.s3 import S3Backend
 from .storage.s3_client import parse_location
@@ -44,11 +51,11 @@ class BackendAnchorStore:
     remote: bool
 
     @functools.cached_property
-    def backend(self) -> Backend:
+    def backend(self) -> SealedBackend:
         # Made on first use, inside the calls that turn failures into sentences: a local
         # backend creates its directory, which a web host without the storage cannot.
         try:
-            return self.make_backend()
+            return anchor_backend(self.make_backend())
         except (StorageError, OSError) as exc:
             raise AnchorStoreError(f"cannot open {self.name}: {exc}") from None
 
@@ -61,6 +68,8 @@ class BackendAnchorStore:
     def write_once(self, name: str, data: bytes) -> bool:
         try:
             retention = self._retention()
+            if retention is not None:
+                self.backend.keep_key_locked(retention)  # the key that opens the anchors
             if self.backend.put_if_absent(name, data, retention):
                 return True
             if retention is not None:
@@ -71,15 +80,26 @@ class BackendAnchorStore:
 
     def names(self) -> Iterator[str]:
         try:
-            yield from self.backend.list("")
+            yield from (key for key in self.backend.list("") if not key.startswith(KEYS_PREFIX))
         except (StorageError, OSError) as exc:
             raise AnchorStoreError(str(exc)) from None
 
     def read(self, name: str) -> bytes:
         try:
-            return self.backend.get(name)
+            backend = self.backend
+            blob = backend.inner.get(name)
+            if not is_sealed(blob) and backend.inner.mtime(name) >= self._encrypted_since():
+                raise AnchorStoreError(
+                    f"anchor {name} is in plaintext but was written after the anchors were "
+                    "encrypted: it is not trusted"
+                )
+            return backend.open(name, blob)
         except (StorageError, OSError) as exc:
             raise AnchorStoreError(str(exc)) from None
+
+    def _encrypted_since(self) -> float:
+        keys = list(self.backend.inner.list(KEYS_PREFIX))
+        return min((self.backend.inner.mtime(key) for key in keys), default=float("inf"))
 
 
 def local_store() -> BackendAnchorStore:

@@ -8,6 +8,9 @@ in ``HOLDFAST_S3_ARCHIVE_STORAGE_CLASS``. Any other location keeps the local lay
 file (docs/storage.md, "S3 and Object Lock"); ``s3://<name>@bucket/prefix`` is on the named
 endpoint of ``HOLDFAST_S3_ENDPOINTS`` instead (docs/replicas.md).
 
+Every backend handed out here is sealed with the vault's data key (`vaults.keyring`): the
+stores refuse any other, so nothing reaches a vault's storage unencrypted.
+
 What a vault's storage is told to keep is `vaults.storage_notes`.
 """
 
@@ -20,9 +23,11 @@ from typing import Any
 
 from django.conf import settings
 
+from . import keyring
 from .models import Vault
 from .storage import ArchiveStore, LocalBackend, VaultStore
 from .storage.backends import Backend
+from .storage.crypto import SealedBackend
 from .storage.errors import StorageError
 from .storage.holds import Holds
 from .storage.s3 import S3Backend
@@ -104,14 +109,16 @@ def _s3_locations(vault: Vault) -> tuple[S3Location, S3Location]:
     return base.child("standard"), archive
 
 
-def standard_backend(vault: Vault) -> Backend:
+def raw_standard_backend(vault: Vault) -> Backend:
+    """The vault's standard tier as stored (sealed objects): for key management only."""
     if is_s3(vault.storage_location):
         standard = _s3_locations(vault)[0]
         return S3Backend(s3_client(standard.endpoint), standard)
     return LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "vaults" / vault.name)
 
 
-def archive_backend(vault: Vault) -> Backend:
+def raw_archive_backend(vault: Vault) -> Backend:
+    """The vault's archive tier as stored (sealed objects): for key management only."""
     if is_s3(vault.storage_location):
         archive = _s3_locations(vault)[1]
         return S3Backend(
@@ -121,6 +128,14 @@ def archive_backend(vault: Vault) -> Backend:
             storage_class_suffix=".zst",
         )
     return LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "archive" / vault.name)
+
+
+def standard_backend(vault: Vault) -> SealedBackend:
+    return keyring.sealed(vault, raw_standard_backend(vault))
+
+
+def archive_backend(vault: Vault) -> SealedBackend:
+    return keyring.sealed(vault, raw_archive_backend(vault))
 
 
 def vault_store(vault: Vault) -> VaultStore:

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from portal import clock
 from portal.gate import DomainError
 
-from .locations import has_store, standard_backend, vault_store
+from .locations import has_store, raw_standard_backend, vault_store
 from .models import RecoveryPoint, Vault
 from .storage.backends import COMPLIANCE, GOVERNANCE, Retention
 from .storage.errors import StorageError
@@ -37,7 +37,7 @@ def point_retention(vault: Vault, expires_at: datetime, *, operational: bool) ->
 
     Operational (snapshot-only) points are outside immutability (SPEC 3.2)."""
     mode = lock_mode(vault)
-    if mode is None or operational or not standard_backend(vault).supports_object_lock:
+    if mode is None or operational or not raw_standard_backend(vault).supports_object_lock:
         return None
     return Retention(mode, expires_at)
 

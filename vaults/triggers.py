@@ -10,6 +10,8 @@ or ignoring them). Each is judged on values an attacker cannot move:
   point whose vault cannot be found is treated as protected (fail closed);
 - an item is deleted only after its points, and a vault only once it has no items, so the
   rows a rule reads cannot be removed first behind deferred foreign keys;
+- a vault's data key never changes once set (only its wrapped copy, by rotation), and a
+  vault whose objects are all encrypted never goes back;
 - a vault's kind and storage location never change; a locked vault stays locked and keeps a
   guard (which may only be replaced by another); always-on soft delete never goes back and
   its retention never shrinks; a soft-deleted item's purge date never moves earlier;
@@ -52,6 +54,22 @@ def keys_fixed(name: str, *columns: str) -> pgtrigger.Protect:
 
 VAULT_TRIGGERS = [
     keys_fixed("vault_keys_fixed", "id", "name", "kind", "storage_location"),
+    # A vault's data key, once it has one, is that key for ever (SPEC 3.11): its wrapped copy
+    # may be rewrapped (master key rotation), never swapped for another key or removed.
+    pgtrigger.Protect(
+        name="vault_data_key_fixed",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Condition(
+            "OLD.data_key_id <> '' AND (NEW.data_key_id IS DISTINCT FROM OLD.data_key_id "
+            "OR NEW.data_key = '')"
+        ),
+    ),
+    # Plaintext objects are a leftover of the upgrade, never allowed back in.
+    pgtrigger.Protect(
+        name="vault_encrypted_stays",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Condition("NEW.plaintext_objects AND NOT OLD.plaintext_objects"),
+    ),
     # A locked vault stays locked, whatever the caller (SPEC 3.2).
     pgtrigger.Protect(
         name="vault_locked_stays_locked",

@@ -23,10 +23,12 @@ from portal.models import Alert
 from portal.services import approvals_expire
 
 from .. import services
+from ..keyring import stored_key_backend
 from ..locations import archive_store, vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..storage import ArchiveStore, PointNotFound, StorageError, VaultStore
 from ..storage.backends import LocalBackend
+from ..storage.crypto import KeyUnavailable, SealedBackend
 from ..storage.errors import ObjectLocked, PointRetained
 from ..storage.holds import Holds
 from ..storage_notes import storage_note
@@ -280,12 +282,22 @@ def stores_without_vault(*, now: datetime | None = None) -> int:
     }
     found = 0
     for name in sorted(names - set(Vault.objects.values_list("name", flat=True))):
-        holds = Holds(LocalBackend(root / "vaults" / name))
+        # Opened with the data key kept beside the data: no row holds it any more.
+        try:
+            standard = stored_key_backend(LocalBackend(root / "vaults" / name))
+        except KeyUnavailable as exc:
+            # Unreadable without its key: what it keeps cannot be judged, so it is reported.
+            _point_missing(None, [f"keys/ ({exc})"], name=name)
+            found += 1
+            continue
+        holds = Holds(standard)
+        archive = SealedBackend(
+            LocalBackend(root / "archive" / name),
+            standard.key,
+            legacy_plaintext=True,
+        )
         kept: set[str] = set()
-        for store in (
-            VaultStore(holds.backend),
-            ArchiveStore(LocalBackend(root / "archive" / name), holds=holds),
-        ):
+        for store in (VaultStore(standard), ArchiveStore(archive, holds=holds)):
             for key in store.points():
                 with contextlib.suppress(PointNotFound):
                     if not store.keep(key).allows_delete(now):

@@ -11,9 +11,10 @@ from portal import gate
 from portal.gate import Check, DomainError
 from portal.validators import check_storable
 
-from .. import locations
+from .. import keyring, locations
 from ..models import Vault
 from ..storage import StorageError
+from ..storage.crypto import KeyUnavailable
 from ..storage.s3_client import parse_location
 from .common import validation_error, vault_change
 
@@ -44,6 +45,11 @@ def vault_create(
         except ValidationError as exc:
             raise validation_error(exc) from exc
         _check_storage_location(vault.storage_location)
+        # Born with its own data key, wrapped by the master key (SPEC 3.11).
+        try:
+            keyring.give_data_key(vault)
+        except KeyUnavailable as exc:
+            raise DomainError("storage_unavailable", str(exc)) from None
 
     def change(check: Check) -> Vault:
         vault.save()

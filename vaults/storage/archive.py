@@ -25,9 +25,9 @@ from typing import Any
 import blake3
 import zstandard
 
-from .backends import Backend, Retention
+from .backends import Retention
 from .backup import ImportResult
-from .chunks import chunk_id
+from .crypto import ObjectTampered, SealedBackend, require_sealed
 from .errors import CorruptChunk, ObjectNotFound, PointNotFound, PointRetained, StorageError
 from .holds import Holds, Keep
 from .locks import PointLock, read_locks
@@ -56,19 +56,32 @@ class ArchiveResult:
     stored_bytes: int
 
 
+def unpack(blob: bytes, key: str, decompressor: zstandard.ZstdDecompressor | None = None) -> bytes:
+    """The concatenated chunk plaintexts of an opened pack object."""
+    if blob[:3] != PACK_MAGIC:
+        raise StorageError(f"Archive pack {key} is damaged: its header is missing.")
+    decompressor = decompressor or zstandard.ZstdDecompressor(max_window_size=1 << WINDOW_LOG)
+    try:
+        return decompressor.decompress(memoryview(blob)[PACK_HEADER_SIZE:])
+    except zstandard.ZstdError as exc:
+        raise StorageError(f"Archive pack {key} does not decompress: {exc}.") from None
+
+
 class ArchiveStore:
     """Dense, per-point archive copies of recovery points from a `VaultStore`."""
 
     def __init__(
         self,
-        backend: Backend,
+        backend: SealedBackend,
         *,
         level: int = DEFAULT_ARCHIVE_LEVEL,
         pack_bytes: int = DEFAULT_PACK_BYTES,
         threads: int = -1,
         holds: Holds | None = None,
     ) -> None:
-        self.backend = backend
+        # The same data key as the vault's standard tier: chunk ids in the index and the
+        # manifest copy are that vault's keyed ids.
+        self.backend = require_sealed(backend)
         self.level = level
         self.pack_bytes = pack_bytes
         self.threads = threads
@@ -95,7 +108,7 @@ class ArchiveStore:
     def has_point(self, point_id: str) -> bool:
         return self.backend.exists(self._manifest_key(point_id))
 
-    def _compress(self, data: bytes) -> bytes:
+    def _compress(self, data: bytes) -> tuple[bytes, bytes]:
         params = zstandard.ZstdCompressionParameters.from_level(
             self.level,
             window_log=WINDOW_LOG,
@@ -104,7 +117,7 @@ class ArchiveStore:
             write_content_size=True,
         )
         packed = zstandard.ZstdCompressor(compression_params=params).compress(data)
-        return PACK_MAGIC + bytes((PACK_FORMAT_VERSION, PACK_CODEC_ZSTD)) + packed
+        return PACK_MAGIC + bytes((PACK_FORMAT_VERSION, PACK_CODEC_ZSTD)), packed
 
     def archive_point(
         self, vault_store: VaultStore, point_id: str, *, retention: Retention | None = None
@@ -133,14 +146,17 @@ class ArchiveStore:
             if not buffer:
                 return
             key = f"{prefix}pack-{len(packs):06d}.zst"
-            blob = self._compress(b"".join(buffer))
-            self.backend.put(key, blob, retention)
+            header, packed = self._compress(b"".join(buffer))
+            # Sealed in the same pass, never joined to its header first.
+            self.backend.put_sealed(key, self.backend.seal(key, header, packed), retention)
+            digest = blake3.blake3(header)
+            digest.update(packed)
             packs.append(
                 {
                     "key": key,
-                    "size": len(blob),
+                    "size": len(header) + len(packed),
                     "plain_size": buffered,
-                    "digest": blake3.blake3(blob).hexdigest(),
+                    "digest": digest.hexdigest(),
                 }
             )
             buffer, buffered = [], 0
@@ -206,16 +222,15 @@ class ArchiveStore:
                 raise StorageError(
                     f"Archive pack {key} of point {point_id!r} is missing."
                 ) from None
-            if blake3.blake3(blob).hexdigest() != pack["digest"] or blob[:3] != PACK_MAGIC:
+            except ObjectTampered as exc:
+                raise StorageError(f"Archive pack {key} of point {point_id!r}: {exc}") from None
+            if blake3.blake3(blob).hexdigest() != pack["digest"]:
                 raise StorageError(f"Archive pack {key} of point {point_id!r} is damaged.")
-            try:
-                plain = decompressor.decompress(memoryview(blob)[PACK_HEADER_SIZE:])
-            except zstandard.ZstdError as exc:
-                raise StorageError(f"Archive pack {key} does not decompress: {exc}.") from None
+            plain = unpack(blob, key, decompressor)
             for digest, _pack, offset, length in by_pack.get(number, []):
                 start, stop = int(offset), int(offset) + int(length)
                 data = plain[start:stop]
-                if chunk_id(data) != digest:
+                if not self.backend.chunk_matches(str(digest), data):
                     raise CorruptChunk(str(digest), f"its copy in archive pack {key} is damaged")
                 yield str(digest), data
 

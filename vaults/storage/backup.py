@@ -238,6 +238,7 @@ def _chunk_writer(
 ) -> ChunkWriter:
     """A chunk writer storing into ``store`` under ``session``'s lease and lock."""
     return ChunkWriter(
+        chunk_id=store.backend.chunk_id,
         store_chunk=partial(
             store_chunk, store.backend, level=store.level, retention=session.retention
         ),
@@ -389,8 +390,9 @@ def import_point(
         with ThreadPoolExecutor(store.workers, thread_name_prefix="holdfast-import") as pool:
             writer = _chunk_writer(store, session, pool, None, manifest.logical_bytes)
             for claimed, data in chunks:
-                if writer.add(data) != claimed:
-                    raise CorruptChunk(claimed, "its content does not match its BLAKE3 hash")
+                if not store.backend.chunk_matches(claimed, data):
+                    raise CorruptChunk(claimed, "its content does not match its keyed hash")
+                writer.add(data, claimed)
                 seen.add(claimed)
             writer.finish()
         missing = set(manifest.chunks) - seen

@@ -1,7 +1,9 @@
-"""Chunk objects: content-defined cutting, hashing and the on-store encoding.
+"""Chunk objects: content-defined cutting and the encoding under the encryption layer.
 
-A chunk is identified by the BLAKE3 hex digest of its plaintext and stored once per store
-under `chunks/<first two hex digits>/<digest>` as a 5-byte header followed by the payload:
+A chunk is identified by the keyed BLAKE3 hex digest of its plaintext (the key derived from
+its vault's data key, `crypto.DataKey.chunk_id`) and stored once per store under
+`chunks/<first two hex digits>/<id>`. Its encoding, sealed by the store's `SealedBackend`
+before it reaches storage, is a 5-byte header followed by the payload:
 
     b"HFC" | format version (1 byte, currently 1) | codec (1 byte: 0 raw, 1 zstd)
 """
@@ -11,10 +13,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import blake3
 import zstandard
 from fastcdc import fastcdc
 
+from .crypto import ChunkIds
 from .errors import CorruptChunk
 
 CHUNK_MAGIC = b"HFC"
@@ -45,10 +47,6 @@ DEFAULT_LEVEL = 3
 _local = threading.local()
 
 
-def chunk_id(data: bytes | memoryview) -> str:
-    return blake3.blake3(data).hexdigest()
-
-
 def chunk_key(chunk_id: str) -> str:
     return f"chunks/{chunk_id[:2]}/{chunk_id}"
 
@@ -69,16 +67,18 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return decompressor
 
 
-def encode_chunk(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
-    """Header plus zstd payload, or the raw bytes when compression does not pay."""
+def encode_chunk(data: bytes, level: int = DEFAULT_LEVEL) -> tuple[bytes, bytes]:
+    """Header and payload (zstd, or the raw bytes when compression does not pay), as two
+    parts: the sealing encrypts them into the stored object in one pass, never joined."""
     packed = _compressor(level).compress(data)
     if len(packed) < len(data):
-        return CHUNK_MAGIC + bytes((CHUNK_FORMAT_VERSION, CODEC_ZSTD)) + packed
-    return CHUNK_MAGIC + bytes((CHUNK_FORMAT_VERSION, CODEC_RAW)) + data
+        return CHUNK_MAGIC + bytes((CHUNK_FORMAT_VERSION, CODEC_ZSTD)), packed
+    return CHUNK_MAGIC + bytes((CHUNK_FORMAT_VERSION, CODEC_RAW)), data
 
 
-def decode_chunk(expected_id: str, blob: bytes, expected_size: int | None = None) -> bytes:
-    """Return the plaintext of a stored chunk, checking header, size and hash."""
+def decode_chunk(expected_id: str, blob: bytes, expected_size: int | None, ids: ChunkIds) -> bytes:
+    """Return the plaintext of a chunk's opened object, checking header, size and its keyed
+    hash (`ids`, the store's sealed backend)."""
     if len(blob) < HEADER_SIZE or blob[:3] != CHUNK_MAGIC:
         raise CorruptChunk(expected_id, "its header is missing or damaged")
     version, codec = blob[3], blob[4]
@@ -96,8 +96,8 @@ def decode_chunk(expected_id: str, blob: bytes, expected_size: int | None = None
         raise CorruptChunk(expected_id, f"unknown codec {codec}")
     if expected_size is not None and len(data) != expected_size:
         raise CorruptChunk(expected_id, f"it holds {len(data)} bytes, expected {expected_size}")
-    if chunk_id(data) != expected_id:
-        raise CorruptChunk(expected_id, "its content does not match its BLAKE3 hash")
+    if not ids.chunk_matches(expected_id, data):
+        raise CorruptChunk(expected_id, "its content does not match its keyed BLAKE3 hash")
     return data
 
 

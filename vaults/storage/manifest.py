@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -176,7 +176,7 @@ class Manifest:
     def to_bytes(self) -> bytes:
         document = {
             "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
+            "version": self.version,
             "point_id": self.point_id,
             "created_at": self.created_at,
             "started_at_ns": self.started_at_ns,
@@ -192,7 +192,8 @@ class Manifest:
                     "avg_size": SMALL_AVG_SIZE,
                     "max_size": SMALL_MAX_SIZE,
                 },
-                "hash": "blake3",
+                # Keyed by the vault's data key (docs/storage.md, "Encryption").
+                "hash": "blake3-keyed",
             },
             "logical_bytes": self.logical_bytes,
             "file_count": self.file_count,
@@ -202,6 +203,16 @@ class Manifest:
         }
         # ensure_ascii keeps surrogate-escaped names encodable.
         return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+    def rekeyed(self, ids: dict[str, str]) -> Manifest:
+        """The same point with every chunk id mapped through ``ids`` (a copy into another
+        vault, whose chunk ids are keyed by its own data key; ids not in ``ids`` stay)."""
+        nodes = [
+            replace(node, extents=[(ids.get(c, c), o, n) for c, o, n in node.extents])
+            for node in self.nodes
+        ]
+        chunks = {ids.get(chunk, chunk): size for chunk, size in self.chunks.items()}
+        return replace(self, nodes=nodes, chunks=chunks)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Manifest:

@@ -2,11 +2,15 @@
 
 Layout of a store's backend (docs/storage.md has the full format):
 
-    chunks/<ab>/<blake3 hex>          chunk objects, written once
+    keys/data-key-<master id>.json    the vault's data key, wrapped by the master key
+    chunks/<ab>/<keyed blake3 hex>    chunk objects, written once
     manifests/<point_id>.json         one per complete recovery point, written last
     leases/<point_id>/lease.json      a writer in flight (backup or rehydration)
     leases/<point_id>/refs-<n>.json   chunk ids that writer has referenced so far
     gc/<run id>.json                  a garbage collection in flight
+
+Every object but the wrapped keys is sealed (AES-256-GCM) by the store's `SealedBackend`
+(`crypto`): a store opened on anything else refuses, so nothing is written in plaintext.
 
 `VaultStore` reads points and keeps the store's settings; each path through it has its own
 module: `backup` (and `source`, `writer`), `restore`, `verify`, `gc`, `locks`, with the
@@ -27,9 +31,10 @@ from . import gc as gc_path
 from . import locks as lock_path
 from . import restore as restore_path
 from . import verify as verify_path
-from .backends import Backend, ObjectLock, Retention
+from .backends import ObjectLock, Retention
 from .backup import BackupResult, ImportResult
 from .chunks import DEFAULT_LEVEL, chunk_key, decode_chunk
+from .crypto import ObjectTampered, SealedBackend, require_sealed
 from .errors import CorruptChunk, ObjectNotFound, PointNotFound, PointRetained, StorageError
 from .gc import GcResult
 from .holds import Holds, Keep
@@ -68,7 +73,7 @@ class VaultStore:
 
     def __init__(
         self,
-        backend: Backend,
+        backend: SealedBackend,
         *,
         level: int = DEFAULT_LEVEL,
         workers: int | None = None,
@@ -78,7 +83,7 @@ class VaultStore:
         poll_interval: float = 0.2,
         timestamp_slack: float = DEFAULT_TIMESTAMP_SLACK,
     ) -> None:
-        self.backend = backend
+        self.backend = require_sealed(backend)
         self.level = level
         # zstd and blake3 release the GIL; two threads a core also hide fsync waits.
         self.workers = workers or min(8, 2 * (os.cpu_count() or 1))
@@ -127,7 +132,9 @@ class VaultStore:
             blob = self.backend.get(chunk_key(digest))
         except ObjectNotFound:
             raise CorruptChunk(digest, "it is missing from the store") from None
-        return decode_chunk(digest, blob, expected_size)
+        except ObjectTampered as exc:
+            raise CorruptChunk(digest, exc.reason) from None
+        return decode_chunk(digest, blob, expected_size, self.backend)
 
     # Writing, restoring, checking: each path has its own module -------------------------
 

@@ -1,14 +1,18 @@
-"""Verification: re-read and re-hash every chunk a point references."""
+"""Verification: re-read, authenticate and re-hash every chunk a point references.
+
+A chunk passes when its object opens (the AES-GCM tag, bound to its name) and its plaintext
+matches its keyed BLAKE3 id; either failure makes it bad, and `bad_reasons` says which."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import blake3
 
 from .chunks import chunk_key, decode_chunk
+from .crypto import ObjectTampered
 from .errors import CorruptChunk, ObjectNotFound
 from .manifest import Manifest
 from .writer import Progress
@@ -24,6 +28,8 @@ class VerifyResult:
     bad_chunks: list[str]
     missing_chunks: list[str]
     manifest_digest: str = ""
+    # Why each bad chunk failed, by id: "it fails authentication ..." or a hash mismatch.
+    bad_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def verify_point(
@@ -34,6 +40,7 @@ def verify_point(
     manifest = Manifest.from_bytes(raw)
     bad: list[str] = []
     missing: list[str] = []
+    reasons: dict[str, str] = {}
 
     def check(item: tuple[str, int]) -> str:
         digest, size = item
@@ -41,9 +48,13 @@ def verify_point(
             blob = store.backend.get(chunk_key(digest))
         except ObjectNotFound:
             return "missing"
+        except ObjectTampered as exc:
+            reasons[digest] = exc.reason
+            return "bad"
         try:
-            decode_chunk(digest, blob, size)
-        except CorruptChunk:
+            decode_chunk(digest, blob, size, store.backend)
+        except CorruptChunk as exc:
+            reasons[digest] = exc.reason
             return "bad"
         return "ok"
 
@@ -64,4 +75,5 @@ def verify_point(
         bad_chunks=bad,
         missing_chunks=missing,
         manifest_digest=blake3.blake3(raw).hexdigest(),
+        bad_reasons={digest: reasons[digest] for digest in bad if digest in reasons},
     )

@@ -19,10 +19,10 @@ from .chunks import (
     SMALL_MAX_SIZE,
     SMALL_MIN_SIZE,
     StreamChunker,
-    chunk_id,
     chunk_key,
     encode_chunk,
 )
+from .crypto import SealedBackend
 from .errors import ObjectNotFound
 from .manifest import Node
 
@@ -47,26 +47,32 @@ def keep_locked(backend: Backend, key: str, retention: Retention) -> bool:
 
 
 def store_chunk(
-    backend: Backend, digest: str, data: bytes, *, level: int, retention: Retention | None = None
+    backend: SealedBackend,
+    digest: str,
+    data: bytes,
+    *,
+    level: int,
+    retention: Retention | None = None,
 ) -> int | None:
     """Write a chunk unless present; the stored size if written, None if it existed.
 
+    The chunk is compressed and sealed in one pass (`encode_chunk`, `SealedBackend.seal`).
     With a `retention`, a chunk already stored has its lock extended to cover it (a
     deduplicated chunk is locked until the latest expiry of the points using it)."""
     key = chunk_key(digest)
     if retention is not None and backend.supports_object_lock:
         if keep_locked(backend, key, retention):
             return None
-        blob = encode_chunk(data, level)
-        if not backend.put_if_absent(key, blob, retention):
+        blob = backend.seal(key, *encode_chunk(data, level))
+        if not backend.put_sealed(key, blob, retention, if_absent=True):
             # Another writer stored it between our look and our write: extend its lock.
             keep_locked(backend, key, retention)
             return None
         return len(blob)
     if backend.exists(key):
         return None
-    blob = encode_chunk(data, level)
-    backend.put(key, blob, retention)
+    blob = backend.seal(key, *encode_chunk(data, level))
+    backend.put_sealed(key, blob, retention)
     return len(blob)
 
 
@@ -76,6 +82,7 @@ class ChunkWriter:
     def __init__(
         self,
         *,
+        chunk_id: Callable[[bytes], str],
         store_chunk: Callable[[str, bytes], int | None],
         record: Callable[[list[str]], None],
         heartbeat: Callable[[], None],
@@ -84,7 +91,9 @@ class ChunkWriter:
         total: int,
     ) -> None:
         # Store one chunk (None: it was there already); name chunks in the writer's lease,
-        # which must happen before they are looked for; keep the lease alive.
+        # which must happen before they are looked for; keep the lease alive. `chunk_id`
+        # is the store's keyed hash.
+        self.chunk_id = chunk_id
         self.store_chunk = store_chunk
         self.record = record
         self.heartbeat = heartbeat
@@ -104,8 +113,10 @@ class ChunkWriter:
         self._unreported = 0
         self._in_flight: deque[tuple[list[tuple[str, Future[int | None]]], int]] = deque()
 
-    def add(self, data: bytes) -> str:
-        digest = chunk_id(data)
+    def add(self, data: bytes, digest: str = "") -> str:
+        """Reference a chunk (written unless the store has it); its id. ``digest``: an id the
+        caller has checked already (an import keeps the ids its manifest names)."""
+        digest = digest or self.chunk_id(data)
         self._unreported += len(data)
         if digest not in self.chunks:
             self.chunks[digest] = len(data)
