@@ -44,7 +44,7 @@ from s3 import moto  # noqa: E402
 from vaults.storage import LocalBackend, VaultStore  # noqa: E402
 from vaults.storage.backends import GOVERNANCE, Retention  # noqa: E402
 from vaults.storage.copy import CopyResult, copy_point  # noqa: E402
-from vaults.storage.crypto import sealed
+from vaults.storage.crypto import sealed  # noqa: E402
 from vaults.storage.s3 import S3Backend  # noqa: E402
 from vaults.storage.s3_client import parse_location  # noqa: E402
 from vaults.storage.store import DEFAULT_TIMESTAMP_SLACK  # noqa: E402

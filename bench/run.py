@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vaults.storage import LocalBackend, VaultStore  # noqa: E402
-from vaults.storage.crypto import sealed
+from vaults.storage.crypto import sealed  # noqa: E402
 from vaults.storage.store import DEFAULT_TIMESTAMP_SLACK  # noqa: E402
 
 MIB = 1024 * 1024

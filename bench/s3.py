@@ -39,7 +39,7 @@ from run import MIB, generate, timed  # noqa: E402
 from tests.s3server import ceph_missing, ceph_reaper, start_ceph, stop_ceph  # noqa: E402
 from vaults.storage import LocalBackend, VaultStore  # noqa: E402
 from vaults.storage.backends import GOVERNANCE, Retention  # noqa: E402
-from vaults.storage.crypto import sealed
+from vaults.storage.crypto import sealed  # noqa: E402
 from vaults.storage.s3 import S3Backend  # noqa: E402
 from vaults.storage.s3_client import make_client, parse_location  # noqa: E402
 

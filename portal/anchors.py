@@ -32,6 +32,11 @@ class AnchorStoreError(Exception):
     """A store could not be read or written; the message is a sentence to show."""
 
 
+class AnchorUntrusted(AnchorStoreError):
+    """An anchor was read but cannot be trusted (it fails authentication, or was written in
+    plaintext where anchors are sealed): as bad as a malformed one, a failure to name."""
+
+
 @dataclass(frozen=True)
 class Anchor:
     """The chain's head at ``at``: record ``record_id`` with ``hash``, the log holding
@@ -147,6 +152,9 @@ def read_latest(store: AnchorStore) -> StoreReading:
             return reading
         _, name = max(candidates)
         data = store.read(name)
+    except AnchorUntrusted as exc:
+        reading.invalid = str(exc)
+        return reading
     except AnchorStoreError as exc:
         reading.error = str(exc)
         return reading

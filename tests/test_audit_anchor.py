@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import types
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from tests.conftest import PASSWORD
 from tests.factories import make_vault
 from tests.s3server import S3Server, s3, s3_server  # noqa: F401  (fixtures)
 from tests.test_audit_chain import TABLE, some_history, tamper
+from vaults.anchors import local_store
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE
 from vaults.storage.errors import ObjectLocked
 from vaults.storage.s3 import S3Backend
@@ -46,7 +48,17 @@ def run(command: str, *args: str) -> tuple[str, str]:
 
 
 def anchor_files(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir() if not path.name.startswith("."))
+    """The anchors in a local anchor directory (``keys/`` holds the anchors' wrapped key)."""
+    return sorted(
+        path.name
+        for path in directory.iterdir()
+        if not path.name.startswith(".") and path.name != "keys"
+    )
+
+
+def read_anchor(name: str) -> bytes:
+    """An anchor's plaintext: anchors are sealed with their store's own key (SPEC 3.11)."""
+    return local_store().read(name)
 
 
 def rechain(records: list[AuditRecord], prev: str) -> None:
@@ -86,7 +98,8 @@ def test_audit_anchor_writes_the_head_once_to_the_local_store(
     name = f"{head.pk:020d}-{head.hash}.json"
     assert f"Anchored record {head.pk} ({len(records)} record(s), head {head.hash})" in out
     assert anchor_files(audit_anchor_dir) == [name]
-    payload = json.loads((audit_anchor_dir / name).read_bytes())
+    payload = json.loads(read_anchor(name))
+    assert b"holdfast-audit-anchor" not in (audit_anchor_dir / name).read_bytes()  # sealed
     assert payload["record_id"] == head.pk
     assert payload["hash"] == head.hash
     assert payload["count"] == len(records)
@@ -329,12 +342,22 @@ def test_a_forged_anchor_file_is_a_failure_that_names_it(
     some_history(admin, reader)
     run("audit_anchor")
     forged = f"{10**12:020d}-{'a' * 64}.json"
-    (audit_anchor_dir / forged).write_text("{}")
+    # Written in plaintext since the anchors were encrypted: not trusted, and said so.
+    bogus = Anchor(record_id=10**12, hash="a" * 64, count=10**12, at=datetime.now(UTC))
+    (audit_anchor_dir / forged).write_bytes(bogus.to_bytes())
+    with pytest.raises(CommandError, match=f"anchor {forged} is in plaintext .*not trusted"):
+        run("audit_verify")
+    # Bytes that do not open with the anchors' key: named, not trusted.
+    (audit_anchor_dir / forged).write_bytes(b"HFE\x01" + os.urandom(64))
+    with pytest.raises(CommandError, match=f"{forged} cannot be trusted: it fails authentication"):
+        run("audit_verify")
+    # Sealed with the anchors' key (whoever holds the master key) but not JSON: malformed.
+    local_store().backend.put(forged, b"{}")
     with pytest.raises(CommandError, match=f"the anchor {forged} is not a well-formed"):
         run("audit_verify")
     # A well-formed anchor of a record that never existed reads as a truncation.
-    bogus = Anchor(record_id=10**12, hash="a" * 64, count=10**12, at=datetime.now(UTC))
-    (audit_anchor_dir / forged).write_bytes(bogus.to_bytes())
+    (audit_anchor_dir / forged).unlink()
+    local_store().backend.put(forged, bogus.to_bytes())
     with pytest.raises(CommandError, match=f"Record {10**12}, anchored on .* is missing"):
         run("audit_verify")
 
@@ -369,7 +392,7 @@ def test_an_s3_anchor_is_locked_in_compliance_mode_and_cannot_be_deleted(
     out, _ = run("audit_anchor")
     assert f"in {location}/audit-anchors." in out
     backend = anchors_backend(s3, location)
-    [name] = list(backend.list(""))
+    [name] = [key for key in backend.list("") if not key.startswith("keys/")]
     assert name == f"{records[-1].pk:020d}-{records[-1].hash}.json"
     lock = backend.lock_of(name)
     assert lock.mode == COMPLIANCE
@@ -412,14 +435,14 @@ def test_an_unchanged_head_keeps_its_s3_anchor_locked_for_the_full_term(
     some_history(admin, reader)
     run("audit_anchor")
     backend = anchors_backend(s3, location)
-    [name] = list(backend.list(""))
+    [name] = [key for key in backend.list("") if not key.startswith("keys/")]
     first = backend.lock_of(name)
     assert first.mode == GOVERNANCE
     later = datetime.now(UTC) + timedelta(days=10)
     with clock.frozen(later):
         out, _ = run("audit_anchor")
     assert "Already anchored" in out
-    assert list(backend.list("")) == [name]
+    assert [key for key in backend.list("") if not key.startswith("keys/")] == [name]
     extended = backend.lock_of(name)
     assert first.until is not None and extended.until is not None
     assert extended.until >= later + timedelta(days=30) - timedelta(seconds=1)
@@ -440,7 +463,7 @@ def test_every_s3_vault_location_gets_the_anchor_when_none_is_configured(
     for prefix in ("one", "two"):
         location = f"s3://{bucket}/{prefix}"
         assert f"in {location}/audit-anchors." in out
-        assert len(list(anchors_backend(s3, location).list(""))) == 1
+        assert len(list(anchors_backend(s3, location).list("0"))) == 1
     out, _ = run("audit_verify")
     assert out.count("Matches the anchor in") == 3  # local disk and both vaults
 

@@ -28,13 +28,13 @@ from pathlib import Path
 from django.conf import settings
 
 from portal import clock
-from portal.anchors import AnchorStore, AnchorStoreError
+from portal.anchors import AnchorStore, AnchorStoreError, AnchorUntrusted
 
 from .keyring import anchor_backend
 from .locations import S3_SCHEME, s3_client
 from .models import Vault
 from .storage.backends import Backend, LocalBackend, Retention
-from .storage.crypto import KEYS_PREFIX, SealedBackend, is_sealed
+from .storage.crypto import KEYS_PREFIX, ObjectTampered, SealedBackend, is_sealed
 from .storage.errors import StorageError
 from .storage.s3 import S3Backend
 from .storage.s3_client import parse_location
@@ -89,11 +89,13 @@ class BackendAnchorStore:
             backend = self.backend
             blob = backend.inner.get(name)
             if not is_sealed(blob) and backend.inner.mtime(name) >= self._encrypted_since():
-                raise AnchorStoreError(
-                    f"anchor {name} is in plaintext but was written after the anchors were "
-                    "encrypted: it is not trusted"
+                raise AnchorUntrusted(
+                    f"the anchor {name} is in plaintext but was written after the anchors were "
+                    "encrypted (it is not trusted)"
                 )
             return backend.open(name, blob)
+        except ObjectTampered as exc:
+            raise AnchorUntrusted(str(exc)) from None
         except (StorageError, OSError) as exc:
             raise AnchorStoreError(str(exc)) from None
 

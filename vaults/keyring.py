@@ -39,6 +39,7 @@ from .storage.crypto import (
     key_object_name,
     open_stored_key,
     read_master_key,
+    sentence_start,
 )
 from .storage.errors import ObjectNotFound
 
@@ -136,7 +137,7 @@ def find_master(master_key_id: str, what: str) -> MasterKey:
     if found is None:
         current = provider().current()
         raise KeyUnavailable(
-            f"{what.capitalize()} is wrapped by master key {master_key_id}, but the master key "
+            f"{sentence_start(what)} is wrapped by master key {master_key_id}, but the master key "
             f"{current.source or 'configured'} is {current.key_id}: put the right key file back "
             "(HOLDFAST_KEY_FILE); nothing was read or written."
         )
@@ -148,7 +149,7 @@ def _unwrapped(wrapped_json: str, key_id: str, master_key_id: str, what: str) ->
     wrapped = WrappedKey.from_json(wrapped_json, where=what)
     if wrapped.key_id != key_id:
         raise KeyUnavailable(
-            f"{what.capitalize()} names key {wrapped.key_id}, but the vault's key is {key_id}: "
+            f"{sentence_start(what)} names key {wrapped.key_id}, but the vault's key is {key_id}: "
             "the wrapped copy was replaced; nothing was read or written."
         )
     return find_master(wrapped.master_key_id, what).unwrap(wrapped, what)

@@ -336,6 +336,8 @@ def copy_archived(
         )
     moved = 0
     for key, blob in blobs.items():
+        if _written_before(target, key, blob):
+            continue  # by an attempt that was stopped
         target.backend.put(key, blob, retention)
         moved += target.backend.size(key)
     raw_index = json.dumps(copy_index).encode()
@@ -353,3 +355,10 @@ def copy_archived(
         manifest.logical_bytes,
         source_digest=source_digest,
     )
+
+
+def _written_before(target: ArchiveStore, key: str, blob: bytes) -> bool:
+    try:
+        return target.backend.exists(key) and _digest(target.backend.get(key)) == _digest(blob)
+    except ObjectTampered:
+        return False  # rewritten

@@ -59,6 +59,11 @@ _CONTEXT_WRAPPING = "holdfast 2026-11-30 data key wrapping (AES-256-GCM)"
 _CONTEXT_MASTER_ID = "holdfast 2026-11-30 master key id"
 
 
+def sentence_start(what: str) -> str:
+    """``what`` starting a sentence: only its first letter raised (vault names keep case)."""
+    return what[:1].upper() + what[1:]
+
+
 def _derive(context: str, secret: bytes) -> bytes:
     return blake3.blake3(secret, derive_key_context=context).digest()
 
@@ -233,7 +238,7 @@ class MasterKey:
     def unwrap(self, wrapped: WrappedKey, what: str = "the data key") -> DataKey:
         if wrapped.master_key_id != self.key_id:
             raise KeyUnavailable(
-                f"{what.capitalize()} is wrapped by master key {wrapped.master_key_id}, but the "
+                f"{sentence_start(what)} is wrapped by master key {wrapped.master_key_id}, but the "
                 f"master key {self.source or 'given'} is {self.key_id}: put the right key file "
                 "back (HOLDFAST_KEY_FILE); nothing was read or written."
             )
@@ -245,12 +250,12 @@ class MasterKey:
             )
         except (InvalidTag, ValueError):
             raise KeyUnavailable(
-                f"{what.capitalize()} does not unwrap with master key {self.key_id}: the wrapped "
-                "copy is damaged or was replaced; nothing was read or written."
+                f"{sentence_start(what)} does not unwrap with master key {self.key_id}: the "
+                "wrapped copy is damaged or was replaced; nothing was read or written."
             ) from None
         key = DataKey(secret)
         if key.key_id != wrapped.key_id:
-            raise KeyUnavailable(f"{what.capitalize()} unwraps to another key than it names.")
+            raise KeyUnavailable(f"{sentence_start(what)} unwraps to another key than it names.")
         return key
 
 
