@@ -46,3 +46,15 @@ def lock_vault(vault: Vault, *, requester: Any, approver: Any = None) -> Vault:
     services.approval_approve(actor=approver, approval=approval)
     vault.refresh_from_db()
     return vault
+
+
+def stored_digest(point: Any) -> str:
+    """The digest of a point's manifest as its own vault stores it. A replica's copy has its
+    own (its chunk ids are keyed by the replica's data key), never its source's."""
+    import blake3
+
+    from vaults import locations
+
+    store = locations.archive_store if point.is_archived else locations.vault_store
+    raw = store(point.vault).backend.get(f"manifests/{point.storage_key}.json")
+    return str(blake3.blake3(raw).hexdigest())

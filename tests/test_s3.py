@@ -30,7 +30,7 @@ from vaults.models import Job, RecoveryPoint, Vault
 from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, ObjectLock, Retention
-from vaults.storage.crypto import sealed
+from vaults.storage.crypto import DataKey, sealed
 from vaults.storage.errors import ObjectLocked
 from vaults.storage.s3 import S3Backend
 from vaults.storage.s3_client import parse_location
@@ -310,7 +310,9 @@ def test_gc_deletes_only_objects_whose_lock_has_ended_and_reports_refusals(
     assert store.has_point("p1")
 
 
-def _archive(s3: S3Server, bucket: str, storage_class: str, **extra: Any) -> ArchiveStore:
+def _archive(
+    s3: S3Server, bucket: str, storage_class: str, key: DataKey | None = None, **extra: Any
+) -> ArchiveStore:
     backend = S3Backend(
         s3.client(),
         parse_location(f"s3://{bucket}/vault/archive"),
@@ -318,20 +320,20 @@ def _archive(s3: S3Server, bucket: str, storage_class: str, **extra: Any) -> Arc
         storage_class_suffix=".zst",
         **extra,
     )
-    return ArchiveStore(backend)
+    return ArchiveStore(sealed(backend, key))  # the vault's own key: the standard tier's
 
 
 def test_archive_tier_on_s3_keeps_the_lock(s3: S3Server, tmp_path: Path) -> None:
     bucket = s3.bucket()
     store = VaultStore(sealed(_backend(s3, bucket)))
-    archive = _archive(s3, bucket, s3.archive_storage_class)
+    archive = _archive(s3, bucket, s3.archive_storage_class, store.backend.key)
     until = _soon(200)
     store.backup(write_tree(tmp_path / "source"), "p1", retention=Retention(COMPLIANCE, until))
     archive.archive_point(store, "p1", retention=Retention(COMPLIANCE, until))
     assert archive.point_lock("p1", Retention(COMPLIANCE, until)).ok
     with pytest.raises(ObjectLocked):
         archive.delete_point("p1")
-    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard")))
+    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard"), store.backend.key))
     archive.rehydrate("p1", fresh)
     assert fresh.verify("p1").ok
 
@@ -343,7 +345,7 @@ def test_archive_packs_in_a_cold_class_rehydrate_once_the_storage_restored_them(
     s3 = moto_s3
     bucket = s3.bucket()
     store = VaultStore(sealed(_backend(s3, bucket)))
-    archive = _archive(s3, bucket, "GLACIER")
+    archive = _archive(s3, bucket, "GLACIER", store.backend.key)
     until = _soon(200)
     store.backup(write_tree(tmp_path / "source"), "p1", retention=Retention(COMPLIANCE, until))
     archive.archive_point(store, "p1", retention=Retention(COMPLIANCE, until))
@@ -351,7 +353,7 @@ def test_archive_packs_in_a_cold_class_rehydrate_once_the_storage_restored_them(
     assert head["StorageClass"] == "GLACIER"
     assert archive.point_lock("p1", Retention(COMPLIANCE, until)).ok
 
-    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard")))
+    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard"), store.backend.key))
     with pytest.raises(StorageError, match="cold storage class"):
         archive.rehydrate("p1", fresh)  # not restored by the storage yet
     assert archive.request_restore("p1", days=10) == 0  # moto restores at once

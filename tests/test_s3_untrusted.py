@@ -45,7 +45,7 @@ from vaults.storage import StorageError, VaultStore
 from vaults.storage.archive import ArchiveStore
 from vaults.storage.backends import COMPLIANCE, GOVERNANCE, Retention
 from vaults.storage.chunks import SMALL_MIN_SIZE, decode_chunk
-from vaults.storage.crypto import sealed
+from vaults.storage.crypto import DataKey, sealed
 from vaults.storage.s3 import S3Backend
 from vaults.storage.s3_client import parse_location
 
@@ -85,6 +85,7 @@ def test_two_writers_racing_on_one_new_chunk_leave_every_version_locked_until_th
     later, sooner = Retention(GOVERNANCE, _soon(9)), Retention(GOVERNANCE, _soon(2))
     both_looked, later_answered, sooner_answered = (threading.Event() for _ in range(3))
     waited: list[bool] = []
+    key = DataKey.generate()  # two writers of one vault
 
     def hooked(send: Callable[[], Any], answered: Callable[[], Any]) -> VaultStore:
         # botocore takes a handler's non-None answer to before-send as the response: None it is.
@@ -100,7 +101,7 @@ def test_two_writers_racing_on_one_new_chunk_leave_every_version_locked_until_th
         client.meta.events.register("before-send.s3.PutObject", before_send)
         client.meta.events.register("after-call.s3.PutObject", after_call)
         return VaultStore(
-            sealed(S3Backend(client, parse_location(f"s3://{bucket}/vault/standard")))
+            sealed(S3Backend(client, parse_location(f"s3://{bucket}/vault/standard")), key)
         )
 
     first = hooked(
@@ -151,7 +152,7 @@ def _damaging(s3: S3Server, bucket: str, times: int) -> tuple[VaultStore, list[s
 
     client.meta.events.register_first("request-created.s3.PutObject", damage)
     backend = S3Backend(client, parse_location(f"s3://{bucket}/vault/standard"))
-    return VaultStore(backend), damaged
+    return VaultStore(sealed(backend)), damaged
 
 
 def test_a_chunk_damaged_on_its_way_to_the_store_is_written_again(
@@ -206,11 +207,14 @@ def test_a_locked_object_written_in_parts_has_its_retention_set_and_read_back(
     bucket = s3.bucket()
     store = VaultStore(sealed(_backend(s3, bucket)))
     archive = ArchiveStore(
-        S3Backend(
-            s3.client(),
-            parse_location(f"s3://{bucket}/vault/archive"),
-            multipart_threshold=5 * MIB,
-            part_size=5 * MIB,
+        sealed(
+            S3Backend(
+                s3.client(),
+                parse_location(f"s3://{bucket}/vault/archive"),
+                multipart_threshold=5 * MIB,
+                part_size=5 * MIB,
+            ),
+            store.backend.key,
         ),
         level=1,
     )
@@ -227,7 +231,7 @@ def test_a_locked_object_written_in_parts_has_its_retention_set_and_read_back(
     assert head["ETag"].strip('"').endswith("-3")  # three parts: 5 + 5 + 1 MiB
     assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"]) == (COMPLIANCE, until)
     assert archive.point_lock("p1", Retention(COMPLIANCE, until)).ok
-    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard")))
+    fresh = VaultStore(sealed(_backend(s3, bucket, "elsewhere/standard"), store.backend.key))
     archive.rehydrate("p1", fresh)
     assert fresh.verify("p1").ok
 
@@ -242,7 +246,7 @@ def _locked_vault_point(s3: S3Server, people: dict[str, Any], storage: Path) -> 
 
 
 def _chunk_of(vault: Any) -> tuple[S3Backend, str]:
-    backend = locations.vault_store(vault).backend
+    backend = locations.vault_store(vault).backend.inner  # as stored
     assert isinstance(backend, S3Backend)
     return backend, next(iter(backend.list("chunks/")))
 
@@ -393,6 +397,8 @@ def test_other_bytes_stacked_on_a_locked_chunk_are_caught_and_lose_nothing(
     assert "missing" in point.storage_lock_problem and chunk in point.storage_lock_problem
 
     kept = client.get_object(Bucket=backend.bucket, Key=full, VersionId=good)["Body"].read()
-    assert decode_chunk(chunk.rpartition("/")[2], kept)
+    sealed_backend = locations.vault_store(vault).backend
+    opened = sealed_backend.open(chunk, kept)
+    assert decode_chunk(chunk.rpartition("/")[2], opened, None, sealed_backend)
     lock = S3Backend._lock_from(client.head_object(Bucket=backend.bucket, Key=full, VersionId=good))
     assert lock.mode == GOVERNANCE and lock.until is not None and lock.until >= point.expires_at

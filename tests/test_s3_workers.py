@@ -43,6 +43,8 @@ def _start_worker(name: str, home: Path, s3: S3Server) -> tuple[subprocess.Popen
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "HOLDFAST_STORAGE_ROOT": str(home / "storage"),
         "HOLDFAST_VAR_DIR": str(home / "var"),
+        # Every worker host is given the master key (docs/storage.md, "Encryption").
+        "HOLDFAST_KEY_FILE": str(settings.HOLDFAST_KEY_FILE),
         "TMPDIR": str(home / "tmp"),
         "HOLDFAST_WORKER_NAME": name,
         "HOLDFAST_RESTORE_ROOTS": ":".join(map(str, settings.HOLDFAST_RESTORE_ROOTS)),
