@@ -12,7 +12,7 @@ import os
 import random
 import stat
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from django.core.management import CommandError, call_command
 from portal import clock
 from portal.gate import entry_point
 from portal.models import AuditRecord
+from tests.s3server import S3Server, moto_s3, moto_server  # noqa: F401  (fixtures)
 from tests.test_jobs import SLOT, protect, tree_of
 from vaults import keyring, locations
 from vaults.anchors import local_store
@@ -31,7 +32,7 @@ from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 from vaults.services import point_record
 from vaults.services.encrypt import vault_encrypt
 from vaults.storage import ArchiveStore, LocalBackend, VaultStore
-from vaults.storage.backends import Retention
+from vaults.storage.backends import GOVERNANCE, Backend, Retention
 from vaults.storage.crypto import (
     DataKey,
     SealedBackend,
@@ -116,6 +117,14 @@ def files_under(root: Path) -> dict[str, tuple[int, bytes]]:
 def command(*args: str) -> str:
     out = io.StringIO()
     call_command("keys", *args, stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def failing(*args: str, match: str | None = None) -> str:
+    """Run a command that must exit non-zero; what it printed."""
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=match):
+        call_command("keys", *args, stdout=out, stderr=out)
     return out.getvalue()
 
 
@@ -262,20 +271,14 @@ def test_check_proves_every_vault_and_names_what_fails(
     damaged = bytearray(chunk.read_bytes())
     damaged[40] ^= 1
     chunk.write_bytes(bytes(damaged))
-    with pytest.raises(CommandError, match="1 of 2 vault"):
-        command("check")
-    out = io.StringIO()
-    with pytest.raises(CommandError):
-        call_command("keys", "check", stdout=out, stderr=out)
-    assert "mode 0644: make it 0600" in out.getvalue()
-    assert f"keys-vault: FAILED: Chunk {first}" in out.getvalue() or first in out.getvalue()
+    out = failing("check", match="1 of 2 vault")
+    assert "mode 0644: make it 0600" in out
+    assert f"keys-vault: FAILED: Chunk {first} is corrupt: it fails authentication" in out
+    assert "keys-empty: OK" in out
 
     for copy in (store_root / "keys").iterdir():
         copy.unlink()
-    out = io.StringIO()
-    with pytest.raises(CommandError):
-        call_command("keys", "check", stdout=out, stderr=out)
-    assert "keeps no copy of its data key" in out.getvalue()
+    assert "keeps no copy of its data key" in failing("check")
 
 
 # --- a missing, malformed or wrong key file -------------------------------------------------
@@ -316,15 +319,10 @@ def test_a_bad_key_file_is_a_sentence_and_changes_nothing(
         key_file.unlink()
         create_master_key_file(key_file)
     before = _everything(home)
-    out = io.StringIO()
-    sentence = BAD_KEY_FILES[damage][action == "check"]
-    with pytest.raises(CommandError, match=sentence):
-        call_command("keys", action, stdout=out, stderr=out)
+    out = failing(action, match=BAD_KEY_FILES[damage][action == "check"])
     assert _everything(home) == before
     if damage == "wrong" and action == "check":
-        assert "keys-vault: FAILED: Vault keys-vault's data key is wrapped by master key" in (
-            out.getvalue()
-        )
+        assert "keys-vault: FAILED: Vault keys-vault's data key is wrapped by master key" in out
 
 
 # --- stores written before encryption --------------------------------------------------------
@@ -333,7 +331,7 @@ def test_a_bad_key_file_is_a_sentence_and_changes_nothing(
 class PlainBackend(SealedBackend):
     """Writes as Holdfast did before encryption (tests only): no sealing, unkeyed ids."""
 
-    def __init__(self, inner: LocalBackend) -> None:
+    def __init__(self, inner: Backend) -> None:
         super().__init__(inner, DataKey.generate(), legacy_plaintext=True)
 
     def chunk_id(self, data: bytes | memoryview) -> str:
@@ -496,10 +494,8 @@ def test_a_point_whose_manifest_does_not_match_its_row_is_left_and_named(
 ) -> None:
     vault, points, _sources = legacy
     RecoveryPoint.objects.filter(pk=points[1].pk).update(digest="0" * 64)
-    out = io.StringIO()
-    call_command("keys", "encrypt-vault", vault.name, stdout=out)
-    assert "not converted: point rp-legacy-2: its manifest does not match" in out.getvalue()
-    assert "Plaintext remains" in out.getvalue()
+    out = failing("encrypt-vault", vault.name, match="1 point.s. of vault legacy were not")
+    assert "not converted: point rp-legacy-2: its manifest does not match" in out
     assert Vault.objects.get(pk=vault.pk).plaintext_objects is True
     root = home / "storage" / "vaults" / vault.name
     assert "manifests/rp-legacy-2.json" in plaintext_files(root)
@@ -561,3 +557,52 @@ def test_encrypt_vault_with_the_wrong_master_key_changes_nothing(
     with pytest.raises(CommandError, match="is wrapped by master key"):
         command("encrypt-vault", vault.name)
     assert _everything(home) == before
+
+
+@pytest.mark.django_db
+def test_on_s3_plaintext_still_locked_is_left_and_listed_never_deleted(
+    moto_s3: S3Server,  # noqa: F811
+    admin: Any,
+    home: Path,
+    key_file: Path,
+) -> None:
+    vault = Vault.objects.create(
+        name="legacy-s3",
+        kind="recovery_services",
+        region="westeurope",
+        storage_location=f"s3://{moto_s3.bucket()}/legacy-s3",
+        plaintext_objects=True,
+        created_by=admin,
+    )
+    source = source_tree(home / "s3-src", seed=3)
+    item = protect(admin, vault, source, name="s3-docs")
+    raw = locations.raw_standard_backend(vault)
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    store = VaultStore(PlainBackend(raw))
+    result = store.backup(source, "rp-s3-1", retention=Retention(GOVERNANCE, until))
+    point = point_record(item=item, digest=result.manifest_digest)
+    RecoveryPoint.objects.filter(pk=point.pk).update(storage_key="rp-s3-1")
+    plain_chunks = sorted(raw.list("chunks/"))
+
+    out = command("encrypt-vault", vault.name)
+
+    # The manifest is sealed and keyed, locked as long as before; the plaintext chunks are
+    # still locked: left, each listed with its date; the vault is not called encrypted.
+    assert is_sealed(raw.get("manifests/rp-s3-1.json"))
+    lock = raw.lock_of("manifests/rp-s3-1.json")
+    assert lock is not None and lock.until is not None and lock.until >= until
+    for key in plain_chunks:
+        assert raw.exists(key) and not is_sealed(raw.get(key))
+        assert f"plaintext kept under its object lock until {until}: standard {key}" in out
+    assert "earlier plaintext version kept by the bucket" in out
+    assert "Plaintext remains" in out
+    assert Vault.objects.get(pk=vault.pk).plaintext_objects is True
+    sealed_store = locations.vault_store(Vault.objects.get(pk=vault.pk))
+    assert sealed_store.verify("rp-s3-1").ok
+    target = home / "restores" / "s3"
+    sealed_store.restore("rp-s3-1", target, allowed_roots=[target.parent])
+    assert tree_of(target) == tree_of(source)
+    # Again: harmless, the same objects listed.
+    again = command("encrypt-vault", vault.name)
+    assert "points rewritten sealed: 0" in again and "chunks sealed under keyed ids: 0" in again
+    assert sorted(raw.list("chunks/")) != plain_chunks  # the sealed ones beside them

@@ -71,6 +71,9 @@ class EncryptResult:
     locked: list[tuple[str, str]] = field(default_factory=list)  # (key, locked until)
     skipped: list[str] = field(default_factory=list)  # points left as they were, and why
     remaining: list[str] = field(default_factory=list)  # other plaintext still readable
+    # Objects rewritten in place on a versioned store (S3), whose plaintext version the
+    # bucket keeps below the sealed one: (key, locked until).
+    versions: list[tuple[str, str]] = field(default_factory=list)
     encrypted: bool = False  # plaintext_objects cleared
 
 
@@ -127,6 +130,22 @@ class _Conversion:
         if lock is None or lock.mode is None or lock.until is None or lock.until <= self.now:
             return None
         return Retention(lock.mode, lock.until)
+
+    def _replace(self, tier: str, backend: SealedBackend, key: str, body: bytes) -> None:
+        """Rewrite an object sealed in place, as long locked as it was."""
+        backend.put(key, body, self._retention(backend.inner, key))
+        self.sealed[tier].add(key)
+        self._older_versions(tier, backend.inner, key)
+
+    def _older_versions(self, tier: str, inner: Backend, key: str) -> None:
+        """A versioned store (S3) keeps the plaintext version of an object rewritten in place
+        below the sealed one, and no one may delete it before its lock ends: listed."""
+        if not inner.supports_object_lock:
+            return
+        locks = inner.version_locks(key)
+        if len(locks) > 1:
+            until = max((lock.until for lock in locks if lock.until is not None), default=None)
+            self.result.versions.append((f"{tier} {key}", str(until or "unlocked")))
 
     def _read_journal(self) -> dict[str, tuple[str, str]]:
         found = {}
@@ -194,6 +213,7 @@ class _Conversion:
             session.release()
             raise
         self.sealed["standard"].add(key)
+        self._older_versions("standard", inner, key)
         self.result.points += 1
         self._done(point_id)
 
@@ -272,7 +292,7 @@ class _Conversion:
         self._journal(point_id, new_raw)
         # The index first, the manifest copy (the point's completeness) last.
         for name, body in ((index_name, json.dumps(new_index).encode()), (manifest_name, new_raw)):
-            backend.put(name, body, self._retention(inner, name))
+            self._replace("archive", backend, name, body)
         self.result.points += 1
         self._done(point_id)
 
@@ -297,7 +317,7 @@ class _Conversion:
                 if chunk not in ids[position]:
                     raise StorageError(f"a chunk in archive pack {key} is damaged")
             if not is_sealed(raw):
-                backend.put(key, opened, self._retention(backend.inner, key))
+                self._replace("archive", backend, key, opened)
                 self.result.packs += 1
             self.sealed["archive"].add(key)
         if ("", "") in ids:
@@ -314,7 +334,7 @@ class _Conversion:
             except ObjectNotFound:
                 continue
             if not is_sealed(raw):
-                self.standard.put(key, raw, self._retention(inner, key))
+                self._replace("standard", self.standard, key, raw)
                 self.result.notes += 1
             self.sealed["standard"].add(key)
 

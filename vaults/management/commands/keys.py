@@ -104,8 +104,18 @@ class Command(BaseCommand):
             self.stdout.write(f"  not converted: {reason}")
         for key, until in result.locked:
             self.stdout.write(f"  plaintext kept under its object lock until {until}: {key}")
+        for key, until in result.versions:
+            self.stdout.write(
+                f"  earlier plaintext version kept by the bucket (locked until {until}; a "
+                f"lifecycle rule for noncurrent versions removes it after): {key}"
+            )
         for key in result.remaining:
             self.stdout.write(f"  plaintext still there: {key}")
+        if result.skipped:
+            raise CommandError(
+                f"{len(result.skipped)} point(s) of vault {result.vault} were not converted "
+                "(named above): verify them, then run encrypt-vault again."
+            )
         if result.encrypted:
             self.stdout.write("Every object of the vault is encrypted now.")
         else:
