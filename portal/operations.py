@@ -389,7 +389,9 @@ OPERATIONS: dict[str, Operation] = {
         # sealed. Their audit records carry key ids and counts, never key material.
         Operation("master_key_rotate", "installation", label="Rotate the master key"),
         Operation(
-            "vault_encrypt", "installation", label="Encrypt a vault's objects from before 3.11"
+            "vault_encrypt",
+            "installation",
+            label="Encrypt a vault's objects from before encryption",
         ),
         Operation(
             "authenticator_reset",

@@ -4,6 +4,7 @@ prints their results and turns their refusals into a sentence and a non-zero exi
 
 from __future__ import annotations
 
+from argparse import RawDescriptionHelpFormatter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -37,8 +38,7 @@ class Command(BaseCommand):
     help = HELP
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        from argparse import RawDescriptionHelpFormatter
-
+        # The help's sections keep their line breaks.
         kwargs["formatter_class"] = RawDescriptionHelpFormatter
         return super().create_parser(prog_name, subcommand, **kwargs)
 
