@@ -384,6 +384,15 @@ OPERATIONS: dict[str, Operation] = {
             label="Grant an account power",
             alert="account_power_granted",
         ),
+        # Encryption at rest (SPEC 3.11), from the server's shell (``manage.py keys``): the
+        # master key rewrapping every data key, and a vault's objects from before encryption
+        # sealed. Their audit records carry key ids and counts, never key material.
+        Operation("master_key_rotate", "installation", label="Rotate the master key"),
+        Operation(
+            "vault_encrypt",
+            "installation",
+            label="Encrypt a vault's objects from before encryption",
+        ),
         Operation(
             "authenticator_reset",
             "installation",

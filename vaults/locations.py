@@ -109,12 +109,16 @@ def _s3_locations(vault: Vault) -> tuple[S3Location, S3Location]:
     return base.child("standard"), archive
 
 
+def _local_root(vault: Vault, tier: str) -> Path:
+    return Path(settings.HOLDFAST_STORAGE_ROOT) / tier / vault.name
+
+
 def raw_standard_backend(vault: Vault) -> Backend:
     """The vault's standard tier as stored (sealed objects): for key management only."""
     if is_s3(vault.storage_location):
         standard = _s3_locations(vault)[0]
         return S3Backend(s3_client(standard.endpoint), standard)
-    return LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "vaults" / vault.name)
+    return LocalBackend(_local_root(vault, "vaults"))
 
 
 def raw_archive_backend(vault: Vault) -> Backend:
@@ -127,7 +131,21 @@ def raw_archive_backend(vault: Vault) -> Backend:
             storage_class=getattr(settings, "HOLDFAST_S3_ARCHIVE_STORAGE_CLASS", ""),
             storage_class_suffix=".zst",
         )
-    return LocalBackend(Path(settings.HOLDFAST_STORAGE_ROOT) / "archive" / vault.name)
+    return LocalBackend(_local_root(vault, "archive"))
+
+
+def raw_stored_tiers(vault: Vault) -> dict[str, Backend]:
+    """The vault's tiers as stored, by name ("standard", "archive"): on local disk only those
+    that exist (none is created just to look at it); on S3 both."""
+    tiers = {
+        "standard": ("vaults", raw_standard_backend),
+        "archive": ("archive", raw_archive_backend),
+    }
+    return {
+        name: make(vault)
+        for name, (directory, make) in tiers.items()
+        if is_s3(vault.storage_location) or _local_root(vault, directory).is_dir()
+    }
 
 
 def standard_backend(vault: Vault) -> SealedBackend:
@@ -162,4 +180,4 @@ def has_store(vault: Vault) -> bool:
     holds nothing to keep (and is not created just to say so)."""
     if is_s3(vault.storage_location):
         return True
-    return (Path(settings.HOLDFAST_STORAGE_ROOT) / "vaults" / vault.name).is_dir()
+    return _local_root(vault, "vaults").is_dir()
