@@ -339,6 +339,22 @@ def test_two_chunk_files_swapped_on_disk_are_both_found_bad(
     assert all("fails authentication" in why for why in result.bad_reasons.values())
 
 
+def test_a_flipped_byte_in_an_archive_pack_fails_rehydration_naming_the_pack(
+    archived: dict[str, Any], operator: Any, storage: Path
+) -> None:
+    point = archived["monthly"]
+    (pack,) = (storage / "archive" / "finance" / "packs" / point.storage_key).glob("pack-*")
+    flip_byte(pack)
+
+    job = run(requests.rehydrate_request(actor=operator, point=point, days=10))
+    name = f"packs/{point.storage_key}/{pack.name}"
+    assert job.status == "failed" and name in job.error and "fails authentication" in job.error
+    point.refresh_from_db()
+    assert point.corrupted_at is not None and point.rehydrated_until is None
+    alert = Alert.objects.get(kind="corruption_found")
+    assert alert.target == f"point:{point.pk}" and name in alert.message
+
+
 # --- 4. rotation ---------------------------------------------------------------------------
 
 
@@ -561,6 +577,12 @@ def test_disaster_recovery_from_the_store_and_the_master_key_alone_restores_byte
         done = dr_restore(*keys, *stores, "--point", point_id, "--target", target)
         assert done.returncode == 0, done.stderr
         assert tree_of(target) == tree_of(archived["source"])
+
+    # A damaged chunk stops it, named; nothing half-restored is called a success.
+    chunk = next(path for path in (elsewhere / "standard" / "chunks").rglob("*") if path.is_file())
+    flip_byte(chunk)
+    damaged = dr_restore(*keys, *stores, "--point", standard, "--target", tmp_path / "again")
+    assert damaged.returncode == 1 and chunk.name in damaged.stderr, damaged.stderr
 
     # Another master key opens nothing, and says which key the store needs.
     other = create_master_key_file(tmp_path / "other.key")
