@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -103,6 +104,14 @@ class FileKeyProvider:
         else:
             logger.warning(message, self.path, key.key_id)
         return key
+
+
+def clear_caches() -> None:
+    """Forget every master and data key read so far (after a key file is replaced in place,
+    or between tests that point ``HOLDFAST_KEY_FILE`` elsewhere)."""
+    _read_cached.cache_clear()
+    _provider.cache_clear()
+    _unwrapped.cache_clear()
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -190,10 +199,11 @@ def _make_data_key(vault: Vault) -> None:
     )
 
 
-def sealed(vault: Vault, inner: Backend) -> SealedBackend:
-    """``inner`` (one of the vault's backends) sealed with the vault's data key."""
+def sealed(vault: Vault, inner: Callable[[], Backend]) -> SealedBackend:
+    """One of the vault's backends (made by ``inner``) sealed with the vault's data key. The
+    key comes first: without it not even the store's directory is made."""
     key, wrapped = data_key(vault)
-    return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=vault.plaintext_objects)
+    return SealedBackend(inner(), key, wrapped=wrapped, legacy_plaintext=vault.plaintext_objects)
 
 
 def stored_key_backend(inner: Backend) -> SealedBackend:

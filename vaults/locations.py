@@ -149,11 +149,11 @@ def raw_stored_tiers(vault: Vault) -> dict[str, Backend]:
 
 
 def standard_backend(vault: Vault) -> SealedBackend:
-    return keyring.sealed(vault, raw_standard_backend(vault))
+    return keyring.sealed(vault, lambda: raw_standard_backend(vault))
 
 
 def archive_backend(vault: Vault) -> SealedBackend:
-    return keyring.sealed(vault, raw_archive_backend(vault))
+    return keyring.sealed(vault, lambda: raw_archive_backend(vault))
 
 
 def vault_store(vault: Vault) -> VaultStore:

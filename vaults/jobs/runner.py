@@ -8,13 +8,17 @@ import os
 import socket
 from functools import partial
 
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 
 from portal import clock
+from portal.alerts import raise_alert
 from portal.gate import DomainError
 
+from .. import services
 from ..models import Job
-from ..storage import StorageError
+from ..storage import CorruptChunk, StorageError
+from ..storage.chunks import chunk_key
+from ..storage.crypto import ObjectTampered
 from .kinds import RUNNERS
 from .state import (
     Heartbeat,
@@ -66,7 +70,11 @@ def job_execute(job: Job) -> Job:
     except JobCancelled:
         with_database(partial(cancelled, job))
     except (JobFailed, StorageError, DomainError) as exc:
-        with_database(partial(fail, job, str(exc)))
+        damaged = damaged_object(exc)
+        if damaged:
+            with_database(partial(damage_found, job, damaged, str(exc)))
+        else:
+            with_database(partial(fail, job, str(exc)))
     except (OperationalError, InterfaceError) as exc:
         logger.warning("job %s failed: the database was unreachable: %s", job.pk, exc)
         with_database(partial(fail, job, database_failure(exc)))
@@ -75,6 +83,45 @@ def job_execute(job: Job) -> Job:
         with_database(partial(fail, job, f"{type(exc).__name__}: {exc}"))
     with_database(job.refresh_from_db)
     return job
+
+
+# Jobs that read only their own point's objects: damage they find is that point's.
+POINT_READERS = (Kind.RESTORE, Kind.VERIFY, Kind.TIER_MOVE, Kind.REHYDRATE)
+
+
+def damaged_object(exc: BaseException) -> str:
+    """The object a job's failure found damaged, tampered with or missing (a chunk the
+    manifest names, an object failing authentication), or "". Also when the kind's runner
+    turned it into its own sentence (`JobFailed` raised while handling it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ObjectTampered):
+            return seen.key
+        if isinstance(seen, CorruptChunk):
+            return chunk_key(seen.chunk_id)
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
+def damage_found(job: Job, key: str, error: str) -> None:
+    """Fail the job, and raise the security alert verification raises (SPEC 3.11: a
+    tampered object fails the job and is reported as corruption): a job that reads only its
+    point marks that point corrupt, as a verification would; any other names the object."""
+    with transaction.atomic():
+        point = job.recovery_point
+        if point is not None and job.kind in POINT_READERS:
+            fail(job, f"{error} Recovery point {point.pk} is marked corrupt.")
+            services.point_flag(
+                "point_mark_corrupt", point, corrupted_at=clock.now(), corruption=error
+            )
+            return
+        fail(job, error)
+        raise_alert(
+            "corruption_found",
+            vault_name=job.vault.name if job.vault else "",
+            target=f"job:{job.pk}",
+            message=f"{job.get_kind_display()} job #{job.pk} found {key} damaged: {error}",
+        )
 
 
 SWEEPS = ("jobs", "points", "storage")

@@ -18,6 +18,7 @@ from ... import services
 from ...locations import archive_store, vault_store
 from ...models import Job, RecoveryPoint, Vault
 from ...storage.copy import CopyRefused, CopyResult, copy_archived, copy_point
+from ...storage.crypto import KeyUnavailable
 from ...storage.errors import CorruptChunk, ObjectLocked, PointNotFound, StorageError
 from ...storage_notes import point_retention
 from ..state import Heartbeat, JobFailed, finish, point_of, with_database
@@ -75,6 +76,8 @@ def run(job: Job, beat: Heartbeat) -> None:
             f"{what}: the source copy is incomplete or damaged ({exc}). Verify point "
             f"{point.pk} in {source.name}."
         ) from None
+    except KeyUnavailable as exc:
+        raise JobFailed(f"{what}: {exc}") from None
     except ObjectLocked as exc:
         raise JobFailed(f"{what}: the replica's storage refused the lock ({exc}).") from None
     except (StorageError, OSError) as exc:
