@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_DEBUG=0 \
     HOLDFAST_STORAGE_ROOT=/data/storage \
-    HOLDFAST_RESTORE_ROOTS=/data/restores
+    HOLDFAST_RESTORE_ROOTS=/data/restores \
+    HOLDFAST_KEY_FILE=/keys/master.key
 
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin holdfast
 
@@ -22,13 +23,15 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && rm /tmp/requirements.txt
 
 COPY . .
-# /data is where docker-compose mounts the shared named volume; a fresh volume copies this
-# ownership, so the non-root user can write vault storage and restores there.
+# /data and /keys are where docker-compose mounts the shared named volumes; a fresh volume
+# copies this ownership (and /keys its mode 0700), so the non-root user can write vault
+# storage, restores and the master key there.
 RUN pip install --no-deps . \
     && SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost \
        python manage.py collectstatic --noinput \
-    && mkdir -p /data/storage /data/restores \
-    && chown -R holdfast:holdfast /data
+    && mkdir -p /data/storage /data/restores /keys \
+    && chown -R holdfast:holdfast /data /keys \
+    && chmod 0700 /keys
 
 USER holdfast
 EXPOSE 8000
