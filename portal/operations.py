@@ -345,6 +345,8 @@ OPERATIONS: dict[str, Operation] = {
             "point_lock_verified", "system", label="Record a point's storage lock as read back"
         ),
         Operation("point_missing_found", "system", label="Keep point data whose row is missing"),
+        # Encryption at rest (SPEC 3.11): a vault from before it gets its data key on first use.
+        Operation("vault_data_key_create", "system", label="Give a vault its data key"),
         # Replica vaults (SPEC 3.10): pairing, stopping it, the copy jobs and their points.
         Operation("replica_set", "manage", label="Pair a vault with a replica vault"),
         Operation(

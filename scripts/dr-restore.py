@@ -29,27 +29,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vaults.storage import ArchiveStore, LocalBackend, StorageError, VaultStore
-from vaults.storage.crypto import (
-    KEYS_PREFIX,
-    DataKey,
-    MasterKey,
-    SealedBackend,
-    open_stored_key,
-    read_master_key,
-)
+from vaults.storage.crypto import MasterKey, SealedBackend, open_store, read_master_key
 from vaults.storage.manifest import Manifest
 
 
 def open_backend(directory: Path, masters: list[MasterKey]) -> SealedBackend:
-    """The store in ``directory`` opened with the data key it keeps under ``keys/``.
-    A store from before encryption (no ``keys/``) opens for its plaintext objects only."""
+    """The store in ``directory`` opened with the data key it keeps under ``keys/``."""
     if not directory.is_dir():
         raise StorageError(f"There is no store at {directory}.")
-    inner = LocalBackend(directory)
-    if not any(True for _ in inner.list(KEYS_PREFIX)):
-        return SealedBackend(inner, DataKey.generate(), legacy_plaintext=True)
-    key, wrapped = open_stored_key(inner, masters)
-    return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=True)
+    return open_store(LocalBackend(directory), masters)
 
 
 def describe(tier: str, manifest: Manifest) -> str:

@@ -105,6 +105,15 @@ def audit_anchor_dir(settings: Any, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(autouse=True)
+def vault_storage_root(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Each test its own vault storage (tests that need a particular one set it again): a
+    store left by another test's vault of the same name keeps that vault's data key, and a
+    new vault refuses to write beside it (SPEC 3.11)."""
+    settings.HOLDFAST_STORAGE_ROOT = tmp_path_factory.mktemp("storage")
+    return settings.HOLDFAST_STORAGE_ROOT
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     # Personas are created per test; a deliberately slow hash only slows the suite down.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -342,8 +342,12 @@ PEOPLE = {
 
 
 @pytest.fixture
-def table_world(admin: Any, tmp_path: Path) -> dict[str, Any]:
+def table_world(admin: Any, tmp_path: Path, settings: Any) -> dict[str, Any]:
     from tests.conftest import make_user
+
+    # Its own storage: a store left by an earlier run's vault of the same name keeps that
+    # vault's data key, and no new vault writes beside it.
+    settings.HOLDFAST_STORAGE_ROOT = tmp_path / "storage"
 
     owner = make_user("gwen", "security_admin")
     keeper = guard_services.guard_create(actor=owner, name="keeper")

@@ -13,9 +13,10 @@ class VaultsConfig(AppConfig):
         from portal.models import Approval
         from portal.services import register_approved_action
 
-        from . import services
+        from . import keyring, services
         from .anchors import anchor_stores
         from .selectors import job_alerts_muted
+        from .services.keys import vault_data_key_create
 
         # The approvals a vault's irreversible actions wait for, and what each then runs.
         register_approved_action(
@@ -33,3 +34,5 @@ class VaultsConfig(AppConfig):
         # The audit chain's anchors go to vault storage; a vault's job alerts can be muted.
         register_anchor_stores(anchor_stores)
         register_mute(job_alerts_muted)
+        # A vault from before encryption gets its data key through the gate, on first use.
+        keyring.register_key_maker(vault_data_key_create)

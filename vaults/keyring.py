@@ -38,11 +38,10 @@ from .storage.crypto import (
     WrappedKey,
     create_master_key_file,
     key_object_name,
-    open_stored_key,
+    open_store,
     read_master_key,
     sentence_start,
 )
-from .storage.errors import ObjectNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -182,21 +181,23 @@ def data_key(vault: Vault) -> tuple[DataKey, WrappedKey]:
     return _unwrapped(vault.data_key, vault.data_key_id, master.key_id, what), wrapped
 
 
+_key_maker: list[Callable[[Vault], None]] = []
+
+
+def register_key_maker(make: Callable[[Vault], None]) -> None:
+    """The service that gives a vault from before encryption its data key (through the
+    gate); registered in `VaultsConfig.ready`, so this module imports no service."""
+    _key_maker[:] = [make]
+
+
 def _make_data_key(vault: Vault) -> None:
-    vault.data_key, vault.data_key_id = (
-        Vault.objects.filter(pk=vault.pk).values_list("data_key", "data_key_id").get()
-    )
-    if vault.data_key_id:
-        return  # given meanwhile (this instance was read before)
-    key = DataKey.generate()
-    wrapped = master_key().wrap(key)
-    # Only if no other process gave it one meanwhile; then everyone uses the winner's.
-    Vault.objects.filter(pk=vault.pk, data_key_id="").update(
-        data_key=wrapped.to_json(), data_key_id=key.key_id
-    )
-    vault.data_key, vault.data_key_id = (
-        Vault.objects.filter(pk=vault.pk).values_list("data_key", "data_key_id").get()
-    )
+    for _attempt in range(2):
+        vault.data_key, vault.data_key_id = (
+            Vault.objects.filter(pk=vault.pk).values_list("data_key", "data_key_id").get()
+        )
+        if vault.data_key_id:
+            return  # this instance was read before the key was given
+        _key_maker[0](vault)
 
 
 def sealed(vault: Vault, inner: Callable[[], Backend]) -> SealedBackend:
@@ -207,13 +208,9 @@ def sealed(vault: Vault, inner: Callable[[], Backend]) -> SealedBackend:
 
 
 def stored_key_backend(inner: Backend) -> SealedBackend:
-    """A store with no vault row (disaster recovery, a vault whose row is gone), sealed with
-    the data key kept beside its data and the master key alone. A store from before
-    encryption (no ``keys/``) opens for reading its plaintext objects only."""
-    if not any(True for _ in inner.list("keys/")):
-        return SealedBackend(inner, DataKey.generate(), legacy_plaintext=True)
-    key, wrapped = open_stored_key(inner, _masters())
-    return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=True)
+    """A store whose vault row is gone, opened with the key beside its data
+    (`crypto.open_store`) and this installation's master key(s)."""
+    return open_store(inner, _masters())
 
 
 def _masters() -> list[MasterKey]:
@@ -230,17 +227,11 @@ def anchor_backend(inner: Backend) -> SealedBackend:
     Its plaintext anchors from before encryption stay readable (`vaults.anchors`)."""
     master = master_key()
     name = key_object_name(master.key_id)
-    for _attempt in range(2):
-        try:
-            wrapped = WrappedKey.from_json(inner.get(name), where=f"{inner!r} {name}")
-        except ObjectNotFound:
-            if any(True for _ in inner.list(KEYS_PREFIX)):
-                key, wrapped = open_stored_key(inner, _masters())  # a rotation in progress
-                return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=True)
-            key = DataKey.generate()
-            if inner.put_if_absent(name, master.wrap(key).to_json().encode()):
-                continue  # read back what won
-            continue
-        key = master.unwrap(wrapped, f"the anchor key in {inner!r}")
-        return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=True)
-    raise KeyUnavailable(f"The anchor key in {inner!r} could not be made or read.")
+    if not inner.exists(name):
+        if any(True for _ in inner.list(KEYS_PREFIX)):
+            return open_store(inner, _masters())  # a rotation in progress
+        # Two processes may race here: the first write wins, and both read it back.
+        inner.put_if_absent(name, master.wrap(DataKey.generate()).to_json().encode())
+    wrapped = WrappedKey.from_json(inner.get(name), where=f"{inner!r} {name}")
+    key = master.unwrap(wrapped, f"the anchor key in {inner!r}")
+    return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=True)

@@ -98,13 +98,11 @@ class Vault(models.Model):
         related_name="replica_source",
     )
     replica_paired_at = models.DateTimeField(null=True, blank=True)
-    # The vault's data key, wrapped by the master key (SPEC 3.11, vaults/keyring.py): JSON of
-    # `storage.crypto.WrappedKey`. Its id never changes once set (a trigger), so a forged
-    # wrapped key is refused when it unwraps to another key; rotation only rewraps it.
+    # The data key wrapped by the master key (SPEC 3.11, vaults/keyring.py); its id is fixed
+    # once set (a trigger): a forged wrapped key unwraps to another key and is refused.
     data_key = models.TextField(blank=True, editable=False)
     data_key_id = models.CharField(max_length=32, blank=True, editable=False)
-    # The store may still hold objects written before encryption (vaults that existed when
-    # it came): read, never written. `manage.py keys encrypt-vault` clears it; never set again.
+    # Objects from before encryption may remain (read, never written): `keys encrypt-vault`.
     plaintext_objects = models.BooleanField(default=False, editable=False)
     # The vault's newest backup job (by created_at, then id), kept by triggers on the jobs
     # (vaults/tallies.py): the portfolio's "Last backup" column and sort. Display only.

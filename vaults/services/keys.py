@@ -360,3 +360,28 @@ def keys_check() -> CheckResult:
     master = read_master_key(path)
     vaults = [_check_vault(vault, master) for vault in Vault.objects.order_by("name")]
     return CheckResult(master.key_id, _key_file_warnings(path), vaults)
+
+
+def vault_data_key_create(vault: Vault) -> None:
+    """Give a vault from before encryption its data key, wrapped by the master key, on first
+    use (vaults made since are born with one: `keyring.give_data_key`). Two processes racing
+    here both end with the one that was written first; only that one is audited as made."""
+    made: dict[str, str] = {}
+
+    def change(check: Check) -> int:
+        key = DataKey.generate()
+        wrapped = keyring.master_key().wrap(key)
+        made.update(key_id=key.key_id, master_key_id=wrapped.master_key_id)
+        return Vault.objects.filter(pk=vault.pk, data_key_id="").update(
+            data_key=wrapped.to_json(), data_key_id=key.key_id
+        )
+
+    gate.execute(
+        "vault_data_key_create",
+        actor=None,
+        vault=vault,
+        vault_name=vault.name,
+        target=f"vault:{vault.name}",
+        change=change,
+        after=lambda written: {**made, "written": bool(written)},
+    )

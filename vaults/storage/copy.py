@@ -173,7 +173,7 @@ def copy_point(
                 )
                 # Named in the lease before we look: the replica's GC keeps them from now on.
                 session.record([chunk.target_id for chunk in travelling])
-                for chunk, written in zip(
+                for sent, written in zip(
                     travelling,
                     pool.map(
                         lambda chunk: _send_chunk(target.backend, chunk, session.retention),
@@ -181,16 +181,16 @@ def copy_point(
                     ),
                     strict=True,
                 ):
-                    ids[chunk.source_id] = chunk.target_id
+                    ids[sent.source_id] = sent.target_id
                     if written is None:
-                        present.append(chunk.target_id)
+                        present.append(sent.target_id)
                     else:
                         moved += written
                         copied += 1
-                for chunk, size in batch:
+                for handled, size in batch:
                     done += size
                     if on_chunk is not None:
-                        on_chunk(chunk)
+                        on_chunk(handled)
                 session.heartbeat_if_due()
                 if progress is not None:
                     progress(done, manifest.logical_bytes)

@@ -406,9 +406,17 @@ class SealedBackend(Backend):
             raise StorageError(f"{key!r} is reserved for wrapped keys.")
         if not self._key_written:
             assert self.wrapped is not None
-            self.inner.put_if_absent(
-                key_object_name(self.wrapped.master_key_id), self.wrapped.to_json().encode()
-            )
+            name = key_object_name(self.wrapped.master_key_id)
+            if not self.inner.put_if_absent(name, self.wrapped.to_json().encode()):
+                there = WrappedKey.from_json(self.inner.get(name), where=name)
+                if there.key_id != self.wrapped.key_id:
+                    # Sealing with our key beside another's would leave a store no key opens.
+                    raise KeyUnavailable(
+                        f"The store at {self.inner!r} keeps the data key {there.key_id} of "
+                        f"another vault (this vault's is {self.wrapped.key_id}): a vault of the "
+                        "same name left it, or another installation writes there. Nothing was "
+                        "written; move that store away or use another storage location."
+                    )
             self._key_written = True
         return key
 
@@ -545,3 +553,13 @@ def open_stored_key(inner: Backend, masters: Sequence[MasterKey]) -> tuple[DataK
         + "; ".join(failures)
         + "."
     )
+
+
+def open_store(inner: Backend, masters: Sequence[MasterKey]) -> SealedBackend:
+    """A store opened with the data key it keeps under ``keys/`` and a master key alone
+    (disaster recovery, a store whose vault row is gone): nothing else is needed. A store
+    from before encryption (no ``keys/``) opens for reading its plaintext objects only."""
+    if not any(True for _ in inner.list(KEYS_PREFIX)):
+        return SealedBackend(inner, DataKey.generate(), legacy_plaintext=True)
+    key, wrapped = open_stored_key(inner, masters)
+    return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=True)
