@@ -22,8 +22,10 @@ from portal import clock
 from tests.conftest import make_user
 from tests.dbroles import postgres_only
 from tests.factories import make_vault
+from vaults import keyring, locations
 from vaults import services as vault_services
 from vaults.models import ProtectedItem, RecoveryPoint, Vault
+from vaults.storage.crypto import KeyUnavailable
 
 pytestmark = postgres_only
 
@@ -153,6 +155,37 @@ VAULT_WEAKENINGS = {
     "change kind": ("kind", "backup"),
     "re-point storage": ("storage_location", "/tmp/elsewhere"),
 }
+
+
+# --- a vault's data key (SPEC 3.11) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["locked", "open"])
+def test_a_vaults_data_key_is_never_swapped_dropped_or_let_back_to_plaintext(
+    world: dict[str, Any], as_app: psycopg.Connection, which: str
+) -> None:
+    """The app's role alone cannot make a vault unreadable or weaken its encryption: another
+    vault's key, an empty one, a new key id, or the plaintext flag set again are refused."""
+    vault = Vault.objects.get(pk=world[which]["vault"].pk)
+    other = Vault.objects.get(pk=world["enabled"]["vault"].pk)
+    assert vault.data_key_id and not vault.plaintext_objects
+    for column, value in (
+        ("data_key_id", other.data_key_id),
+        ("data_key_id", ""),
+        ("data_key", ""),
+        ("plaintext_objects", True),
+    ):
+        attempt(as_app, (f"UPDATE vaults_vault SET {column} = %s WHERE id = %s", [value, vault.pk]))
+    # Another vault's wrapped key under this vault's id passes the trigger (rotation rewraps
+    # in place) but never opens: the key it unwraps to is not the one the row is fixed to.
+    as_app.execute(
+        "UPDATE vaults_vault SET data_key = %s WHERE id = %s", [other.data_key, vault.pk]
+    )
+    forged = Vault.objects.get(pk=vault.pk)
+    with pytest.raises(KeyUnavailable, match="the wrapped copy was replaced"):
+        keyring.data_key(forged)
+    with pytest.raises(KeyUnavailable):
+        locations.vault_store(forged)
 
 
 @pytest.mark.parametrize("which", ["locked", "open"])

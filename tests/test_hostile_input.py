@@ -14,6 +14,7 @@ import io
 import json
 import os
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -505,6 +506,9 @@ _SWAP_ON_OPEN: dict[str, Any] = {}
 
 def _swap_when_opened(event: str, args: tuple[Any, ...]) -> None:
     # Runs in the backup's own thread at the moment it opens a file: a deterministic race.
+    # (The readahead thread opens files early only to warm the page cache; it reads nothing.)
+    if threading.current_thread().name.startswith("holdfast-readahead"):
+        return
     trigger = _SWAP_ON_OPEN.get("trigger")
     if event == "open" and trigger and isinstance(args[0], str) and args[0].endswith(trigger):
         _SWAP_ON_OPEN.pop("trigger")

@@ -26,6 +26,7 @@ from .errors import CorruptChunk, SourceUnreadable, StorageError
 from .leases import WriteSession
 from .manifest import KIND_DIR, KIND_FILE, KIND_SYMLINK, Manifest, Node, Terms, check_point_id
 from .source import (
+    Readahead,
     ScanItem,
     open_source_file,
     open_source_root,
@@ -175,23 +176,31 @@ def _backup_tree(
                 _keep_stored(store, session, unchanged, pool)
             writer = _chunk_writer(store, session, pool, progress, tree.total_bytes)
             small = SmallFileStream(writer)
-            for position, item in enumerate(tree.items):
-                if file_progress is not None:
-                    file_progress(position, len(tree.items))
-                old = unchanged.get(item.rel)
-                node: Node | None
-                if old is not None:
-                    assert base is not None
-                    node = reused_node(item, old)
-                    writer.adopt(node.extents, base[1])
-                else:
-                    node = _back_up_item(item, writer, small, beneath)
-                    if node is not None and node.kind == KIND_FILE:
-                        read_bytes += node.size
-                if node is None:
-                    skipped.append(item.rel)
-                else:
-                    nodes.append(node)
+            readahead = Readahead(tree.items, unchanged)
+            files_reached = 0
+            try:
+                for position, item in enumerate(tree.items):
+                    if file_progress is not None:
+                        file_progress(position, len(tree.items))
+                    old = unchanged.get(item.rel)
+                    node: Node | None
+                    if old is not None:
+                        assert base is not None
+                        node = reused_node(item, old)
+                        writer.adopt(node.extents, base[1])
+                    else:
+                        if item.kind == KIND_FILE:
+                            files_reached += 1
+                            readahead.reached(files_reached)
+                        node = _back_up_item(item, writer, small, beneath)
+                        if node is not None and node.kind == KIND_FILE:
+                            read_bytes += node.size
+                    if node is None:
+                        skipped.append(item.rel)
+                    else:
+                        nodes.append(node)
+            finally:
+                readahead.stop()
             small.finish()
             writer.finish()
         session.settle([*writer.reused, *writer.adopted])

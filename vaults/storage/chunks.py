@@ -119,7 +119,7 @@ class StreamChunker:
         self._pending = 0
         self._offset = 0  # stream offset of the first pending byte
 
-    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+    def feed(self, data: bytes) -> Iterator[tuple[int, memoryview]]:
         """Add bytes; yield (stream offset, chunk) for every chunk now final."""
         if data:
             self._pieces.append(data)
@@ -127,10 +127,10 @@ class StreamChunker:
         if self._pending >= READ_SIZE:
             yield from self._cut(final=False)
 
-    def finish(self) -> Iterator[tuple[int, bytes]]:
+    def finish(self) -> Iterator[tuple[int, memoryview]]:
         yield from self._cut(final=True)
 
-    def _cut(self, *, final: bool) -> Iterator[tuple[int, bytes]]:
+    def _cut(self, *, final: bool) -> Iterator[tuple[int, memoryview]]:
         if not self._pending:
             return
         buffer = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
@@ -140,8 +140,11 @@ class StreamChunker:
         ]
         keep = cuts if final else cuts[:-1]
         base = self._offset
+        # Views, not copies: each chunk is hashed, compressed and sealed straight from the
+        # read buffer (which lives as long as a chunk of it is in flight).
+        view = memoryview(buffer)
         for offset, length in keep:
-            yield base + offset, buffer[offset : offset + length]
+            yield base + offset, view[offset : offset + length]
         consumed = sum(length for _, length in keep)
         self._offset += consumed
         rest = buffer[consumed:]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,3 +162,72 @@ def scan(source: Path, root_stat: os.stat_result) -> Scan:
     # Depth-first order with each directory before its contents, sorted by name.
     scan.items[1:] = sorted(scan.items[1:], key=lambda i: os.fsencode(i.rel).split(b"/"))
     return scan
+
+
+# How far the readahead runs in front of the backup's reading: enough to hide the latency
+# of thousands of small cold files, little enough not to evict what it warmed.
+READAHEAD_BYTES = 256 * 1024 * 1024
+READAHEAD_FILES = 512
+
+
+class Readahead:
+    """Asks the kernel to read the next files of a scan into the page cache while the
+    backup cuts, hashes and compresses the current ones (``POSIX_FADV_WILLNEED``): on a cold
+    cache, thousands of small files otherwise cost one disk round trip each, in series.
+
+    Nothing is read into the process and nothing is trusted: every file is opened again,
+    with all its checks, when the backup reads it (`open_source_file`). A file is opened
+    here as the backup opens it (no symlink followed, non-blocking, regular files only), so
+    warming it has no effect the backup would not have."""
+
+    def __init__(self, items: list[ScanItem], unchanged: Container[str]) -> None:
+        self._paths: list[str] = []
+        self._ends: list[int] = []  # bytes of the files up to and including each one
+        total = 0
+        for item in items:
+            if item.kind == KIND_FILE and item.rel not in unchanged:
+                total += item.st.st_size
+                self._paths.append(item.path)
+                self._ends.append(total)
+        self._done = 0  # files the backup has reached (written by it alone)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="holdfast-readahead", daemon=True)
+        self._thread.start()
+
+    def reached(self, count: int) -> None:
+        """The backup has come to file number ``count`` (of those not unchanged)."""
+        self._done = count
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _ahead(self, index: int) -> bool:
+        done = self._done
+        if index <= done:
+            return False
+        consumed = self._ends[done - 1] if done else 0
+        return index - done > READAHEAD_FILES or self._ends[index - 1] - consumed > READAHEAD_BYTES
+
+    def _run(self) -> None:
+        for index, path in enumerate(self._paths):
+            while self._ahead(index):
+                if self._stopped.wait(0.005):
+                    return
+            if self._stopped.is_set():
+                return
+            _warm(path)
+
+
+def _warm(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # the backup will say what is wrong, if anything
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
