@@ -13,7 +13,9 @@ synced to a directory (``aws s3 sync s3://bucket/prefix/standard DIR``).
     scripts/dr-restore.py --key-file master.key --store DIR [--archive DIR] \\
         --point ID --target NEW_DIR [--path SUB/PATH]
 
-``--key-file`` may be given twice (a rotation in progress: the old and the new key). The
+``--key-file`` may be given twice (a rotation in progress: the old and the new key).
+``--plaintext`` reads a store from before encryption (no ``keys/``) or one partly converted
+by ``keys encrypt-vault``; without it a plaintext object is refused as planted. The
 target must not exist yet, or be empty; nothing is written anywhere else (an archived
 point is unpacked into a temporary store first, removed afterwards).
 """
@@ -33,11 +35,12 @@ from vaults.storage.crypto import MasterKey, SealedBackend, open_store, read_mas
 from vaults.storage.manifest import Manifest
 
 
-def open_backend(directory: Path, masters: list[MasterKey]) -> SealedBackend:
-    """The store in ``directory`` opened with the data key it keeps under ``keys/``."""
+def open_backend(directory: Path, masters: list[MasterKey], plaintext: bool) -> SealedBackend:
+    """The store in ``directory`` opened with the data key it keeps under ``keys/``; its
+    plaintext objects read only with ``--plaintext`` (a store from before encryption)."""
     if not directory.is_dir():
         raise StorageError(f"There is no store at {directory}.")
-    return open_store(LocalBackend(directory), masters)
+    return open_store(LocalBackend(directory), masters, plaintext=plaintext)
 
 
 def describe(tier: str, manifest: Manifest) -> str:
@@ -50,8 +53,12 @@ def describe(tier: str, manifest: Manifest) -> str:
 
 def run(args: argparse.Namespace) -> int:
     masters = [read_master_key(Path(path)) for path in args.key_file]
-    standard = VaultStore(open_backend(Path(args.store), masters))
-    archive = ArchiveStore(open_backend(Path(args.archive), masters)) if args.archive else None
+    standard = VaultStore(open_backend(Path(args.store), masters, args.plaintext))
+    archive = (
+        ArchiveStore(open_backend(Path(args.archive), masters, args.plaintext))
+        if args.archive
+        else None
+    )
     if args.list:
         for point_id in sorted(standard.points()):
             print(describe("standard", standard.manifest(point_id)))
@@ -96,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument("--point", help="the point to restore (its id, from --list)")
     parser.add_argument("--target", help="a new, empty directory to restore into")
     parser.add_argument("--path", default="", help="a file or folder inside the point")
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="the store is from before encryption or partly converted: read its plaintext "
+        "objects too (never needed otherwise: they are refused as planted)",
+    )
     args = parser.parse_args(argv)
     if args.point and not args.target:
         parser.error("--point needs --target")

@@ -209,8 +209,11 @@ def sealed(vault: Vault, inner: Callable[[], Backend]) -> SealedBackend:
 
 def stored_key_backend(inner: Backend) -> SealedBackend:
     """A store whose vault row is gone, opened with the key beside its data
-    (`crypto.open_store`) and this installation's master key(s)."""
-    return open_store(inner, _masters())
+    (`crypto.open_store`) and this installation's master key(s): plaintext objects are read
+    only in a store with no ``keys/`` (from before encryption, or its keys removed: then its
+    sealed objects fail, and the sweep reports what it cannot judge)."""
+    legacy = not any(True for _ in inner.list(KEYS_PREFIX))
+    return open_store(inner, _masters(), plaintext=legacy)
 
 
 def _masters() -> list[MasterKey]:
@@ -229,7 +232,7 @@ def anchor_backend(inner: Backend) -> SealedBackend:
     name = key_object_name(master.key_id)
     if not inner.exists(name):
         if any(True for _ in inner.list(KEYS_PREFIX)):
-            return open_store(inner, _masters())  # a rotation in progress
+            return open_store(inner, _masters(), plaintext=True)  # a rotation in progress
         # Two processes may race here: the first write wins, and both read it back.
         inner.put_if_absent(name, master.wrap(DataKey.generate()).to_json().encode())
     wrapped = WrappedKey.from_json(inner.get(name), where=f"{inner!r} {name}")

@@ -520,13 +520,17 @@ def sealed(inner: Backend, key: DataKey | None = None) -> SealedBackend:
 
 
 def stored_keys(inner: Backend) -> list[WrappedKey]:
-    """Every wrapped data key kept beside a store's data (one per master key it has seen)."""
+    """Every wrapped data key kept beside a store's data (one per master key it has seen).
+    Only one under its own name counts: another vault's key planted under a name that sorts
+    first must not open the store (nor claim a master key its name does not)."""
     found = []
     for name in inner.list(KEYS_PREFIX):
         try:
-            found.append(WrappedKey.from_json(inner.get(name), where=name))
+            wrapped = WrappedKey.from_json(inner.get(name), where=name)
         except (KeyUnavailable, ObjectNotFound):
             continue
+        if name == key_object_name(wrapped.master_key_id):
+            found.append(wrapped)
     return found
 
 
@@ -555,11 +559,23 @@ def open_stored_key(inner: Backend, masters: Sequence[MasterKey]) -> tuple[DataK
     )
 
 
-def open_store(inner: Backend, masters: Sequence[MasterKey]) -> SealedBackend:
+def open_store(
+    inner: Backend, masters: Sequence[MasterKey], *, plaintext: bool = False
+) -> SealedBackend:
     """A store opened with the data key it keeps under ``keys/`` and a master key alone
-    (disaster recovery, a store whose vault row is gone): nothing else is needed. A store
-    from before encryption (no ``keys/``) opens for reading its plaintext objects only."""
+    (disaster recovery, a store whose vault row is gone): nothing else is needed.
+
+    Only sealed objects are read unless ``plaintext`` (the reader knows the store is from
+    before encryption, or partly converted): whoever can write to the storage could
+    otherwise plant plaintext objects, or remove ``keys/`` to make the store pass for one
+    from before encryption. A store with no ``keys/`` opens only with ``plaintext``."""
     if not any(True for _ in inner.list(KEYS_PREFIX)):
+        if not plaintext:
+            raise KeyUnavailable(
+                f"The store at {inner!r} keeps no wrapped data key under keys/: it was removed, "
+                "or the store is from before encryption (then say so: its plaintext objects "
+                "are read only when asked)."
+            )
         return SealedBackend(inner, DataKey.generate(), legacy_plaintext=True)
     key, wrapped = open_stored_key(inner, masters)
-    return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=True)
+    return SealedBackend(inner, key, wrapped=wrapped, legacy_plaintext=plaintext)
