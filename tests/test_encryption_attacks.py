@@ -338,6 +338,45 @@ def test_a_store_without_a_vault_whose_keys_are_gone_or_foreign_is_reported_and_
         assert "keys" in alert.message
 
 
+def test_a_replica_copy_writes_only_the_replicas_key_and_ids_and_the_source_key_opens_nothing(
+    admin: Any, operator: Any, storage: Path, tmp_path: Path
+) -> None:
+    """A copy re-keys and re-seals: nothing of the source's key (its wrapped copy, its key
+    id, its chunk ids) reaches the replica's store, and the source's key reads none of it."""
+    from vaults.storage.copy import copy_point
+
+    world = two_points(admin, operator, tmp_path, name="src")
+    replica = make_vault(admin, name="rep")
+    source_store = locations.vault_store(world["vault"])
+    point = world["second"].storage_key
+    result = copy_point(source_store, locations.vault_store(replica), point)
+    assert result.digest != result.source_digest
+
+    rep_root, src_root = vault_dir(storage, "rep"), vault_dir(storage, "src")
+    master = keyring.master_key()
+    assert [path.name for path in (rep_root / "keys").iterdir()] == [
+        Path(key_object_name(master.key_id)).name
+    ]
+    kept = json.loads((rep_root / key_object_name(master.key_id)).read_text())
+    assert kept["key_id"] == replica.data_key_id != world["vault"].data_key_id
+    source_ids = {path.name for path in chunk_files(storage, "src")}
+    replica_files = chunk_files(storage, "rep")
+    assert replica_files and not source_ids & {path.name for path in replica_files}
+    for path in files_under_root(rep_root):
+        assert world["vault"].data_key_id.encode() not in path.read_bytes()
+    with_source_key = SealedBackend(LocalBackend(rep_root), source_store.backend.key)
+    with pytest.raises(ObjectTampered):
+        with_source_key.get(manifest_key(point))
+    with pytest.raises(ObjectTampered):
+        with_source_key.get(str(replica_files[0].relative_to(rep_root)))
+    assert VaultStore(open_store(LocalBackend(rep_root), [master])).verify(point).ok
+    assert src_root.is_dir()
+
+
+def files_under_root(root: Path) -> list[Path]:
+    return [path for path in root.rglob("*") if path.is_file()]
+
+
 # --- the web: no key material in any answer ----------------------------------------------------
 
 
