@@ -606,3 +606,39 @@ def test_on_s3_plaintext_still_locked_is_left_and_listed_never_deleted(
     again = command("encrypt-vault", vault.name)
     assert "points rewritten sealed: 0" in again and "chunks sealed under keyed ids: 0" in again
     assert sorted(raw.list("chunks/")) != plain_chunks  # the sealed ones beside them
+
+
+@pytest.mark.django_db
+def test_rotation_on_s3_gives_the_new_key_copy_the_old_ones_lock(
+    moto_s3: S3Server,  # noqa: F811
+    admin: Any,
+    home: Path,
+    key_file: Path,
+) -> None:
+    """On S3 the data key kept beside a locked point is locked at least as long as the point
+    (a storage shell deleting it would leave the point unreadable); the copy a rotation
+    writes under the new master key gets that lock too, and opens with the new key alone."""
+    from tests.factories import make_vault
+
+    vault = make_vault(
+        admin, name="s3-rotate", storage_location=f"s3://{moto_s3.bucket()}/s3-rotate"
+    )
+    source = source_tree(home / "s3-rot-src", seed=4)
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5)
+    store = locations.vault_store(vault)
+    store.backup(source, "rp-rot-1", retention=Retention(GOVERNANCE, until))
+    raw = locations.raw_standard_backend(vault)
+    old = read_master_key(key_file)
+    old_lock = raw.lock_of(key_object_name(old.key_id))
+    assert old_lock is not None and old_lock.until is not None and old_lock.until >= until
+
+    command("rotate")
+
+    new = read_master_key(key_file)
+    new_lock = raw.lock_of(key_object_name(new.key_id))
+    assert new_lock is not None and new_lock.covers(Retention(GOVERNANCE, until))
+    assert open_stored_key(raw, [new])[0].key_id == vault.data_key_id
+    fresh = locations.vault_store(Vault.objects.get(pk=vault.pk))
+    target = home / "restores" / "s3-rotated"
+    fresh.restore("rp-rot-1", target, allowed_roots=[target.parent])
+    assert tree_of(target) == tree_of(source)
