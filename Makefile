@@ -95,6 +95,10 @@ bench: venv
 bench-s3: venv
 	$(PY) bench/s3.py
 
+# Replica copies local->local and local->S3 (moto), first and incremental, beside a re-backup.
+bench-replica: venv
+	$(PY) bench/replica.py
+
 # Portfolio page and vault list API at 100 and 10,000 vaults (its own PostgreSQL database).
 bench-portfolio: venv
 	@set -e; \
