@@ -136,7 +136,7 @@ def test_a_worker_killed_mid_drill_leaves_scratch_that_the_jobs_sweep_removes(
     item = protect(admin, make_vault(admin, name="killed-drill"), source, "big")
     # The backup runs here; the drill goes to the worker process.
     backup = runner.job_run(job_id=requests.backup_request(actor=admin, item=item).pk)
-    assert backup is not None and backup.status == "completed", backup.error
+    assert backup is not None and backup.status == "completed", backup and backup.error
     point = RecoveryPoint.objects.get(item=item)
 
     job = requests.drill_request(actor=operator, point=point)
@@ -202,7 +202,7 @@ def test_the_api_queues_a_drill_for_operators_only_and_shows_its_outcome_on_the_
     body = answer.json()
     assert (body["kind"], body["status"], body["recovery_point"]) == ("drill", "queued", point.pk)
     done = runner.job_run(job_id=body["id"])
-    assert done is not None and done.status == "completed", done.error
+    assert done is not None and done.status == "completed", done and done.error
 
     shown = api(reader).get(point_url).json()["drill"]
     assert shown["status"] == "passed" and shown["files"] == 4
@@ -212,7 +212,7 @@ def test_the_api_queues_a_drill_for_operators_only_and_shows_its_outcome_on_the_
     assert _scratch() == []
 
 
-def test_an_archived_point_drills_only_after_rehydration(
+def test_an_archived_point_waits_for_rehydration_then_drills(
     api: Any, operator: Any, point: RecoveryPoint
 ) -> None:
     RecoveryPoint.objects.filter(pk=point.pk).update(tier="vault_archive")
@@ -221,6 +221,17 @@ def test_an_archived_point_drills_only_after_rehydration(
     assert "rehydrate it first" in answer.json()["detail"]
     assert "drill it" in answer.json()["detail"]
     assert not Job.objects.filter(kind="drill").exists()
+
+    # Rehydrated (its standard-tier copy is live): the drill reads that copy.
+    RecoveryPoint.objects.filter(pk=point.pk).update(
+        rehydrated_until=clock.now() + timedelta(days=10)
+    )
+    answer = api(operator).post(_drill_url(point))
+    assert answer.status_code == 202, answer.content
+    done = runner.job_run(job_id=answer.json()["id"])
+    assert done is not None and done.status == "completed", done and done.error
+    point.refresh_from_db()
+    assert point.drill is not None and point.drill["status"] == "passed"
 
 
 def test_a_point_past_its_expiry_or_a_drill_root_beside_restores_is_refused(
