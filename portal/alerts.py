@@ -40,6 +40,8 @@ SECURITY_ALERTS = {
     # SPEC 8.3: the storage holds a point the database no longer names; the data is kept.
     "point_missing": ("critical", "Recovery point missing from the database"),
     "replication_stopped": ("warning", "Replication to a replica vault stopped"),
+    # SPEC 3.12: a point did not restore intact in a drill; its backups may not restore.
+    "drill_failed": ("critical", "Restore drill failed"),
 }
 JOB_ALERTS = {
     "backup_failed": ("warning", "Backup failed"),

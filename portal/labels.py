@@ -36,6 +36,7 @@ ALERT_LABELS: dict[str, str] = {
     "copy_failed": "Copy to the replica failed",
     "replication_lag": "Replica behind its RPO",
     "replication_stopped": "Replication stopped",
+    "drill_failed": "Restore drill failed",
 }
 
 # Gate operations: the label each has in the gate's table (portal/operations.py), but where
@@ -72,6 +73,8 @@ OPERATION_LABELS: dict[str, str] = {
     "copy_schedule": "Queue a copy to the replica",
     "copy_start": "Copy a recovery point to the replica",
     "replica_point_record": "Record a replica's recovery point",
+    "drill_schedule": "Scheduled restore drill",
+    "point_drill_record": "Record a restore drill",
 }
 
 # What a Resource Guard can protect (guards/models.py ResourceGuard.Operation).
@@ -104,6 +107,7 @@ JOB_LABELS: dict[str, str] = {
     "failed": "Failed",
     "cancelled": "Cancelled",
     "copy": "Copy to replica",
+    "drill": "Restore drill",
 }
 
 # States a page shows: immutability, soft delete, approvals, audit outcomes and sources.

@@ -331,6 +331,10 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation("verify_start", "operate", label="Verify a recovery point"),
         Operation("verify_schedule", "system", label="Schedule a verification"),
+        # Restore drills (SPEC 3.12): a point restored to scratch and re-hashed, then removed.
+        Operation("drill_start", "operate", label="Run a restore drill of a recovery point"),
+        Operation("drill_schedule", "system", label="Schedule a restore drill"),
+        Operation("point_drill_record", "system", label="Record a restore drill's outcome"),
         Operation("point_rehydrate", "operate", label="Rehydrate a point from archive"),
         # A tier move keeps the point's expiry, so immutability allows it (SPEC 3.2).
         Operation("point_tier_move", "system", label="Move a point to the archive tier"),

@@ -194,6 +194,10 @@ HOLDFAST_SOURCE_ROOTS = [
 HOLDFAST_RESTORE_ROOTS = [
     Path(p) for p in os.environ.get("HOLDFAST_RESTORE_ROOTS", str(VAR_DIR / "restores")).split(":")
 ]
+# Restore drills (SPEC 3.12) restore a point into a scratch directory under here, re-hash it
+# and remove it. Never under a restore root or the storage: a drill writes nowhere else, and
+# its clean-up removes only its own `drill-*` directories (vaults/jobs/drills.py).
+HOLDFAST_DRILL_ROOT = Path(os.environ.get("HOLDFAST_DRILL_ROOT", VAR_DIR / "drills"))
 # The most a download from a point's browse page may hold (one file or a zip of a selection):
 # it streams through the web server; larger selections are restored to a restore root.
 HOLDFAST_DOWNLOAD_MAX_BYTES = int(os.environ.get("HOLDFAST_DOWNLOAD_MAX_BYTES", str(1024**3)))

@@ -114,6 +114,15 @@ def vault_storage_root(settings: Any, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(autouse=True)
+def drill_root(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Each test its own drill scratch area: the jobs sweep removes scratch directories whose
+    job (by id, in this test's database) is not running, so a shared one would lose another
+    test's drill mid-way."""
+    settings.HOLDFAST_DRILL_ROOT = tmp_path_factory.mktemp("drills")
+    return settings.HOLDFAST_DRILL_ROOT
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     # Personas are created per test; a deliberately slow hash only slows the suite down.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

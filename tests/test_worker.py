@@ -47,6 +47,7 @@ def worker_process(storage: Path) -> Iterator[Any]:  # noqa: F811
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "HOLDFAST_STORAGE_ROOT": str(settings.HOLDFAST_STORAGE_ROOT),
         "HOLDFAST_RESTORE_ROOTS": ":".join(map(str, settings.HOLDFAST_RESTORE_ROOTS)),
+        "HOLDFAST_DRILL_ROOT": str(settings.HOLDFAST_DRILL_ROOT),
     }
     process = subprocess.Popen(
         [

@@ -315,8 +315,7 @@ class RecoveryPoint(models.Model):
     # When the instant-restore copy of a snapshot_and_vault point lapses (SPEC 3.7).
     snapshot_expires_at = models.DateTimeField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
-    # An archived point rehydrated into the standard store stays restorable until then.
-    rehydrated_until = models.DateTimeField(null=True, blank=True)
+    rehydrated_until = models.DateTimeField(null=True, blank=True)  # restorable until then
     # Set when a retention reduction expired the point at once while soft delete was on
     # (SPEC 3.3): the expiry sweep keeps it until then; raising the retention clears it.
     soft_deleted_until = models.DateTimeField(null=True, blank=True)
@@ -329,6 +328,8 @@ class RecoveryPoint(models.Model):
     storage_lock_mode = models.CharField(max_length=12, blank=True)
     storage_lock_checked_at = models.DateTimeField(null=True, blank=True)
     storage_lock_problem = models.TextField(blank=True)
+    # The last restore drill (SPEC 3.12): {status, at, files, bytes, seconds[, error, first_bad]}.
+    drill = models.JSONField(null=True, blank=True)
     # A replica point's source (SPEC 3.10): the source vault's name and the point's id there.
     # Plain values, not keys: deleting or expiring the source point never touches the copy.
     source_vault = models.CharField(max_length=50, blank=True)
@@ -421,8 +422,8 @@ class Job(models.Model):
         # S3 Object Lock: set retention on existing objects; read it back per point.
         STORAGE_LOCK = "storage_lock", "Storage lock"
         LOCK_VERIFY = "lock_verify", "Storage lock verification"
-        # A recovery point copied to the vault's replica (SPEC 3.10).
-        COPY = "copy", "Copy to replica"
+        COPY = "copy", "Copy to replica"  # to the vault's replica (SPEC 3.10)
+        DRILL = "drill", "Restore drill"  # restored to scratch and re-hashed (SPEC 3.12)
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -452,9 +453,8 @@ class Job(models.Model):
     params = models.JSONField(default=dict, blank=True)
     bytes_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
-    # Files and folders taken so far, of how many (0 of 0 while the tree is being counted).
-    files_done = models.IntegerField(default=0)
-    files_total = models.IntegerField(default=0)
+    files_done = models.IntegerField(default=0)  # files and folders taken so far (0 of 0:
+    files_total = models.IntegerField(default=0)  # while the tree is being counted)
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

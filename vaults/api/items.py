@@ -209,6 +209,18 @@ class StorageLockSerializer(serializers.Serializer[Any]):
     problem = serializers.CharField(source="storage_lock_problem")
 
 
+class DrillSerializer(serializers.Serializer[Any]):
+    """The point's last restore drill (SPEC 3.12); ``error`` and ``first_bad`` if it failed."""
+
+    status = serializers.ChoiceField(choices=["passed", "failed"])
+    at = serializers.DateTimeField()
+    files = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+    seconds = serializers.FloatField()
+    error = serializers.CharField(required=False)
+    first_bad = serializers.CharField(required=False, help_text="The first file found bad.")
+
+
 class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
     item = serializers.CharField(source="item.name", read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
@@ -219,6 +231,7 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
     source_point = serializers.SerializerMethodField(
         help_text="A replica's copy: the point it was copied from (SPEC 3.10)."
     )
+    drill = DrillSerializer(read_only=True, allow_null=True)
 
     @extend_schema_field(
         {"type": "object", "nullable": True,
@@ -250,6 +263,7 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
             "state",
             "soft_deleted_until",
             "source_point",
+            "drill",
         ]
         read_only_fields = fields
 

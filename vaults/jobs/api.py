@@ -156,6 +156,18 @@ class VerifyView(APIView):
         )
 
 
+class DrillView(APIView):
+    @extend_schema(request=None, responses={202: JobSerializer, 503: QUEUE_UNAVAILABLE})
+    def post(self, request: Request, name: str, item: str, pk: int) -> Response:
+        """Restore the point into a scratch directory, re-hash every file against its
+        manifest, record the outcome as the point's ``drill`` and remove the copy (SPEC
+        3.12). An archived point answers 409 ``point_archived`` until it is rehydrated; a
+        point past its expiry answers 400 ``validation_error``."""
+        return _accepted(
+            requests.drill_request(actor=request.user, point=_point(request, name, item, pk))
+        )
+
+
 class RehydrateView(APIView):
     @extend_schema(
         request=RehydrateRequestSerializer, responses={202: JobSerializer, 503: QUEUE_UNAVAILABLE}

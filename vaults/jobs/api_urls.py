@@ -4,6 +4,7 @@ from django.urls import path
 
 from .api import (
     BackupView,
+    DrillView,
     JobCancelView,
     JobDetail,
     JobList,
@@ -28,6 +29,11 @@ urlpatterns = [
         "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/verify/",
         VerifyView.as_view(),
         name="api-point-verify",
+    ),
+    path(
+        "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/drill/",
+        DrillView.as_view(),
+        name="api-point-drill",
     ),
     path(
         "vaults/<str:name>/items/<str:item>/recovery-points/<int:pk>/rehydrate/",

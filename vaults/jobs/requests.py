@@ -32,6 +32,7 @@ from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..storage import RestoreRefused, StorageError
 from ..storage.restore import normalize_sub_path, resolve_target
 from ..storage_notes import point_retention
+from .drills import drill_root_refusal
 from .state import FAILURE_ALERTS, job_state, new_job
 
 logger = logging.getLogger(__name__)
@@ -194,11 +195,11 @@ def _check_restore_target(target_path: str) -> None:
         ) from None
 
 
-def archived_refusal(point: RecoveryPoint) -> DomainError:
+def archived_refusal(point: RecoveryPoint, then: str = "restore it") -> DomainError:
     return DomainError(
         "point_archived",
         f"Recovery point {point.pk} is in the archive tier: rehydrate it first (10 to 30 days, "
-        "standard or high priority), then restore it.",
+        f"standard or high priority), then {then}.",
     )
 
 
@@ -328,6 +329,40 @@ def verify_request(*, actor: Any, point: RecoveryPoint) -> Job:
         actor=actor,
         vault=point.vault,
         target=f"point:{point.pk}",
+        item=point.item,
+        recovery_point=point,
+    )
+
+
+def drill_request(*, actor: Any, point: RecoveryPoint) -> Job:
+    """Queue a restore drill of ``point`` (SPEC 3.12); ``actor=None`` is the schedule.
+
+    Refused for a point past its expiry (soft-deleted or about to go: there is nothing to
+    prove for it), when the drill root overlaps a restore root or the storage, and, with
+    ``point_archived``, for an archived point without a live rehydrated copy: the drill
+    waits for its rehydration."""
+
+    def precheck(check: Check) -> None:
+        if point.is_expired(check.now):
+            raise DomainError(
+                "validation_error",
+                f"Recovery point {point.pk} is past its expiry"
+                f"{' (soft-deleted)' if point.is_soft_deleted(check.now) else ''}: drills "
+                "prove the points retention keeps. Drill a current point.",
+            )
+        refusal = drill_root_refusal()
+        if refusal is not None:
+            raise DomainError("validation_error", refusal)
+        if point.is_archived and not point.is_rehydrated(check.now):
+            raise archived_refusal(point, "drill it")
+
+    return _job_request(
+        "drill_start" if actor is not None else "drill_schedule",
+        Kind.DRILL,
+        actor=actor,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        precheck=precheck,
         item=point.item,
         recovery_point=point,
     )

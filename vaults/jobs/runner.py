@@ -86,7 +86,7 @@ def job_execute(job: Job) -> Job:
 
 
 # Jobs that read only their own point's objects: damage they find is that point's.
-POINT_READERS = (Kind.RESTORE, Kind.VERIFY, Kind.TIER_MOVE, Kind.REHYDRATE)
+POINT_READERS = (Kind.RESTORE, Kind.VERIFY, Kind.TIER_MOVE, Kind.REHYDRATE, Kind.DRILL)
 
 
 def damaged_object(exc: BaseException) -> str:

@@ -32,6 +32,7 @@ from ..storage.crypto import KeyUnavailable, SealedBackend
 from ..storage.errors import ObjectLocked, PointRetained
 from ..storage.holds import Holds
 from ..storage_notes import storage_note
+from .drills import scratch_sweep
 from .requests import enqueue_on_commit
 from .state import alert_failure
 
@@ -52,7 +53,8 @@ def jobs_fail_stale(*, now: datetime | None = None) -> int:
     """Fail running jobs whose heartbeat stopped (their worker died), and re-send queued
     jobs whose message seems lost or could not be sent (the broker was down: their error
     says so). Nothing a dead backup wrote is visible: its point has no manifest, and GC
-    reclaims its chunks once its store lease expires."""
+    reclaims its chunks once its store lease expires. Last, the scratch copies of drills
+    whose job no longer runs are removed (a worker killed mid-drill)."""
     now = now or clock.now()
     cutoff = now - _stale_after()
     failed = 0
@@ -75,6 +77,10 @@ def jobs_fail_stale(*, now: datetime | None = None) -> int:
     for job in lost.select_related("vault", "item"):
         if Job.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(heartbeat_at=now):
             enqueue_on_commit(job)
+    # What a drill killed mid-way left in the drill root (its job is failed above).
+    removed = scratch_sweep()
+    if removed:
+        logger.info("removed %d leftover drill scratch director(ies)", removed)
     return failed
 
 

@@ -22,6 +22,7 @@ from .items import item_protect, protection_resume, protection_stop
 from .mua import vault_guard_remove, vault_guard_set
 from .points import (
     point_delete,
+    point_drill_record,
     point_expire,
     point_expiry,
     point_flag,
@@ -53,6 +54,7 @@ __all__ = [
     "job_alerts_mute",
     "point_delete",
     "point_download",
+    "point_drill_record",
     "point_expire",
     "point_expiry",
     "point_flag",

@@ -247,3 +247,30 @@ def point_flag(op: str, point: RecoveryPoint, **fields: Any) -> None:
         change=change,
         after=lambda _: {k: str(v) for k, v in fields.items()},
     )
+
+
+def point_drill_record(point: RecoveryPoint, drill: dict[str, Any]) -> None:
+    """Record a restore drill's outcome on its point (SPEC 3.12); a failed drill raises the
+    ``drill_failed`` security alert naming the first bad file."""
+
+    def change(check: Check) -> None:
+        RecoveryPoint.objects.filter(pk=point.pk).update(drill=drill)
+        if drill["status"] == "failed":
+            first = drill.get("first_bad")
+            raise_alert(
+                "drill_failed",
+                vault_name=point.vault.name,
+                target=f"point:{point.pk}",
+                message=f"The restore drill of recovery point {point.pk} of {point.item.name} "
+                f"failed{f' at {first}' if first else ''}: {drill.get('error', '')}",
+            )
+
+    gate.execute(
+        "point_drill_record",
+        actor=None,
+        vault=point.vault,
+        target=f"point:{point.pk}",
+        before={**point.audit_state(), "drill": point.drill},
+        change=change,
+        after=lambda _: {"drill": drill},
+    )

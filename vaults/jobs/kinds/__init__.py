@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ...models import Job
 from ..state import Heartbeat
-from . import backup, copy, rehydrate, restore, storage_lock, sweep, tier_move, verify
+from . import backup, copy, drill, rehydrate, restore, storage_lock, sweep, tier_move, verify
 
 Kind = Job.Kind
 
@@ -26,4 +26,5 @@ RUNNERS: dict[str, Callable[[Job, Heartbeat], None]] = {
     Kind.STORAGE_LOCK: storage_lock.run_storage_lock,
     Kind.LOCK_VERIFY: storage_lock.run_lock_verify,
     Kind.COPY: copy.run,
+    Kind.DRILL: drill.run,
 }
