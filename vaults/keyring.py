@@ -7,10 +7,11 @@
   master key the vaults need. A file that exists but cannot be read or parsed is an error
   too, and is never replaced. In production (``DJANGO_DEBUG=0``) creating the key logs a
   warning: the key must be kept apart from the data.
-- A vault's data key is made on first use: random, wrapped by the master key, stored in the
-  vault's row (``data_key``, ``data_key_id``) and, by the store, beside its data
-  (``keys/data-key-<master key id>.json``). Its id never changes (a trigger); a wrapped key
-  that unwraps to another key is refused.
+- A vault's data key is made with the vault (`give_data_key`, in ``vault_create``; a vault
+  from before encryption gets one on first use, through the gate): random, wrapped by the
+  master key, stored in the vault's row (``data_key``, ``data_key_id``) and, by the store,
+  beside its data (``keys/data-key-<master key id>.json``). Its id never changes (a
+  trigger); a wrapped key that unwraps to another key is refused.
 - `sealed` opens a vault's backend with its data key: every store of the vault is built on
   it (`vaults.locations`), so nothing reaches storage unencrypted.
 """
