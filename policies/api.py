@@ -124,7 +124,7 @@ class RestoreDrillField(serializers.Field):  # type: ignore[type-arg]
     shape is checked here; the range (1 to 365) is the model's rule, raised by the services."""
 
     default_error_messages = {
-        "invalid": 'Give {"every_days": N} with N a whole number of days, or null for off.'
+        "invalid": 'Give {{"every_days": N}} with N a whole number of days, or null for off.'
     }
 
     def __init__(self, **kwargs: Any) -> None:
