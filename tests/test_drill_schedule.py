@@ -308,6 +308,19 @@ def test_a_policy_without_restore_drill_dispatches_nothing(
     assert _drills() == []
 
 
+def test_a_drill_root_beside_the_restores_holds_every_scheduled_drill(
+    admin: Any, vault: Vault, tmp_path: Path, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    item = _item(admin, vault, _policy(admin, vault, 1), tmp_path)
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    _point(item, start - timedelta(days=1), "daily")
+    settings.HOLDFAST_DRILL_ROOT = Path(settings.HOLDFAST_RESTORE_ROOTS[0]) / "drills"
+    with caplog.at_level(logging.WARNING, logger="vaults.jobs.drill_schedule"):
+        assert _dispatch(start + timedelta(hours=23, minutes=59)) == []
+    assert "scheduled drills wait: HOLDFAST_DRILL_ROOT" in caplog.text
+    assert not AuditRecord.objects.filter(operation="drill_schedule").exists()
+
+
 # --- the item page -------------------------------------------------------------------------
 
 

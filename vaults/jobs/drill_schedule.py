@@ -31,6 +31,7 @@ from portal import clock
 from portal.gate import DomainError
 
 from ..models import Job, ProtectedItem, RecoveryPoint
+from .drills import drill_root_refusal
 from .requests import drill_request
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ def drills_dispatch(*, now: datetime | None = None) -> list[Job]:
     times, concurrently."""
     now = now or clock.now()
     jobs: list[Job] = []
+    root_refusal = drill_root_refusal()
+    if root_refusal is not None:  # once per run, not a refused request per item
+        logger.warning("scheduled drills wait: %s", root_refusal)
+        return jobs
     items = ProtectedItem.objects.filter(
         protection_state=ProtectedItem.State.PROTECTED,
         policy__restore_drill_every_days__isnull=False,
@@ -138,6 +143,6 @@ def drills_dispatch(*, now: datetime | None = None) -> list[Job]:
             continue
         try:
             jobs.append(drill_request(actor=None, point=point, slot=slot.start, params=params))
-        except DomainError as refusal:  # another dispatcher was first, or the drill root
+        except DomainError as refusal:  # another dispatcher was first
             logger.info("scheduled drill of %s not queued: %s", item.name, refusal.detail)
     return jobs
