@@ -144,6 +144,8 @@ def test_the_policy_page_sets_and_refuses_the_drill_period(admin: Any, vault: Va
     assert saved.status_code == 302
     policy.refresh_from_db()
     assert policy.restore_drill_every_days == 14
+    listed = client.get(reverse("vaults:blade", args=[vault.name, "policies"])).content.decode()
+    assert '<th scope="col">Restore drills</th>' in listed and "Every 14 days" in listed
 
 
 # --- the dispatcher ------------------------------------------------------------------------
