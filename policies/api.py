@@ -110,6 +110,38 @@ class TieringSerializer(serializers.Serializer[Any]):
     after_days = _count(source="tiering_after_days", allow_null=True, max_value=INT_MAX)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "properties": {"every_days": {"type": "integer", "minimum": 1, "maximum": 365}},
+        "required": ["every_days"],
+        "description": "Scheduled restore drills: one point per item every N days; null is off.",
+    }
+)
+class RestoreDrillField(serializers.Field):  # type: ignore[type-arg]
+    """``{"every_days": N}`` or null, onto the flat ``restore_drill_every_days``. Only the
+    shape is checked here; the range (1 to 365) is the model's rule, raised by the services."""
+
+    default_error_messages = {
+        "invalid": 'Give {{"every_days": N}} with N a whole number of days, or null for off.'
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="restore_drill_every_days", allow_null=True, **kwargs)
+
+    def to_representation(self, value: int) -> dict[str, int]:
+        return {"every_days": value}
+
+    def to_internal_value(self, data: Any) -> int:
+        every = data.get("every_days") if isinstance(data, dict) else None
+        if set(data if isinstance(data, dict) else ()) != {"every_days"}:
+            self.fail("invalid")
+        if not isinstance(every, int) or isinstance(every, bool):
+            self.fail("invalid")
+        return every
+
+
 class PolicySerializer(serializers.Serializer[Policy]):
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(max_length=50, validators=[NAME_VALIDATOR])
@@ -118,6 +150,7 @@ class PolicySerializer(serializers.Serializer[Policy]):
     instant_restore_days = _count(max_value=SMALLINT_MAX)
     retention = RetentionSerializer(source="*", required=False)
     tiering = TieringSerializer(source="*", required=False)
+    restore_drill = RestoreDrillField(required=False)
     items = serializers.SerializerMethodField(help_text="How many protected items use it.")
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)

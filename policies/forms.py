@@ -80,6 +80,11 @@ class PolicyForm(forms.Form):
     )
     tiering_mode = forms.ChoiceField(label="Tiering to archive", choices=Policy.Tiering.choices)
     tiering_after_days = _number("Tier after (days)", "At least 90, when tiering after N days.")
+    restore_drill_every_days = _number(
+        "Restore drill every (days)",
+        "1 to 365: one point of each item is restored to scratch and checked once per period, "
+        "rotating through daily, weekly, monthly and yearly points. Empty turns drills off.",
+    )
 
     @classmethod
     def for_policy(cls, policy: Policy, data: Any = None) -> PolicyForm:

@@ -12,6 +12,8 @@ from vaults.triggers import POLICY_TRIGGERS
 
 from . import rules
 
+# Scheduled restore drills: every 1 to 365 days (a year at most between proofs).
+DRILL_DAYS = (1, 365)
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
@@ -50,6 +52,9 @@ class Policy(models.Model):
     yearly_month = models.PositiveSmallIntegerField(default=1)
     tiering_mode = models.CharField(max_length=12, choices=Tiering.choices, default="off")
     tiering_after_days = models.PositiveIntegerField(null=True, blank=True)
+    # Scheduled restore drills (SPEC 3.12): one point of each item drilled every N days;
+    # null turns them off (vaults/jobs/drill_schedule.py).
+    restore_drill_every_days = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -57,6 +62,14 @@ class Policy(models.Model):
         ordering = ["vault", "name"]
         constraints = [
             models.UniqueConstraint(fields=["vault", "name"], name="policy_unique_name_per_vault"),
+            models.CheckConstraint(
+                condition=models.Q(restore_drill_every_days__isnull=True)
+                | models.Q(
+                    restore_drill_every_days__gte=DRILL_DAYS[0],
+                    restore_drill_every_days__lte=DRILL_DAYS[1],
+                ),
+                name="policy_restore_drill_days_range",
+            ),
         ]
         # PostgreSQL refuses a shorter retention in an immutable vault (vaults/triggers.py).
         triggers = [*POLICY_TRIGGERS, *policy_rpo_triggers()]
@@ -114,7 +127,19 @@ class Policy(models.Model):
             errors["retention.weekly_weekday"] = "Choose a weekday name, e.g. sunday."
         if self.tiering_mode == self.Tiering.AFTER and (self.tiering_after_days or 0) < 90:
             errors["tiering.after_days"] = "Tier to archive at least 90 days after creation."
+        low, high = DRILL_DAYS
+        every = self.restore_drill_every_days
+        if every is not None and not low <= every <= high:
+            errors["restore_drill.every_days"] = (
+                f"Drill every {low} to {high} days, or turn scheduled drills off (null)."
+            )
         return errors
+
+    @property
+    def restore_drill(self) -> dict[str, int] | None:
+        """The API's ``restore_drill``: ``{"every_days": N}``, or None when drills are off."""
+        every = self.restore_drill_every_days
+        return None if every is None else {"every_days": every}
 
     def audit_state(self) -> dict[str, Any]:
         return {
@@ -130,4 +155,5 @@ class Policy(models.Model):
                 "yearly_years": self.yearly_years,
             },
             "tiering": {"mode": self.tiering_mode, "after_days": self.tiering_after_days},
+            "restore_drill": self.restore_drill,
         }

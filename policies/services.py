@@ -38,6 +38,7 @@ POLICY_FIELDS = {
     "yearly_month",
     "tiering_mode",
     "tiering_after_days",
+    "restore_drill_every_days",
 }
 
 

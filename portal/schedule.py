@@ -55,6 +55,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=40, hour=2),
         "options": {"expires": 3600},
     },
+    # Scheduled restore drills (policy restore_drill): each item's drill of the period is
+    # due at its own moment in it; a quarter of an hour is how late one may start.
+    "holdfast-schedule-drills": {
+        "task": "holdfast.schedule_drills",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
     # The audit chain's head to local disk and S3 under Object Lock (docs/security.md, "Audit
     # anchors"). Records newer than the latest anchor are the ones a database superuser could
     # still rewrite or drop unnoticed: the hour bounds that window.

@@ -1,4 +1,5 @@
-"""One FilterSet for every vault list: the dashboard's and the API's.
+"""One FilterSet for every vault list: the dashboard's and the API's; and the items'
+restore drill filter, shared by the items API and the protected items page.
 
 ``PortfolioFilter`` adds sorting for the Backup center, whose rows carry the annotations of
 ``vaults.selectors.with_portfolio_columns`` (items, last backup, storage by tier).
@@ -14,9 +15,14 @@ from django.db.models.fields.json import KeyTransform
 
 from portal import clock
 
-from .models import Vault
+from .models import ProtectedItem, Vault
 from .replicas import REPLICATION_CHOICES, filter_replication
-from .selectors import security_level_expression, security_level_rank
+from .selectors import (
+    DRILL_CHOICES,
+    filter_drill,
+    security_level_expression,
+    security_level_rank,
+)
 
 
 class VaultFilter(django_filters.FilterSet):
@@ -131,3 +137,24 @@ class PortfolioFilter(VaultFilter):
         if not any(str(key).lstrip("-") == "name" for key in ordering):
             ordering.append("name")
         return queryset.order_by(*ordering)
+
+
+class ItemDrillFilter(django_filters.FilterSet):
+    """Items by scheduled restore drill state (``vaults.selectors.filter_drill``)."""
+
+    drill = django_filters.ChoiceFilter(
+        choices=DRILL_CHOICES,
+        empty_label="Any",
+        label="Restore drill",
+        method="filter_drill",
+        help_text="overdue: no drill passed within the policy's drill period (plus a day).",
+    )
+
+    class Meta:
+        model = ProtectedItem
+        fields = ["drill"]
+
+    def filter_drill(
+        self, queryset: QuerySet[ProtectedItem], name: str, value: str
+    ) -> QuerySet[ProtectedItem]:
+        return filter_drill(queryset, value, clock.now())

@@ -409,7 +409,7 @@ class Job(models.Model):
     """Every backup, restore, tier move, rehydration, verification and sweep (SPEC 3.8).
 
     Job state lives here, not in Celery: a worker claims a queued job with a compare-and-set,
-    and a scheduled backup's (item, slot) is unique so it runs at most once.
+    and a scheduled backup's or drill's (item, slot) is unique so it runs at most once.
     """
 
     class Kind(models.TextChoices):
@@ -473,12 +473,10 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["item", "slot"],
-                condition=models.Q(kind="backup", slot__isnull=False),
-                name="job_one_backup_per_item_slot",
-            ),
-        ]
+            models.UniqueConstraint(fields=["item", "slot"], name=f"job_one_{kind}_per_item_slot",
+                                    condition=models.Q(kind=kind, slot__isnull=False))
+            for kind in ("backup", "drill")
+        ]  # fmt: skip
         indexes = [
             models.Index(fields=["status", "kind"], name="job_status_kind_idx"),
             models.Index(fields=["vault", "-created_at"], name="job_vault_created_idx"),
@@ -488,6 +486,8 @@ class Job(models.Model):
                 "vault", models.F("created_at").desc(), models.F("id").desc(),
                 name="job_vault_backup_idx", condition=models.Q(kind="backup"),
             ),
+            models.Index("item", models.F("ended_at").desc(), name="job_item_drill_passed_idx",
+                         condition=models.Q(kind="drill", status="completed")),  # drill overdue
         ]  # fmt: skip
         triggers = [*LAST_BACKUP_TRIGGERS, *JOB_TALLY_TRIGGERS]
 

@@ -23,12 +23,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import (
     Case,
     CharField,
     Count,
     DateField,
     DateTimeField,
+    DurationField,
+    ExpressionWrapper,
     F,
     IntegerField,
     Max,
@@ -272,6 +275,64 @@ def items_for_user(user: Any, now: datetime) -> QuerySet[ProtectedItem]:
                 output_field=CharField(),
             ),
         )
+    )
+
+
+# --- restore drills (SPEC 3.12) ---------------------------------------------------------
+
+# A drill is due at a fixed moment of each period (vaults/jobs/drill_schedule.py), so passed
+# drills come one period apart; the grace covers the dispatch interval and the drill's run.
+DRILL_GRACE = timedelta(days=1)
+DRILL_CHOICES = [
+    ("overdue", "Overdue"),
+    ("ok", "Up to date"),
+    ("off", "Not scheduled"),
+]
+
+
+def last_good_drill() -> Subquery:
+    """When the item's last passed drill ended (a drill job completes only if it passed)."""
+    return Subquery(
+        Job.objects.filter(item=OuterRef("pk"), kind=Job.Kind.DRILL, status=Job.Status.COMPLETED)
+        .order_by("-ended_at")
+        .values("ended_at")[:1],
+        output_field=DateTimeField(),
+    )
+
+
+def _drill_deadline(now: datetime) -> Any:
+    """``now`` less the grace and the item's policy's drill period, in SQL. SQLite keeps a
+    duration as microseconds, PostgreSQL multiplies an interval."""
+    every = F("policy__restore_drill_every_days")
+    if connection.vendor == "postgresql":
+        period = ExpressionWrapper(every * Value(timedelta(days=1)), output_field=DurationField())
+    else:
+        period = ExpressionWrapper(every * Value(86_400_000_000), output_field=DurationField())
+    return ExpressionWrapper(
+        Value(now - DRILL_GRACE, output_field=DateTimeField()) - period,
+        output_field=DateTimeField(),
+    )
+
+
+def filter_drill(queryset: QuerySet[ProtectedItem], value: str, now: datetime) -> Any:
+    """Items by restore drill state. ``overdue``: protected, its policy schedules drills, and
+    no drill passed within the last period (plus grace) although the item is older than
+    that; ``ok``: drills scheduled and not overdue; ``off``: the policy schedules none.
+    Two correlated subqueries in one query, however many items."""
+    if value == "off":
+        return queryset.filter(policy__restore_drill_every_days__isnull=True)
+    scheduled = queryset.filter(
+        protection_state=ProtectedItem.State.PROTECTED,
+        policy__restore_drill_every_days__isnull=False,
+    ).alias(last_good_drill_at=last_good_drill(), drill_deadline=_drill_deadline(now))
+    if value == "overdue":
+        return scheduled.filter(
+            Q(last_good_drill_at__lt=F("drill_deadline"))
+            | Q(last_good_drill_at__isnull=True, created_at__lt=F("drill_deadline"))
+        )
+    return scheduled.filter(
+        Q(last_good_drill_at__gte=F("drill_deadline"))
+        | Q(last_good_drill_at__isnull=True, created_at__gte=F("drill_deadline"))
     )
 
 

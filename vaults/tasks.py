@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError
 
 from portal.gate import entry_point
 
-from .jobs import replication, runner, schedules, sweeps
+from .jobs import drill_schedule, replication, runner, schedules, sweeps
 
 # Transient database trouble before the job is claimed is worth retrying; the job's own
 # errors are recorded on the job by the service and never raised.
@@ -74,6 +74,13 @@ def schedule_verifications() -> int:
     with entry_point("task"):
         checks = schedules.verifications_schedule()
         return len(checks) + len(schedules.lock_verifications_schedule())
+
+
+@shared_task(name="holdfast.schedule_drills", **RETRY, **SHORT)
+def schedule_drills() -> int:
+    """Queue each item's restore drill of the current period once its moment has passed."""
+    with entry_point("task"):
+        return len(drill_schedule.drills_dispatch())
 
 
 @shared_task(name="holdfast.replicate", **RETRY, **SHORT)

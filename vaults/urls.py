@@ -66,6 +66,11 @@ urlpatterns = [
         items.point_retain,
         name="point-retain",
     ),
+    path(
+        "<str:name>/items/<int:pk>/points/<int:point_pk>/drill/",
+        items.point_drill,
+        name="point-drill",
+    ),
     # The catch-all blade route stays last.
     path("<str:name>/<str:blade>/", vault.vault_blade, name="blade"),
 ]

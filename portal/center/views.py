@@ -22,7 +22,7 @@ from policies.models import Policy
 from portal import clock
 from portal.http import HtmxHttpRequest, csv_lines, require_capability
 from vaults import selectors
-from vaults.filters import PortfolioFilter
+from vaults.filters import ItemDrillFilter, PortfolioFilter
 from vaults.models import ProtectedItem
 from vaults.replicas import with_replication_columns
 
@@ -140,7 +140,7 @@ def portfolio_export(request: HttpRequest) -> StreamingHttpResponse:
 # --- protected items ---------------------------------------------------------------------
 
 
-class ItemFilter(django_filters.FilterSet):
+class ItemFilter(ItemDrillFilter):
     vault = django_filters.CharFilter(field_name="vault__name", label="Vault")
     policy = django_filters.CharFilter(field_name="policy__name", label="Policy")
     protection_state = django_filters.ChoiceFilter(
@@ -170,7 +170,7 @@ class ItemFilter(django_filters.FilterSet):
 
     class Meta:
         model = ProtectedItem
-        fields = ["vault", "policy", "protection_state", "last_backup", "rpo"]
+        fields = ["vault", "policy", "protection_state", "last_backup", "rpo", "drill"]
 
     def filter_last_backup(self, queryset: Any, name: str, value: str) -> Any:
         return selectors.filter_last_backup(queryset, value)

@@ -21,6 +21,7 @@ from portal.api import ERROR_SCHEMA
 from portal.gate import DomainError
 
 from .. import services
+from ..filters import ItemDrillFilter
 from ..models import ProtectedItem, RecoveryPoint, Vault
 from .common import DRY_RUN, NAME_VALIDATOR, VaultScopedViewSet, dry_run
 
@@ -101,6 +102,7 @@ class ProtectedItemViewSet(
     """A vault's protected items, whatever their protection state."""
 
     serializer_class = ProtectedItemSerializer
+    filterset_class = ItemDrillFilter
     lookup_field = "name"
     lookup_url_kwarg = "item"
 

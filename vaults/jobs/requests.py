@@ -334,15 +334,30 @@ def verify_request(*, actor: Any, point: RecoveryPoint) -> Job:
     )
 
 
-def drill_request(*, actor: Any, point: RecoveryPoint) -> Job:
+def drill_request(
+    *,
+    actor: Any,
+    point: RecoveryPoint,
+    slot: datetime | None = None,
+    params: dict[str, Any] | None = None,
+) -> Job:
     """Queue a restore drill of ``point`` (SPEC 3.12); ``actor=None`` is the schedule.
 
     Refused for a point past its expiry (soft-deleted or about to go: there is nothing to
     prove for it), when the drill root overlaps a restore root or the storage, and, with
     ``point_archived``, for an archived point without a live rehydrated copy: the drill
-    waits for its rehydration."""
+    waits for its rehydration. A scheduled drill names its period (``slot``): one drill per
+    item and slot, checked under the vault's row lock (and a unique index behind it), so
+    two dispatchers racing for a slot queue one drill and the other is refused."""
 
     def precheck(check: Check) -> None:
+        taken = Job.objects.filter(kind=Kind.DRILL, item_id=point.item_id, slot=slot)
+        if slot is not None and taken.exists():
+            raise DomainError(
+                "drill_slot_taken",
+                f"{point.item.name} already has its drill of the period starting "
+                f"{slot:%Y-%m-%d %H:%M} UTC.",
+            )
         if point.is_expired(check.now):
             raise DomainError(
                 "validation_error",
@@ -365,6 +380,8 @@ def drill_request(*, actor: Any, point: RecoveryPoint) -> Job:
         precheck=precheck,
         item=point.item,
         recovery_point=point,
+        slot=slot,
+        params=params or {},
     )
 
 

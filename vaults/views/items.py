@@ -1,6 +1,6 @@
 """The Backup items blade (SPEC 3.7): a vault's protected items, protecting a directory, an
-item's recovery points (delete, retain, browse), moving an item to another policy (with its
-preview), stopping and resuming protection.
+item's recovery points (delete, retain, browse, drill) and its last restore drill, moving an
+item to another policy (with its preview), stopping and resuming protection.
 
 Every write calls one service; a ``validation_error`` lands on the form field it names and
 any other refusal is shown where the person acted, with the refusal's HTTP status.
@@ -16,8 +16,10 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
+from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from policies import services as policy_services
@@ -69,6 +71,7 @@ def _item_page(
         "points": page,
         "now": now,
         "rpo": selectors.item_rpo(item, now),
+        "last_drill": _last_drill(item),
         "item_jobs": list(jobs[:10]),
         "backup_form": BackupForm(),
         "change_form": ChangePolicyForm(item=item),
@@ -76,6 +79,18 @@ def _item_page(
         **extra,
     }
     return render_blade(request, vault, "items", **context)
+
+
+def _last_drill(item: ProtectedItem) -> dict[str, Any] | None:
+    """The item's latest restore drill, as recorded on its point (``RecoveryPoint.drill``)."""
+    point = (
+        item.recovery_points.filter(drill__isnull=False)
+        .order_by(KeyTextTransform("at", "drill").desc(), "-pk")
+        .first()
+    )
+    if point is None or not isinstance(point.drill, dict):
+        return None
+    return {**point.drill, "at": datetime.fromisoformat(point.drill["at"]), "point": point}
 
 
 def item_list(request: HtmxHttpRequest, name: str) -> HttpResponse:
@@ -341,3 +356,23 @@ def point_retain(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) ->
         return _point_result(request, vault, item, point_pk, error=error)
     notice = f"Point {point_pk} is now kept until {point.expires_at:%Y-%m-%d %H:%M} UTC."
     return _point_result(request, vault, item, point_pk, notice=notice)
+
+
+@require_POST
+def point_drill(request: HtmxHttpRequest, name: str, pk: int, point_pk: int) -> HttpResponse:
+    """Run a restore drill of a point now; its job's page follows, a refusal shows in the
+    point's row."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    point = _point(item, point_pk)
+    try:
+        job = job_requests.drill_request(actor=request.user, point=point)
+    except DomainError as error:
+        return _point_result(request, vault, item, point_pk, error=error)
+    if job_requests.job_waiting_for_queue(job):
+        messages.warning(request, f"Job #{job.pk}: {job.error}")
+    if request.htmx:  # the whole page moves on to the job, as after a plain form post
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("jobs:detail", kwargs={"pk": job.pk})
+        return response
+    return redirect("jobs:detail", pk=job.pk)
