@@ -118,7 +118,14 @@ def build(admin: Any) -> dict[str, Any]:
     alpha.refresh_from_db()
     vault_services.immutability_set(actor=admin, vault=alpha, state="disabled")
     clock_module.set_now(at(10))
-    return {"alpha": alpha, "beta": beta, "files": files, "db": db, "docs": docs, "drilled": drilled}
+    return {
+        "alpha": alpha,
+        "beta": beta,
+        "files": files,
+        "db": db,
+        "docs": docs,
+        "drilled": drilled,
+    }
 
 
 @pytest.fixture
@@ -212,3 +219,89 @@ def test_periods_it_cannot_answer_for_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=sentence):
         reports.compliance(start=start, end=end)
+
+
+# --- the API: JSON, CSV, PDF -----------------------------------------------------------------
+
+URL = "/api/v1/reports/compliance/"
+PERIOD = {"from": "2026-03-01", "to": "2026-03-07"}  # "to" a day: that day included
+
+
+def test_the_api_answers_json_with_the_figures(world: dict[str, Any], reader: Any) -> None:
+    body = api_client_for(reader).get(URL, PERIOD).json()
+    assert (body["from"], body["to"]) == (START.isoformat(), END.isoformat())
+    assert body["totals"]["backups"] == {"succeeded": 4, "failed": 4}
+    assert body["totals"]["rpo_met"] == round(177 / 432, 6)
+    alpha = body["vaults"][0]
+    assert alpha["name"] == "alpha-vault" and alpha["immutability"]["state"] == "disabled"
+    assert [c["operation"] for c in alpha["immutability"]["changes"]] == ["immutability_enable"]
+    files = next(i for i in alpha["items"] if i["name"] == "files")
+    assert files["rpo"] == {"met": round(87 / 168, 6), "covered_seconds": 87 * H,
+                            "judged_seconds": 168 * H}  # fmt: skip
+    assert files["last_drill"] == {"at": "2026-03-05T10:00:00+00:00", "seconds": 12.5}
+    one = api_client_for(reader).get(URL, {**PERIOD, "vault": "beta-vault"}).json()
+    assert [v["name"] for v in one["vaults"]] == ["beta-vault"]
+
+
+def test_the_csv_parses_back_to_the_same_numbers(world: dict[str, Any], reader: Any) -> None:
+    response = api_client_for(reader).get(URL, {**PERIOD, "format": "csv"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"].startswith("attachment;")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    by_item = {row["item"]: row for row in rows}
+    assert set(by_item) == {"files", "db", "docs"}
+    files = by_item["files"]
+    assert (files["vault"], files["backups_succeeded"], files["backups_failed"]) == (
+        "alpha-vault",
+        "3",
+        "2",
+    )
+    assert Fraction(files["rpo_covered_seconds"]) / Fraction(files["rpo_judged_seconds"]) == (
+        Fraction(87, 168)
+    )
+    assert files["last_drill_at"] == "2026-03-05T10:00:00+00:00"
+    assert files["last_drill_seconds"] == "12.5"
+    assert (files["growth_standard_bytes"], files["growth_archive_bytes"]) == ("1000", "200")
+    assert files["vault_immutability_changes"] == "1" and files["vault_immutability"] == "disabled"
+    assert by_item["db"]["rpo_met"] == "0.937500" and by_item["docs"]["rpo_met"] == "0.000000"
+
+
+def pdf_text(content: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+
+
+def test_the_pdf_holds_the_vaults_and_figures(world: dict[str, Any], reader: Any) -> None:
+    response = api_client_for(reader).get(URL, {**PERIOD, "format": "pdf"})
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == (
+        'attachment; filename="holdfast-compliance-20260301-20260307.pdf"'
+    )
+    assert response.content.startswith(b"%PDF")
+    text = pdf_text(response.content)
+    for figure in ("alpha-vault", "beta-vault", "files", "docs", "51.79%", "93.75%", "40.97%",
+                   "2026-03-05 10:00 UTC, 12.5 s", "immutability_enable by alice",
+                   "Backups per day", "Stored bytes written per day"):  # fmt: skip
+        assert figure in text, figure
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"from": "yesterday", "to": "2026-03-07"},
+        {"from": "2026-03-08", "to": "2026-03-01"},
+        {"from": "2025-01-01", "to": "2026-03-01"},
+        {"from": "2026-03-01"},
+        {"period": "12"},
+        {"tag": "env"},
+        {"format": "xlsx"},
+    ],
+)
+def test_bad_periods_answer_400(reader: Any, query: dict[str, str]) -> None:
+    response = api_client_for(reader).get(URL, query)
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "validation_error"
+
+
+def test_an_unknown_vault_is_404_and_anonymous_callers_401(reader: Any) -> None:
+    assert api_client_for(reader).get(URL, {"vault": "nope"}).status_code == 404
+    assert Client().get(URL).status_code == 401

@@ -360,7 +360,9 @@ def compliance(
             if day not in index:
                 continue
             if kind == "backup":
-                daily_backups["succeeded" if key == "completed" else "failed"][index[day]] = value
+                daily_backups["succeeded" if key == "completed" else "failed"][index[day]] = int(
+                    value
+                )
             else:
                 daily_growth[key][index[day]] = int(value)
     by_name = {row.name: row for row in rows.values()}
