@@ -305,3 +305,39 @@ def test_bad_periods_answer_400(reader: Any, query: dict[str, str]) -> None:
 def test_an_unknown_vault_is_404_and_anonymous_callers_401(reader: Any) -> None:
     assert api_client_for(reader).get(URL, {"vault": "nope"}).status_code == 404
     assert Client().get(URL).status_code == 401
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+def _page(user: Any, **query: str) -> str:
+    client = Client()
+    client.force_login(user)
+    response = client.get("/reports/", query)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_page_shows_the_figures_to_a_reader(world: dict[str, Any], reader: Any) -> None:
+    page = _page(reader, period="custom", **PERIOD)
+    assert "2026-03-01 00:00 to 2026-03-07 23:59 UTC, every vault" in page
+    assert "40.97%" in page and "51.79%" in page and "93.75%" in page
+    assert "2026-03-05 10:00 UTC" in page and "Enable immutability" in page
+    assert 'id="report-data"' in page and "<script>" not in page  # CSP: no inline script
+    assert "period=custom&amp;from=2026-03-01&amp;to=2026-03-07&amp;format=pdf" in page
+    only = _page(reader, period="custom", vault="beta-vault", **PERIOD)
+    assert "beta-vault" in only and "alpha-vault</a>" not in only
+    for label in ('for="report-period"', 'for="report-from"', 'for="report-vault"'):
+        assert label in page
+
+
+def test_the_page_says_what_is_wrong_with_a_period(reader: Any) -> None:
+    page = _page(reader, period="custom", **{"from": "2026-03-09", "to": "2026-03-01"})
+    assert 'id="report-error"' in page and "start is after its end" in page
+    assert "from: give both" in _page(reader, period="custom")
+    assert "Last 30 days" in _page(reader)
+
+
+def test_anonymous_visitors_go_to_the_login_page(db: None) -> None:
+    response = Client().get("/reports/")
+    assert response.status_code == 302 and "/login" in response["Location"]

@@ -76,8 +76,9 @@ def period(
     now: datetime, *, days: str = "", start: str = "", end: str = ""
 ) -> tuple[datetime, datetime]:
     """``[start, end)`` from a request: ``from``/``to`` when given (``to`` a day includes
-    it), else the last ``days`` (7, 30 or 90) up to ``now``. PeriodError says what is wrong."""
-    if start or end:
+    it) or ``days`` is "custom", else the last ``days`` (7, 30 or 90) up to ``now``.
+    PeriodError says what is wrong."""
+    if start or end or days == "custom":
         if not (start and end):
             raise PeriodError("from" if not start else "to", "give both from and to, or neither.")
         chosen = _moment(start, "from", upper=False), _moment(end, "to", upper=True)
