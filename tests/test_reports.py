@@ -25,9 +25,10 @@ from portal import clock as clock_module
 from portal.models import AuditRecord
 from tests.conftest import api_client_for
 from tests.factories import make_vault
-from vaults import reports
+from vaults import report_mail, reports
 from vaults import services as vault_services
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
+from vaults.tasks import report_email
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 END = datetime(2026, 3, 8, tzinfo=UTC)
@@ -341,3 +342,59 @@ def test_the_page_says_what_is_wrong_with_a_period(reader: Any) -> None:
 def test_anonymous_visitors_go_to_the_login_page(db: None) -> None:
     response = Client().get("/reports/")
     assert response.status_code == 302 and "/login" in response["Location"]
+
+
+# --- the weekly e-mail -------------------------------------------------------------------
+
+
+def test_the_weekly_email_goes_once_a_week_with_the_pdf(
+    world: dict[str, Any], settings: Any
+) -> None:
+    settings.HOLDFAST_REPORT_EMAILS = ["auditor@example.com", "ciso@example.com"]
+    clock_module.set_now(datetime(2026, 3, 9, 6, 15, tzinfo=UTC))  # Monday: week 10 is over
+    assert report_mail.last_week(clock_module.now())[0] == "2026-W10"
+    assert report_email.apply().get() == "sent"
+    clock_module.set_now(datetime(2026, 3, 11, 6, 15, tzinfo=UTC))  # Wednesday: same week
+    assert report_email.apply().get() == "sent already"
+    assert report_email.apply().get() == "sent already"
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["auditor@example.com", "ciso@example.com"]
+    assert message.subject == "Holdfast compliance report, week 2026-W10"
+    name, content, mimetype = message.attachments[0]
+    assert (name, mimetype) == ("holdfast-compliance-2026-W10.pdf", "application/pdf")
+    text = pdf_text(content)
+    assert "alpha-vault" in text and "2026-03-02 00:00 to 2026-03-08 23:59 UTC" in text
+    record = AuditRecord.objects.get(operation="report_email")
+    assert (record.target, record.after) == ("2026-W10", {"week": "2026-W10", "recipients": 2})
+    clock_module.set_now(datetime(2026, 3, 16, 6, 15, tzinfo=UTC))  # the next Monday
+    assert report_email.apply().get() == "sent" and len(mail.outbox) == 2
+
+
+def test_no_recipients_is_off(db: None, settings: Any) -> None:
+    settings.HOLDFAST_REPORT_EMAILS = []
+    assert report_mail.send_weekly() == "off" and mail.outbox == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_beat_processes_at_once_send_one_email(settings: Any) -> None:
+    settings.HOLDFAST_REPORT_EMAILS = ["auditor@example.com"]
+    clock_module.set_now(datetime(2026, 3, 9, 6, 15, tzinfo=UTC))
+    barrier = threading.Barrier(2)
+    answers: list[str] = []
+
+    def beat() -> None:
+        try:
+            barrier.wait()
+            answers.append(report_mail.send_weekly())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=beat) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    clock_module.set_now(None)
+    assert sorted(answers) == ["sent", "sent already"]
+    assert len(mail.outbox) == 1
