@@ -289,6 +289,8 @@ def test_the_pdf_holds_the_vaults_and_figures(world: dict[str, Any], reader: Any
     "query",
     [
         {"from": "yesterday", "to": "2026-03-07"},
+        {"from": "2026-02-30", "to": "2026-03-07"},
+        {"from": "2026-03-01", "to": "9999-12-31"},
         {"from": "2026-03-08", "to": "2026-03-01"},
         {"from": "2025-01-01", "to": "2026-03-01"},
         {"from": "2026-03-01"},
