@@ -1,6 +1,7 @@
 """A restore drill from the item page in a real browser: "Run drill" on a point opens the
 drill's job, the job runs (the runner, as a worker would), and the item page then shows the
-drill passed with its file count and duration.
+drill passed with its file count and duration; then Reports, filtered to the vault, shows
+the item's last good drill, and the PDF downloads (issue 18's browser walk-through).
 """
 
 from __future__ import annotations
@@ -51,5 +52,17 @@ def test_run_a_drill_from_the_item_page_and_see_it_passed(
     assert last.locator(".drill-files").inner_text() == "2 files"
     assert re.fullmatch(r"\d+\.\d s", last.locator(".drill-duration").inner_text())
     assert page.locator(f"#point-{point.pk}").get_by_text("Drill passed").is_visible()
+
+    # The compliance report for this vault names the drill; its PDF downloads.
+    page.get_by_role("link", name="Reports", exact=True).click()
+    page.wait_for_url("**/reports/")
+    page.get_by_label("Vault", exact=True).fill(item.vault.name)
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(f"**/reports/?*vault={item.vault.name}*")
+    row = page.locator("#report-items tbody tr", has_text=item.name)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, ", row.inner_text()), row.inner_text()
+    with page.expect_download() as download_info:
+        page.locator("#report-pdf").click()
+    assert Path(download_info.value.path()).read_bytes().startswith(b"%PDF")
     assert not [e for e in errors if "Content Security Policy" in e], errors
     page.context.close()
