@@ -14,11 +14,12 @@ items=... points=... days=90 history=9 seed=...``) and it is seeded again only w
 differs (or with ``--reseed``). Pending migrations are applied to a kept database, then the
 tables the report reads are vacuumed and analysed, as autovacuum would have done.
 
-Both sizes are measured in one process, as ``bench/portfolio.py`` does (a router sends each
-request's queries to one size's database; small and large requests alternate), through
-Django's test client logged in as an auditor (the reader role), so the time is server time:
-middleware, view, queries, rendering, without a network hop. Measured, after one warm-up
-request each, as the median of ``--requests`` requests:
+Each size is measured in a process of its own, with DATABASE_URL naming its database (not a
+router between two databases in one process, as ``bench/portfolio.py`` does: the report runs
+raw SQL on ``django.db.connection``, which a router does not move), through Django's test
+client logged in as an auditor (the reader role), so the time is server time: middleware,
+view, queries, rendering, without a network hop, over a persistent connection. Measured,
+after one warm-up request each, as the median of ``--requests`` requests:
 
 - the Reports page, ``/reports/?period=90``;
 - the API's JSON, ``/api/v1/reports/compliance/?from=...&to=...`` over the same 90 days;
@@ -47,14 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.portfolio import (  # noqa: E402 (after the path is set)
-    Router,
-    _database_url,
-    _mark,
-    _prepare,
-    _setup_django,
-    _timed,
-)
+from bench.portfolio import _database_url, _mark, _prepare, _setup_django  # noqa: E402
 
 DAYS, HISTORY = 90, 9
 GOAL_SECONDS = 2.0
@@ -94,15 +88,20 @@ def _urls(vault: str, today: dt.date) -> list[tuple[str, str]]:
     ]
 
 
-def measure_worker(large_url: str, requests: int) -> dict[str, Any]:
-    """DATABASE_URL is the small database, ``large_url`` the large one: migrate and vacuum
-    both, then time every URL at both sizes, request by request in turn."""
+def _timed(client: Any, url: str) -> float:
+    started = time.perf_counter()
+    response = client.get(url)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, (url, response.status_code)
+    return elapsed
+
+
+def measure_worker(requests: int) -> dict[str, Any]:
+    """In this process's database (DATABASE_URL): migrate, vacuum, then time every URL."""
     _setup_django()
-    import dj_database_url
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.db import connections, router
+    from django.db import connection
     from django.db.models import Count
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -111,50 +110,30 @@ def measure_worker(large_url: str, requests: int) -> dict[str, Any]:
     from portal.gate import entry_point
     from vaults.models import Vault
 
-    settings.DATABASES["large"] = {
-        **settings.DATABASES["default"],
-        **dj_database_url.parse(large_url, conn_max_age=600),
-    }
-    settings.DATABASE_ROUTERS = [Router()]
-    router.routers = [Router()]
-    clients: dict[str, Any] = {}
-    urls: dict[str, list[tuple[str, str]]] = {}
-    today = clock.now().date()
-    for alias in ("default", "large"):
-        Router.alias = alias
-        call_command("migrate", database=alias, verbosity=0)
-        with connections[alias].cursor() as cursor:
-            for table in VACUUMED:
-                cursor.execute(f"VACUUM (ANALYZE) {table}")
-        auditor = get_user_model().objects.filter(username="bench-auditor").first()
-        if auditor is None:
-            with entry_point("command"):
-                auditor = services.user_create(
-                    actor=None, username="bench-auditor", role="reader",
-                    password=secrets.token_urlsafe(24),
-                )  # fmt: skip
-        clients[alias] = Client()
-        clients[alias].force_login(auditor)
-        biggest = Vault.objects.annotate(n=Count("items")).order_by("-n", "pk").first()
-        assert biggest is not None, f"{alias}: no vaults"
-        urls[alias] = _urls(biggest.name, today)
-    result: dict[str, Any] = {}
-    for index, (label, _url) in enumerate(urls["default"]):
-        entry: dict[str, Any] = {}
-        for alias, client in clients.items():
-            url = urls[alias][index][1]
-            _timed(client, alias, url)  # warm-up
-            connections[alias].queries_log.clear()
-            with CaptureQueriesContext(connections[alias]) as queries:
-                _timed(client, alias, url)
-            entry[alias] = {"queries": len(queries), "times": []}
-        for _ in range(requests):
-            for alias, client in clients.items():
-                entry[alias]["times"].append(_timed(client, alias, urls[alias][index][1]) / 1000)
-        for sized in entry.values():
-            times = sized.pop("times")
-            sized.update(median=statistics.median(times), max=max(times))
-        result[label] = entry
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        for table in VACUUMED:
+            cursor.execute(f"VACUUM (ANALYZE) {table}")
+    auditor = get_user_model().objects.filter(username="bench-auditor").first()
+    if auditor is None:
+        with entry_point("command"):
+            auditor = services.user_create(
+                actor=None, username="bench-auditor", role="reader",
+                password=secrets.token_urlsafe(24),
+            )  # fmt: skip
+    client = Client()
+    client.force_login(auditor)
+    biggest = Vault.objects.annotate(n=Count("items")).order_by("-n", "pk").first()
+    assert biggest is not None, "no vaults"
+    result: dict[str, Any] = {"vaults": Vault.objects.count()}
+    for label, url in _urls(biggest.name, clock.now().date()):
+        _timed(client, url)  # warm-up
+        connection.queries_log.clear()  # what the context counts from (a request clears it)
+        with CaptureQueriesContext(connection) as queries:
+            _timed(client, url)
+        times = [_timed(client, url) for _ in range(requests)]
+        result[label] = {"queries": len(queries), "median": statistics.median(times),
+                         "max": max(times)}  # fmt: skip
     return result
 
 
@@ -170,7 +149,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=5, help="timed requests per URL")
     parser.add_argument("--reseed", action="store_true", help="seed again even if kept")
     parser.add_argument("--seed-worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--measure-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not 3 <= args.requests <= 100:
         raise SystemExit("--requests: 3 to 100")
@@ -178,7 +157,7 @@ def main() -> int:
         seed_worker(args.seed_worker, args.seed)
         return 0
     if args.measure_worker:
-        print(json.dumps(measure_worker(args.measure_worker, args.requests)))
+        print(json.dumps(measure_worker(args.requests)))
         return 0
 
     envs: dict[str, dict[str, str]] = {}
@@ -200,25 +179,28 @@ def main() -> int:
     if importlib.util.find_spec("vaults.reports") is None:
         print("SKIPPED: no reports service on this branch (vaults/reports.py); seeded only.")
         return 2
-    command = [sys.executable, __file__, "--requests", str(args.requests)]
-    command += ["--measure-worker", envs["large"]["DATABASE_URL"]]
-    done = subprocess.run(command, env=envs["small"], stdout=subprocess.PIPE, check=True, text=True)
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
-    small, large = SIZES["small"], SIZES["large"]
+    command = [sys.executable, __file__, "--requests", str(args.requests), "--measure-worker"]
+    measured: dict[str, dict[str, Any]] = {}
+    for which in SIZES:
+        done = subprocess.run(
+            command, env=envs[which], stdout=subprocess.PIPE, check=True, text=True
+        )
+        measured[which] = json.loads(done.stdout.strip().splitlines()[-1])
+    small, large = measured["small"]["vaults"], measured["large"]["vaults"]
     print(f"load average (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"median of {args.requests} requests after a warm-up; queries of one request\n")
     print(f"{'':22} {small:>6} vaults       {large:>6} vaults")
     print(f"{'':22} {'median':>8} {'queries':>7}  {'median':>8} {'max':>7} {'queries':>7}")
     same = True
-    for label, entry in measured.items():
-        a, b = entry["default"], entry["large"]
+    for label in (key for key in measured["large"] if key != "vaults"):
+        a, b = measured["small"][label], measured["large"][label]
         same = same and a["queries"] == b["queries"]
         print(
             f"{label:22} {a['median']:7.3f}s {a['queries']:7d}  {b['median']:7.3f}s "
             f"{b['max']:6.3f}s {b['queries']:7d}"
             f"{'' if a['queries'] == b['queries'] else '  queries differ'}"
         )
-    page = measured["page ?period=90"]["large"]["median"]
+    page = measured["large"]["page ?period=90"]["median"]
     fast = page < GOAL_SECONDS
     print(
         f"\ngoal: the page under {GOAL_SECONDS:.0f} s at {large} vaults "
