@@ -310,6 +310,8 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation("approval_cancel", "view", rules=(own_request, approval_pending), label="Cancel"),
         Operation("approval_expire", "system", label="Expire a pending request"),
+        # The weekly compliance report; its record is the week's claim (vaults/report_mail.py).
+        Operation("report_email", "system", label="E-mail the weekly compliance report"),
         Operation(
             "approval_revoke", "approve", rules=(active_elevation,), label="Revoke an elevation"
         ),

@@ -69,4 +69,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=20, hour=3),
         "options": {"expires": 3 * 3600},
     },
+    # Last ISO week's compliance report by e-mail (HOLDFAST_REPORT_EMAILS): daily, so a
+    # missed Monday is caught up; the week is claimed in the audit log, sent once.
+    "holdfast-report-email": {
+        "task": "holdfast.report_email",
+        "schedule": crontab(minute=15, hour=6),
+        "options": {"expires": 3600},
+    },
 }

@@ -269,6 +269,8 @@ if HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS < 1:
     raise RuntimeError("HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS must be at least 1.")
 # Alert delivery (SPEC 3.8): e-mail recipients and a webhook signed with HMAC-SHA256.
 HOLDFAST_ALERT_EMAILS = env_list("HOLDFAST_ALERT_EMAILS", "")
+# The weekly compliance report's PDF (vaults/report_mail.py); empty: not sent.
+HOLDFAST_REPORT_EMAILS = env_list("HOLDFAST_REPORT_EMAILS", "")
 HOLDFAST_ALERT_WEBHOOK_URL = os.environ.get("HOLDFAST_ALERT_WEBHOOK_URL", "")
 HOLDFAST_ALERT_WEBHOOK_SECRET = os.environ.get("HOLDFAST_ALERT_WEBHOOK_SECRET", "")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "holdfast@localhost")

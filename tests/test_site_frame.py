@@ -109,9 +109,10 @@ def test_favicon_answers(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_the_nav_has_no_dead_reports_item(admin: Any) -> None:
+def test_the_navs_reports_item_leads_to_the_reports_page(admin: Any) -> None:
     page = client_for(admin).get("/vaults/").content.decode()
-    assert "Reports" not in page
+    assert '<a href="/reports/">Reports</a>' in page
+    assert client_for(admin).get("/reports/").status_code == 200
     assert 'aria-controls="sidenav"' in page and 'aria-expanded="false"' in page
 
 

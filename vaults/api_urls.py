@@ -8,6 +8,7 @@ from portal.api import api_router
 
 from .api.items import ProtectedItemViewSet, RecoveryPointViewSet
 from .api.replication import ReplicaViewSet
+from .api.reports import ComplianceReportView
 from .api.vault import VaultViewSet
 
 router = api_router()
@@ -57,5 +58,6 @@ urlpatterns = [
         ReplicaViewSet.as_view({"put": "update", "delete": "destroy"}),
         name="api-vault-replica",
     ),
+    path("reports/compliance/", ComplianceReportView.as_view(), name="api-reports-compliance"),
     *router.urls,
 ]

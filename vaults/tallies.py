@@ -163,6 +163,9 @@ _WINDOW = (
     f"THEN make_interval(hours => {_HOURS}) END + interval '1 hour')"
 )
 
+# The same window for SQL elsewhere (vaults/reports.py), over a policy aliased ``p``.
+RPO_WINDOW_SQL = _WINDOW
+
 
 def rpo_due_triggers() -> list[pgtrigger.Trigger]:
     window = _WINDOW

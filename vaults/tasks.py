@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError
 
 from portal.gate import entry_point
 
+from . import report_mail
 from .jobs import replication, runner, schedules, sweeps
 
 # Transient database trouble before the job is claimed is worth retrying; the job's own
@@ -81,3 +82,10 @@ def replicate() -> int:
     """Queue the copies replica vaults still lack (after a backoff) and raise lag alerts."""
     with entry_point("task"):
         return replication.replication_sweep()["copies_queued"]
+
+
+@shared_task(name="holdfast.report_email", **RETRY, **SHORT)
+def report_email() -> str:
+    """Last ISO week's compliance report to HOLDFAST_REPORT_EMAILS, once per week."""
+    with entry_point("task"):
+        return report_mail.send_weekly()

@@ -1,9 +1,9 @@
 """The Backup center's pages (no namespace: ``home``, ``portfolio``, ``portfolio-tiles``,
-``portfolio-export``, ``items``, ``dashboard``)."""
+``portfolio-export``, ``items``, ``dashboard``, ``reports``)."""
 
 from django.urls import path
 
-from . import views
+from . import reports, views
 
 urlpatterns = [
     path("", views.portfolio, name="home"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("backup-center/export.csv", views.portfolio_export, name="portfolio-export"),
     path("items/", views.item_list, name="items"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("reports/", reports.reports_page, name="reports"),
 ]
