@@ -60,12 +60,12 @@ class PeriodError(ValueError):
 
 def _moment(text: str, name: str, *, upper: bool) -> datetime:
     """``YYYY-MM-DD`` (a whole UTC day: the upper end takes the day in) or an ISO time."""
-    day = parse_date(text) if len(text) == 10 else None
-    if day is not None:
-        return datetime.combine(day + timedelta(days=1 if upper else 0), time(), tzinfo=UTC)
     try:
+        day = parse_date(text) if len(text) == 10 else None
+        if day is not None:
+            return datetime.combine(day + timedelta(days=1 if upper else 0), time(), tzinfo=UTC)
         moment = parse_datetime(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # "2026-02-30", "9999-12-31" + 1 day
         moment = None
     if moment is None:
         raise PeriodError(name, f"{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time.")

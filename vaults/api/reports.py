@@ -105,6 +105,7 @@ class ComplianceReportView(APIView):
             400: ERROR_SCHEMA,
             403: ERROR_SCHEMA,
             404: ERROR_SCHEMA,
+            503: ERROR_SCHEMA,
         },
     )
     def get(self, request: Request) -> Response | HttpResponse:
@@ -119,6 +120,8 @@ class ComplianceReportView(APIView):
             raise exceptions.ValidationError({error.field: [error.sentence]}) from error
         except Vault.DoesNotExist as error:
             raise exceptions.NotFound(str(error)) from error
+        except reports.ReportUnavailable as error:  # the embedded SQLite demo
+            return Response({"code": "report_unavailable", "detail": str(error)}, status=503)
         if kind == "json":
             return Response(report_files.as_json(report))
         return file_response(report, kind)
