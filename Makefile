@@ -20,7 +20,7 @@ export PATH := $(BIN):$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv run test lint format bench bench-s3 bench-replica bench-portfolio bench-load fuzz clean distclean
+.PHONY: help venv run test lint format bench bench-s3 bench-replica bench-portfolio bench-reports bench-load fuzz clean distclean
 
 help:
 	@echo "make venv    create/refresh .venv (pip install -e '.[dev]') when pyproject.toml changes"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-s3  backup/restore to S3 (moto and Ceph RGW on loopback) next to local disk"
 	@echo "make bench-replica  replica copies local->local and local->S3 (moto), first and after a 1% change, beside a full re-backup"
 	@echo "make bench-portfolio  portfolio page and vault API at 100 and 10,000 vaults"
+	@echo "make bench-reports  compliance report (page, JSON, CSV, PDF) at 100 and 10,000 vaults over 90 days"
 	@echo "make bench-load  50 users browsing and operating for 2 min (locust; LOAD_RUN_TIME=20s)"
 	@echo "make fuzz    longer schemathesis and stateful gate runs"
 	@echo "make clean   remove caches and build output (keeps .venv and var/)"
@@ -104,6 +105,13 @@ bench-portfolio: venv
 	@set -e; \
 	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
 	BENCH_POSTGRES="$$db_url" $(PY) bench/portfolio.py
+
+# The compliance report at seed_scale size (10,000 vaults, 100,000 items, 1,000,000 points and
+# about 1,000,000 jobs over 90 days) and at 100 vaults: under 2 s, the same query count.
+bench-reports: venv
+	@set -e; \
+	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
+	BENCH_POSTGRES="$$db_url" $(PY) bench/reports.py
 
 # Load test: 50 locust users browsing and running operations for 2 minutes against gunicorn
 # and a worker on loopback, with its own database and Redis database (/14); p50/p95/p99.

@@ -1,17 +1,36 @@
 """``manage.py seed_scale``: a large, realistic portfolio for benchmarks, loaded in seconds.
 
     manage.py seed_scale --vaults 10000 --items 100000 --points 1000000 [--yes-i-know]
+    manage.py seed_scale ... --days 90 --history 9      # what a 90-day compliance report reads
 
 A load generator, not a data path: it writes rows directly (PostgreSQL ``COPY``; batched
-``INSERT`` on SQLite), bypassing the services and the operation gate, and writes no audit
-records. It refuses to run on a database that already holds vaults unless ``--yes-i-know``
-is given. Every run uses a fresh name prefix, so runs add to each other.
+``INSERT`` on SQLite), bypassing the services and the operation gate. It refuses to run on a
+database that already holds vaults unless ``--yes-i-know`` is given. Every run uses a fresh
+name prefix, so runs add to each other.
 
 What it makes: Resource Guards (one per hundred vaults), vaults with a realistic spread of
 kinds, regions, tags and security settings, one or two policies per vault, items spread
-unevenly across vaults (some vaults empty), recovery points in every tier over the last 60
-days, the newest backup job of each item (mostly completed, some failed or running), and a
-few open alerts. ANALYZE runs at the end so the planner sees the new sizes.
+unevenly across vaults (some vaults empty), recovery points in every tier over the last
+``--days`` days (60 by default; archived points reach further back), the newest backup job of
+each protected item (mostly completed, some failed or running), and a few open alerts.
+ANALYZE runs at the end so the planner sees the new sizes.
+
+For the compliance report (SPEC 3.12), which reads history over a period:
+
+- ``--history N`` adds N earlier backup jobs per item, spread evenly over the span with some
+  jitter (about 7% failed; before ``stopped_at`` for items no longer protected). A job per
+  item per day would be 9,000,000 rows at 100,000 items over 90 days, far beyond what the
+  report needs to prove it aggregates in SQL; ``--history 9`` gives about 1,000,000 jobs
+  there, one every ten days per item. They have no slot (so the one-backup-per-slot rule is
+  not involved) and no recovery point.
+- Every seventh recovery point of an item (roughly a weekly drill) carries a ``drill``
+  result: passed, or failed (about 5%, naming a first bad file), with its duration.
+- One vault in a hundred changed its immutability or soft-delete setting within the span:
+  the change that led to its current setting is written to the audit log (operation, before,
+  after; ``details`` says ``seed_scale``), and ``immutability_changed_at`` matches it. Those
+  records are chained like any other (:func:`portal.audit.seal` links the first to the
+  chain's head under its lock, the rest follow it) and loaded in one ``COPY``, so
+  ``verify_audit`` still passes; they are a few hundred at 10,000 vaults.
 """
 
 from __future__ import annotations
@@ -30,9 +49,9 @@ from django.db import connection, models, transaction
 
 from guards.models import ResourceGuard
 from policies.models import Policy
-from portal import clock, services
+from portal import audit, clock, services
 from portal.gate import entry_point
-from portal.models import Alert
+from portal.models import Alert, AuditRecord
 from vaults.models import Job, ProtectedItem, RecoveryPoint, Vault
 
 REGIONS = ["westeurope", "northeurope", "eastus", "eastus2", "westus", "southeastasia",
@@ -46,6 +65,18 @@ TIERS = [("snapshot", 10), ("snapshot_and_vault", 20), ("vault_standard", 60),
          ("vault_archive", 10)]  # fmt: skip
 JOB_STATUS = [("completed", 90), ("failed", 7), ("running", 3)]
 ITEM_STATE = [("protected", 90), ("protection_stopped", 7), ("soft_deleted", 3)]
+HISTORY_STATUS = [("completed", 93), ("failed", 7)]
+DRILL_EVERY = 7  # every seventh point of an item carries a drill result (about weekly)
+CHANGED_EVERY = 100  # one vault in a hundred changed a setting within the span
+# The audited operation that leads to each current setting, and the setting before it.
+SETTING_CHANGES = {
+    ("immutability", "disabled"): ("immutability_disable", "enabled"),
+    ("immutability", "enabled"): ("immutability_enable", "disabled"),
+    ("immutability", "locked"): ("immutability_lock", "enabled"),
+    ("soft_delete", "enabled"): ("soft_delete_enable", "disabled"),
+    ("soft_delete", "disabled"): ("soft_delete_disable", "enabled"),
+    ("soft_delete", "always_on"): ("soft_delete_always_on", "enabled"),
+}
 BATCH = 5000
 
 
@@ -71,6 +102,39 @@ def _spread(rng: random.Random, total: int, buckets: int, empty_share: float = 0
     return counts
 
 
+def _drill(rng: random.Random, created: dt.datetime, now: dt.datetime, size: int) -> dict[str, Any]:
+    """A drill result as ``RecoveryPoint.drill`` holds it (SPEC 3.12): passed, or failed
+    (about one in twenty) naming the first bad file."""
+    at = min(now, created + dt.timedelta(hours=rng.uniform(1, 72)))
+    result: dict[str, Any] = {
+        "status": "passed",
+        "at": at.isoformat(),
+        "files": rng.randrange(10, 50_000),
+        "bytes": size,
+        "seconds": round(rng.lognormvariate(4, 1), 1),
+    }
+    if rng.random() < 0.05:
+        result.update(status="failed", error="Chunk hash mismatch.", first_bad="etc/app.conf")
+    return result
+
+
+def _audit_state(row: dict[str, Any], guards: dict[int, str]) -> dict[str, Any]:
+    """``Vault.audit_state()`` of a vault row not yet saved (what the gate records)."""
+    return {
+        "name": row["name"],
+        "kind": row["kind"],
+        "region": row["region"],
+        "immutability": row["immutability"],
+        "soft_delete": {
+            "state": row["soft_delete_state"],
+            "retention_days": row["soft_delete_retention_days"],
+        },
+        "resource_guard": guards.get(row["resource_guard_id"]),
+        "mute_job_alerts": False,
+        "replica": None,
+    }
+
+
 class Loader:
     """Writes rows of a model straight to its table: COPY on PostgreSQL, INSERT elsewhere."""
 
@@ -88,8 +152,8 @@ class Loader:
             out = []
             for field in fields:
                 value = row.get(field.attname, defaults[field.attname])
-                if field.attname in json_fields:
-                    value = json.dumps(value)
+                if field.attname in json_fields and not (value is None and field.null):
+                    value = json.dumps(value)  # a nullable JSON column's None is SQL NULL
                 out.append(value)
             return tuple(out)
 
@@ -131,6 +195,15 @@ class Command(BaseCommand):
         parser.add_argument("--points", type=int, default=1_000_000)
         parser.add_argument("--seed", type=int, default=6)
         parser.add_argument(
+            "--days", type=int, default=60, help="The span of points, history and changes."
+        )
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=0,
+            help="Earlier backup jobs per item, spread over the span (for reports).",
+        )
+        parser.add_argument(
             "--yes-i-know",
             action="store_true",
             help="Write into a database that already holds vaults (nothing is deleted).",
@@ -148,14 +221,21 @@ class Command(BaseCommand):
             raise CommandError("Counts must be positive, and items need vaults.")
         if counts["points"] and not counts["items"]:
             raise CommandError("Recovery points need items.")
+        if not 1 <= options["days"] <= 3650 or not 0 <= options["history"] <= 1000:
+            raise CommandError("--days: 1 to 3650; --history: 0 to 1000.")
         rng = random.Random(options["seed"])  # noqa: S311 (synthetic data, not secrets)
+        # The report's rows (history, drills, changes) draw from their own generator, so the
+        # rest is the same portfolio as before they existed, for the same seed.
+        extra = random.Random(f"{options['seed']}-report")  # noqa: S311
+        span = dt.timedelta(days=options["days"])
         started = time.perf_counter()
         with transaction.atomic():
-            timings = self._seed(rng, **counts)
+            timings = self._seed(rng, extra, span, options["history"], **counts)
         if connection.vendor == "postgresql":
             step = time.perf_counter()
             with connection.cursor() as cursor:
-                for model in (Vault, Policy, ProtectedItem, RecoveryPoint, Job, ResourceGuard):
+                for model in (Vault, Policy, ProtectedItem, RecoveryPoint, Job, ResourceGuard,
+                              AuditRecord):  # fmt: skip
                     cursor.execute(f'ANALYZE "{model._meta.db_table}"')
             timings.append(("analyze", 0, time.perf_counter() - step))
         for name, rows, seconds in timings:
@@ -163,7 +243,15 @@ class Command(BaseCommand):
         self.stdout.write(f"{'total':>16}: {time.perf_counter() - started:6.2f} s")
 
     def _seed(
-        self, rng: random.Random, *, vaults: int, items: int, points: int
+        self,
+        rng: random.Random,
+        extra: random.Random,
+        span: dt.timedelta,
+        history: int,
+        *,
+        vaults: int,
+        items: int,
+        points: int,
     ) -> list[tuple[str, int, float]]:
         loader = Loader()
         now = clock.now()
@@ -182,12 +270,14 @@ class Command(BaseCommand):
             {"name": f"{prefix}-guard-{i}", "owner_id": owner, "created_at": now,
              "protected_operations": all_ops} for i in range(guard_count)
         ))  # fmt: skip
-        guard_ids = list(
+        guards = dict(
             ResourceGuard.objects.filter(name__startswith=f"{prefix}-guard-").values_list(
-                "pk", flat=True
+                "pk", "name"
             )
         )
-        timed("vaults", Vault, self._vaults(rng, prefix, vaults, guard_ids, now))
+        changes: list[AuditRecord] = []
+        vault_rows = self._vaults(rng, prefix, vaults, list(guards), now)
+        timed("vaults", Vault, self._changed(extra, vault_rows, guards, span, now, changes))
         vault_ids = list(
             Vault.objects.filter(name__startswith=f"{prefix}-")
             .order_by("pk")
@@ -200,15 +290,19 @@ class Command(BaseCommand):
         ).values_list("pk", "vault_id", "frequency", "interval_hours"):
             policies.setdefault(vault_id, []).append((pk, frequency, interval))
         per_vault = _spread(rng, items, len(vault_ids), empty_share=0.05)
-        timed("items", ProtectedItem, self._items(rng, vault_ids, per_vault, policies, now))
+        timed("items", ProtectedItem, self._items(rng, vault_ids, per_vault, policies, span, now))
         item_rows = list(
             ProtectedItem.objects.filter(vault_id__in=vault_ids)
             .order_by("pk")
             .values_list("pk", "vault_id", "last_backup_at", "protection_state")
         )
         per_item = _spread(rng, points, len(item_rows))
-        timed("recovery points", RecoveryPoint, self._points(rng, item_rows, per_item, now))
+        timed("recovery points", RecoveryPoint, self._points(rng, extra, item_rows, per_item,
+                                                             span, now))  # fmt: skip
         timed("jobs", Job, self._jobs(rng, item_rows, now))
+        if history:
+            timed("job history", Job, self._history(extra, item_rows, history, span, now))
+        timed("audit changes", AuditRecord, self._chained(changes))
         alerted = rng.sample(vault_ids, min(len(vault_ids), max(1, vaults // 50)))
         names = list(Vault.objects.filter(pk__in=alerted).values_list("name", flat=True))
         timed("alerts", Alert, self._alerts(rng, names, now))
@@ -284,6 +378,7 @@ class Command(BaseCommand):
         vault_ids: list[int],
         per_vault: list[int],
         policies: dict[int, list[tuple[int, str, int | None]]],
+        span: dt.timedelta,
         now: dt.datetime,
     ) -> Iterator[dict[str, Any]]:
         for vault_id, count in zip(vault_ids, per_vault, strict=True):
@@ -313,14 +408,16 @@ class Command(BaseCommand):
                     else None,
                     "purge_at": now + dt.timedelta(days=13) if state == "soft_deleted" else None,
                     "last_backup_at": last,
-                    "created_at": now - dt.timedelta(days=90),
+                    "created_at": now - max(span, dt.timedelta(days=90)),
                 }
 
     def _points(
         self,
         rng: random.Random,
+        extra: random.Random,
         items: list[tuple[int, int, dt.datetime | None, str]],
         per_item: list[int],
+        span: dt.timedelta,
         now: dt.datetime,
     ) -> Iterator[dict[str, Any]]:
         for (item_id, vault_id, last, _state), count in zip(items, per_item, strict=True):
@@ -328,8 +425,8 @@ class Command(BaseCommand):
             for n in range(count):
                 created = newest - dt.timedelta(hours=n * 24 + rng.random())
                 tier = _weighted(rng, TIERS)
-                if created < now - dt.timedelta(days=60) and tier != "vault_archive":
-                    created = now - dt.timedelta(days=rng.uniform(0, 60))
+                if created < now - span and tier != "vault_archive":
+                    created = now - span * rng.random()
                 keep = dt.timedelta(days=365 if tier == "vault_archive" else rng.choice([30, 90]))
                 logical = int(rng.lognormvariate(20, 1.5))
                 yield {
@@ -346,6 +443,7 @@ class Command(BaseCommand):
                     "archived_at": created + dt.timedelta(days=90)
                     if tier == "vault_archive"
                     else None,
+                    "drill": _drill(extra, created, now, logical) if n % DRILL_EVERY == 0 else None,
                 }
 
     def _jobs(
@@ -374,6 +472,95 @@ class Command(BaseCommand):
                 "heartbeat_at": started + dt.timedelta(minutes=1),
                 "error": "Source path is not readable." if status == "failed" else "",
             }
+
+    def _history(
+        self,
+        rng: random.Random,
+        items: list[tuple[int, int, dt.datetime | None, str]],
+        per_item: int,
+        span: dt.timedelta,
+        now: dt.datetime,
+    ) -> Iterator[dict[str, Any]]:
+        """``per_item`` finished backup jobs per item, evenly over the span with some jitter
+        (an item no longer protected stopped three days ago: none after that)."""
+        stopped = now - dt.timedelta(days=3)
+        for item_id, vault_id, _last, state in items:
+            until = now if state == "protected" else stopped
+            step = (until - (now - span)) / per_item
+            for k in range(per_item):
+                created = now - span + step * (k + rng.uniform(0.05, 0.95))
+                status = _weighted(rng, HISTORY_STATUS)
+                total = int(rng.lognormvariate(20, 1.5))
+                started = created + dt.timedelta(seconds=5)
+                yield {
+                    "kind": "backup",
+                    "status": status,
+                    "vault_id": vault_id,
+                    "item_id": item_id,
+                    "bytes_done": total if status == "completed" else total // 3,
+                    "bytes_total": total,
+                    "created_at": created,
+                    "started_at": started,
+                    "ended_at": started + dt.timedelta(minutes=rng.randrange(2, 40)),
+                    "heartbeat_at": started + dt.timedelta(minutes=1),
+                    "error": "Source path is not readable." if status == "failed" else "",
+                }
+
+    def _changed(
+        self,
+        rng: random.Random,
+        vaults: Iterator[dict[str, Any]],
+        guards: dict[int, str],
+        span: dt.timedelta,
+        now: dt.datetime,
+        changes: list[AuditRecord],
+    ) -> Iterator[dict[str, Any]]:
+        """Pass the vault rows through; every hundredth changed its immutability or soft
+        delete within the span: note the audited change that led to its current setting
+        (unsaved, in ``changes``) and set ``immutability_changed_at`` to match."""
+        for i, row in enumerate(vaults):
+            if i % CHANGED_EVERY:
+                yield row
+                continue
+            at = max(
+                now - span * rng.uniform(0.05, 0.95),
+                row["created_at"] + (now - row["created_at"]) / 2,
+            )
+            setting = rng.choice(["immutability", "soft_delete"])
+            current = row["immutability" if setting == "immutability" else "soft_delete_state"]
+            op, previous = SETTING_CHANGES[setting, current]
+            after = _audit_state(row, guards)
+            before = json.loads(json.dumps(after))
+            if setting == "immutability":
+                before["immutability"] = previous
+                row["immutability_changed_at"] = at
+            else:
+                before["soft_delete"]["state"] = previous
+            changes.append(
+                AuditRecord(at=at, actor_name="seed_scale", operation=op, outcome="allowed",
+                            vault_name=row["name"], target=f"vault:{row['name']}",
+                            source="command", before=before, after=after,
+                            details={"synthetic": "seed_scale"})
+            )  # fmt: skip
+            yield row
+
+    def _chained(self, records: list[AuditRecord]) -> list[dict[str, Any]]:
+        """The records as rows that continue the audit hash chain, oldest first: the first
+        is sealed against the chain's head (under the appenders' lock, held until this
+        transaction ends), each next one against the one before; COPY gives them ids in
+        that order. Sealed before the COPY starts: seal() reads the head on this connection."""
+        rows, previous = [], None
+        for record in sorted(records, key=lambda r: r.at):
+            if previous is None:
+                audit.seal(record)
+            else:
+                record.prev_hash = previous.hash
+                record.hash = audit.record_hash(record)
+            previous = record
+            rows.append(
+                {f.attname: getattr(record, f.attname) for f in AuditRecord._meta.concrete_fields}
+            )
+        return rows
 
     def _alerts(
         self, rng: random.Random, vault_names: list[str], now: dt.datetime
