@@ -47,6 +47,8 @@ LONGEST_RPO = timedelta(days=7) + RPO_GRACE
 TIERS = tuple(STORAGE_TIERS)  # "snapshot", "standard", "archive"
 MAX_DAYS = 366
 TIER_LABELS = STORAGE_LABELS
+# Drill times come as integer microseconds since this (cheaper to read than 100,000 dates).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ReportUnavailable(Exception):
@@ -186,11 +188,6 @@ def _vault_filter(vault: str | None, tags: dict[str, str] | None) -> tuple[str, 
     return " AND ".join(clauses), params
 
 
-_TIER_CASE = (
-    "CASE WHEN p.tier = 'snapshot' THEN 'snapshot' "
-    "WHEN p.tier = 'vault_archive' THEN 'archive' ELSE 'standard' END"
-)
-
 # One row per item of the chosen vaults; every per-item figure is a grouped CTE joined once.
 _ITEMS_SQL = """
 WITH items AS (
@@ -229,57 +226,47 @@ jobs AS (
 drills AS (
     -- Only drilled points, from point_item_drill_idx.
     SELECT DISTINCT ON (d.item_id) d.item_id, d.at, d.seconds FROM (
-        SELECT p.item_id, (p.drill->>'at')::timestamptz AS at,
+        SELECT p.item_id, p.id, (p.drill->>'at')::timestamptz AS at,
                (p.drill->>'seconds')::float AS seconds
         FROM vaults_recoverypoint p JOIN items ON items.id = p.item_id
         WHERE p.drill IS NOT NULL AND p.drill->>'status' = 'passed'
     ) d WHERE d.at <= %(end)s
-    ORDER BY d.item_id, d.at DESC
-),
-growth AS (
-    SELECT p.item_id,
-           SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot') AS snapshot,
-           SUM(p.stored_bytes) FILTER (WHERE p.tier IN ('snapshot_and_vault', 'vault_standard'))
-               AS standard,
-           SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive') AS archive
-    FROM vaults_recoverypoint p JOIN items ON items.id = p.item_id
-    WHERE p.created_at >= %(start)s AND p.created_at < %(end)s
-    GROUP BY p.item_id
+    ORDER BY d.item_id, d.at DESC, d.id DESC  -- two drills at once: the later point's
 )
 SELECT items.id, items.vault_id, items.name, items.policy, items.protection_state,
        COALESCE(jobs.succeeded, 0), COALESCE(jobs.failed, 0),
-       COALESCE(jobs.covered, 0),
-       GREATEST(0, 1000000 * EXTRACT(EPOCH FROM (%(end)s::timestamptz - items.lower))),
-       drills.at, drills.seconds,
-       COALESCE(growth.snapshot, 0), COALESCE(growth.standard, 0), COALESCE(growth.archive, 0)
+       COALESCE(jobs.covered, 0)::bigint,
+       GREATEST(0, 1000000 * EXTRACT(EPOCH FROM (%(end)s::timestamptz - items.lower)))::bigint,
+       (1000000 * EXTRACT(EPOCH FROM drills.at))::bigint, drills.seconds
 FROM items
 LEFT JOIN jobs ON jobs.item_id = items.id
 LEFT JOIN drills ON drills.item_id = items.id
-LEFT JOIN growth ON growth.item_id = items.id
 ORDER BY items.vault_id, items.name
 """
 
-# Per day (UTC) of the chosen vaults: backups by outcome, and stored bytes written by tier.
+# Per day (UTC) of the chosen vaults: backups by outcome.
 _DAILY_SQL = """
-SELECT 'backup', date_trunc('day', j.ended_at AT TIME ZONE 'UTC')::date, j.status, COUNT(*)
+SELECT date_trunc('day', j.ended_at AT TIME ZONE 'UTC')::date, j.status, COUNT(*)
 FROM vaults_job j JOIN vaults_vault v ON v.id = j.vault_id
 WHERE {where} AND j.kind = 'backup' AND j.status IN ('completed', 'failed')
   AND j.ended_at >= %(start)s AND j.ended_at < %(end)s
-GROUP BY 2, 3
-UNION ALL
-SELECT 'growth', date_trunc('day', p.created_at AT TIME ZONE 'UTC')::date, {tier},
-       SUM(p.stored_bytes)
-FROM vaults_recoverypoint p JOIN vaults_vault v ON v.id = p.vault_id
-WHERE {where} AND p.created_at >= %(start)s AND p.created_at < %(end)s
-GROUP BY 2, 3
+GROUP BY 1, 2
 """
 
-# Growth per vault and tier (every point of the vault, as its storage totals count them).
-_VAULT_GROWTH_SQL = """
-SELECT p.vault_id, {tier}, SUM(p.stored_bytes)
+# Storage growth by tier (stored bytes of the points created in the period) per item, per
+# vault and per UTC day, in one scan of the points: a point's vault is its item's vault
+# (a replica's point belongs to the replica's own item), so the chosen vaults' points are
+# exactly their items' points.
+_GROWTH_SQL = """
+SELECT p.item_id, p.vault_id, date_trunc('day', p.created_at AT TIME ZONE 'UTC')::date,
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot'), 0),
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier NOT IN ('snapshot', 'vault_archive')),
+                0),
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive'), 0)
 FROM vaults_recoverypoint p JOIN vaults_vault v ON v.id = p.vault_id
 WHERE {where} AND p.created_at >= %(start)s AND p.created_at < %(end)s
-GROUP BY 1, 2
+GROUP BY GROUPING SETS ((p.item_id), (p.vault_id),
+                       (date_trunc('day', p.created_at AT TIME ZONE 'UTC')::date))
 """
 
 
@@ -329,15 +316,31 @@ def compliance(
             stored={tier: getattr(v, f"stored_{tier}_bytes") for tier in TIERS},
         )
     params = {"start": start, "end": end, "since": start - LONGEST_RPO}
-    named = _named(where, filter_params, params)
+    where, named = _named(where, filter_params, params)
+    days = _days(start, end)
+    index = {day: n for n, day in enumerate(days)}
+    daily_backups = {"succeeded": [0] * len(days), "failed": [0] * len(days)}
+    daily_growth = {tier: [0] * len(days) for tier in TIERS}
+    item_growth: dict[int, dict[str, int]] = {}
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        # The grouped sorts of a large fleet (a million jobs) fit in memory, not on disk.
-        # No JIT: compiling these plans costs seconds and saves less than it costs.
+        # The grouped sorts of a large fleet (a million jobs) fit in memory, not on disk; no
+        # JIT: compiling these plans costs seconds and saves less than it costs.
         cursor.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
-        cursor.execute(_ITEMS_SQL.format(window=RPO_WINDOW_SQL, where=named[0]), named[1])
+        cursor.execute(_GROWTH_SQL.format(where=where), named)
+        for item_id, vault_id, day, *growth in cursor.fetchall():
+            by_tier = dict(zip(TIERS, map(int, growth), strict=True))
+            if item_id is not None:
+                item_growth[item_id] = by_tier
+            elif vault_id is not None:
+                rows[vault_id].growth = by_tier
+            elif day in index:
+                for tier, stored in by_tier.items():
+                    daily_growth[tier][index[day]] = stored
+        cursor.execute(_ITEMS_SQL.format(window=RPO_WINDOW_SQL, where=where), named)
+        no_growth = dict.fromkeys(TIERS, 0)
         for row in cursor.fetchall():
             (item_id, vault_id, name, policy, state, ok, bad, covered, judged,
-             drill_at, drill_seconds, *growth) = row  # fmt: skip
+             drill_us, drill_seconds) = row  # fmt: skip
             rows[vault_id].items.append(
                 ItemRow(
                     id=item_id,
@@ -346,29 +349,22 @@ def compliance(
                     protection_state=state,
                     succeeded=ok,
                     failed=bad,
-                    rpo_covered_us=int(covered),
-                    rpo_judged_us=int(judged),
-                    last_drill=Drill(drill_at, drill_seconds) if drill_at else None,
-                    growth=dict(zip(TIERS, map(int, growth), strict=True)),
+                    rpo_covered_us=covered,
+                    rpo_judged_us=judged,
+                    last_drill=(
+                        Drill(EPOCH + timedelta(microseconds=drill_us), drill_seconds)
+                        if drill_us is not None
+                        else None
+                    ),
+                    growth=item_growth.get(item_id) or dict(no_growth),
                 )
             )
-        cursor.execute(_VAULT_GROWTH_SQL.format(where=named[0], tier=_TIER_CASE), named[1])
-        for vault_id, tier, stored in cursor.fetchall():
-            rows[vault_id].growth[tier] = int(stored)
-        days = _days(start, end)
-        index = {day: n for n, day in enumerate(days)}
-        daily_backups = {"succeeded": [0] * len(days), "failed": [0] * len(days)}
-        daily_growth = {tier: [0] * len(days) for tier in TIERS}
-        cursor.execute(_DAILY_SQL.format(where=named[0], tier=_TIER_CASE), named[1])
-        for kind, day, key, value in cursor.fetchall():
-            if day not in index:
-                continue
-            if kind == "backup":
-                daily_backups["succeeded" if key == "completed" else "failed"][index[day]] = int(
-                    value
+        cursor.execute(_DAILY_SQL.format(where=where), named)
+        for day, status, count in cursor.fetchall():
+            if day in index:
+                daily_backups["succeeded" if status == "completed" else "failed"][index[day]] = (
+                    count
                 )
-            else:
-                daily_growth[key][index[day]] = int(value)
     by_name = {row.name: row for row in rows.values()}
     changes = AuditRecord.objects.filter(
         outcome=AuditRecord.Outcome.ALLOWED,
