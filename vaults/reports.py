@@ -247,8 +247,8 @@ ORDER BY items.vault_id, items.name
 # Per day (UTC) of the chosen vaults: backups by outcome.
 _DAILY_SQL = """
 SELECT date_trunc('day', j.ended_at AT TIME ZONE 'UTC')::date, j.status, COUNT(*)
-FROM vaults_job j JOIN vaults_vault v ON v.id = j.vault_id
-WHERE {where} AND j.kind = 'backup' AND j.status IN ('completed', 'failed')
+FROM vaults_job j
+WHERE {chosen} AND j.kind = 'backup' AND j.status IN ('completed', 'failed')
   AND j.ended_at >= %(start)s AND j.ended_at < %(end)s
 GROUP BY 1, 2
 """
@@ -263,11 +263,14 @@ SELECT p.item_id, p.vault_id, date_trunc('day', p.created_at AT TIME ZONE 'UTC')
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier NOT IN ('snapshot', 'vault_archive')),
                 0),
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive'), 0)
-FROM vaults_recoverypoint p JOIN vaults_vault v ON v.id = p.vault_id
-WHERE {where} AND p.created_at >= %(start)s AND p.created_at < %(end)s
+FROM vaults_recoverypoint p
+WHERE {chosen} AND p.created_at >= %(start)s AND p.created_at < %(end)s
 GROUP BY GROUPING SETS ((p.item_id), (p.vault_id),
                        (date_trunc('day', p.created_at AT TIME ZONE 'UTC')::date))
 """
+
+
+_CHOSEN_SQL = "{column} IN (SELECT v.id FROM vaults_vault v WHERE {where})"
 
 
 def check_period(start: datetime, end: datetime) -> None:
@@ -326,7 +329,7 @@ def compliance(
         # The grouped sorts of a large fleet (a million jobs) fit in memory, not on disk; no
         # JIT: compiling these plans costs seconds and saves less than it costs.
         cursor.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
-        cursor.execute(_GROWTH_SQL.format(where=where), named)
+        cursor.execute(_GROWTH_SQL.format(chosen=_chosen("p.vault_id", where)), named)
         for item_id, vault_id, day, *growth in cursor.fetchall():
             by_tier = dict(zip(TIERS, map(int, growth), strict=True))
             if item_id is not None:
@@ -359,7 +362,7 @@ def compliance(
                     growth=item_growth.get(item_id) or dict(no_growth),
                 )
             )
-        cursor.execute(_DAILY_SQL.format(where=where), named)
+        cursor.execute(_DAILY_SQL.format(chosen=_chosen("j.vault_id", where)), named)
         for day, status, count in cursor.fetchall():
             if day in index:
                 daily_backups["succeeded" if status == "completed" else "failed"][index[day]] = (
@@ -390,6 +393,12 @@ def compliance(
         daily_backups=daily_backups,
         daily_growth=daily_growth,
     )
+
+
+def _chosen(column: str, where: str) -> str:
+    """``column`` is one of the chosen vaults: no condition at all for every vault (a join
+    to the vaults costs a quarter of a second over a million rows)."""
+    return "TRUE" if where == "TRUE" else _CHOSEN_SQL.format(column=column, where=where)
 
 
 def _named(where: str, filter_params: list[Any], params: dict[str, Any]) -> tuple[str, Any]:
