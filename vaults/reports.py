@@ -201,14 +201,14 @@ WITH items AS (
 ),
 runs AS (
     -- Each backup that ended, and for a success the next success: read in that order from
-    -- job_item_backup_end_idx, so the million jobs of a large fleet need no sort.
-    SELECT j.item_id, j.status, j.ended_at AS done,
+    -- job_item_backup_end_idx and merged with the items in id order, so the million jobs of
+    -- a large fleet are neither sorted nor hashed.
+    SELECT j.item_id, j.status, j.ended_at AS done, items.rpo, items.lower,
            LEAD(j.ended_at) OVER (PARTITION BY j.item_id, j.status ORDER BY j.ended_at)
                AS next_done
-    FROM vaults_job j
+    FROM vaults_job j JOIN items ON items.id = j.item_id
     WHERE j.kind = 'backup' AND j.status IN ('completed', 'failed')
       AND j.ended_at >= %(since)s AND j.ended_at < %(end)s
-      AND j.item_id IN (SELECT id FROM items)
 ),
 jobs AS (
     -- Covered time summed as intervals (exact to the microsecond), converted once per item.
@@ -216,22 +216,22 @@ jobs AS (
            COUNT(*) FILTER (WHERE r.status = 'completed' AND r.done >= %(start)s) AS succeeded,
            COUNT(*) FILTER (WHERE r.status = 'failed' AND r.done >= %(start)s) AS failed,
            1000000 * EXTRACT(EPOCH FROM SUM(GREATEST(INTERVAL '0',
-               LEAST(COALESCE(r.next_done, 'infinity'), r.done + items.rpo,
-                     %(end)s::timestamptz)
-               - GREATEST(r.done, items.lower))) FILTER (WHERE r.status = 'completed'))
+               LEAST(COALESCE(r.next_done, 'infinity'), r.done + r.rpo, %(end)s::timestamptz)
+               - GREATEST(r.done, r.lower))) FILTER (WHERE r.status = 'completed'))
                AS covered
-    FROM runs r JOIN items ON items.id = r.item_id
+    FROM runs r
     GROUP BY r.item_id
 ),
 drills AS (
-    -- Only drilled points, from point_item_drill_idx.
+    -- Only drilled points, from point_item_drill_idx in item order (a point's vault is its
+    -- item's vault).
     SELECT DISTINCT ON (d.item_id) d.item_id, d.at, d.seconds FROM (
-        SELECT p.item_id, p.id, (p.drill->>'at')::timestamptz AS at,
+        SELECT p.item_id, (p.drill->>'at')::timestamptz AS at,
                (p.drill->>'seconds')::float AS seconds
-        FROM vaults_recoverypoint p JOIN items ON items.id = p.item_id
-        WHERE p.drill IS NOT NULL AND p.drill->>'status' = 'passed'
+        FROM vaults_recoverypoint p
+        WHERE {drilled} AND p.drill IS NOT NULL AND p.drill->>'status' = 'passed'
     ) d WHERE d.at <= %(end)s
-    ORDER BY d.item_id, d.at DESC, d.id DESC  -- two drills at once: the later point's
+    ORDER BY d.item_id, d.at DESC, d.seconds DESC  -- two at once: the answer is the same
 )
 SELECT items.id, items.vault_id, items.name, items.policy, items.protection_state,
        COALESCE(jobs.succeeded, 0), COALESCE(jobs.failed, 0),
@@ -339,7 +339,12 @@ def compliance(
             elif day in index:
                 for tier, stored in by_tier.items():
                     daily_growth[tier][index[day]] = stored
-        cursor.execute(_ITEMS_SQL.format(window=RPO_WINDOW_SQL, where=where), named)
+        cursor.execute(
+            _ITEMS_SQL.format(
+                window=RPO_WINDOW_SQL, where=where, drilled=_chosen("p.vault_id", where)
+            ),
+            named,
+        )
         no_growth = dict.fromkeys(TIERS, 0)
         for row in cursor.fetchall():
             (item_id, vault_id, name, policy, state, ok, bad, covered, judged,
