@@ -259,10 +259,10 @@ GROUP BY 1, 2
 # exactly their items' points.
 _GROWTH_SQL = """
 SELECT p.item_id, p.vault_id, date_trunc('day', p.created_at AT TIME ZONE 'UTC')::date,
-       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot'), 0),
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot'), 0)::bigint,
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier NOT IN ('snapshot', 'vault_archive')),
-                0),
-       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive'), 0)
+                0)::bigint,
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive'), 0)::bigint
 FROM vaults_recoverypoint p
 WHERE {chosen} AND p.created_at >= %(start)s AND p.created_at < %(end)s
 GROUP BY GROUPING SETS ((p.item_id), (p.vault_id),
@@ -302,21 +302,22 @@ def compliance(
     if tags:
         vaults_qs = vaults_qs.filter(tags__contains=tags)
     rows: dict[int, VaultRow] = {}
-    for v in vaults_qs.only(
-        "id", "name", "kind", "region", "tags", "immutability", "soft_delete_state",
-        "soft_delete_retention_days", "stored_snapshot_bytes", "stored_standard_bytes",
-        "stored_archive_bytes",
-    ):  # fmt: skip
-        rows[v.pk] = VaultRow(
-            id=v.pk,
-            name=v.name,
-            kind=v.kind,
-            region=v.region,
-            tags=v.tags,
-            immutability=v.immutability,
-            soft_delete_state=v.soft_delete_state,
-            soft_delete_retention_days=v.soft_delete_retention_days,
-            stored={tier: getattr(v, f"stored_{tier}_bytes") for tier in TIERS},
+    stored_columns = [f"stored_{tier}_bytes" for tier in TIERS]
+    columns = ["id", "name", "kind", "region", "tags", "immutability", "soft_delete_state",
+               "soft_delete_retention_days", *stored_columns]  # fmt: skip
+    # Tuples, not models: 10,000 model instances cost a third of a second.
+    for row in vaults_qs.values_list(*columns):
+        pk, name, kind, region, labels, immutability, soft_delete, retention, *stored = row
+        rows[pk] = VaultRow(
+            id=pk,
+            name=name,
+            kind=kind,
+            region=region,
+            tags=labels,
+            immutability=immutability,
+            soft_delete_state=soft_delete,
+            soft_delete_retention_days=retention,
+            stored=dict(zip(TIERS, stored, strict=True)),
         )
     params = {"start": start, "end": end, "since": start - LONGEST_RPO}
     where, named = _named(where, filter_params, params)
@@ -331,7 +332,7 @@ def compliance(
         cursor.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
         cursor.execute(_GROWTH_SQL.format(chosen=_chosen("p.vault_id", where)), named)
         for item_id, vault_id, day, *growth in cursor.fetchall():
-            by_tier = dict(zip(TIERS, map(int, growth), strict=True))
+            by_tier = dict(zip(TIERS, growth, strict=True))
             if item_id is not None:
                 item_growth[item_id] = by_tier
             elif vault_id is not None:
