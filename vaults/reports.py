@@ -246,7 +246,7 @@ ORDER BY items.vault_id, items.name
 
 # Per day (UTC) of the chosen vaults: backups by outcome.
 _DAILY_SQL = """
-SELECT date_trunc('day', j.ended_at AT TIME ZONE 'UTC')::date, j.status, COUNT(*)
+SELECT (j.ended_at AT TIME ZONE 'UTC')::date, j.status, COUNT(*)
 FROM vaults_job j
 WHERE {chosen} AND j.kind = 'backup' AND j.status IN ('completed', 'failed')
   AND j.ended_at >= %(start)s AND j.ended_at < %(end)s
@@ -258,7 +258,7 @@ GROUP BY 1, 2
 # (a replica's point belongs to the replica's own item), so the chosen vaults' points are
 # exactly their items' points.
 _GROWTH_SQL = """
-SELECT p.item_id, p.vault_id, date_trunc('day', p.created_at AT TIME ZONE 'UTC')::date,
+SELECT p.item_id, p.vault_id, (p.created_at AT TIME ZONE 'UTC')::date,
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot'), 0)::bigint,
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier NOT IN ('snapshot', 'vault_archive')),
                 0)::bigint,
@@ -266,7 +266,7 @@ SELECT p.item_id, p.vault_id, date_trunc('day', p.created_at AT TIME ZONE 'UTC')
 FROM vaults_recoverypoint p
 WHERE {chosen} AND p.created_at >= %(start)s AND p.created_at < %(end)s
 GROUP BY GROUPING SETS ((p.item_id), (p.vault_id),
-                       (date_trunc('day', p.created_at AT TIME ZONE 'UTC')::date))
+                       ((p.created_at AT TIME ZONE 'UTC')::date))
 """
 
 
