@@ -77,19 +77,15 @@ class Vault(models.Model):
         on_delete=models.PROTECT,
         related_name="vaults",
     )
-    # Job alerts (backup failed, restore failed) of this vault are recorded but not delivered
-    # by e-mail or webhook; security alerts cannot be muted (SPEC 3.8).
+    # Job alerts are recorded, not delivered; security alerts cannot be muted (SPEC 3.8).
     mute_job_alerts = models.BooleanField(default=False)
-    # Stored bytes of the vault's points per tier group, kept by database triggers on the
-    # points (vaults/triggers.py, STORAGE_TOTAL_TRIGGERS), never written by the application:
-    # the portfolio sorts on them.
+    # Stored bytes per tier group, kept by triggers on the points (vaults/triggers.py): sorts.
     stored_snapshot_bytes = models.BigIntegerField(default=0, editable=False)
     stored_standard_bytes = models.BigIntegerField(default=0, editable=False)
     stored_archive_bytes = models.BigIntegerField(default=0, editable=False)
     stored_item_count = models.IntegerField(default=0, editable=False)  # the same, for items
-    # The vault every recovery point of this one is copied to (SPEC 3.10): same kind, another
-    # region and storage. A vault is a replica of at most one vault, and a replica has none of
-    # its own (no chains, no cycles); PostgreSQL keeps a locked vault's pairing in place.
+    # Where every point is copied (SPEC 3.10): same kind, another region; no chains, no
+    # cycles; PostgreSQL keeps a locked vault's pairing in place.
     replica = models.OneToOneField(
         "self",
         null=True,
@@ -104,8 +100,7 @@ class Vault(models.Model):
     data_key_id = models.CharField(max_length=32, blank=True, editable=False)
     # Objects from before encryption may remain (read, never written): `keys encrypt-vault`.
     plaintext_objects = models.BooleanField(default=False, editable=False)
-    # The vault's newest backup job (by created_at, then id), kept by triggers on the jobs
-    # (vaults/tallies.py): the portfolio's "Last backup" column and sort. Display only.
+    # The newest backup job, kept by triggers (vaults/tallies.py): "Last backup". Display only.
     last_backup_job_id = models.BigIntegerField(null=True, editable=False)
     last_backup_status = models.CharField(  # noqa: DJ001 (NULL: no backup yet, as before)
         max_length=10, null=True, editable=False
@@ -342,7 +337,9 @@ class RecoveryPoint(models.Model):
         indexes = [
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
-        ]
+            models.Index(fields=["item"], include=["drill"], name="point_item_drill_idx",
+                         condition=models.Q(drill__isnull=False)),  # the report's last drill
+        ]  # fmt: skip
         constraints = [
             # One copy per source point in a vault: a copy job run twice records one point.
             models.UniqueConstraint(
@@ -488,6 +485,8 @@ class Job(models.Model):
             ),
             models.Index("item", models.F("ended_at").desc(), name="job_item_drill_passed_idx",
                          condition=models.Q(kind="drill", status="completed")),  # drill overdue
+            models.Index(fields=["item", "status", "ended_at"], name="job_item_backup_end_idx",
+                         condition=models.Q(kind="backup")),  # the report's backups, in order
         ]  # fmt: skip
         triggers = [*LAST_BACKUP_TRIGGERS, *JOB_TALLY_TRIGGERS]
 
