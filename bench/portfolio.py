@@ -128,6 +128,26 @@ def _mark(server: str, name: str, marker: str) -> None:
         conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{marker}'")
 
 
+def seeded(
+    args: argparse.Namespace, script: str, name: str, marker: str, size: int
+) -> dict[str, str]:
+    """The environment of database ``name`` on ``args.server``, seeded by ``script
+    --seed-worker size`` unless it holds ``marker`` already (or ``args.reseed``)."""
+    env = {**os.environ, "DATABASE_URL": _database_url(args.server, name)}
+    if not _prepare(args.server, name, marker, args.reseed):
+        print(f"{name}: kept ({marker})", flush=True)
+        return env
+    print(f"{name}: seeding {marker}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, script, "--seed-worker", str(size), "--seed", str(args.seed)],
+        env=env, check=True, stdout=sys.stderr,
+    )  # fmt: skip
+    _mark(args.server, name, marker)  # only once seeding succeeded
+    print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
+    return env
+
+
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -285,19 +305,8 @@ def main() -> int:
 
     envs: dict[int, dict[str, str]] = {}
     for size in (args.small, args.large):  # seed first, so a failed measurement keeps them
-        name, marker = f"{args.database}_{size}", _marker(size, args.seed)
-        envs[size] = {**os.environ, "DATABASE_URL": _database_url(args.server, name)}
-        if not _prepare(args.server, name, marker, args.reseed):
-            print(f"{name}: kept ({marker})", flush=True)
-            continue
-        print(f"{name}: seeding {marker}", flush=True)
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, __file__, "--seed-worker", str(size), "--seed", str(args.seed)],
-            env=envs[size], check=True, stdout=sys.stderr,
-        )  # fmt: skip
-        _mark(args.server, name, marker)  # only once seeding succeeded
-        print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
+        name = f"{args.database}_{size}"
+        envs[size] = seeded(args, __file__, name, _marker(size, args.seed), size)
     command = [sys.executable, __file__, "--requests", str(args.requests)]
     command += ["--measure-worker", envs[args.large]["DATABASE_URL"]]
     done = subprocess.run(

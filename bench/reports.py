@@ -48,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.portfolio import _database_url, _mark, _prepare, _setup_django  # noqa: E402
+from bench.portfolio import _setup_django, seeded  # noqa: E402
 
 DAYS, HISTORY = 90, 9
 GOAL_SECONDS = 2.0
@@ -163,19 +163,7 @@ def main() -> int:
     envs: dict[str, dict[str, str]] = {}
     for which, size in SIZES.items():  # seed first, so a failed measurement keeps them
         name = args.database if which == "large" else f"{args.database}_{size}"
-        marker = _marker(size, args.seed)
-        envs[which] = {**os.environ, "DATABASE_URL": _database_url(args.server, name)}
-        if not _prepare(args.server, name, marker, args.reseed):
-            print(f"{name}: kept ({marker})", flush=True)
-            continue
-        print(f"{name}: seeding {marker}", flush=True)
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, __file__, "--seed-worker", str(size), "--seed", str(args.seed)],
-            env=envs[which], check=True, stdout=sys.stderr,
-        )  # fmt: skip
-        _mark(args.server, name, marker)  # only once seeding succeeded
-        print(f"  seeded in {time.perf_counter() - started:.1f} s", flush=True)
+        envs[which] = seeded(args, __file__, name, _marker(size, args.seed), size)
     if importlib.util.find_spec("vaults.reports") is None:
         print("SKIPPED: no reports service on this branch (vaults/reports.py); seeded only.")
         return 2

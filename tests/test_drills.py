@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tests.test_jobs import (  # noqa: F401  (fixtures)
     worker,
     write_tree,
 )
+from tests.test_replica_workers import _poll
 from tests.test_worker import worker_process  # noqa: F401  (fixture)
 from vaults import locations
 from vaults.jobs import requests, runner, sweeps
@@ -111,14 +111,6 @@ def _tree_bytes(path: Path) -> int:
         for folder, _dirs, names in os.walk(path)
         for name in names
     )
-
-
-def _poll(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_a_worker_killed_mid_drill_leaves_scratch_that_the_jobs_sweep_removes(
