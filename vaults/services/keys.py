@@ -34,7 +34,7 @@ from portal.gate import Check
 from .. import keyring, locations
 from ..anchors import BackendAnchorStore, anchor_stores
 from ..models import RecoveryPoint, Vault
-from ..storage.backends import Backend, Retention
+from ..storage.backends import Backend, Retention, fsync_dir
 from ..storage.crypto import (
     KEYS_PREFIX,
     DataKey,
@@ -43,7 +43,9 @@ from ..storage.crypto import (
     WrappedKey,
     create_master_key_file,
     key_object_name,
+    open_stored_key,
     read_master_key,
+    sentence_start,
     stored_keys,
 )
 from ..storage.errors import ObjectNotFound, StorageError
@@ -91,7 +93,7 @@ def _unwrap_with(wrapped: WrappedKey, masters: list[MasterKey], what: str) -> Ma
             return master
     have = " or ".join(f"{m.key_id} ({m.source})" for m in masters)
     raise KeyUnavailable(
-        f"{what[0].upper()}{what[1:]} is wrapped by master key {wrapped.master_key_id}, but the "
+        f"{sentence_start(what)} is wrapped by master key {wrapped.master_key_id}, but the "
         f"key file holds {have}: this is not the master key of this installation. Put the "
         "right key file back (HOLDFAST_KEY_FILE); nothing was changed."
     )
@@ -106,7 +108,7 @@ def _vault_keys(masters: list[MasterKey]) -> list[_VaultKey]:
         master = _unwrap_with(wrapped, masters, what)
         key = master.unwrap(wrapped, what)
         if key.key_id != vault.data_key_id:
-            raise KeyUnavailable(f"{what.capitalize()} unwraps to another key than its vault's.")
+            raise KeyUnavailable(f"{sentence_start(what)} unwraps to another key than its vault's.")
         found.append(_VaultKey(vault, key, by_new=master is not masters[0]))
     return found
 
@@ -120,19 +122,11 @@ def _anchor_keys(
     backends: list[tuple[str, Backend]], masters: list[MasterKey]
 ) -> list[tuple[Backend, DataKey]]:
     """Each anchor store's own key, opened with ``masters`` (stores with none yet left out)."""
-    found = []
-    for name, inner in backends:
-        kept = stored_keys(inner)
-        if not kept:
-            continue
-        by_id = {wrapped.master_key_id: wrapped for wrapped in kept}
-        for master in masters:
-            if master.key_id in by_id:
-                found.append((inner, master.unwrap(by_id[master.key_id], f"the key of {name}")))
-                break
-        else:
-            _unwrap_with(kept[0], masters, f"the key of the audit anchors at {name}")
-    return found
+    return [
+        (inner, open_stored_key(inner, masters)[0])
+        for _name, inner in backends
+        if stored_keys(inner)
+    ]
 
 
 def _key_retention(inner: Backend, name: str) -> Retention | None:
@@ -206,14 +200,6 @@ def _rewrap(
     )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _retire(path: Path, old: MasterKey, next_path: Path) -> Path:
     """Keep the old key file as ``<file>.retired-<id>`` (0600) and move ``.next`` into its
     place in one rename: a reader sees the old key or the new one, never no key."""
@@ -225,7 +211,7 @@ def _retire(path: Path, old: MasterKey, next_path: Path) -> Path:
             raise KeyUnavailable(f"{retired} holds another key; it is left as it is.") from None
     os.chmod(retired, stat.S_IRUSR | stat.S_IWUSR)
     os.replace(next_path, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return retired
 
 

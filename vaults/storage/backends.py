@@ -192,7 +192,7 @@ class StoreUnwritable(StorageError):
         self.errno = errno_
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -234,7 +234,7 @@ class LocalBackend(Backend):
         directory.mkdir(parents=True, exist_ok=True)
         # A new directory entry is durable only once its parent is synced.
         for created in reversed(missing):
-            _fsync_dir(created.parent)
+            fsync_dir(created.parent)
 
     def put(self, key: str, data: bytes, retention: Retention | None = None) -> None:
         with self._writing():
@@ -258,7 +258,7 @@ class LocalBackend(Backend):
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def get(self, key: str) -> bytes:
         try:
@@ -276,7 +276,7 @@ class LocalBackend(Backend):
                 path.unlink()
             except (FileNotFoundError, NotADirectoryError):
                 return
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def list(self, prefix: str) -> Iterator[str]:
         directory, _, _ = prefix.rpartition("/")

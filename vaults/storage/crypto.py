@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .backends import Backend, ObjectLock, Retention, check_key
+from .backends import Backend, ObjectLock, Retention, check_key, fsync_dir
 from .errors import ObjectNotFound, StorageError
 
 KEY_SIZE = 32
@@ -338,11 +338,7 @@ def create_master_key_file(path: Path) -> MasterKey:
         os.link(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
     return MasterKey(secret, source=str(path))
 
 
