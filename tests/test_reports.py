@@ -182,6 +182,42 @@ def test_the_report_matches_the_fixture_exactly(world: dict[str, Any]) -> None:
     assert report.daily_growth["standard"] == [0, 1000, 0, 0, 300, 0, 0]
 
 
+def _figures(vault: Any) -> tuple[Any, ...]:
+    return (vault.name, vault.item_count, vault.succeeded, vault.failed, vault.rpo_covered_us,
+            vault.rpo_judged_us, vault.rpo_met, vault.last_drill, vault.items_drilled,
+            vault.growth, vault.changes)  # fmt: skip
+
+
+@pytest.mark.parametrize("window", [slice(0, 1), slice(1, 3), slice(2, 100), slice(5, 10)])
+def test_a_window_of_items_sums_the_vaults_in_sql_to_the_same_figures(
+    world: dict[str, Any], window: slice
+) -> None:
+    """The page lists one window of items; the vaults' figures, summed in PostgreSQL
+    instead of from the listed rows, and the listed rows must be the full report's."""
+    full = reports.compliance(start=START, end=END)
+    part = reports.compliance(start=START, end=END, window=window)
+    assert [_figures(v) for v in part.vaults] == [_figures(v) for v in full.vaults]
+    assert part.totals == full.totals
+    assert (part.daily_backups, part.daily_growth) == (full.daily_backups, full.daily_growth)
+    listed = [(vault.name, item) for vault, item in part.items()]
+    assert listed == [(vault.name, item) for vault, item in full.items()][window]
+    assert all(vault.items == [] for vault in part.vaults)  # only the window is listed
+
+
+def test_a_windowed_report_runs_the_same_queries_for_any_fleet(admin: Any) -> None:
+    build(admin)
+    with CaptureQueriesContext(connection) as two:
+        reports.compliance(start=START, end=END, window=slice(0, 2))
+    for n in range(4):
+        vault = make_vault(admin, name=f"more-{n}")
+        item = _item(admin, vault, f"more-item-{n}", at(1, month=2))
+        _job(item, "completed", at(2))
+    with CaptureQueriesContext(connection) as six:
+        reports.compliance(start=START, end=END, window=slice(0, 2))
+    clock_module.set_now(None)
+    assert len(two.captured_queries) == len(six.captured_queries) == 8  # 7 and a SET
+
+
 def test_filters_by_vault_and_tag(world: dict[str, Any]) -> None:
     only = reports.compliance(start=START, end=END, vault="beta-vault")
     assert [v.name for v in only.vaults] == ["beta-vault"]

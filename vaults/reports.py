@@ -108,30 +108,24 @@ class VaultRow:
     soft_delete_state: str
     soft_delete_retention_days: int
     stored: dict[str, int]  # the vault's totals now, by tier
+    # Its items' rows when the report lists items (``compliance(itemized=True)``); the
+    # figures below are its items' summed either way (_roll_up, or in SQL when not listed).
     items: list[ItemRow] = field(default_factory=list)
+    item_count: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    rpo_covered_us: int = 0
+    rpo_judged_us: int = 0
+    last_drill: Drill | None = None
+    items_drilled: int = 0
     growth: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
     changes: list[StateChange] = field(default_factory=list)
 
     @property
-    def succeeded(self) -> int:
-        return sum(item.succeeded for item in self.items)
-
-    @property
-    def failed(self) -> int:
-        return sum(item.failed for item in self.items)
-
-    @property
     def rpo_met(self) -> Fraction | None:
-        return _weighted(self.items)
-
-    @property
-    def last_drill(self) -> Drill | None:
-        drills = [item.last_drill for item in self.items if item.last_drill]
-        return max(drills, key=lambda d: d.at) if drills else None
-
-    @property
-    def items_drilled(self) -> int:
-        return sum(1 for item in self.items if item.last_drill)
+        """Its items' shares weighed by their judged time."""
+        judged = self.rpo_judged_us
+        return Fraction(self.rpo_covered_us, judged) if judged else None
 
     @property
     def immutability_changes(self) -> list[StateChange]:
@@ -140,6 +134,20 @@ class VaultRow:
     @property
     def soft_delete_changes(self) -> list[StateChange]:
         return [c for c in self.changes if c.operation in SOFT_DELETE_OPERATIONS]
+
+
+def _roll_up(vault: VaultRow) -> None:
+    """A listed vault's figures from its items' rows (items in name order: of two drills at
+    the same moment, the first item's counts, as the SQL summary orders them)."""
+    items = vault.items
+    vault.item_count = len(items)
+    vault.succeeded = sum(item.succeeded for item in items)
+    vault.failed = sum(item.failed for item in items)
+    vault.rpo_covered_us = sum(item.rpo_covered_us for item in items)
+    vault.rpo_judged_us = sum(item.rpo_judged_us for item in items)
+    drills = [item.last_drill for item in items if item.last_drill]
+    vault.last_drill = max(drills, key=lambda d: d.at) if drills else None
+    vault.items_drilled = len(drills)
 
 
 @dataclass
@@ -167,14 +175,13 @@ class ComplianceReport:
     days: list[date]  # the period's UTC days, for the charts
     daily_backups: dict[str, list[int]]  # "succeeded"/"failed": one count per day
     daily_growth: dict[str, list[int]]  # per tier: stored bytes of the points created that day
+    # With compliance(window=...): the listed slice of the items; else None (all listed).
+    window: list[tuple[VaultRow, ItemRow]] | None = None
 
     def items(self) -> list[tuple[VaultRow, ItemRow]]:
+        if self.window is not None:
+            return self.window
         return [(vault, item) for vault in self.vaults for item in vault.items]
-
-
-def _weighted(items: list[ItemRow]) -> Fraction | None:
-    judged = sum(item.rpo_judged_us for item in items)
-    return Fraction(sum(item.rpo_covered_us for item in items), judged) if judged else None
 
 
 def _vault_filter(vault: str | None, tags: dict[str, str] | None) -> tuple[str, list[Any]]:
@@ -188,16 +195,18 @@ def _vault_filter(vault: str | None, tags: dict[str, str] | None) -> tuple[str, 
     return " AND ".join(clauses), params
 
 
-# One row per item of the chosen vaults; every per-item figure is a grouped CTE joined once.
-_ITEMS_SQL = """
+# Every per-item figure of the chosen vaults (or of one window of their items, in report
+# order), each a grouped CTE joined once; the SELECTs below read ``figures``.
+_FIGURES_SQL = """
 WITH items AS (
-    SELECT i.id, i.vault_id, i.name, i.protection_state, p.name AS policy,
-           GREATEST(%(start)s::timestamptz, i.created_at) AS lower,
+    SELECT i.id, i.vault_id, v.name AS vault_name, i.name, i.protection_state,
+           p.name AS policy, GREATEST(%(start)s::timestamptz, i.created_at) AS lower,
            {window} AS rpo
     FROM vaults_protecteditem i
     JOIN vaults_vault v ON v.id = i.vault_id
     JOIN policies_policy p ON p.id = i.policy_id
     WHERE {where}
+    {window_of_items}
 ),
 runs AS (
     -- Each backup that ended, and for a success the next success: read in that order from
@@ -232,17 +241,43 @@ drills AS (
         WHERE {drilled} AND p.drill IS NOT NULL AND p.drill->>'status' = 'passed'
     ) d WHERE d.at <= %(end)s
     ORDER BY d.item_id, d.at DESC, d.seconds DESC  -- two at once: the answer is the same
+),
+figures AS (
+    SELECT items.id, items.vault_id, items.vault_name, items.name, items.policy,
+           items.protection_state,
+           COALESCE(jobs.succeeded, 0) AS succeeded, COALESCE(jobs.failed, 0) AS failed,
+           COALESCE(jobs.covered, 0)::bigint AS covered,
+           GREATEST(0, 1000000 * EXTRACT(EPOCH FROM (%(end)s::timestamptz - items.lower)))::bigint
+               AS judged,
+           (1000000 * EXTRACT(EPOCH FROM drills.at))::bigint AS drill_us,
+           drills.seconds AS drill_seconds
+    FROM items
+    LEFT JOIN jobs ON jobs.item_id = items.id
+    LEFT JOIN drills ON drills.item_id = items.id
 )
-SELECT items.id, items.vault_id, items.name, items.policy, items.protection_state,
-       COALESCE(jobs.succeeded, 0), COALESCE(jobs.failed, 0),
-       COALESCE(jobs.covered, 0)::bigint,
-       GREATEST(0, 1000000 * EXTRACT(EPOCH FROM (%(end)s::timestamptz - items.lower)))::bigint,
-       (1000000 * EXTRACT(EPOCH FROM drills.at))::bigint, drills.seconds
-FROM items
-LEFT JOIN jobs ON jobs.item_id = items.id
-LEFT JOIN drills ON drills.item_id = items.id
-ORDER BY items.vault_id, items.name
 """
+
+# One row per item (every item, or the window's).
+_ITEMS_SELECT = """
+SELECT id, vault_id, name, policy, protection_state, succeeded, failed, covered, judged,
+       drill_us, drill_seconds
+FROM figures ORDER BY vault_name, name, id
+"""
+
+# One row per vault with items: its items' figures summed in PostgreSQL, so a fleet's
+# 100,000 items never reach Python (the page lists one window of them). Of two drills at
+# the same moment, the first item's by name, as _roll_up picks.
+_VAULTS_SELECT = """
+SELECT vault_id, COUNT(*), SUM(succeeded)::bigint, SUM(failed)::bigint,
+       SUM(covered)::bigint, SUM(judged)::bigint, COUNT(drill_us),
+       (ARRAY_AGG(drill_us ORDER BY drill_us DESC, name, id)
+            FILTER (WHERE drill_us IS NOT NULL))[1],
+       (ARRAY_AGG(drill_seconds ORDER BY drill_us DESC, name, id)
+            FILTER (WHERE drill_us IS NOT NULL))[1]
+FROM figures GROUP BY vault_id
+"""
+
+_WINDOW_OF_ITEMS = "ORDER BY v.name, i.name, i.id LIMIT %(limit)s OFFSET %(offset)s"
 
 # Per day (UTC) of the chosen vaults: backups by outcome.
 _DAILY_SQL = """
@@ -258,16 +293,21 @@ GROUP BY 1, 2
 # (a replica's point belongs to the replica's own item), so the chosen vaults' points are
 # exactly their items' points.
 _GROWTH_SQL = """
-SELECT p.item_id, p.vault_id, (p.created_at AT TIME ZONE 'UTC')::date,
+SELECT {keys},
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot'), 0)::bigint,
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier NOT IN ('snapshot', 'vault_archive')),
                 0)::bigint,
        COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive'), 0)::bigint
 FROM vaults_recoverypoint p
 WHERE {chosen} AND p.created_at >= %(start)s AND p.created_at < %(end)s
-GROUP BY GROUPING SETS ((p.item_id), (p.vault_id),
-                       ((p.created_at AT TIME ZONE 'UTC')::date))
+GROUP BY {groups}
 """
+_DAY = "(p.created_at AT TIME ZONE 'UTC')::date"
+# (keys, groups): per item, vault and day; per vault and day; per item of a window.
+_GROWTH_ALL = (f"p.item_id, p.vault_id, {_DAY}",
+               f"GROUPING SETS ((p.item_id), (p.vault_id), ({_DAY}))")  # fmt: skip
+_GROWTH_VAULTS = (f"NULL::bigint, p.vault_id, {_DAY}", f"GROUPING SETS ((p.vault_id), ({_DAY}))")
+_GROWTH_WINDOW = ("p.item_id, NULL::bigint, NULL::date", "p.item_id")
 
 
 _CHOSEN_SQL = "{column} IN (SELECT v.id FROM vaults_vault v WHERE {where})"
@@ -289,13 +329,110 @@ def compliance(
     end: datetime,
     vault: str | None = None,
     tags: dict[str, str] | None = None,
+    window: slice | None = None,
 ) -> ComplianceReport:
     """The report for ``[start, end)`` over every vault, or the one named ``vault``, or the
-    vaults carrying every ``tags`` key and value. Five queries, whatever the fleet's size."""
+    vaults carrying every ``tags`` key and value. Every item is listed, or with ``window``
+    only that slice of them in report order (vault name, item name: the page's one page),
+    the vaults' figures then summed in PostgreSQL. Six queries, whatever the fleet's size."""
     check_period(start, end)
     if connection.vendor != "postgresql":
         raise ReportUnavailable("Reports need PostgreSQL; the embedded SQLite demo has none.")
     where, filter_params = _vault_filter(vault, tags)
+    rows = _vault_rows(vault, tags)
+    params: dict[str, Any] = {"start": start, "end": end, "since": start - LONGEST_RPO}
+    where, named = _named(where, filter_params, params)
+    days = _days(start, end)
+    index = {day: n for n, day in enumerate(days)}
+    daily_backups = {"succeeded": [0] * len(days), "failed": [0] * len(days)}
+    daily_growth = {tier: [0] * len(days) for tier in TIERS}
+    item_growth: dict[int, dict[str, int]] = {}
+    listed: list[tuple[VaultRow, ItemRow]] = []
+    chosen = _chosen("p.vault_id", where)
+    every_item = _FIGURES_SQL.format(
+        window=RPO_WINDOW_SQL, where=where, drilled=chosen, window_of_items=""
+    )
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        # The grouped sorts of a large fleet (a million jobs) fit in memory, not on disk; no
+        # JIT: compiling these plans costs seconds and saves less than it costs.
+        cursor.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+        keys, groups = _GROWTH_ALL if window is None else _GROWTH_VAULTS
+        cursor.execute(_GROWTH_SQL.format(keys=keys, chosen=chosen, groups=groups), named)
+        _read_growth(cursor.fetchall(), item_growth, rows, daily_growth, index)
+        if window is not None:
+            cursor.execute(every_item + _VAULTS_SELECT, named)
+            for (
+                vault_id,
+                count,
+                ok,
+                bad,
+                covered,
+                judged,
+                drilled,
+                drill_us,
+                seconds,
+            ) in cursor.fetchall():
+                row = rows[vault_id]
+                row.item_count, row.succeeded, row.failed = count, ok, bad
+                row.rpo_covered_us, row.rpo_judged_us = covered, judged
+                row.items_drilled, row.last_drill = drilled, _drill(drill_us, seconds)
+            start_at, stop = window.start or 0, window.stop
+            count = sum(row.item_count for row in rows.values())
+            named["offset"] = start_at
+            named["limit"] = max(0, (count if stop is None else stop) - start_at)
+        figures = every_item
+        if window is not None:
+            figures = _FIGURES_SQL.format(
+                window=RPO_WINDOW_SQL,
+                where=where,
+                drilled="p.item_id IN (SELECT id FROM items)",
+                window_of_items=_WINDOW_OF_ITEMS,
+            )
+        cursor.execute(figures + _ITEMS_SELECT, named)
+        items = [(rows[row[1]], _item_row(row)) for row in cursor.fetchall()]
+        if window is not None and items:
+            named["listed"] = [item.id for _, item in items]
+            cursor.execute(
+                _GROWTH_SQL.format(
+                    keys=_GROWTH_WINDOW[0],
+                    chosen="p.item_id = ANY(%(listed)s)",
+                    groups=_GROWTH_WINDOW[1],
+                ),
+                named,
+            )
+            _read_growth(cursor.fetchall(), item_growth, rows, daily_growth, index)
+        for row, item in items:
+            item.growth = item_growth.get(item.id) or dict.fromkeys(TIERS, 0)
+            if window is None:
+                row.items.append(item)
+            else:
+                listed.append((row, item))
+        cursor.execute(_DAILY_SQL.format(chosen=_chosen("j.vault_id", where)), named)
+        for day, status, count in cursor.fetchall():
+            if day in index:
+                daily_backups["succeeded" if status == "completed" else "failed"][index[day]] = (
+                    count
+                )
+    if window is None:
+        for row in rows.values():
+            _roll_up(row)
+    _add_changes(rows, start, end, vault)
+    vault_rows = sorted(rows.values(), key=lambda r: r.name)
+    return ComplianceReport(
+        start=start,
+        end=end,
+        vault=vault,
+        tags=tags,
+        vaults=vault_rows,
+        totals=_totals(vault_rows),
+        days=days,
+        daily_backups=daily_backups,
+        daily_growth=daily_growth,
+        window=None if window is None else listed,
+    )
+
+
+def _vault_rows(vault: str | None, tags: dict[str, str] | None) -> dict[int, VaultRow]:
     vaults_qs = Vault.objects.order_by("name")
     if vault:
         vaults_qs = vaults_qs.filter(name=vault)
@@ -319,61 +456,54 @@ def compliance(
             soft_delete_retention_days=retention,
             stored=dict(zip(TIERS, stored, strict=True)),
         )
-    params = {"start": start, "end": end, "since": start - LONGEST_RPO}
-    where, named = _named(where, filter_params, params)
-    days = _days(start, end)
-    index = {day: n for n, day in enumerate(days)}
-    daily_backups = {"succeeded": [0] * len(days), "failed": [0] * len(days)}
-    daily_growth = {tier: [0] * len(days) for tier in TIERS}
-    item_growth: dict[int, dict[str, int]] = {}
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        # The grouped sorts of a large fleet (a million jobs) fit in memory, not on disk; no
-        # JIT: compiling these plans costs seconds and saves less than it costs.
-        cursor.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
-        cursor.execute(_GROWTH_SQL.format(chosen=_chosen("p.vault_id", where)), named)
-        for item_id, vault_id, day, *growth in cursor.fetchall():
-            by_tier = dict(zip(TIERS, growth, strict=True))
-            if item_id is not None:
-                item_growth[item_id] = by_tier
-            elif vault_id is not None:
-                rows[vault_id].growth = by_tier
-            elif day in index:
-                for tier, stored in by_tier.items():
-                    daily_growth[tier][index[day]] = stored
-        cursor.execute(
-            _ITEMS_SQL.format(
-                window=RPO_WINDOW_SQL, where=where, drilled=_chosen("p.vault_id", where)
-            ),
-            named,
-        )
-        no_growth = dict.fromkeys(TIERS, 0)
-        for row in cursor.fetchall():
-            (item_id, vault_id, name, policy, state, ok, bad, covered, judged,
-             drill_us, drill_seconds) = row  # fmt: skip
-            rows[vault_id].items.append(
-                ItemRow(
-                    id=item_id,
-                    name=name,
-                    policy=policy,
-                    protection_state=state,
-                    succeeded=ok,
-                    failed=bad,
-                    rpo_covered_us=covered,
-                    rpo_judged_us=judged,
-                    last_drill=(
-                        Drill(EPOCH + timedelta(microseconds=drill_us), drill_seconds)
-                        if drill_us is not None
-                        else None
-                    ),
-                    growth=item_growth.get(item_id) or dict(no_growth),
-                )
-            )
-        cursor.execute(_DAILY_SQL.format(chosen=_chosen("j.vault_id", where)), named)
-        for day, status, count in cursor.fetchall():
-            if day in index:
-                daily_backups["succeeded" if status == "completed" else "failed"][index[day]] = (
-                    count
-                )
+    return rows
+
+
+def _read_growth(
+    found: list[tuple[Any, ...]],
+    item_growth: dict[int, dict[str, int]],
+    rows: dict[int, VaultRow],
+    daily_growth: dict[str, list[int]],
+    index: dict[date, int],
+) -> None:
+    for item_id, vault_id, day, *growth in found:
+        by_tier = dict(zip(TIERS, growth, strict=True))
+        if item_id is not None:
+            item_growth[item_id] = by_tier
+        elif vault_id is not None:
+            rows[vault_id].growth = by_tier
+        elif day in index:
+            for tier, stored in by_tier.items():
+                daily_growth[tier][index[day]] = stored
+
+
+def _drill(drill_us: int | None, seconds: float | None) -> Drill | None:
+    if drill_us is None:
+        return None
+    return Drill(EPOCH + timedelta(microseconds=drill_us), seconds or 0.0)
+
+
+def _item_row(row: tuple[Any, ...]) -> ItemRow:
+    (item_id, _vault_id, name, policy, state, ok, bad, covered, judged,
+     drill_us, drill_seconds) = row  # fmt: skip
+    return ItemRow(
+        id=item_id,
+        name=name,
+        policy=policy,
+        protection_state=state,
+        succeeded=ok,
+        failed=bad,
+        rpo_covered_us=covered,
+        rpo_judged_us=judged,
+        last_drill=_drill(drill_us, drill_seconds),
+        growth={},
+    )
+
+
+def _add_changes(
+    rows: dict[int, VaultRow], start: datetime, end: datetime, vault: str | None
+) -> None:
+    """Each vault's immutability and soft-delete changes in the period, from the audit log."""
     by_name = {row.name: row for row in rows.values()}
     changes = AuditRecord.objects.filter(
         outcome=AuditRecord.Outcome.ALLOWED,
@@ -387,18 +517,6 @@ def compliance(
         row = by_name.get(record.vault_name)
         if row is not None:
             row.changes.append(_change(record))
-    vault_rows = sorted(rows.values(), key=lambda r: r.name)
-    return ComplianceReport(
-        start=start,
-        end=end,
-        vault=vault,
-        tags=tags,
-        vaults=vault_rows,
-        totals=_totals(vault_rows),
-        days=days,
-        daily_backups=daily_backups,
-        daily_growth=daily_growth,
-    )
 
 
 def _chosen(column: str, where: str) -> str:
@@ -433,13 +551,13 @@ def _days(start: datetime, end: datetime) -> list[date]:
 
 
 def _totals(vaults: list[VaultRow]) -> Totals:
-    items = [item for vault in vaults for item in vault.items]
+    judged = sum(v.rpo_judged_us for v in vaults)
     return Totals(
         vaults=len(vaults),
-        items=len(items),
+        items=sum(v.item_count for v in vaults),
         succeeded=sum(v.succeeded for v in vaults),
         failed=sum(v.failed for v in vaults),
-        rpo_met=_weighted(items),
+        rpo_met=Fraction(sum(v.rpo_covered_us for v in vaults), judged) if judged else None,
         items_drilled=sum(v.items_drilled for v in vaults),
         immutability_changes=sum(len(v.immutability_changes) for v in vaults),
         soft_delete_changes=sum(len(v.soft_delete_changes) for v in vaults),

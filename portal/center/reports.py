@@ -49,6 +49,17 @@ def _chart_data(report: reports.ComplianceReport) -> dict[str, Any]:
     }
 
 
+def _page_number(asked: str | None) -> int:
+    try:
+        return max(1, int(asked or 1))
+    except ValueError:
+        return 1
+
+
+def _window(number: int) -> slice:
+    return slice((number - 1) * ITEMS_PER_PAGE, number * ITEMS_PER_PAGE)
+
+
 def reports_page(request: HttpRequest) -> HttpResponse:
     require_capability(request, "view")
     params = _params(request)
@@ -67,8 +78,16 @@ def reports_page(request: HttpRequest) -> HttpResponse:
         "error": "",
         "report": None,
     }
+    # The page lists one page of items: the report sums the rest in PostgreSQL. A page
+    # number past the end shows the last page, as Paginator.get_page does.
+    number = _page_number(request.GET.get("page"))
     try:
-        report = report_for(asked)
+        report = report_for(asked, window=_window(number))
+        count = report.totals.items
+        last = max(1, -(-count // ITEMS_PER_PAGE))
+        if number > last:
+            number = last
+            report = report_for(asked, window=_window(number))
     except report_files.PeriodError as error:
         context["error"] = f"{error.field}: {error.sentence}"
     except Vault.DoesNotExist as error:
@@ -76,12 +95,13 @@ def reports_page(request: HttpRequest) -> HttpResponse:
     except reports.ReportUnavailable as error:
         context["error"] = str(error)
     else:
-        items = Paginator(report.items(), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+        items = Paginator(range(count), ITEMS_PER_PAGE).get_page(number)
         vaults = Paginator(report.vaults, VAULTS_PER_PAGE).get_page(request.GET.get("vaults"))
         context.update(
             report=report,
             totals=report.totals,
             items=items,
+            item_rows=report.items(),
             vaults=vaults,
             last_day=report.end - timedelta(microseconds=1),
             query=urlencode(query),

@@ -60,9 +60,10 @@ def file_response(report: reports.ComplianceReport, kind: str) -> HttpResponse:
     return response
 
 
-def report_for(params: Any) -> reports.ComplianceReport:
-    """The report a request's parameters ask for; PeriodError for a period or tag that is
-    wrong, Vault.DoesNotExist for a vault that is not there."""
+def report_for(params: Any, window: slice | None = None) -> reports.ComplianceReport:
+    """The report a request's parameters ask for (listing only ``window``'s items, if
+    given); PeriodError for a period or tag that is wrong, Vault.DoesNotExist for a vault
+    that is not there."""
     start, end = report_files.period(
         clock.now(),
         days=params.get("period", ""),
@@ -73,7 +74,11 @@ def report_for(params: Any) -> reports.ComplianceReport:
     if vault and not Vault.objects.filter(name=vault).exists():
         raise Vault.DoesNotExist(f"vault: there is no vault named {vault!r}.")
     return reports.compliance(
-        start=start, end=end, vault=vault, tags=report_files.parse_tag(params.get("tag", ""))
+        start=start,
+        end=end,
+        vault=vault,
+        tags=report_files.parse_tag(params.get("tag", "")),
+        window=window,
     )
 
 
