@@ -271,6 +271,9 @@ if HOLDFAST_AUDIT_ANCHOR_RETENTION_DAYS < 1:
 HOLDFAST_ALERT_EMAILS = env_list("HOLDFAST_ALERT_EMAILS", "")
 # The weekly compliance report's PDF (vaults/report_mail.py); empty: not sent.
 HOLDFAST_REPORT_EMAILS = env_list("HOLDFAST_REPORT_EMAILS", "")
+# The compliance report scans points and jobs side by side on a second database connection
+# reading the same snapshot (vaults/reports.py); off: one connection, one scan after another.
+HOLDFAST_REPORT_PARALLEL = env_bool("HOLDFAST_REPORT_PARALLEL", True)
 HOLDFAST_ALERT_WEBHOOK_URL = os.environ.get("HOLDFAST_ALERT_WEBHOOK_URL", "")
 HOLDFAST_ALERT_WEBHOOK_SECRET = os.environ.get("HOLDFAST_ALERT_WEBHOOK_SECRET", "")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "holdfast@localhost")

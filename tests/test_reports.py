@@ -23,7 +23,7 @@ from pypdf import PdfReader
 from policies import services as policy_services
 from portal import clock as clock_module
 from portal.models import AuditRecord
-from tests.conftest import api_client_for
+from tests.conftest import api_client_for, make_user
 from tests.factories import make_vault
 from vaults import report_mail, reports
 from vaults import services as vault_services
@@ -436,3 +436,28 @@ def test_two_beat_processes_at_once_send_one_email(settings: Any) -> None:
     clock_module.set_now(None)
     assert sorted(answers) == ["sent", "sent already"]
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("window", [None, slice(0, 2)])
+def test_outside_a_transaction_the_scans_run_side_by_side_on_one_snapshot(
+    settings: Any, window: slice | None
+) -> None:
+    """Committed rows, no transaction open: the points' and the days' scans run on a second
+    connection that imported the report's snapshot; the figures are the one-connection
+    report's, to the microsecond."""
+    world = build(make_user("alice", "backup_admin"))
+    clock_module.set_now(None)
+    settings.HOLDFAST_REPORT_PARALLEL = False
+    alone = reports.compliance(start=START, end=END, window=window)
+    settings.HOLDFAST_REPORT_PARALLEL = True
+    with CaptureQueriesContext(connection) as main:
+        both = reports.compliance(start=START, end=END, window=window)
+    sql = [query["sql"] for query in main.captured_queries]
+    assert any("pg_export_snapshot" in text for text in sql)
+    assert not any("vaults_recoverypoint p\nWHERE TRUE" in text for text in sql)  # beside
+    assert [_figures(v) for v in both.vaults] == [_figures(v) for v in alone.vaults]
+    assert [(v.name, i) for v, i in both.items()] == [(v.name, i) for v, i in alone.items()]
+    assert both.totals == alone.totals and both.totals.succeeded == 4
+    assert (both.daily_backups, both.daily_growth) == (alone.daily_backups, alone.daily_growth)
+    assert world["files"].name == "files"
