@@ -456,3 +456,73 @@ def test_a_worker_killed_mid_dump_leaves_no_pg_dump_running(
         holder.execute("ROLLBACK")
     assert not Path(f"/proc/{dump_pid}").exists() or _pg_dumps_of(source) == []
     assert not RecoveryPoint.objects.filter(item=item).exists()
+
+
+# --- the pages -------------------------------------------------------------------------------
+
+
+def _client(user: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_restore_page_of_a_database_point_asks_for_a_new_database_and_refuses_in_place(
+    people: dict[str, Any],  # noqa: F811
+    db_point: RecoveryPoint,
+    databases: Callable[[str], str],
+) -> None:
+    from django.urls import reverse
+
+    client = _client(people["operator"])
+    url = reverse("jobs:restore", args=[db_point.pk])
+    page = client.get(url).content.decode()
+    source = db_point.workload["database"] if db_point.workload else ""
+    assert 'name="target_database"' in page and 'name="root"' not in page
+    assert f"A dump of PostgreSQL database <code>{source}</code>" in page
+
+    refused = client.post(url, {"target_database": source})
+    assert refused.status_code == 400
+    text = refused.content.decode()
+    assert 'id="target-database-error"' in text and "already exists on the server" in text
+    assert not Job.objects.filter(kind="restore").exists()
+
+    target = databases("from_page")
+    started = client.post(url, {"target_database": target})
+    assert started.status_code == 302
+    job = Job.objects.get(kind="restore")
+    assert job.params == {"target_database": target} and job.recovery_point_id == db_point.pk
+    done = runner.job_run(job_id=job.pk)
+    assert done is not None and done.status == "completed", done.error
+    assert _contents(target) == _contents(source)
+
+
+def test_the_item_form_protects_a_database_by_name_and_refuses_a_hostile_one(
+    people: dict[str, Any],  # noqa: F811
+    pg_env: None,
+) -> None:
+    from django.urls import reverse
+
+    admin = people["admin"]
+    vault = make_vault(admin, name="form-db")
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="daily", daily_days=7)
+    client = _client(admin)
+    url = reverse("vaults:item-protect", args=[vault.name])
+    page = client.get(url).content.decode()
+    assert '<option value="postgres">PostgreSQL database</option>' in page
+    assert 'name="database"' in page
+
+    form = {"name": "db", "source_kind": "postgres", "policy": policy.pk}
+    refused = client.post(url, {**form, "database": "x; DROP DATABASE y"})
+    assert refused.status_code == 400
+    assert "is not a database name Holdfast accepts" in refused.content.decode()
+    assert not ProtectedItem.objects.filter(vault=vault).exists()
+
+    made = client.post(url, {**form, "database": "sales", "source_path": "/ignored"})
+    assert made.status_code == 302
+    item = ProtectedItem.objects.get(vault=vault, name="db")
+    assert (item.source_kind, item.source_path) == ("postgres", "sales")
+    shown = client.get(reverse("vaults:item", args=[vault.name, item.pk])).content.decode()
+    assert "PostgreSQL database <code>sales</code>" in shown
