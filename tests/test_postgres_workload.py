@@ -409,7 +409,8 @@ def test_an_item_refuses_a_hostile_database_name_and_echoes_a_good_one(
     policy_services.policy_create(actor=admin, vault=vault, name="daily", daily_days=7)
     client = api_client_for(admin)
     url = "/api/v1/vaults/items-db/items/"
-    for bad in ["x; DROP TABLE y", "host=evil dbname=x", "", "a" * 64]:
+    own = connection.settings_dict["NAME"]
+    for bad in ["x; DROP TABLE y", "host=evil dbname=x", "", "a" * 64, own, own.upper()]:
         answer = client.post(
             url,
             {"name": "db", "source": {"kind": "postgres", "database": bad}, "policy": "daily"},
@@ -497,6 +498,8 @@ def test_the_restore_page_of_a_database_point_asks_for_a_new_database_and_refuse
     done = runner.job_run(job_id=job.pk)
     assert done is not None and done.status == "completed", done.error
     assert _contents(target) == _contents(source)
+    detail = client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
+    assert f"new PostgreSQL database <code>{target}</code>" in detail
 
 
 def test_the_item_form_protects_a_database_by_name_and_refuses_a_hostile_one(
@@ -526,3 +529,31 @@ def test_the_item_form_protects_a_database_by_name_and_refuses_a_hostile_one(
     assert (item.source_kind, item.source_path) == ("postgres", "sales")
     shown = client.get(reverse("vaults:item", args=[vault.name, item.pk])).content.decode()
     assert "PostgreSQL database <code>sales</code>" in shown
+
+
+def test_a_database_point_copied_to_a_replica_restores_from_there(
+    people: dict[str, Any],  # noqa: F811
+    storage: Path,  # noqa: F811
+    databases: Callable[[str], str],
+) -> None:
+    admin, operator = people["admin"], people["operator"]
+    source_db = _create(databases("replicated"), 5000)
+    source = make_vault(admin, name="db-src", region="westeurope")
+    replica = make_vault(admin, name="db-rep", region="eastus")
+    vault_services.replica_set(actor=admin, vault=source, replica=replica)
+    item = _protect_database(admin, source, source_db)
+    backup = runner.job_run(job_id=requests.backup_request(actor=admin, item=item).pk)
+    assert backup is not None and backup.status == "completed", backup and backup.error
+    point = RecoveryPoint.objects.get(item=item)
+    copy_job = Job.objects.get(kind="copy", recovery_point=point)
+    copied = runner.job_run(job_id=copy_job.pk)
+    assert copied is not None and copied.status == "completed", copied.error
+
+    copy = RecoveryPoint.objects.select_related("vault", "item").get(vault=replica)
+    assert copy.workload == point.workload and copy.item.source_kind == "replica"
+    target = databases("from_replica")
+    job = runner.job_run(
+        job_id=requests.restore_request(actor=operator, point=copy, target_database=target).pk
+    )
+    assert job is not None and job.status == "completed", job.error
+    assert _contents(target) == _contents(source_db)

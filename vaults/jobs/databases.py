@@ -13,17 +13,13 @@ from django.conf import settings
 
 from portal.gate import DomainError
 
+from .. import rules
 from ..models import RecoveryPoint
 from ..workloads import postgres
 
 
 def _refused(detail: str, field: str) -> DomainError:
     return DomainError("validation_error", detail, field=field)
-
-
-def own_databases() -> set[str]:
-    """The names of the databases Holdfast itself runs on."""
-    return {str(db.get("NAME") or "").lower() for db in settings.DATABASES.values()}
 
 
 def check_target(point: RecoveryPoint, *, target_path: str, target_database: str) -> bool:
@@ -53,7 +49,7 @@ def check_target(point: RecoveryPoint, *, target_path: str, target_database: str
     refusal = postgres.name_refusal(target_database)
     if refusal is not None:
         raise _refused(f"target_database: {refusal}", "target_database")
-    if target_database.lower() in own_databases():
+    if rules.own_database(target_database):
         raise _refused(
             f"target_database: {target_database} is Holdfast's own database: a restore never "
             "writes there. Choose a new name.",

@@ -22,8 +22,8 @@ from portal.roles import has_capability
 
 from ..models import RecoveryPoint
 from ..selectors import vaults_for_user
-from . import requests
 from ..workloads import postgres
+from . import requests
 from .forms import DatabaseRestoreForm, RehydrateForm, RestoreForm, restore_roots
 
 

@@ -25,6 +25,12 @@ def _validate_source(kind: str, path: str) -> None:
     if kind == ProtectedItem.SourceKind.POSTGRES:
         # The name alone: the server is reached from the worker's host (docs/workloads.md).
         refusal = postgres.name_refusal(path) if path else "name the database to back up."
+        if refusal is None and rules.own_database(path):
+            refusal = (
+                f"{path} is Holdfast's own database: its dump would hand Holdfast's keys and "
+                "password hashes to whoever may download from the vault. Back it up apart "
+                "from the vaults it protects."
+            )
         if refusal is not None:
             raise DomainError(
                 "validation_error", f"source.database: {refusal}", field="source.database"

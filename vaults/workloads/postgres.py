@@ -105,7 +105,8 @@ class _Tool:
     def _read_errors(self) -> None:
         stream = self.process.stderr
         assert stream is not None
-        for line in iter(lambda: stream.read1(65536), b""):
+        fd = stream.fileno()
+        for line in iter(lambda: os.read(fd, 65536), b""):
             if len(self.stderr) < STDERR_LIMIT:
                 self.stderr += line[: STDERR_LIMIT - len(self.stderr)]
 
@@ -130,6 +131,8 @@ class _Tool:
                 with contextlib.suppress(OSError):  # a broken pipe's unflushed bytes
                     stream.close()
         self._reader.join(timeout=5)
+        if self.process.stderr is not None and not self._reader.is_alive():
+            self.process.stderr.close()
 
 
 class Dump:
