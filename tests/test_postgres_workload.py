@@ -557,3 +557,65 @@ def test_a_database_point_copied_to_a_replica_restores_from_there(
     )
     assert job is not None and job.status == "completed", job.error
     assert _contents(target) == _contents(source_db)
+
+
+def test_a_database_created_after_the_request_is_refused_by_the_worker_and_left_alone(
+    people: dict[str, Any],  # noqa: F811
+    db_point: RecoveryPoint,
+    databases: Callable[[str], str],
+) -> None:
+    target = databases("raced")
+    job = requests.restore_request(actor=people["operator"], point=db_point, target_database=target)
+    _create(target, 10)  # someone else's, made between the request and the run
+    before = _contents(target)
+    done = runner.job_run(job_id=job.pk)
+    assert done is not None and done.status == "failed"
+    assert f"Database {target} already exists on the server" in done.error
+    assert _contents(target) == before  # never dropped, never written
+
+
+def test_a_libpq_service_file_is_how_a_worker_reaches_the_server(
+    people: dict[str, Any],  # noqa: F811
+    storage: Path,  # noqa: F811
+    databases: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    admin = people["admin"]
+    source = _create(databases("serviced"), 2000)
+    service_file = storage / "pg_service.conf"
+    service_file.write_text(
+        f"[holdfast-test]\nhost={os.environ['PGHOST']}\nport={os.environ['PGPORT']}\n"
+        f"user={os.environ['PGUSER']}\n"
+    )
+    for name in ("PGHOST", "PGPORT", "PGUSER"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PGSERVICEFILE", str(service_file))
+    settings.HOLDFAST_PG_SERVICE = "holdfast-test"
+    item = _protect_database(admin, make_vault(admin, name="serviced"), source)
+    job = runner.job_run(job_id=requests.backup_request(actor=admin, item=item).pk)
+    assert job is not None and job.status == "completed", job.error
+    point = RecoveryPoint.objects.get(item=item)
+    assert point.workload is not None and point.workload["database_size"] > 0
+    # An unknown service fails the dump with libpq's own words, through pg_dump.
+    settings.HOLDFAST_PG_SERVICE = "no-such-service"
+    failed = runner.job_run(job_id=requests.backup_request(actor=admin, item=item).pk)
+    assert failed is not None and failed.status == "failed"
+    assert 'definition of service "no-such-service" not found' in failed.error
+    assert "pg_dump failed" in failed.error
+
+
+def test_leaving_a_dump_early_kills_and_reaps_pg_dump(
+    databases: Callable[[str], str],
+) -> None:
+    source = _create(databases("left"), 1000)
+    with _admin_conn(source) as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(RuntimeError), postgres.Dump(source) as dump:
+            assert dump.tool is not None
+            _poll(lambda: bool(_pg_dumps_of(source)), timeout=30, what="pg_dump to start")
+            raise RuntimeError("the job stopped (cancelled, or failed on our side)")
+        assert dump.tool.process.returncode == -signal.SIGKILL
+        assert _pg_dumps_of(source) == []
+        holder.execute("ROLLBACK")

@@ -3,11 +3,14 @@ database, ``target_database``, never a directory; and a directory point never a 
 
 The name is checked where the request is made: its form, never Holdfast's own database nor
 the server's system ones, and not one that exists on the server as this process's libpq
-settings reach it. A web host that cannot reach the database server leaves that last check
-to the worker, whose CREATE DATABASE refuses an existing name in the same words.
+settings reach it (a service or PG* variables; never libpq's defaults, which may name another
+server). A web host without them, or that cannot reach the server within 3 s, leaves that
+last check to the worker, whose CREATE DATABASE refuses an existing name.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from django.conf import settings
 
@@ -62,10 +65,10 @@ def check_target(point: RecoveryPoint, *, target_path: str, target_database: str
             "target_database",
         )
     service = str(getattr(settings, "HOLDFAST_PG_SERVICE", "") or "")
-    try:
-        exists = postgres.database_exists(target_database, service=service)
-    except postgres.WorkloadFailed:
-        exists = False  # not reachable from here: the worker's CREATE DATABASE decides
+    exists = False  # not known here: the worker's CREATE DATABASE decides
+    if postgres.configured(service):
+        with contextlib.suppress(postgres.WorkloadFailed):
+            exists = postgres.database_exists(target_database, service=service, timeout=3)
     if exists:
         raise _refused(
             f"target_database: database {target_database} already exists on the server: a "

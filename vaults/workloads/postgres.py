@@ -169,10 +169,20 @@ class Dump:
         self.tool.finish()
 
 
-def _connect(database: str, service: str) -> psycopg.Connection[Any]:
+def configured(service: str = "") -> bool:
+    """Whether this process was told where the server is (a service, or libpq's variables),
+    rather than left to libpq's defaults (the local socket, the OS user's name)."""
+    return bool(service) or any(
+        os.environ.get(name) for name in ("PGSERVICE", "PGHOST", "PGHOSTADDR")
+    )
+
+
+def _connect(
+    database: str, service: str, timeout: int = CONNECT_TIMEOUT
+) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(
-            conninfo(database, service), autocommit=True, connect_timeout=CONNECT_TIMEOUT
+            conninfo(database, service), autocommit=True, connect_timeout=timeout
         )
     except psycopg.Error as exc:
         raise WorkloadFailed(" ".join(str(exc).split())) from None
@@ -189,8 +199,8 @@ def facts(database: str, *, service: str = "") -> dict[str, Any]:
     return {"server_version": row[0], "server_version_num": int(row[1]), "database_size": row[2]}
 
 
-def database_exists(name: str, *, service: str = "") -> bool:
-    with _connect(MAINTENANCE_DATABASE, service) as conn:
+def database_exists(name: str, *, service: str = "", timeout: int = CONNECT_TIMEOUT) -> bool:
+    with _connect(MAINTENANCE_DATABASE, service, timeout) as conn:
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
     return found is not None
 
