@@ -32,6 +32,7 @@ from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..storage import RestoreRefused, StorageError
 from ..storage.restore import normalize_sub_path, resolve_target
 from ..storage_notes import point_retention
+from ..workloads import postgres
 from . import databases
 from .drills import drill_root_refusal
 from .state import FAILURE_ALERTS, job_state, new_job
@@ -229,7 +230,16 @@ def restore_request(
         sub_paths=chosen or [],
         target_database=target_database,
     )
-    params: dict[str, Any] = {"target_path": target_path, "sub_path": sub_path}
+    params: dict[str, Any] = (
+        {"target_database": target_database}
+        if postgres.is_dump(point.workload)
+        else {
+            "target_path": target_path,
+            "sub_path": sub_path,
+            "overwrite": overwrite,
+            **({"sub_paths": chosen} if chosen else {}),
+        }
+    )
 
     def precheck(check: Check) -> None:
         if databases.check_target(point, target_path=target_path, target_database=target_database):
@@ -241,8 +251,6 @@ def restore_request(
                 )
             if point.is_archived and not point.is_rehydrated(check.now):
                 raise archived_refusal(point)
-            params.clear()
-            params["target_database"] = target_database
             return
         _check_restore_target(target_path)
         for path in chosen or [sub_path]:
@@ -256,7 +264,6 @@ def restore_request(
                 ) from None
         if point.is_archived and not point.is_rehydrated(check.now):
             raise archived_refusal(point)
-        params.update(overwrite=overwrite, **({"sub_paths": chosen} if chosen else {}))
 
     return _job_request(
         "restore_start",
