@@ -455,7 +455,18 @@ def test_a_worker_killed_mid_dump_leaves_no_pg_dump_running(
         worker_process.wait(timeout=30)
         _poll(lambda: not _pg_dumps_of(source), timeout=30, what="pg_dump to die with its worker")
         holder.execute("ROLLBACK")
-    assert not Path(f"/proc/{dump_pid}").exists() or _pg_dumps_of(source) == []
+    assert dump_pid not in _pg_dumps_of(source)
+
+    def sessions() -> int:
+        with _admin_conn() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                "AND application_name = 'pg_dump'",
+                (source,),
+            ).fetchone()
+        return row[0] if row else 0
+
+    _poll(lambda: sessions() == 0, timeout=30, what="pg_dump's server session to end")
     assert not RecoveryPoint.objects.filter(item=item).exists()
 
 
