@@ -198,6 +198,9 @@ HOLDFAST_RESTORE_ROOTS = [
 # and remove it. Never under a restore root or the storage: a drill writes nowhere else, and
 # its clean-up removes only its own `drill-*` directories (vaults/jobs/drills.py).
 HOLDFAST_DRILL_ROOT = Path(os.environ.get("HOLDFAST_DRILL_ROOT", VAR_DIR / "drills"))
+# PostgreSQL items (docs/workloads.md): the libpq service (pg_service.conf) naming the server
+# and role a worker dumps and restores with; empty: libpq's own PG* variables. Never stored.
+HOLDFAST_PG_SERVICE = os.environ.get("HOLDFAST_PG_SERVICE", "")
 # The most a download from a point's browse page may hold (one file or a zip of a selection):
 # it streams through the web server; larger selections are restored to a restore root.
 HOLDFAST_DOWNLOAD_MAX_BYTES = int(os.environ.get("HOLDFAST_DOWNLOAD_MAX_BYTES", str(1024**3)))

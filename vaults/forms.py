@@ -141,12 +141,27 @@ def form_refusal(form: forms.Form) -> DomainError:
 # --- the Backup items blade -------------------------------------------------------------
 
 
+SOURCE_KINDS = [
+    (ProtectedItem.SourceKind.DIRECTORY, "Directory"),
+    (ProtectedItem.SourceKind.POSTGRES, "PostgreSQL database"),
+]
+
+
 class ProtectForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="How this item is named in the vault.")
+    source_kind = forms.ChoiceField(label="What to protect", choices=SOURCE_KINDS)
     source_path = forms.CharField(
         label="Directory path",
         max_length=1000,
-        help_text="An absolute path readable by the workers, e.g. /srv/data.",
+        required=False,
+        help_text="A directory: an absolute path readable by the workers, e.g. /srv/data.",
+    )
+    database = forms.CharField(
+        label="Database name",
+        max_length=1000,
+        required=False,
+        help_text="A PostgreSQL database: its name on the server the workers reach with "
+        "their own libpq settings (docs/workloads.md), e.g. sales.",
     )
     policy = forms.ModelChoiceField(queryset=Policy.objects.none(), empty_label=None)
 
@@ -154,6 +169,14 @@ class ProtectForm(forms.Form):
         super().__init__(*args, **kwargs)
         policy_field: Any = self.fields["policy"]
         policy_field.queryset = vault.policies.all()
+
+    def clean(self) -> dict[str, Any]:
+        """The service's arguments: a database's name is kept as the item's source path."""
+        data = super().clean() or {}
+        database = (data.pop("database", "") or "").strip()
+        if data.get("source_kind") == ProtectedItem.SourceKind.POSTGRES:
+            data["source_path"] = database
+        return data
 
 
 class ChangePolicyForm(forms.Form):

@@ -216,8 +216,8 @@ class ProtectedItem(models.Model):
 
     class SourceKind(models.TextChoices):
         DIRECTORY = "directory", "Directory"
-        # The copies of a source vault's item in its replica (SPEC 3.10); the path holds the
-        # source vault's name. Never backed up: its points arrive by copy jobs.
+        POSTGRES = "postgres", "PostgreSQL database"  # source_path holds the database's name
+        # A source vault's item copied (SPEC 3.10); source_path: that vault. Never backed up.
         REPLICA = "replica", "Replica"
 
     class State(models.TextChoices):
@@ -325,8 +325,9 @@ class RecoveryPoint(models.Model):
     storage_lock_problem = models.TextField(blank=True)
     # The last restore drill (SPEC 3.12): {status, at, files, bytes, seconds[, error, first_bad]}.
     drill = models.JSONField(null=True, blank=True)
-    # A replica point's source (SPEC 3.10): the source vault's name and the point's id there.
-    # Plain values, not keys: deleting or expiring the source point never touches the copy.
+    workload = models.JSONField(null=True, blank=True)  # a database dump's facts (workloads/)
+    # A replica point's source (SPEC 3.10): the source vault's name and its id there; plain
+    # values, not keys: deleting or expiring the source point never touches the copy.
     source_vault = models.CharField(max_length=50, blank=True)
     source_point_ref = models.BigIntegerField(null=True, blank=True)
 

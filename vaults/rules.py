@@ -87,3 +87,10 @@ def backup_source_refusal(source: str, opened: str) -> str | None:
         f"Backup source {where} {reason}: nothing was read. If the directory was replaced "
         "by a symlink, put the real directory back or protect another one."
     )
+
+
+def own_database(name: str) -> bool:
+    """Whether ``name`` is the name of a database Holdfast itself runs on: never a PostgreSQL
+    item's source (its dump would hand every reader of the vault Holdfast's wrapped keys and
+    password hashes), never a restore's target. Case-insensitive, so no spelling slips by."""
+    return name.lower() in {str(db.get("NAME") or "").lower() for db in settings.DATABASES.values()}

@@ -34,15 +34,29 @@ class SourceSerializer(serializers.Serializer[Any]):
         choices=ProtectedItem.SourceKind.choices,
         default=ProtectedItem.SourceKind.DIRECTORY,
     )
-    path = serializers.CharField(source="source_path", max_length=1000, allow_blank=True)
+    path = serializers.CharField(
+        source="source_path", max_length=1000, allow_blank=True, required=False, default=""
+    )
+    database = serializers.CharField(
+        max_length=1000,
+        allow_blank=True,
+        required=False,
+        default="",
+        write_only=True,
+        help_text="kind postgres: the database's name on the server the worker reaches "
+        "(docs/workloads.md).",
+    )
 
 
 class ItemSourceSerializer(SourceSerializer):
-    """An item's source as read: a replica item's is ``{kind: "replica", vault}``."""
+    """An item's source as read: a replica item's is ``{kind: "replica", vault}``, a
+    database's ``{kind: "postgres", database}``."""
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         if instance.source_kind == ProtectedItem.SourceKind.REPLICA:
             return {"kind": "replica", "vault": instance.source_path}
+        if instance.source_kind == ProtectedItem.SourceKind.POSTGRES:
+            return {"kind": "postgres", "database": instance.source_path}
         return dict(super().to_representation(instance))
 
 
@@ -126,12 +140,14 @@ class ProtectedItemViewSet(
         fields = data.validated_data
         # An unknown policy name reaches the service as None: the gate checks the role first,
         # then refuses it as a validation error naming ``policy``.
+        kind = fields["source_kind"]
         item = services.item_protect(
             actor=request.user,
             vault=vault,
             name=fields["name"],
-            source_kind=fields["source_kind"],
-            source_path=fields["source_path"],
+            source_kind=kind,
+            # A database's name is kept where a directory's path is (docs/workloads.md).
+            source_path=fields["database" if kind == "postgres" else "source_path"],
             policy=Policy.objects.filter(vault=vault, name=fields["policy"]).first(),
         )
         return Response(ProtectedItemSerializer(item).data, status=status.HTTP_201_CREATED)
@@ -223,6 +239,17 @@ class DrillSerializer(serializers.Serializer[Any]):
     first_bad = serializers.CharField(required=False, help_text="The first file found bad.")
 
 
+class WorkloadSerializer(serializers.Serializer[Any]):
+    """What a database dump point holds, as the server reported it at backup time."""
+
+    kind = serializers.ChoiceField(choices=["postgres"])
+    database = serializers.CharField()
+    file = serializers.CharField(help_text="The dump in the point, e.g. sales.pgdump.")
+    server_version = serializers.CharField(allow_null=True)
+    server_version_num = serializers.IntegerField(required=False)
+    database_size = serializers.IntegerField(allow_null=True, help_text="Bytes on the server.")
+
+
 class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
     item = serializers.CharField(source="item.name", read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
@@ -234,6 +261,7 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
         help_text="A replica's copy: the point it was copied from (SPEC 3.10)."
     )
     drill = DrillSerializer(read_only=True, allow_null=True)
+    workload = WorkloadSerializer(read_only=True, allow_null=True)
 
     @extend_schema_field(
         {"type": "object", "nullable": True,
@@ -266,6 +294,7 @@ class RecoveryPointSerializer(serializers.ModelSerializer[RecoveryPoint]):
             "soft_deleted_until",
             "source_point",
             "drill",
+            "workload",
         ]
         read_only_fields = fields
 

@@ -64,7 +64,16 @@ class BackupRequestSerializer(serializers.Serializer[Any]):
 
 
 class RestoreRequestSerializer(serializers.Serializer[Any]):
-    target_path = serializers.CharField()
+    target_path = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="A directory point's target."
+    )
+    target_database = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=1000,
+        help_text="A postgres point's target: a new database, created by the restore.",
+    )
     sub_path = serializers.CharField(required=False, allow_blank=True, default="")
     overwrite = serializers.BooleanField(required=False, default=False)
     # Several files and folders of the point, restored into the same target.

@@ -64,6 +64,17 @@ class RestoreForm(forms.Form):
         return str(root / folder) if folder else str(root)
 
 
+class DatabaseRestoreForm(forms.Form):
+    """A database dump's restore: the name of the new database it creates (checked again by
+    the service: its form, not Holdfast's own, not one that exists)."""
+
+    target_database = forms.CharField(
+        label="New database name",
+        max_length=63,
+        help_text="Created by the restore on the server the worker reaches; it must not exist.",
+    )
+
+
 class RehydrateForm(forms.Form):
     days = forms.IntegerField(
         label="Keep the rehydrated copy for (days)",

@@ -22,8 +22,9 @@ from portal.roles import has_capability
 
 from ..models import RecoveryPoint
 from ..selectors import vaults_for_user
+from ..workloads import postgres
 from . import requests
-from .forms import RehydrateForm, RestoreForm, restore_roots
+from .forms import DatabaseRestoreForm, RehydrateForm, RestoreForm, restore_roots
 
 
 def _point(request: HttpRequest, pk: int) -> RecoveryPoint:
@@ -53,6 +54,8 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
     if (request.method != "POST" or choosing) and not has_capability(request.user, "operate"):
         raise PermissionDenied("Your role does not allow restores.")
     point = _point(request, pk)
+    if postgres.is_dump(point.workload):
+        return _database_restore(request, point)
     paths = _paths(request)
     form = RestoreForm(request.POST if request.method == "POST" and not choosing else None)
     status = 400 if form.is_bound else 200
@@ -77,7 +80,31 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "jobs/restore.html", _context(point, form, paths), status=status)
 
 
-def _context(point: RecoveryPoint, form: RestoreForm, paths: list[str]) -> dict[str, Any]:
+def _database_restore(request: HttpRequest, point: RecoveryPoint) -> HttpResponse:
+    """A database dump restores whole into a new database named here."""
+    bound = request.method == "POST" and "target_database" in request.POST
+    form = DatabaseRestoreForm(request.POST if bound else None)
+    status = 400 if bound else 200
+    if bound and form.is_valid():
+        try:
+            job = requests.restore_request(
+                actor=request.user,
+                point=point,
+                target_database=form.cleaned_data["target_database"],
+            )
+        except DomainError as error:
+            if error.code == "permission_denied":
+                raise PermissionDenied(error.detail) from error
+            add_domain_error(form, error)
+            status = error.http_status
+        else:
+            return _started(request, job)
+    return render(request, "jobs/restore.html", _context(point, form, []), status=status)
+
+
+def _context(
+    point: RecoveryPoint, form: RestoreForm | DatabaseRestoreForm, paths: list[str]
+) -> dict[str, Any]:
     now = clock.now()
     return {
         "point": point,
@@ -87,6 +114,7 @@ def _context(point: RecoveryPoint, form: RestoreForm, paths: list[str]) -> dict[
         "archived": point.is_archived and not point.is_rehydrated(now),
         "soft_deleted": point.is_expired(now),
         "rehydrate_form": RehydrateForm(),
+        "workload": point.workload if postgres.is_dump(point.workload) else None,
         "now": now,
     }
 

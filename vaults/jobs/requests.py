@@ -32,6 +32,8 @@ from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..storage import RestoreRefused, StorageError
 from ..storage.restore import normalize_sub_path, resolve_target
 from ..storage_notes import point_retention
+from ..workloads import postgres
+from . import databases
 from .drills import drill_root_refusal
 from .state import FAILURE_ALERTS, job_state, new_job
 
@@ -207,22 +209,49 @@ def restore_request(
     *,
     actor: Any,
     point: RecoveryPoint,
-    target_path: str,
+    target_path: str = "",
     sub_path: str = "",
     overwrite: bool = False,
     sub_paths: list[str] | None = None,
+    target_database: str = "",
 ) -> Job:
     """Queue a restore of ``point`` (or its ``sub_path``, or the files and folders
-    ``sub_paths``) into ``target_path``.
+    ``sub_paths``) into ``target_path``; a database dump's into the new database
+    ``target_database`` (``databases.check_target``).
 
     Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS``, a path to restore is
     not a relative path inside the point, or the point sits in the archive tier without a
     live rehydrated copy.
     """
     chosen = [p for p in (sub_paths or []) if p] or None
-    check_storable(target_path=target_path, sub_path=sub_path, sub_paths=chosen or [])
+    check_storable(
+        target_path=target_path,
+        sub_path=sub_path,
+        sub_paths=chosen or [],
+        target_database=target_database,
+    )
+    params: dict[str, Any] = (
+        {"target_database": target_database}
+        if postgres.is_dump(point.workload)
+        else {
+            "target_path": target_path,
+            "sub_path": sub_path,
+            "overwrite": overwrite,
+            **({"sub_paths": chosen} if chosen else {}),
+        }
+    )
 
     def precheck(check: Check) -> None:
+        if databases.check_target(point, target_path=target_path, target_database=target_database):
+            if sub_path or chosen:
+                raise DomainError(
+                    "validation_error",
+                    f"sub_path: recovery point {point.pk} is one database dump: it restores whole.",
+                    field="sub_path",
+                )
+            if point.is_archived and not point.is_rehydrated(check.now):
+                raise archived_refusal(point)
+            return
         _check_restore_target(target_path)
         for path in chosen or [sub_path]:
             try:
@@ -245,12 +274,7 @@ def restore_request(
         precheck=precheck,
         item=point.item,
         recovery_point=point,
-        params={
-            "target_path": target_path,
-            "sub_path": sub_path,
-            "overwrite": overwrite,
-            **({"sub_paths": chosen} if chosen else {}),
-        },
+        params=params,
     )
 
 

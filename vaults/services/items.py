@@ -18,12 +18,29 @@ from portal.validators import check_storable
 from .. import rules
 from ..models import ProtectedItem, Vault
 from ..storage_notes import storage_note
+from ..workloads import postgres
 
 
 def _validate_source(kind: str, path: str) -> None:
+    if kind == ProtectedItem.SourceKind.POSTGRES:
+        # The name alone: the server is reached from the worker's host (docs/workloads.md).
+        refusal = postgres.name_refusal(path) if path else "name the database to back up."
+        if refusal is None and rules.own_database(path):
+            refusal = (
+                f"{path} is Holdfast's own database: its dump would hand Holdfast's keys and "
+                "password hashes to whoever may download from the vault. Back it up apart "
+                "from the vaults it protects."
+            )
+        if refusal is not None:
+            raise DomainError(
+                "validation_error", f"source.database: {refusal}", field="source.database"
+            )
+        return
     if kind != ProtectedItem.SourceKind.DIRECTORY:
         raise DomainError(
-            "validation_error", "source.kind: only 'directory' is supported.", field="source.kind"
+            "validation_error",
+            "source.kind: choose 'directory' or 'postgres'.",
+            field="source.kind",
         )
     if not path:
         raise DomainError(
@@ -59,7 +76,8 @@ def item_protect(
     policy: Any,
     source_kind: str = "directory",
 ) -> ProtectedItem:
-    """Put a directory under protection with a policy of the same vault."""
+    """Put a directory, or a PostgreSQL database (``source_kind="postgres"``, its name in
+    ``source_path``), under protection with a policy of the same vault."""
     check_storable(name=name, **{"source.path": source_path})
     item = ProtectedItem(
         vault=vault, name=name, source_kind=source_kind, source_path=source_path, policy=policy

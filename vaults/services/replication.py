@@ -294,6 +294,7 @@ def replica_point_record(
                     verified_at=check.now,
                     source_vault=source_vault.name,
                     source_point_ref=source_point.pk,
+                    workload=source_point.workload,  # a database dump restores as one
                 )
         except IntegrityError:  # a copy recorded by a racing attempt
             return RecoveryPoint.objects.get(

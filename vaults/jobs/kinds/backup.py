@@ -20,6 +20,7 @@ from ...storage_notes import point_retention, point_terms
 from ..replication import copy_on_commit
 from ..requests import storage_lock_follow
 from ..state import Heartbeat, JobFailed, finish, with_database
+from . import postgres
 
 Tier = RecoveryPoint.Tier
 
@@ -56,7 +57,7 @@ def run(job: Job, beat: Heartbeat) -> None:
     retention = point_retention(job.vault, expires_at, operational=tier == Tier.SNAPSHOT)
     # The manifest records the same expiry: no sweep deletes the point before it (SPEC 8.3).
     terms = point_terms(job.vault, expires_at, operational=tier == Tier.SNAPSHOT)
-    result = None
+    result, workload = None, None
     for attempt in range(2):
         key = f"rp-{job.pk}-{uuid.uuid4().hex[:12]}"
         # Recorded first, so the orphan sweep never mistakes our manifest for garbage.
@@ -64,6 +65,11 @@ def run(job: Job, beat: Heartbeat) -> None:
             partial(Job.objects.filter(pk=job.pk).update, params={**job.params, "storage_key": key})
         )
         try:
+            if item.source_kind == ProtectedItem.SourceKind.POSTGRES:
+                result, workload = postgres.dump_into(
+                    store, item, key, beat, retention=retention, terms=terms
+                )
+                break
             result = store.backup(
                 Path(item.source_path),
                 key,
@@ -98,6 +104,8 @@ def run(job: Job, beat: Heartbeat) -> None:
                 digest=result.manifest_digest,
             )
             extra: dict[str, Any] = {"storage_key": key}
+            if workload is not None:  # a database's dump: its server version and size
+                extra["workload"] = workload
             if retention is not None:  # as written; lock_verify confirms it from the storage
                 extra["storage_locked_until"] = retention.until
                 extra["storage_lock_mode"] = retention.mode

@@ -18,6 +18,7 @@ from ...storage.restore import select_nodes
 from ...storage.writer import Progress
 from ..requests import archived_refusal
 from ..state import Heartbeat, JobFailed, finish, point_of
+from . import postgres
 
 
 def _offset(report: Progress, base: int, total: int, done: int, _part_total: int) -> None:
@@ -32,6 +33,13 @@ def run(job: Job, beat: Heartbeat) -> None:
         point.is_rehydrated(clock.now()) and store.has_point(point.storage_key)
     ):
         raise JobFailed(archived_refusal(point).detail)
+    if postgres.is_database_point(point):
+        try:
+            return postgres.restore_run(job, point, store, beat)
+        except PointNotFound:
+            raise JobFailed(
+                f"The data of recovery point {point.pk} is missing from the store."
+            ) from None
     params = job.params
     # A selection of files and folders restores one after the other into the same target.
     sub_paths = params.get("sub_paths") or [params.get("sub_path", "")]
