@@ -10,9 +10,10 @@ from django.conf import settings
 
 from guards.models import ResourceGuard
 from policies.models import Policy
+from portal import clock
 from portal.gate import DomainError
 
-from .models import ProtectedItem, Vault
+from .models import Host, ProtectedItem, Vault
 
 
 def parse_tags(text: str) -> dict[str, str]:
@@ -146,7 +147,17 @@ class ProtectForm(forms.Form):
     source_path = forms.CharField(
         label="Directory path",
         max_length=1000,
-        help_text="An absolute path readable by the workers, e.g. /srv/data.",
+        help_text="An absolute path on the host below, e.g. /srv/data.",
+    )
+    source_host = forms.ChoiceField(
+        label="Host",
+        required=False,
+        help_text="The host whose worker reads the directory and checks it when it backs it up; "
+        "any host: every worker must be able to read it.",
+        error_messages={
+            "invalid_choice": "No worker has announced a host named %(value)s: start a worker "
+            "there (HOLDFAST_WORKER_HOST, docs/hosts.md) or choose a known host."
+        },
     )
     policy = forms.ModelChoiceField(queryset=Policy.objects.none(), empty_label=None)
 
@@ -154,6 +165,12 @@ class ProtectForm(forms.Form):
         super().__init__(*args, **kwargs)
         policy_field: Any = self.fields["policy"]
         policy_field.queryset = vault.policies.all()
+        now = clock.now()
+        host_field: Any = self.fields["source_host"]
+        host_field.choices = [("", "Any host")] + [
+            (host.name, f"{host.name} ({'online' if host.is_online(now) else 'offline'})")
+            for host in Host.objects.order_by("name")
+        ]
 
 
 class ChangePolicyForm(forms.Form):

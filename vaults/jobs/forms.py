@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from ..hosts import Host
 from ..storage import RestoreRefused
 from ..storage.restore import normalize_sub_path
 from .requests import REHYDRATE_DAYS, REHYDRATE_DEFAULT_DAYS
@@ -38,12 +39,22 @@ class RestoreForm(forms.Form):
         help_text="Optional, e.g. 2026-11-30/docs. Created if missing.",
     )
     overwrite = forms.BooleanField(required=False, label="Overwrite existing files")
+    target_host = forms.ChoiceField(
+        required=False,
+        label="Restore on host",
+        help_text="The host whose worker writes the files (SPEC 3.13).",
+        error_messages={"invalid_choice": "No worker has announced a host named %(value)s."},
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, item_host: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         root = self.fields["root"]
         assert isinstance(root, forms.ChoiceField)
         root.choices = [(path, path) for path in restore_roots()]
+        host: Any = self.fields["target_host"]
+        default = f"The item's host ({item_host})" if item_host else "Any host"
+        names = Host.objects.order_by("name").values_list("name", flat=True)
+        host.choices = [("", default), *((name, name) for name in names if name != item_host)]
 
     def clean_folder(self) -> str:
         folder = self.cleaned_data.get("folder", "").strip()

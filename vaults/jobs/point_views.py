@@ -54,7 +54,10 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("Your role does not allow restores.")
     point = _point(request, pk)
     paths = _paths(request)
-    form = RestoreForm(request.POST if request.method == "POST" and not choosing else None)
+    form = RestoreForm(
+        request.POST if request.method == "POST" and not choosing else None,
+        item_host=point.item.source_host if point.item else "",
+    )
     status = 400 if form.is_bound else 200
     if form.is_bound and form.is_valid():
         try:
@@ -64,6 +67,7 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
                 target_path=form.target_path,
                 overwrite=form.cleaned_data["overwrite"],
                 sub_paths=paths,
+                target_host=form.cleaned_data["target_host"],
             )
         except DomainError as error:
             if error.code == "permission_denied":
@@ -104,6 +108,7 @@ def rehydrate_start(request: HttpRequest, pk: int) -> HttpResponse:
             add_domain_error(form, error)
         else:
             return _started(request, job)
-    context = _context(point, RestoreForm(), [])
+    item_host = point.item.source_host if point.item else ""
+    context = _context(point, RestoreForm(item_host=item_host), [])
     context["rehydrate_form"] = form
     return render(request, "jobs/restore.html", context, status=400)

@@ -23,10 +23,12 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from portal import clock, gate
 from portal.alerts import raise_alert
+from portal.celery import host_queue
 from portal.gate import Check, DomainError
 from portal.validators import check_storable
 
 from .. import rules
+from ..hosts import known_host
 from ..locations import vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..storage import RestoreRefused, StorageError
@@ -47,11 +49,20 @@ Kind = Job.Kind
 Tier = RecoveryPoint.Tier
 
 
-def enqueue_job(job_id: int) -> None:
-    """Send a job to a worker, by task name; called once the job's row is committed."""
-    queue = getattr(settings, "HOLDFAST_TASK_QUEUE", None)
+def enqueue_job(job_id: int, host: str = "") -> None:
+    """Send a job to a worker, by task name; called once the job's row is committed. A job
+    for a host goes to that host's queue (SPEC 3.13), any other to the shared one."""
+    queue = host_queue(host) if host else getattr(settings, "HOLDFAST_TASK_QUEUE", None)
     options: dict[str, Any] = {"queue": queue} if queue else {}
     current_app.send_task(RUN_JOB_TASK, args=(job_id,), **options)
+
+
+def job_route(job: Job) -> str:
+    """The host whose workers alone may run ``job`` ("" for any): the one it names, else its
+    item's source host. Every job kind, requested or dispatched, is routed by this."""
+    if job.host or not job.item_id:
+        return job.host
+    return job.item.source_host if job.item is not None else ""
 
 
 QUEUE_DOWN = (
@@ -75,8 +86,12 @@ def _send(job: Job) -> None:
     sweep re-sends every queued job with such an error until a worker claims it (the
     claim is a compare-and-set, so a message that did get through runs once anyway).
     """
+    host = job_route(job)
+    if host != job.host:  # created without it (the dispatcher): the worker checks it
+        Job.objects.filter(pk=job.pk).update(host=host)
+        job.host = host
     try:
-        enqueue_job(job.pk)
+        enqueue_job(job.pk, host)
     except (BrokerUnavailable, OSError) as exc:
         logger.warning("job %s not sent, the broker is unreachable: %s", job.pk, exc)
         first = not job.error
@@ -116,6 +131,9 @@ def _job_request(
     **job_fields: Any,
 ) -> Job:
     """The shape of every job request: through the gate, a queued Job row, sent on commit."""
+
+    item = job_fields.get("item")
+    job_fields.setdefault("host", item.source_host if item is not None else "")
 
     def change(check: Check) -> Job:
         job = new_job(kind, now=check.now, vault=check.vault, requested_by=actor, **job_fields)
@@ -175,13 +193,15 @@ def backup_request(*, actor: Any, item: ProtectedItem, retain_until: datetime | 
     )
 
 
-def _check_restore_target(target_path: str) -> None:
+def _check_restore_target(target_path: str, host: str = "") -> None:
     if not target_path or not Path(target_path).is_absolute():
         raise DomainError(
             "validation_error",
             "target_path: give an absolute directory path under a restore root.",
             field="target_path",
         )
+    if host:  # written on that host: its worker judges the path against its restore roots
+        return
     try:
         resolve_target(
             Path(target_path), settings.HOLDFAST_RESTORE_ROOTS, rules.restore_forbidden_roots()
@@ -211,19 +231,24 @@ def restore_request(
     sub_path: str = "",
     overwrite: bool = False,
     sub_paths: list[str] | None = None,
+    target_host: str = "",
 ) -> Job:
     """Queue a restore of ``point`` (or its ``sub_path``, or the files and folders
-    ``sub_paths``) into ``target_path``.
+    ``sub_paths``) into ``target_path``, on ``target_host`` or else the item's host.
 
     Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS``, a path to restore is
     not a relative path inside the point, or the point sits in the archive tier without a
     live rehydrated copy.
     """
     chosen = [p for p in (sub_paths or []) if p] or None
-    check_storable(target_path=target_path, sub_path=sub_path, sub_paths=chosen or [])
+    check_storable(
+        target_path=target_path, sub_path=sub_path, sub_paths=chosen or [], target_host=target_host
+    )
+    host = target_host or (point.item.source_host if point.item_id and point.item else "")
 
     def precheck(check: Check) -> None:
-        _check_restore_target(target_path)
+        known_host(target_host, field="target_host")
+        _check_restore_target(target_path, host)
         for path in chosen or [sub_path]:
             try:
                 normalize_sub_path(path)
@@ -245,6 +270,7 @@ def restore_request(
         precheck=precheck,
         item=point.item,
         recovery_point=point,
+        host=host,
         params={
             "target_path": target_path,
             "sub_path": sub_path,

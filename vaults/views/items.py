@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -96,14 +96,18 @@ def _last_drill(item: ProtectedItem) -> dict[str, Any] | None:
 def item_list(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     sort = request.GET.get("sort", "name")
+    host = request.GET.get("host", "").strip()
     items = (
         vault.items.select_related("policy")
         .annotate(point_count=Count("recovery_points"))
         .order_by(sort if sort in ITEM_SORTS else "name", "pk")
     )
+    if host:  # the items read on one host (SPEC 3.13)
+        items = items.filter(source_host=host)
     page = Paginator(items, 25).get_page(request.GET.get("page"))
-    query = f"sort={sort}" if sort in ITEM_SORTS else ""
-    return render_blade(request, vault, "items", page=page, sort=sort, query=query)
+    params = {"sort": sort} if sort in ITEM_SORTS else {}
+    query = urlencode({**params, "host": host} if host else params)
+    return render_blade(request, vault, "items", page=page, sort=sort, query=query, host=host)
 
 
 def item_protect(request: HtmxHttpRequest, name: str) -> HttpResponse:
