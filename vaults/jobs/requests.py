@@ -132,10 +132,12 @@ def _job_request(
 ) -> Job:
     """The shape of every job request: through the gate, a queued Job row, sent on commit."""
 
-    item = job_fields.get("item")
-    job_fields.setdefault("host", item.source_host if item is not None else "")
-
     def change(check: Check) -> Job:
+        item = job_fields.get("item")
+        if not job_fields.get("host") and item is not None:
+            # The item's host as committed, not as the caller's copy of the item says.
+            hosts = ProtectedItem.objects.filter(pk=item.pk).values_list("source_host", flat=True)
+            job_fields["host"] = hosts.first() or ""
         job = new_job(kind, now=check.now, vault=check.vault, requested_by=actor, **job_fields)
         enqueue_on_commit(job)
         return job
@@ -244,11 +246,13 @@ def restore_request(
     check_storable(
         target_path=target_path, sub_path=sub_path, sub_paths=chosen or [], target_host=target_host
     )
-    host = target_host or (point.item.source_host if point.item_id and point.item else "")
 
     def precheck(check: Check) -> None:
         known_host(target_host, field="target_host")
-        _check_restore_target(target_path, host)
+        item_host = ProtectedItem.objects.filter(pk=point.item_id).values_list(
+            "source_host", flat=True
+        )
+        _check_restore_target(target_path, target_host or (item_host.first() or ""))
         for path in chosen or [sub_path]:
             try:
                 normalize_sub_path(path)
@@ -270,7 +274,7 @@ def restore_request(
         precheck=precheck,
         item=point.item,
         recovery_point=point,
-        host=host,
+        host=target_host,
         params={
             "target_path": target_path,
             "sub_path": sub_path,

@@ -19,6 +19,7 @@ from ..models import Job
 from ..storage import CorruptChunk, StorageError
 from ..storage.chunks import chunk_key
 from ..storage.crypto import ObjectTampered
+from . import requests
 from .kinds import RUNNERS
 from .state import (
     Heartbeat,
@@ -50,6 +51,9 @@ def job_claim(*, job_id: int) -> Job | None:
     here, host = worker_host(), row["host"] or row["item__source_host"] or ""
     if host and host != here:
         logger.warning("job %s is for host %s; refused on host %s", job_id, host, here)
+        if not row["host"]:  # sent before its item named a host: send it there now
+            Job.objects.filter(pk=job_id, status=Status.QUEUED, host="").update(host=host)
+            requests.enqueue_job(job_id, host)
         return None
     now = clock.now()
     claimed = Job.objects.filter(pk=job_id, status=Status.QUEUED, host=row["host"]).update(

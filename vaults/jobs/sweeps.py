@@ -112,13 +112,14 @@ def host_waits_expire(*, now: datetime) -> int:
                     alert_failure(job, error)
                     given_up += 1
         if given_up:
-            raise_alert(
-                "host_offline",
-                target=f"host:{host}",
-                message=f"{given_up} job(s) failed {waiting_sentence(host, last_seen)} for "
-                f"longer than {limit.total_seconds() / 60:g} minutes. Start a worker on {host} "
-                "(docs/hosts.md) or move its items to another host.",
-            )
+            with transaction.atomic():
+                raise_alert(
+                    "host_offline",
+                    target=f"host:{host}",
+                    message=f"{given_up} job(s) failed {waiting_sentence(host, last_seen)} for "
+                    f"longer than {limit.total_seconds() / 60:g} minutes. Start a worker on {host} "
+                    "(docs/hosts.md) or move its items to another host.",
+                )
         failed += given_up
     return failed
 
