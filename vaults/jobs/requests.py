@@ -92,7 +92,7 @@ def _send(job: Job) -> None:
         job.host = host
     try:
         enqueue_job(job.pk, host)
-        logger.info("%s job %s sent to %s", job.kind, job.pk, f"host {host}" if host else "any host")
+        logger.info("%s job %s sent to host %s", job.kind, job.pk, host or "(any)")
     except (BrokerUnavailable, OSError) as exc:
         logger.warning("job %s not sent, the broker is unreachable: %s", job.pk, exc)
         first = not job.error
