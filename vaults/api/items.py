@@ -91,7 +91,7 @@ class ItemPolicySerializer(serializers.Serializer[Any]):
     policy = serializers.CharField(
         max_length=50, required=False, help_text="The name of a policy of the vault."
     )
-    source = ItemHostSerializer(required=False)
+    source = ItemHostSerializer(required=False)  # type: ignore[assignment]  # a field
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "policy" not in attrs and "source" not in attrs:

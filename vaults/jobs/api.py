@@ -236,10 +236,10 @@ class JobList(generics.ListAPIView[Job]):
             return Job.objects.none()
         return jobs_for_user(self.request.user).select_related("vault", "item", "requested_by")
 
-    def paginate_queryset(self, queryset: Any) -> list[Job] | None:
+    def paginate_queryset(self, queryset: Any) -> Any:
         page = super().paginate_queryset(queryset)
         if page is not None:
-            job_waits(page, clock.now())
+            job_waits(list(page), clock.now())
         return page
 
 
