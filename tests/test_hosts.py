@@ -263,6 +263,35 @@ def test_item_form_offers_known_hosts_and_refuses_an_unknown_one(
     assert ProtectedItem.objects.get(name="share").source_host == "fs02"
 
 
+def test_item_page_changes_the_host_through_the_gate(
+    fleet: dict[str, Any], client: Any, admin: Any, reader: Any
+) -> None:
+    item = vault_services.item_protect(
+        actor=admin,
+        vault=fleet["vault"],
+        name="share",
+        source_path="/srv/share",
+        source_host="fs01",
+        policy=fleet["policy"],
+    )
+    url = f"/vaults/fleet/items/{item.pk}/host/"
+    client.force_login(reader)
+    assert client.post(url, {"host": "fs02"}).status_code == 403
+    client.force_login(admin)
+    page = client.get(f"/vaults/fleet/items/{item.pk}/").content.decode()
+    assert 'id="item-host"' in page and '<option value="fs01" selected>' in page
+    unknown = client.post(url, {"host": "fs09"})
+    assert unknown.status_code == 400
+    assert "No worker has announced a host named fs09" in unknown.content.decode()
+    assert client.post(url, {"host": "fs02"}).status_code == 302
+    assert ProtectedItem.objects.get(pk=item.pk).source_host == "fs02"
+    records = AuditRecord.objects.filter(operation="item_host_change").order_by("id")
+    assert [(r.actor_name, r.outcome, r.source) for r in records] == [
+        ("rita", "refused", "web"),
+        ("alice", "allowed", "web"),
+    ]
+
+
 def test_admin_can_neither_add_a_host_nor_change_an_items_host(
     fleet: dict[str, Any], client: Any, superuser: Any
 ) -> None:

@@ -142,6 +142,12 @@ def form_refusal(form: forms.Form) -> DomainError:
 # --- the Backup items blade -------------------------------------------------------------
 
 
+HOST_REFUSAL = (
+    "No worker has announced a host named %(value)s: start a worker there "
+    "(HOLDFAST_WORKER_HOST, docs/hosts.md) or choose a known host."
+)
+
+
 class ProtectForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="How this item is named in the vault.")
     source_path = forms.CharField(
@@ -154,10 +160,7 @@ class ProtectForm(forms.Form):
         required=False,
         help_text="The host whose worker reads the directory and checks it when it backs it up; "
         "any host: every worker must be able to read it.",
-        error_messages={
-            "invalid_choice": "No worker has announced a host named %(value)s: start a worker "
-            "there (HOLDFAST_WORKER_HOST, docs/hosts.md) or choose a known host."
-        },
+        error_messages={"invalid_choice": HOST_REFUSAL},
     )
     policy = forms.ModelChoiceField(queryset=Policy.objects.none(), empty_label=None)
 
@@ -165,12 +168,31 @@ class ProtectForm(forms.Form):
         super().__init__(*args, **kwargs)
         policy_field: Any = self.fields["policy"]
         policy_field.queryset = vault.policies.all()
-        now = clock.now()
-        host_field: Any = self.fields["source_host"]
-        host_field.choices = [("", "Any host")] + [
-            (host.name, f"{host.name} ({'online' if host.is_online(now) else 'offline'})")
-            for host in Host.objects.order_by("name")
-        ]
+        host_choices(self.fields["source_host"])
+
+
+def host_choices(field: Any) -> None:
+    """Fill a host field: any host, then every announced host, online or offline."""
+    now = clock.now()
+    field.choices = [("", "Any host")] + [
+        (host.name, f"{host.name} ({'online' if host.is_online(now) else 'offline'})")
+        for host in Host.objects.order_by("name")
+    ]
+
+
+class ItemHostForm(forms.Form):
+    """Read an item's source on another host (``services.item_host_set``)."""
+
+    host = forms.ChoiceField(
+        label="Read on host",
+        required=False,
+        help_text="Its next jobs run there; jobs already queued keep their host.",
+        error_messages={"invalid_choice": HOST_REFUSAL},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        host_choices(self.fields["host"])
 
 
 class ChangePolicyForm(forms.Form):

@@ -31,7 +31,13 @@ from portal.http import HtmxHttpRequest
 
 from .. import selectors, services
 from ..blades import render_blade
-from ..forms import ChangePolicyForm, ProtectForm, RetainUntilForm, StopProtectionForm
+from ..forms import (
+    ChangePolicyForm,
+    ItemHostForm,
+    ProtectForm,
+    RetainUntilForm,
+    StopProtectionForm,
+)
 from ..jobs import requests as job_requests
 from ..jobs.forms import BackupForm
 from ..models import ProtectedItem, RecoveryPoint, Vault
@@ -75,6 +81,7 @@ def _item_page(
         "item_jobs": list(jobs[:10]),
         "backup_form": BackupForm(),
         "change_form": ChangePolicyForm(item=item),
+        "host_form": ItemHostForm(initial={"host": item.source_host}),
         "stop_form": StopProtectionForm(),
         **extra,
     }
@@ -237,6 +244,27 @@ def item_change_policy(request: HtmxHttpRequest, name: str, pk: int) -> HttpResp
             messages.success(request, f"{item.name} now uses policy {policy.name}.")
             return redirect("vaults:item", name=vault.name, pk=item.pk)
     extra.update(_change_preview(request, item, form))
+    return _item_page(request, vault, item, **extra)
+
+
+@require_POST
+def item_change_host(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    """Read the item's source on another host (SPEC 3.13), through the gate."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    form = ItemHostForm(request.POST)
+    extra: dict[str, Any] = {"host_form": form}
+    if form.is_valid():
+        host = form.cleaned_data["host"]
+        try:
+            services.item_host_set(actor=request.user, item=item, host=host)
+        except DomainError as error:
+            extra.update(refusal_context(form, error, "host_refusal"), status=error.http_status)
+        else:
+            messages.success(request, f"{item.name} is now read on {host or 'any host'}.")
+            return redirect("vaults:item", name=vault.name, pk=item.pk)
+    else:
+        extra["status"] = 400
     return _item_page(request, vault, item, **extra)
 
 
