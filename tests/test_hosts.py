@@ -7,7 +7,7 @@ The real workers are ``tests/test_host_workers.py``; the browser journey
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tests.conftest import api_client_for
 from tests.factories import make_vault
 from vaults import services as vault_services
 from vaults.hosts import Host, job_waits
-from vaults.jobs import beacon, requests, runner, sweeps
+from vaults.jobs import beacon, requests, runner, schedules, sweeps
 from vaults.jobs.state import new_job
 from vaults.models import Job, ProtectedItem
 
@@ -319,7 +319,9 @@ def test_every_job_of_an_item_is_routed_to_its_host(
 ) -> None:
     announce("fs01", NOW)
     vault = make_vault(admin, name="routed")
-    policy = policy_services.policy_create(actor=admin, vault=vault, name="daily", daily_days=7)
+    policy = policy_services.policy_create(
+        actor=admin, vault=vault, name="daily", daily_days=7, time=time(22, 0)
+    )
     item = vault_services.item_protect(
         actor=admin,
         vault=vault,
@@ -337,7 +339,10 @@ def test_every_job_of_an_item_is_routed_to_its_host(
     # A job made without a host (the dispatcher's kind) is stamped with it as it is sent.
     bare = Job.objects.create(kind="tier_move", vault=vault, item=item, created_at=NOW)
     requests._send(bare)
-    assert [Job.objects.get(pk=j.pk).host for j in (backup, restore, verify, bare)] == ["fs01"] * 4
+    (scheduled,) = schedules.backups_dispatch(now=datetime(2026, 3, 1, 22, 0, 30, tzinfo=UTC))
+    assert scheduled.item == item and scheduled.slot is not None
+    routed = [Job.objects.get(pk=j.pk).host for j in (backup, restore, verify, bare, scheduled)]
+    assert routed == ["fs01"] * 5
     assert requests.job_route(Job.objects.get(pk=bare.pk)) == "fs01"
     unknown = pytest.raises(Exception, match="no worker has announced a host named 'fs09'")
     with unknown:
