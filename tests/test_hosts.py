@@ -417,6 +417,8 @@ def test_a_queued_job_for_an_offline_host_says_it_waits_then_fails_after_the_lim
         assert "Waiting for host fs02 (offline since" in page.get("/jobs/").content.decode()
         detail = page.get(f"/jobs/{waiting.pk}/").content.decode()
         assert "W" + sentence[1:] in detail and 'id="job-host"' in detail
+        item_page = page.get(f"/vaults/fleet/items/{on_fs02.pk}/").content.decode()
+        assert "W" + sentence[1:] in item_page
     finally:
         clock.set_now(None)
 

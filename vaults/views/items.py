@@ -38,6 +38,7 @@ from ..forms import (
     RetainUntilForm,
     StopProtectionForm,
 )
+from ..hosts import job_waits
 from ..jobs import requests as job_requests
 from ..jobs.forms import BackupForm
 from ..models import ProtectedItem, RecoveryPoint, Vault
@@ -72,13 +73,15 @@ def _item_page(
         # gate would refuse, and the point's vault is this one (no query per point).
         point.vault = vault
         point.delete_protected = point.is_protected(now)  # type: ignore[attr-defined]
+    item_jobs = list(jobs[:10])
+    job_waits(item_jobs, now)  # "waiting for host ..." on a queued job of an offline host
     context = {
         "item": item,
         "points": page,
         "now": now,
         "rpo": selectors.item_rpo(item, now),
         "last_drill": _last_drill(item),
-        "item_jobs": list(jobs[:10]),
+        "item_jobs": item_jobs,
         "backup_form": BackupForm(),
         "change_form": ChangePolicyForm(item=item),
         "host_form": ItemHostForm(initial={"host": item.source_host}),
