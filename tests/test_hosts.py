@@ -99,6 +99,27 @@ def test_a_host_name_that_is_not_one_stops_the_worker(
         worker_host()
 
 
+@pytest.mark.parametrize(
+    ("given", "consumed"), [([], {"celery", "host.fs01"}), (["shared"], {"shared", "host.fs01"})]
+)
+def test_a_worker_consumes_its_hosts_queue_besides_the_shared_one_without_q(
+    given: list[str], consumed: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``celery -A portal worker`` does after ``-Q`` (or none) was applied: the host's
+    own queue is added (the real workers of test_host_workers.py show it end to end)."""
+    from types import SimpleNamespace
+
+    from celery import Celery
+
+    from portal.celery import consume_host_queue
+
+    monkeypatch.setenv("HOLDFAST_WORKER_HOST", "fs01")
+    fresh = Celery("hosts-test", set_as_current=False)
+    fresh.amqp.queues.select(given)
+    consume_host_queue(sender="worker@fs01", instance=SimpleNamespace(app=fresh))
+    assert set(fresh.amqp.queues.consume_from) == consumed
+
+
 def test_the_database_refuses_a_host_row_with_a_bad_name(db: None) -> None:
     from django.db import IntegrityError, transaction
 
