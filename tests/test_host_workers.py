@@ -18,6 +18,7 @@ from celery import current_app
 from django.conf import settings as django_settings
 from django.db import connection
 
+from policies import services as policy_services
 from portal import clock
 from portal.celery import host_queue
 from portal.models import Alert
@@ -28,7 +29,7 @@ from tests.test_jobs import people, protect, storage, tree_of, wait_for, write_t
 from vaults import services as vault_services
 from vaults.hosts import Host
 from vaults.jobs import requests, sweeps
-from vaults.models import Job
+from vaults.models import Job, RecoveryPoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -185,3 +186,39 @@ def test_a_job_for_a_stopped_host_waits_then_fails_while_the_other_host_works(
     # fsa goes on working.
     (again,) = wait_for(requests.backup_request(actor=operator, item=a_item).pk, timeout=120)
     assert again.status == "completed" and _on(fsa, again)
+
+
+def test_the_host_that_reads_a_source_judges_it_when_it_runs(
+    people: dict[str, Any],  # noqa: F811
+    two_hosts: list[HostWorker],
+) -> None:
+    """The web cannot see fsa's disks, so it accepts these paths for fsa; fsa's worker
+    refuses each when it opens it, and reads nothing."""
+    admin, operator = people["admin"], people["operator"]
+    fsa, fsb = two_hosts
+    vault = make_vault(admin, name="judged")
+    policy = policy_services.policy_create(actor=admin, vault=vault, name="daily", daily_days=7)
+    (fsa.sources / "swap").symlink_to(fsa.home / "var")  # a source swapped for Holdfast's var
+    paths = {
+        "elsewhere": write_tree(fsb.sources / "data"),  # fsb's, outside fsa's source roots
+        "missing": fsa.sources / "gone",
+        "swapped": fsa.sources / "swap",
+    }
+    items = [
+        vault_services.item_protect(
+            actor=admin,
+            vault=vault,
+            name=name,
+            source_path=str(path),
+            source_host=fsa.name,
+            policy=policy,
+        )
+        for name, path in paths.items()
+    ]
+    jobs = wait_for(*(requests.backup_request(actor=operator, item=i).pk for i in items))
+    assert [(job.status, _on(fsa, job)) for job in jobs] == [("failed", True)] * 3
+    elsewhere, missing, swapped = (job.error for job in jobs)
+    assert "is outside the directories this installation backs up" in elsewhere
+    assert str(paths["missing"]) in missing
+    assert "holds Holdfast's own storage or data" in swapped
+    assert not RecoveryPoint.objects.filter(item__in=items).exists()
