@@ -48,6 +48,8 @@ JOB_ALERTS = {
     "restore_failed": ("warning", "Restore failed"),
     "copy_failed": ("warning", "Copy to the replica vault failed"),
     "replication_lag": ("warning", "Replication lag past the policy's RPO"),
+    # SPEC 3.13: jobs for a host that stayed offline failed; target "host:<name>".
+    "host_offline": ("warning", "Jobs failed waiting for an offline host"),
 }
 
 

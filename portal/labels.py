@@ -37,6 +37,7 @@ ALERT_LABELS: dict[str, str] = {
     "replication_lag": "Replica behind its RPO",
     "replication_stopped": "Replication stopped",
     "drill_failed": "Restore drill failed",
+    "host_offline": "Jobs failed waiting for an offline host",
 }
 
 # Gate operations: the label each has in the gate's table (portal/operations.py), but where

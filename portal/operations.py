@@ -176,6 +176,9 @@ OPERATIONS: dict[str, Operation] = {
             alert="backup_data_deleted",
         ),
         Operation("protection_resume", "manage", label="Resume protection"),
+        # Hosts (SPEC 3.13): the host an item is read on; a worker's first announcement.
+        Operation("item_host_change", "manage", label="Change the host an item is read on"),
+        Operation("host_announce", "system", label="Announce a new worker host"),
         Operation(
             "point_delete",
             "manage",

@@ -194,6 +194,16 @@ HOLDFAST_SOURCE_ROOTS = [
 HOLDFAST_RESTORE_ROOTS = [
     Path(p) for p in os.environ.get("HOLDFAST_RESTORE_ROOTS", str(VAR_DIR / "restores")).split(":")
 ]
+# Hosts (SPEC 3.13): a worker announces HOLDFAST_WORKER_HOST (default the machine's name)
+# every HOLDFAST_HOST_BEAT_SECONDS; a job waits HOLDFAST_HOST_WAIT_MINUTES for its offline
+# host, then fails (it never runs elsewhere).
+HOLDFAST_HOST_BEAT_SECONDS = float(os.environ.get("HOLDFAST_HOST_BEAT_SECONDS", "60"))
+HOLDFAST_HOST_WAIT_MINUTES = float(os.environ.get("HOLDFAST_HOST_WAIT_MINUTES", "60"))
+if not 0 < HOLDFAST_HOST_BEAT_SECONDS < 300 or HOLDFAST_HOST_WAIT_MINUTES <= 0:
+    raise RuntimeError(
+        "HOLDFAST_HOST_BEAT_SECONDS must lie between 0 and 300 (a host silent for 5 minutes is "
+        "offline) and HOLDFAST_HOST_WAIT_MINUTES must be positive."
+    )
 # Restore drills (SPEC 3.12) restore a point into a scratch directory under here, re-hash it
 # and remove it. Never under a restore root or the storage: a drill writes nowhere else, and
 # its clean-up removes only its own `drill-*` directories (vaults/jobs/drills.py).

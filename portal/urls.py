@@ -42,6 +42,7 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("jobs/", include("vaults.jobs.urls")),
+    path("hosts/", include("vaults.host_urls")),
     path("api/v1/", include("vaults.jobs.api_urls")),
     path("api/v1/", include("policies.api_urls")),
     path("api/v1/", include("vaults.api_urls")),

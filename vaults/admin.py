@@ -8,7 +8,7 @@ from django.contrib import admin
 
 from portal.admin import ReadOnlyAdmin
 
-from .models import Vault
+from .models import Host, Vault
 
 
 @admin.register(Vault)
@@ -24,3 +24,11 @@ class VaultAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["kind", "immutability", "soft_delete_state", "region"]
     search_fields = ["name", "region"]
+
+
+@admin.register(Host)
+class HostAdmin(ReadOnlyAdmin):
+    """Hosts are written by their workers' beats only (``services.host_announce``)."""
+
+    list_display = ["name", "last_seen", "version", "started_at", "first_seen"]
+    search_fields = ["name"]

@@ -6,6 +6,7 @@ from django.urls import path
 
 from portal.api import api_router
 
+from .api.hosts import HostList
 from .api.items import ProtectedItemViewSet, RecoveryPointViewSet
 from .api.replication import ReplicaViewSet
 from .api.reports import ComplianceReportView
@@ -58,6 +59,7 @@ urlpatterns = [
         ReplicaViewSet.as_view({"put": "update", "delete": "destroy"}),
         name="api-vault-replica",
     ),
+    path("hosts/", HostList.as_view(), name="api-host-list"),
     path("reports/compliance/", ComplianceReportView.as_view(), name="api-reports-compliance"),
     *router.urls,
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import django_filters
 from django import forms
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 
 from portal import clock
@@ -62,6 +62,9 @@ class VaultFilter(django_filters.FilterSet):
         label="Replication",
         method="filter_replication",
     )
+    host = django_filters.CharFilter(
+        method="filter_host", label="Host", help_text="Vaults with an item read on this host."
+    )
 
     class Meta:
         model = Vault
@@ -75,7 +78,12 @@ class VaultFilter(django_filters.FilterSet):
             "tag",
             "search",
             "replication",
+            "host",
         ]
+
+    def filter_host(self, queryset: QuerySet[Vault], name: str, value: str) -> QuerySet[Vault]:
+        on_host = ProtectedItem.objects.filter(vault=OuterRef("pk"), source_host=value.strip())
+        return queryset.filter(Exists(on_host))
 
     def filter_replication(
         self, queryset: QuerySet[Vault], name: str, value: str
@@ -150,9 +158,11 @@ class ItemDrillFilter(django_filters.FilterSet):
         help_text="overdue: no drill passed within the policy's drill period (plus a day).",
     )
 
+    host = django_filters.CharFilter(field_name="source_host", label="Host")
+
     class Meta:
         model = ProtectedItem
-        fields = ["drill"]
+        fields = ["drill", "host"]
 
     def filter_drill(
         self, queryset: QuerySet[ProtectedItem], name: str, value: str

@@ -10,9 +10,10 @@ from django.conf import settings
 
 from guards.models import ResourceGuard
 from policies.models import Policy
+from portal import clock
 from portal.gate import DomainError
 
-from .models import ProtectedItem, Vault
+from .models import Host, ProtectedItem, Vault
 
 
 def parse_tags(text: str) -> dict[str, str]:
@@ -145,6 +146,10 @@ SOURCE_KINDS = [
     (ProtectedItem.SourceKind.DIRECTORY, "Directory"),
     (ProtectedItem.SourceKind.POSTGRES, "PostgreSQL database"),
 ]
+HOST_REFUSAL = (
+    "No worker has announced a host named %(value)s: start a worker there "
+    "(HOLDFAST_WORKER_HOST, docs/hosts.md) or choose a known host."
+)
 
 
 class ProtectForm(forms.Form):
@@ -154,14 +159,21 @@ class ProtectForm(forms.Form):
         label="Directory path",
         max_length=1000,
         required=False,
-        help_text="A directory: an absolute path readable by the workers, e.g. /srv/data.",
+        help_text="A directory: an absolute path on the host below, e.g. /srv/data.",
     )
     database = forms.CharField(
         label="Database name",
         max_length=1000,
         required=False,
-        help_text="A PostgreSQL database: its name on the server the workers reach with "
-        "their own libpq settings (docs/workloads.md), e.g. sales.",
+        help_text="A PostgreSQL database: its name on the server the host's workers reach "
+        "with their own libpq settings (docs/workloads.md), e.g. sales.",
+    )
+    source_host = forms.ChoiceField(
+        label="Host",
+        required=False,
+        help_text="The host whose worker reads the source and checks it when it backs it up; "
+        "any host: every worker must be able to read it.",
+        error_messages={"invalid_choice": HOST_REFUSAL},
     )
     policy = forms.ModelChoiceField(queryset=Policy.objects.none(), empty_label=None)
 
@@ -169,6 +181,7 @@ class ProtectForm(forms.Form):
         super().__init__(*args, **kwargs)
         policy_field: Any = self.fields["policy"]
         policy_field.queryset = vault.policies.all()
+        host_choices(self.fields["source_host"])
 
     def clean(self) -> dict[str, Any]:
         """The service's arguments: a database's name is kept as the item's source path."""
@@ -177,6 +190,30 @@ class ProtectForm(forms.Form):
         if data.get("source_kind") == ProtectedItem.SourceKind.POSTGRES:
             data["source_path"] = database
         return data
+
+
+def host_choices(field: Any) -> None:
+    """Fill a host field: any host, then every announced host, online or offline."""
+    now = clock.now()
+    field.choices = [("", "Any host")] + [
+        (host.name, f"{host.name} ({'online' if host.is_online(now) else 'offline'})")
+        for host in Host.objects.order_by("name")
+    ]
+
+
+class ItemHostForm(forms.Form):
+    """Read an item's source on another host (``services.item_host_set``)."""
+
+    host = forms.ChoiceField(
+        label="Read on host",
+        required=False,
+        help_text="Its next jobs run there; jobs already queued keep their host.",
+        error_messages={"invalid_choice": HOST_REFUSAL},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        host_choices(self.fields["host"])
 
 
 class ChangePolicyForm(forms.Form):

@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models.functions import Upper
 
+from .hosts import Host  # noqa: F401  # the hosts workers announce (SPEC 3.13)
 from .tallies import (
     JOB_TALLY_TRIGGERS,
     LAST_BACKUP_TRIGGERS,
@@ -229,6 +230,7 @@ class ProtectedItem(models.Model):
     name = models.CharField(max_length=100)
     source_kind = models.CharField(max_length=20, choices=SourceKind.choices, default="directory")
     source_path = models.CharField(max_length=1000)
+    source_host = models.CharField(max_length=100, blank=True)  # "" is any host (SPEC 3.13)
     policy = models.ForeignKey("policies.Policy", on_delete=models.RESTRICT, related_name="items")
     protection_state = models.CharField(
         max_length=20, choices=State.choices, default=State.PROTECTED
@@ -268,6 +270,7 @@ class ProtectedItem(models.Model):
             "policy": self.policy.name,
             "protection_state": self.protection_state,
             "source": {"kind": self.source_kind, "path": self.source_path},
+            "source_host": self.source_host,
             "purge_at": self.purge_at.isoformat() if self.purge_at else None,
         }
 
@@ -460,6 +463,8 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     # Which worker ran it ("host:pid", or HOLDFAST_WORKER_NAME): workers may run on many hosts.
     worker = models.CharField(max_length=255, blank=True)
+    host = models.CharField(max_length=100, blank=True)  # only its workers run it ("": any)
+    waiting_for_host = ""  # not a column: "waiting for host ..." (vaults.hosts.job_waits)
     # Asked to stop (job_cancel): a queued job ends at once; a running one at its next file
     # or chunk boundary, as failed with the canceller named in its error (SPEC 5 has no
     # "cancelled" status).
@@ -570,11 +575,8 @@ class RpoTally(models.Model):
     n = models.IntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["bucket"], name="rpo_tally_bucket", nulls_distinct=False
-            )
-        ]
+        constraints = [models.UniqueConstraint(fields=["bucket"], name="rpo_tally_bucket",
+                                               nulls_distinct=False)]  # fmt: skip
 
     def __str__(self) -> str:
         return f"{self.bucket or 'never backed up'}: {self.n}"
@@ -590,11 +592,8 @@ class VaultTally(models.Model):
     n = models.IntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["immutability", "soft_delete_state", "guarded"], name="vault_tally_key"
-            )
-        ]
+        constraints = [models.UniqueConstraint(fields=["immutability", "soft_delete_state",
+                       "guarded"], name="vault_tally_key")]  # fmt: skip
 
     def __str__(self) -> str:
         return f"{self.immutability}/{self.soft_delete_state}/{self.guarded}: {self.n}"

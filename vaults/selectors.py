@@ -33,6 +33,7 @@ from django.db.models import (
     DurationField,
     ExpressionWrapper,
     F,
+    Func,
     IntegerField,
     Max,
     Min,
@@ -44,7 +45,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.shortcuts import get_object_or_404
 
 from policies.rules import DEFAULT_INTERVAL_HOURS, HOURLY_INTERVALS
@@ -52,7 +53,7 @@ from portal.models import Alert
 from portal.roles import has_capability
 
 from .locations import archive_store, vault_store
-from .models import Job, ProtectedItem, RecoveryPoint, Vault
+from .models import Host, Job, ProtectedItem, RecoveryPoint, Vault
 from .storage import entries_of
 
 RPO_GRACE = timedelta(hours=1)
@@ -425,3 +426,23 @@ def storage_lock_summary(vault: Vault, now: datetime) -> dict[str, Any]:
             problems=Count("id", filter=~Q(storage_lock_problem="")),
         )
     )
+
+
+def hosts_for_user(user: Any) -> QuerySet[Host]:
+    """Every announced host with ``jobs_running`` and ``items`` (protected items read on it,
+    whatever their state) annotated: two subqueries, whatever the number of hosts."""
+    if not has_capability(user, "view"):
+        raise PermissionDenied("Your role does not allow you to see hosts.")
+    running = Job.objects.filter(host=OuterRef("name"), status="running")
+    items = ProtectedItem.objects.filter(
+        source_host=OuterRef("name"), vault__in=vaults_for_user(user)
+    )
+    count = Func(F("pk"), function="COUNT")
+    return Host.objects.annotate(
+        jobs_running=Coalesce(
+            Subquery(running.order_by().values("host").annotate(n=count).values("n")), 0
+        ),
+        items=Coalesce(
+            Subquery(items.order_by().values("source_host").annotate(n=count).values("n")), 0
+        ),
+    ).order_by("name")

@@ -10,13 +10,28 @@ The periodic schedule is ``portal/schedule.py``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
 from django.db import InterfaceError, OperationalError
 
 from portal.gate import entry_point
 
 from . import report_mail
-from .jobs import drill_schedule, replication, runner, schedules, sweeps
+from .jobs import beacon, drill_schedule, replication, runner, schedules, sweeps
+
+
+@worker_ready.connect
+def announce_host(sender: Any, **kwargs: Any) -> None:
+    """The worker is consuming: announce its host and queues, then beat (SPEC 3.13)."""
+    beacon.beacon_start(sorted(sender.app.amqp.queues.consume_from))
+
+
+@worker_shutdown.connect
+def stop_announcing(**kwargs: Any) -> None:
+    beacon.beacon_stop()
+
 
 # Transient database trouble before the job is claimed is worth retrying; the job's own
 # errors are recorded on the job by the service and never raised.

@@ -39,6 +39,7 @@ urlpatterns = [
     path("<str:name>/items/<int:pk>/", items.item_detail, name="item"),
     path("<str:name>/items/<int:pk>/backup/", items.item_backup, name="item-backup"),
     path("<str:name>/items/<int:pk>/policy/", items.item_change_policy, name="item-policy"),
+    path("<str:name>/items/<int:pk>/host/", items.item_change_host, name="item-host"),
     path(
         "<str:name>/items/<int:pk>/policy/preview/",
         items.item_policy_preview,

@@ -22,6 +22,7 @@ from portal.gate import DomainError
 
 from .. import services
 from ..filters import ItemDrillFilter
+from ..hosts import known_host
 from ..models import ProtectedItem, RecoveryPoint, Vault
 from .common import DRY_RUN, NAME_VALIDATOR, VaultScopedViewSet, dry_run
 
@@ -46,17 +47,29 @@ class SourceSerializer(serializers.Serializer[Any]):
         help_text="kind postgres: the database's name on the server the worker reaches "
         "(docs/workloads.md).",
     )
+    host = serializers.CharField(
+        source="source_host",
+        max_length=100,
+        allow_blank=True,
+        required=False,
+        default="",
+        help_text="The host whose workers read the source (SPEC 3.13); empty for any host.",
+    )
 
 
 class ItemSourceSerializer(SourceSerializer):
     """An item's source as read: a replica item's is ``{kind: "replica", vault}``, a
-    database's ``{kind: "postgres", database}``."""
+    database's ``{kind: "postgres", database, host}``."""
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         if instance.source_kind == ProtectedItem.SourceKind.REPLICA:
             return {"kind": "replica", "vault": instance.source_path}
         if instance.source_kind == ProtectedItem.SourceKind.POSTGRES:
-            return {"kind": "postgres", "database": instance.source_path}
+            return {
+                "kind": "postgres",
+                "database": instance.source_path,
+                "host": instance.source_host,
+            }
         return dict(super().to_representation(instance))
 
 
@@ -86,8 +99,22 @@ class ItemCreateSerializer(serializers.Serializer[Any]):
     policy = serializers.CharField(max_length=50, help_text="The name of a policy of the vault.")
 
 
+class ItemHostSerializer(serializers.Serializer[Any]):
+    host = serializers.CharField(max_length=100, allow_blank=True)
+
+
 class ItemPolicySerializer(serializers.Serializer[Any]):
-    policy = serializers.CharField(max_length=50, help_text="The name of a policy of the vault.")
+    """A PATCH changes the policy, the source's host (``source: {host}``), or both."""
+
+    policy = serializers.CharField(
+        max_length=50, required=False, help_text="The name of a policy of the vault."
+    )
+    source = ItemHostSerializer(required=False)  # type: ignore[assignment]  # a field
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "policy" not in attrs and "source" not in attrs:
+            raise serializers.ValidationError({"policy": "This field is required."})
+        return attrs
 
 
 class StopProtectionSerializer(serializers.Serializer[Any]):
@@ -148,6 +175,7 @@ class ProtectedItemViewSet(
             source_kind=kind,
             # A database's name is kept where a directory's path is (docs/workloads.md).
             source_path=fields["database" if kind == "postgres" else "source_path"],
+            source_host=fields["source_host"],
             policy=Policy.objects.filter(vault=vault, name=fields["policy"]).first(),
         )
         return Response(ProtectedItemSerializer(item).data, status=status.HTTP_201_CREATED)
@@ -163,18 +191,28 @@ class ProtectedItemViewSet(
         },
     )
     def partial_update(self, request: Request, name: str, item: str) -> Response:
-        """Move the item to another policy of the vault (its points' expiries follow)."""
+        """Move the item to another policy of the vault (its points' expiries follow), and/or
+        read its source on another host (``source: {host}``, "" for any host)."""
         current = self.get_object()
         data = ItemPolicySerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        policy = _policy_named(current.vault, data.validated_data["policy"])
-        if dry_run(request):
-            preview = policy_services.policy_change_preview(
+        fields = data.validated_data
+        host = fields["source"]["host"] if "source" in fields else None
+        if host is not None:
+            known_host(host)  # an unknown host changes nothing, not even the policy
+        if "policy" in fields:
+            policy = _policy_named(current.vault, fields["policy"])
+            if dry_run(request):
+                preview = policy_services.policy_change_preview(
+                    actor=request.user, item=current, policy=policy
+                )
+                return Response({"dry_run": True, **preview.as_dict()})
+            current = policy_services.item_change_policy(
                 actor=request.user, item=current, policy=policy
             )
-            return Response({"dry_run": True, **preview.as_dict()})
-        moved = policy_services.item_change_policy(actor=request.user, item=current, policy=policy)
-        return Response(ProtectedItemSerializer(moved).data)
+        if host is not None and not dry_run(request):
+            current = services.item_host_set(actor=request.user, item=current, host=host)
+        return Response(ProtectedItemSerializer(current).data)
 
     @extend_schema(
         request=StopProtectionSerializer,

@@ -15,6 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal import clock
+
+from ..hosts import job_waits
 from ..models import Job, ProtectedItem, RecoveryPoint
 from ..selectors import get_vault_for_user, jobs_for_user
 from . import requests
@@ -28,6 +31,12 @@ class JobSerializer(serializers.ModelSerializer[Job]):
         source="requested_by.username", read_only=True, allow_null=True
     )
     duration_seconds = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    waiting_for_host = serializers.CharField(
+        read_only=True,
+        help_text='A queued job whose host is offline: "waiting for host fs01 (offline since '
+        '...)"; else empty.',
+    )
 
     class Meta:
         model = Job
@@ -51,8 +60,14 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "files_done",
             "files_total",
             "cancel_requested_at",
+            "host",
+            "waiting_for_host",
         ]
         read_only_fields = fields
+
+    def get_error(self, job: Job) -> str:
+        """The job's error; for a queued job waiting for its offline host, that sentence."""
+        return job.error or job.waiting_for_host
 
     def get_duration_seconds(self, job: Job) -> float | None:
         duration = job.duration
@@ -79,6 +94,13 @@ class RestoreRequestSerializer(serializers.Serializer[Any]):
     # Several files and folders of the point, restored into the same target.
     sub_paths = serializers.ListField(
         child=serializers.CharField(), required=False, allow_empty=True, max_length=1000
+    )
+    target_host = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
+        help_text="The host whose worker writes the files; default the item's host.",
     )
 
 
@@ -112,6 +134,7 @@ QUEUE_UNAVAILABLE = OpenApiResponse(
 
 
 def _accepted(job: Job) -> Response:
+    job_waits([job], clock.now())
     if requests.job_waiting_for_queue(job):
         return Response(
             {"code": "queue_unavailable", "detail": job.error, "job": JobSerializer(job).data},
@@ -222,6 +245,12 @@ class JobList(generics.ListAPIView[Job]):
             return Job.objects.none()
         return jobs_for_user(self.request.user).select_related("vault", "item", "requested_by")
 
+    def paginate_queryset(self, queryset: Any) -> Any:
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            job_waits(list(page), clock.now())
+        return page
+
 
 class JobDetail(generics.RetrieveAPIView[Job]):
     serializer_class = JobSerializer
@@ -230,3 +259,8 @@ class JobDetail(generics.RetrieveAPIView[Job]):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Job.objects.none()
         return jobs_for_user(self.request.user).select_related("vault", "item", "requested_by")
+
+    def get_object(self) -> Job:
+        job = super().get_object()
+        job_waits([job], clock.now())
+        return job

@@ -25,8 +25,12 @@ def _refused(detail: str, field: str) -> DomainError:
     return DomainError("validation_error", detail, field=field)
 
 
-def check_target(point: RecoveryPoint, *, target_path: str, target_database: str) -> bool:
-    """Refuse a target that does not fit the point; True for a database restore."""
+def check_target(
+    point: RecoveryPoint, *, target_path: str, target_database: str, on_host: str = ""
+) -> bool:
+    """Refuse a target that does not fit the point; True for a database restore. Restored
+    ``on_host`` (a named host), the server is the one that host's workers reach, not this
+    process's: whether the name exists there is left to the worker's CREATE DATABASE."""
     workload = point.workload or {}
     if not postgres.is_dump(workload):
         if target_database:
@@ -66,7 +70,7 @@ def check_target(point: RecoveryPoint, *, target_path: str, target_database: str
         )
     service = str(getattr(settings, "HOLDFAST_PG_SERVICE", "") or "")
     exists = False  # not known here: the worker's CREATE DATABASE decides
-    if postgres.configured(service):
+    if not on_host and postgres.configured(service):
         with contextlib.suppress(postgres.WorkloadFailed):
             exists = postgres.database_exists(target_database, service=service, timeout=3)
     if exists:

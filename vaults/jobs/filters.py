@@ -18,6 +18,7 @@ SINCE = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(d
 class JobFilter(django_filters.FilterSet):
     vault = django_filters.CharFilter(field_name="vault__name")
     item = django_filters.CharFilter(field_name="item__name")
+    host = django_filters.CharFilter(field_name="host")
     status = django_filters.ChoiceFilter(choices=Job.Status.choices)
     kind = django_filters.ChoiceFilter(choices=Job.Kind.choices)
     since = django_filters.ChoiceFilter(
@@ -29,7 +30,7 @@ class JobFilter(django_filters.FilterSet):
 
     class Meta:
         model = Job
-        fields = ["vault", "item", "status", "kind", "since"]
+        fields = ["vault", "item", "host", "status", "kind", "since"]
 
     def filter_since(self, queryset: Any, name: str, value: str) -> Any:
         return queryset.filter(created_at__gte=clock.now() - SINCE[value])

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from ..hosts import Host
 from ..storage import RestoreRefused
 from ..storage.restore import normalize_sub_path
 from .requests import REHYDRATE_DAYS, REHYDRATE_DEFAULT_DAYS
@@ -27,6 +28,16 @@ def restore_roots() -> list[str]:
     return [str(Path(root)) for root in settings.HOLDFAST_RESTORE_ROOTS]
 
 
+HOST_UNKNOWN = "No worker has announced a host named %(value)s."
+
+
+def target_hosts(field: Any, item_host: str) -> None:
+    """A restore's host choices: the item's host (or any) first, then every other host."""
+    default = f"The item's host ({item_host})" if item_host else "Any host"
+    names = Host.objects.order_by("name").values_list("name", flat=True)
+    field.choices = [("", default), *((name, name) for name in names if name != item_host)]
+
+
 class RestoreForm(forms.Form):
     """Where to restore: one of the allowed roots and, optionally, a folder inside it. The
     service judges the resulting path again (symlinks followed), and the store once more."""
@@ -38,12 +49,19 @@ class RestoreForm(forms.Form):
         help_text="Optional, e.g. 2026-11-30/docs. Created if missing.",
     )
     overwrite = forms.BooleanField(required=False, label="Overwrite existing files")
+    target_host = forms.ChoiceField(
+        required=False,
+        label="Restore on host",
+        help_text="The host whose worker writes the files (SPEC 3.13).",
+        error_messages={"invalid_choice": HOST_UNKNOWN},
+    )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, item_host: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         root = self.fields["root"]
         assert isinstance(root, forms.ChoiceField)
         root.choices = [(path, path) for path in restore_roots()]
+        target_hosts(self.fields["target_host"], item_host)
 
     def clean_folder(self) -> str:
         folder = self.cleaned_data.get("folder", "").strip()
@@ -73,6 +91,16 @@ class DatabaseRestoreForm(forms.Form):
         max_length=63,
         help_text="Created by the restore on the server the worker reaches; it must not exist.",
     )
+    target_host = forms.ChoiceField(
+        required=False,
+        label="Restore on host",
+        help_text="The host whose worker reaches the server and runs pg_restore (SPEC 3.13).",
+        error_messages={"invalid_choice": HOST_UNKNOWN},
+    )
+
+    def __init__(self, *args: Any, item_host: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        target_hosts(self.fields["target_host"], item_host)
 
 
 class RehydrateForm(forms.Form):

@@ -57,7 +57,10 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
     if postgres.is_dump(point.workload):
         return _database_restore(request, point)
     paths = _paths(request)
-    form = RestoreForm(request.POST if request.method == "POST" and not choosing else None)
+    form = RestoreForm(
+        request.POST if request.method == "POST" and not choosing else None,
+        item_host=point.item.source_host if point.item else "",
+    )
     status = 400 if form.is_bound else 200
     if form.is_bound and form.is_valid():
         try:
@@ -67,6 +70,7 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
                 target_path=form.target_path,
                 overwrite=form.cleaned_data["overwrite"],
                 sub_paths=paths,
+                target_host=form.cleaned_data["target_host"],
             )
         except DomainError as error:
             if error.code == "permission_denied":
@@ -83,7 +87,10 @@ def restore_start(request: HttpRequest, pk: int) -> HttpResponse:
 def _database_restore(request: HttpRequest, point: RecoveryPoint) -> HttpResponse:
     """A database dump restores whole into a new database named here."""
     bound = request.method == "POST" and "target_database" in request.POST
-    form = DatabaseRestoreForm(request.POST if bound else None)
+    form = DatabaseRestoreForm(
+        request.POST if bound else None,
+        item_host=point.item.source_host if point.item else "",
+    )
     status = 400 if bound else 200
     if bound and form.is_valid():
         try:
@@ -91,6 +98,7 @@ def _database_restore(request: HttpRequest, point: RecoveryPoint) -> HttpRespons
                 actor=request.user,
                 point=point,
                 target_database=form.cleaned_data["target_database"],
+                target_host=form.cleaned_data["target_host"],
             )
         except DomainError as error:
             if error.code == "permission_denied":
@@ -132,6 +140,7 @@ def rehydrate_start(request: HttpRequest, pk: int) -> HttpResponse:
             add_domain_error(form, error)
         else:
             return _started(request, job)
-    context = _context(point, RestoreForm(), [])
+    item_host = point.item.source_host if point.item else ""
+    context = _context(point, RestoreForm(item_host=item_host), [])
     context["rehydrate_form"] = form
     return render(request, "jobs/restore.html", context, status=400)

@@ -23,10 +23,12 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from portal import clock, gate
 from portal.alerts import raise_alert
+from portal.celery import host_queue
 from portal.gate import Check, DomainError
 from portal.validators import check_storable
 
 from .. import rules
+from ..hosts import known_host
 from ..locations import vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..storage import RestoreRefused, StorageError
@@ -49,11 +51,20 @@ Kind = Job.Kind
 Tier = RecoveryPoint.Tier
 
 
-def enqueue_job(job_id: int) -> None:
-    """Send a job to a worker, by task name; called once the job's row is committed."""
-    queue = getattr(settings, "HOLDFAST_TASK_QUEUE", None)
+def enqueue_job(job_id: int, host: str = "") -> None:
+    """Send a job to a worker, by task name; called once the job's row is committed. A job
+    for a host goes to that host's queue (SPEC 3.13), any other to the shared one."""
+    queue = host_queue(host) if host else getattr(settings, "HOLDFAST_TASK_QUEUE", None)
     options: dict[str, Any] = {"queue": queue} if queue else {}
     current_app.send_task(RUN_JOB_TASK, args=(job_id,), **options)
+
+
+def job_route(job: Job) -> str:
+    """The host whose workers alone may run ``job`` ("" for any): the one it names, else its
+    item's source host. Every job kind, requested or dispatched, is routed by this."""
+    if job.host or not job.item_id:
+        return job.host
+    return job.item.source_host if job.item is not None else ""
 
 
 QUEUE_DOWN = (
@@ -77,8 +88,13 @@ def _send(job: Job) -> None:
     sweep re-sends every queued job with such an error until a worker claims it (the
     claim is a compare-and-set, so a message that did get through runs once anyway).
     """
+    host = job_route(job)
+    if host != job.host:  # created without it (the dispatcher): the worker checks it
+        Job.objects.filter(pk=job.pk).update(host=host)
+        job.host = host
     try:
-        enqueue_job(job.pk)
+        enqueue_job(job.pk, host)
+        logger.info("%s job %s sent to host %s", job.kind, job.pk, host or "(any)")
     except (BrokerUnavailable, OSError) as exc:
         logger.warning("job %s not sent, the broker is unreachable: %s", job.pk, exc)
         first = not job.error
@@ -120,6 +136,11 @@ def _job_request(
     """The shape of every job request: through the gate, a queued Job row, sent on commit."""
 
     def change(check: Check) -> Job:
+        item = job_fields.get("item")
+        if not job_fields.get("host") and item is not None:
+            # The item's host as committed, not as the caller's copy of the item says.
+            hosts = ProtectedItem.objects.filter(pk=item.pk).values_list("source_host", flat=True)
+            job_fields["host"] = hosts.first() or ""
         job = new_job(kind, now=check.now, vault=check.vault, requested_by=actor, **job_fields)
         enqueue_on_commit(job)
         return job
@@ -177,13 +198,15 @@ def backup_request(*, actor: Any, item: ProtectedItem, retain_until: datetime | 
     )
 
 
-def _check_restore_target(target_path: str) -> None:
+def _check_restore_target(target_path: str, host: str = "") -> None:
     if not target_path or not Path(target_path).is_absolute():
         raise DomainError(
             "validation_error",
             "target_path: give an absolute directory path under a restore root.",
             field="target_path",
         )
+    if host:  # written on that host: its worker judges the path against its restore roots
+        return
     try:
         resolve_target(
             Path(target_path), settings.HOLDFAST_RESTORE_ROOTS, rules.restore_forbidden_roots()
@@ -214,10 +237,12 @@ def restore_request(
     overwrite: bool = False,
     sub_paths: list[str] | None = None,
     target_database: str = "",
+    target_host: str = "",
 ) -> Job:
     """Queue a restore of ``point`` (or its ``sub_path``, or the files and folders
-    ``sub_paths``) into ``target_path``; a database dump's into the new database
-    ``target_database`` (``databases.check_target``).
+    ``sub_paths``) into ``target_path``, or a database dump's into the new database
+    ``target_database`` (``databases.check_target``), on ``target_host`` or else the item's
+    host.
 
     Refused when the target lies outside ``HOLDFAST_RESTORE_ROOTS``, a path to restore is
     not a relative path inside the point, or the point sits in the archive tier without a
@@ -229,6 +254,7 @@ def restore_request(
         sub_path=sub_path,
         sub_paths=chosen or [],
         target_database=target_database,
+        target_host=target_host,
     )
     params: dict[str, Any] = (
         {"target_database": target_database}
@@ -242,7 +268,14 @@ def restore_request(
     )
 
     def precheck(check: Check) -> None:
-        if databases.check_target(point, target_path=target_path, target_database=target_database):
+        known_host(target_host, field="target_host")
+        item_host = ProtectedItem.objects.filter(pk=point.item_id).values_list(
+            "source_host", flat=True
+        )
+        host = target_host or (item_host.first() or "")
+        if databases.check_target(
+            point, target_path=target_path, target_database=target_database, on_host=host
+        ):
             if sub_path or chosen:
                 raise DomainError(
                     "validation_error",
@@ -252,7 +285,7 @@ def restore_request(
             if point.is_archived and not point.is_rehydrated(check.now):
                 raise archived_refusal(point)
             return
-        _check_restore_target(target_path)
+        _check_restore_target(target_path, host)
         for path in chosen or [sub_path]:
             try:
                 normalize_sub_path(path)
@@ -274,6 +307,7 @@ def restore_request(
         precheck=precheck,
         item=point.item,
         recovery_point=point,
+        host=target_host,
         params=params,
     )
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from functools import partial
 
 from django.db import InterfaceError, OperationalError, transaction
 
 from portal import clock
 from portal.alerts import raise_alert
+from portal.celery import worker_host
 from portal.gate import DomainError
 
 from .. import services
@@ -19,6 +19,7 @@ from ..models import Job
 from ..storage import CorruptChunk, StorageError
 from ..storage.chunks import chunk_key
 from ..storage.crypto import ObjectTampered
+from . import requests
 from .kinds import RUNNERS
 from .state import (
     Heartbeat,
@@ -37,13 +38,25 @@ Kind = Job.Kind
 
 
 def worker_name() -> str:
-    return os.environ.get("HOLDFAST_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+    return os.environ.get("HOLDFAST_WORKER_NAME") or f"{worker_host()}:{os.getpid()}"
 
 
 def job_claim(*, job_id: int) -> Job | None:
-    """Compare-and-set a queued job to running; None if it is gone or someone else has it."""
+    """Compare-and-set a queued job to running; None if it is gone, someone else has it, or
+    it is another host's (SPEC 3.13: whatever queue its message came through, a job routed
+    to a host runs there only; it stays queued for that host)."""
+    row = Job.objects.filter(pk=job_id).values("status", "host", "item__source_host").first()
+    if row is None or row["status"] != Status.QUEUED:
+        return None
+    here, host = worker_host(), row["host"] or row["item__source_host"] or ""
+    if host and host != here:
+        logger.warning("job %s is for host %s; refused on host %s", job_id, host, here)
+        if not row["host"]:  # sent before its item named a host: send it there now
+            Job.objects.filter(pk=job_id, status=Status.QUEUED, host="").update(host=host)
+            requests.enqueue_job(job_id, host)
+        return None
     now = clock.now()
-    claimed = Job.objects.filter(pk=job_id, status=Status.QUEUED).update(
+    claimed = Job.objects.filter(pk=job_id, status=Status.QUEUED, host=row["host"]).update(
         status=Status.RUNNING, started_at=now, heartbeat_at=now, error="", worker=worker_name()
     )
     if not claimed:

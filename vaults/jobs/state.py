@@ -182,7 +182,8 @@ def alert_failure(job: Job, error: str) -> None:
         alert,
         vault_name=job.vault.name if job.vault else "",
         target=f"item:{job.item.name}" if job.item else f"job:{job.pk}",
-        message=f"{job.get_kind_display()} job #{job.pk} failed: {error}",
+        message=f"{job.get_kind_display()} job #{job.pk}"
+        f"{f' on host {job.host}' if job.host else ''} failed: {error}",
     )
 
 

@@ -23,6 +23,7 @@ from portal.models import Alert
 from portal.services import approvals_expire
 
 from .. import services
+from ..hosts import offline_hosts, wait_limit, waiting_sentence
 from ..keyring import stored_key_backend
 from ..locations import archive_store, vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
@@ -57,7 +58,7 @@ def jobs_fail_stale(*, now: datetime | None = None) -> int:
     whose job no longer runs are removed (a worker killed mid-drill)."""
     now = now or clock.now()
     cutoff = now - _stale_after()
-    failed = 0
+    failed = host_waits_expire(now=now)
     running = Job.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
     for job in running.select_related("vault", "item"):
         error = (
@@ -81,6 +82,45 @@ def jobs_fail_stale(*, now: datetime | None = None) -> int:
     removed = scratch_sweep()
     if removed:
         logger.info("removed %d leftover drill scratch director(ies)", removed)
+    return failed
+
+
+def host_waits_expire(*, now: datetime) -> int:
+    """Fail the queued jobs that waited for their offline host (SPEC 3.13) longer than
+    ``HOLDFAST_HOST_WAIT_MINUTES``, counted from when they were queued or their host was last
+    seen, whichever is later. Never handed to another host: each fails, saying which host it
+    waited for, with its job alert, and the host gets one ``host_offline`` alert."""
+    limit = wait_limit()
+    queued = Job.objects.filter(status=Status.QUEUED, created_at__lte=now - limit).exclude(host="")
+    offline = offline_hosts(set(queued.values_list("host", flat=True).distinct()), now)
+    failed = 0
+    for host, last_seen in sorted(offline.items()):
+        given_up = 0
+        for job in queued.filter(host=host).select_related("vault", "item"):
+            if now - max(job.created_at, last_seen or job.created_at) < limit:
+                continue
+            error = (
+                f"Gave up after {limit.total_seconds() / 60:g} minutes "
+                f"{waiting_sentence(host, last_seen)}: no worker on {host} took the job, and no "
+                f"other host may run it. Start a worker on {host} (docs/hosts.md), then run "
+                "the job again."
+            )
+            with transaction.atomic():
+                if Job.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+                    status=Status.FAILED, ended_at=now, error=error
+                ):
+                    alert_failure(job, error)
+                    given_up += 1
+        if given_up:
+            with transaction.atomic():
+                raise_alert(
+                    "host_offline",
+                    target=f"host:{host}",
+                    message=f"{given_up} job(s) failed {waiting_sentence(host, last_seen)} for "
+                    f"longer than {limit.total_seconds() / 60:g} minutes. Start a worker on {host} "
+                    "(docs/hosts.md) or move its items to another host.",
+                )
+        failed += given_up
     return failed
 
 

@@ -15,10 +15,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from portal import clock
 from portal.forms import add_domain_error
 from portal.gate import DomainError
 from portal.roles import has_capability
 
+from ..hosts import job_waits
 from ..models import Job, ProtectedItem
 from ..selectors import jobs_for_user, vaults_for_user
 from . import requests
@@ -36,6 +38,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
     queryset = jobs_for_user(request.user).select_related("vault", "item", "requested_by")
     job_filter = JobFilter(request.GET, queryset=queryset)
     page = Paginator(job_filter.qs, 50).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    job_waits(page.object_list, clock.now())
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -49,7 +53,9 @@ def _job(request: HttpRequest, pk: int) -> Job:
     queryset = jobs_for_user(request.user).select_related(
         "vault", "item", "requested_by", "recovery_point"
     )
-    return get_object_or_404(queryset, pk=pk)
+    job = get_object_or_404(queryset, pk=pk)
+    job_waits([job], clock.now())
+    return job
 
 
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:

@@ -5,6 +5,7 @@ through the operation gate (``portal.gate``).
 - ``immutability``: the Immutable vault blade
 - ``soft_delete``: soft delete, always-on, undelete and purges (Security settings blade)
 - ``mua``: the vault's Resource Guard (Multi-user authorization blade)
+- ``hosts``: a worker's host announcing itself, the host an item is read on (SPEC 3.13)
 - ``items``: protecting a directory, stopping and resuming protection (Backup items blade)
 - ``points``: recovery points; ``downloads``: reading a point's files out as a download
 - ``replication``: pairing with a replica vault, its points (Replication blade)
@@ -17,6 +18,7 @@ service goes in the module of its blade and into ``__all__`` below.
 from __future__ import annotations
 
 from .downloads import Download, point_download
+from .hosts import host_announce, item_host_set, known_host
 from .immutability import immutability_lock, immutability_lock_request, immutability_set
 from .items import item_protect, protection_resume, protection_stop
 from .mua import vault_guard_remove, vault_guard_set
@@ -44,14 +46,17 @@ from .vault import job_alerts_mute, vault_create, vault_delete
 __all__ = [
     "UPCOMING_PURGE_WARNING",
     "Download",
+    "host_announce",
     "immutability_lock",
     "immutability_lock_request",
     "immutability_set",
+    "item_host_set",
     "item_protect",
     "item_purge",
     "item_purge_warn",
     "item_undelete",
     "job_alerts_mute",
+    "known_host",
     "point_delete",
     "point_download",
     "point_drill_record",

@@ -16,12 +16,13 @@ from portal.gate import Check, DomainError
 from portal.validators import check_storable
 
 from .. import rules
+from ..hosts import known_host
 from ..models import ProtectedItem, Vault
 from ..storage_notes import storage_note
 from ..workloads import postgres
 
 
-def _validate_source(kind: str, path: str) -> None:
+def _validate_source(kind: str, path: str, host: str = "") -> None:
     if kind == ProtectedItem.SourceKind.POSTGRES:
         # The name alone: the server is reached from the worker's host (docs/workloads.md).
         refusal = postgres.name_refusal(path) if path else "name the database to back up."
@@ -52,6 +53,10 @@ def _validate_source(kind: str, path: str) -> None:
             f"source.path: {path!r} is relative; give an absolute path.",
             field="source.path",
         )
+    if host:
+        # Read on that host: the web cannot see its disks. Its worker judges the directory
+        # it opens on every backup (rules.backup_source_refusal, readable, no symlink swap).
+        return
     reason = rules.source_refusal(Path(path).resolve())
     if reason is not None:
         raise DomainError(
@@ -75,12 +80,19 @@ def item_protect(
     source_path: str,
     policy: Any,
     source_kind: str = "directory",
+    source_host: str = "",
 ) -> ProtectedItem:
     """Put a directory, or a PostgreSQL database (``source_kind="postgres"``, its name in
-    ``source_path``), under protection with a policy of the same vault."""
-    check_storable(name=name, **{"source.path": source_path})
+    ``source_path``), under protection with a policy of the same vault, read on
+    ``source_host`` (a host a worker announced; "" for any host)."""
+    check_storable(name=name, **{"source.path": source_path, "source.host": source_host})
     item = ProtectedItem(
-        vault=vault, name=name, source_kind=source_kind, source_path=source_path, policy=policy
+        vault=vault,
+        name=name,
+        source_kind=source_kind,
+        source_path=source_path,
+        source_host=source_host,
+        policy=policy,
     )
 
     def precheck(check: Check) -> None:
@@ -98,7 +110,8 @@ def item_protect(
                 f"policy: choose a policy of vault {vault.name}.",
                 field="policy",
             )
-        _validate_source(source_kind, source_path)
+        known_host(source_host)
+        _validate_source(source_kind, source_path, source_host)
 
     def change(check: Check) -> ProtectedItem:
         item.save()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -31,7 +31,14 @@ from portal.http import HtmxHttpRequest
 
 from .. import selectors, services
 from ..blades import render_blade
-from ..forms import ChangePolicyForm, ProtectForm, RetainUntilForm, StopProtectionForm
+from ..forms import (
+    ChangePolicyForm,
+    ItemHostForm,
+    ProtectForm,
+    RetainUntilForm,
+    StopProtectionForm,
+)
+from ..hosts import job_waits
 from ..jobs import requests as job_requests
 from ..jobs.forms import BackupForm
 from ..models import ProtectedItem, RecoveryPoint, Vault
@@ -66,15 +73,18 @@ def _item_page(
         # gate would refuse, and the point's vault is this one (no query per point).
         point.vault = vault
         point.delete_protected = point.is_protected(now)  # type: ignore[attr-defined]
+    item_jobs = list(jobs[:10])
+    job_waits(item_jobs, now)  # "waiting for host ..." on a queued job of an offline host
     context = {
         "item": item,
         "points": page,
         "now": now,
         "rpo": selectors.item_rpo(item, now),
         "last_drill": _last_drill(item),
-        "item_jobs": list(jobs[:10]),
+        "item_jobs": item_jobs,
         "backup_form": BackupForm(),
         "change_form": ChangePolicyForm(item=item),
+        "host_form": ItemHostForm(initial={"host": item.source_host}),
         "stop_form": StopProtectionForm(),
         **extra,
     }
@@ -96,14 +106,18 @@ def _last_drill(item: ProtectedItem) -> dict[str, Any] | None:
 def item_list(request: HtmxHttpRequest, name: str) -> HttpResponse:
     vault = get_vault_for_user(request.user, name)
     sort = request.GET.get("sort", "name")
+    host = request.GET.get("host", "").strip()
     items = (
         vault.items.select_related("policy")
         .annotate(point_count=Count("recovery_points"))
         .order_by(sort if sort in ITEM_SORTS else "name", "pk")
     )
+    if host:  # the items read on one host (SPEC 3.13)
+        items = items.filter(source_host=host)
     page = Paginator(items, 25).get_page(request.GET.get("page"))
-    query = f"sort={sort}" if sort in ITEM_SORTS else ""
-    return render_blade(request, vault, "items", page=page, sort=sort, query=query)
+    params = {"sort": sort} if sort in ITEM_SORTS else {}
+    query = urlencode({**params, "host": host} if host else params)
+    return render_blade(request, vault, "items", page=page, sort=sort, query=query, host=host)
 
 
 def item_protect(request: HtmxHttpRequest, name: str) -> HttpResponse:
@@ -233,6 +247,27 @@ def item_change_policy(request: HtmxHttpRequest, name: str, pk: int) -> HttpResp
             messages.success(request, f"{item.name} now uses policy {policy.name}.")
             return redirect("vaults:item", name=vault.name, pk=item.pk)
     extra.update(_change_preview(request, item, form))
+    return _item_page(request, vault, item, **extra)
+
+
+@require_POST
+def item_change_host(request: HtmxHttpRequest, name: str, pk: int) -> HttpResponse:
+    """Read the item's source on another host (SPEC 3.13), through the gate."""
+    vault = get_vault_for_user(request.user, name)
+    item = _item(vault, pk)
+    form = ItemHostForm(request.POST)
+    extra: dict[str, Any] = {"host_form": form}
+    if form.is_valid():
+        host = form.cleaned_data["host"]
+        try:
+            services.item_host_set(actor=request.user, item=item, host=host)
+        except DomainError as error:
+            extra.update(refusal_context(form, error, "host_refusal"), status=error.http_status)
+        else:
+            messages.success(request, f"{item.name} is now read on {host or 'any host'}.")
+            return redirect("vaults:item", name=vault.name, pk=item.pk)
+    else:
+        extra["status"] = 400
     return _item_page(request, vault, item, **extra)
 
 
