@@ -206,7 +206,7 @@ def test_a_database_backs_up_deduplicates_a_one_percent_change_and_restores_iden
     # The API shows the item's database and the point's workload facts.
     client = api_client_for(operator)
     body = client.get("/api/v1/vaults/databases/items/sales/").json()
-    assert body["source"] == {"kind": "postgres", "database": source}
+    assert body["source"] == {"kind": "postgres", "database": source, "host": ""}
     points = client.get("/api/v1/vaults/databases/items/sales/recovery-points/").json()["results"]
     assert points[0]["workload"]["database"] == source
     assert points[0]["workload"]["server_version"] == version[0]
@@ -424,7 +424,7 @@ def test_an_item_refuses_a_hostile_database_name_and_echoes_a_good_one(
         format="json",
     )
     assert answer.status_code == 201, answer.content
-    assert answer.json()["source"] == {"kind": "postgres", "database": "sales-2026"}
+    assert answer.json()["source"] == {"kind": "postgres", "database": "sales-2026", "host": ""}
     assert ProtectedItem.objects.get(name="db").source_path == "sales-2026"
 
 

@@ -154,7 +154,8 @@ HOST_REFUSAL = (
 
 class ProtectForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="How this item is named in the vault.")
-    source_kind = forms.ChoiceField(label="What to protect", choices=SOURCE_KINDS)
+    # Optional: a form sent without it protects a directory, as before databases could be.
+    source_kind = forms.ChoiceField(label="What to protect", choices=SOURCE_KINDS, required=False)
     source_path = forms.CharField(
         label="Directory path",
         max_length=1000,
@@ -186,6 +187,7 @@ class ProtectForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         """The service's arguments: a database's name is kept as the item's source path."""
         data = super().clean() or {}
+        data["source_kind"] = data.get("source_kind") or ProtectedItem.SourceKind.DIRECTORY
         database = (data.pop("database", "") or "").strip()
         if data.get("source_kind") == ProtectedItem.SourceKind.POSTGRES:
             data["source_path"] = database

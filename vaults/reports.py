@@ -36,6 +36,18 @@ from django.db import connection, transaction
 from portal.models import AuditRecord
 
 from .models import Vault
+from .report_sql import (
+    CHOSEN_SQL,
+    DAILY_SQL,
+    FIGURES_SQL,
+    GROWTH_ALL,
+    GROWTH_SQL,
+    GROWTH_VAULTS,
+    GROWTH_WINDOW,
+    ITEMS_SELECT,
+    VAULTS_SELECT,
+    WINDOW_OF_ITEMS,
+)
 from .selectors import RPO_GRACE, STORAGE_LABELS, STORAGE_TIERS
 from .tallies import RPO_WINDOW_SQL
 
@@ -203,124 +215,6 @@ def _vault_filter(vault: str | None, tags: dict[str, str] | None) -> tuple[str, 
     return " AND ".join(clauses), params
 
 
-# Every per-item figure of the chosen vaults (or of one window of their items, in report
-# order), each a grouped CTE joined once; the SELECTs below read ``figures``.
-_FIGURES_SQL = """
-WITH items AS (
-    SELECT i.id, i.vault_id, v.name AS vault_name, i.name, i.protection_state,
-           p.name AS policy, GREATEST(%(start)s::timestamptz, i.created_at) AS lower,
-           {window} AS rpo
-    FROM vaults_protecteditem i
-    JOIN vaults_vault v ON v.id = i.vault_id
-    JOIN policies_policy p ON p.id = i.policy_id
-    WHERE {where}
-    {window_of_items}
-),
-runs AS (
-    -- Each backup that ended, and for a success the next success: read in that order from
-    -- job_item_backup_end_idx and merged with the items in id order, so the million jobs of
-    -- a large fleet are neither sorted nor hashed.
-    SELECT j.item_id, j.status, j.ended_at AS done, items.rpo, items.lower,
-           LEAD(j.ended_at) OVER (PARTITION BY j.item_id, j.status ORDER BY j.ended_at)
-               AS next_done
-    FROM vaults_job j JOIN items ON items.id = j.item_id
-    WHERE j.kind = 'backup' AND j.status IN ('completed', 'failed')
-      AND j.ended_at >= %(since)s AND j.ended_at < %(end)s
-),
-jobs AS (
-    -- Covered time summed as intervals (exact to the microsecond), converted once per item.
-    SELECT r.item_id,
-           COUNT(*) FILTER (WHERE r.status = 'completed' AND r.done >= %(start)s) AS succeeded,
-           COUNT(*) FILTER (WHERE r.status = 'failed' AND r.done >= %(start)s) AS failed,
-           1000000 * EXTRACT(EPOCH FROM SUM(GREATEST(INTERVAL '0',
-               LEAST(COALESCE(r.next_done, 'infinity'), r.done + r.rpo, %(end)s::timestamptz)
-               - GREATEST(r.done, r.lower))) FILTER (WHERE r.status = 'completed'))
-               AS covered
-    FROM runs r
-    GROUP BY r.item_id
-),
-drills AS (
-    -- Only drilled points, from point_item_drill_idx in item order (a point's vault is its
-    -- item's vault).
-    SELECT DISTINCT ON (d.item_id) d.item_id, d.at, d.seconds FROM (
-        SELECT p.item_id, (p.drill->>'at')::timestamptz AS at,
-               (p.drill->>'seconds')::float AS seconds
-        FROM vaults_recoverypoint p
-        WHERE {drilled} AND p.drill IS NOT NULL AND p.drill->>'status' = 'passed'
-    ) d WHERE d.at <= %(end)s
-    ORDER BY d.item_id, d.at DESC, d.seconds DESC  -- two at once: the answer is the same
-),
-figures AS (
-    SELECT items.id, items.vault_id, items.vault_name, items.name, items.policy,
-           items.protection_state,
-           COALESCE(jobs.succeeded, 0) AS succeeded, COALESCE(jobs.failed, 0) AS failed,
-           COALESCE(jobs.covered, 0)::bigint AS covered,
-           GREATEST(0, 1000000 * EXTRACT(EPOCH FROM (%(end)s::timestamptz - items.lower)))::bigint
-               AS judged,
-           (1000000 * EXTRACT(EPOCH FROM drills.at))::bigint AS drill_us,
-           drills.seconds AS drill_seconds
-    FROM items
-    LEFT JOIN jobs ON jobs.item_id = items.id
-    LEFT JOIN drills ON drills.item_id = items.id
-)
-"""
-
-# One row per item (every item, or the window's).
-_ITEMS_SELECT = """
-SELECT id, vault_id, name, policy, protection_state, succeeded, failed, covered, judged,
-       drill_us, drill_seconds
-FROM figures ORDER BY vault_name, name, id
-"""
-
-# One row per vault with items: its items' figures summed in PostgreSQL, so a fleet's
-# 100,000 items never reach Python (the page lists one window of them). Of two drills at
-# the same moment, the first item's by name, as _roll_up picks.
-_VAULTS_SELECT = """
-SELECT vault_id, COUNT(*), SUM(succeeded)::bigint, SUM(failed)::bigint,
-       SUM(covered)::bigint, SUM(judged)::bigint, COUNT(drill_us),
-       (ARRAY_AGG(drill_us ORDER BY drill_us DESC, name, id)
-            FILTER (WHERE drill_us IS NOT NULL))[1],
-       (ARRAY_AGG(drill_seconds ORDER BY drill_us DESC, name, id)
-            FILTER (WHERE drill_us IS NOT NULL))[1]
-FROM figures GROUP BY vault_id
-"""
-
-_WINDOW_OF_ITEMS = "ORDER BY v.name, i.name, i.id LIMIT %(limit)s OFFSET %(offset)s"
-
-# Per day (UTC) of the chosen vaults: backups by outcome.
-_DAILY_SQL = """
-SELECT (j.ended_at AT TIME ZONE 'UTC')::date, j.status, COUNT(*)
-FROM vaults_job j
-WHERE {chosen} AND j.kind = 'backup' AND j.status IN ('completed', 'failed')
-  AND j.ended_at >= %(start)s AND j.ended_at < %(end)s
-GROUP BY 1, 2
-"""
-
-# Storage growth by tier (stored bytes of the points created in the period) per item, per
-# vault and per UTC day, in one scan of the points: a point's vault is its item's vault
-# (a replica's point belongs to the replica's own item), so the chosen vaults' points are
-# exactly their items' points.
-_GROWTH_SQL = """
-SELECT {keys},
-       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot'), 0)::bigint,
-       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier NOT IN ('snapshot', 'vault_archive')),
-                0)::bigint,
-       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive'), 0)::bigint
-FROM vaults_recoverypoint p
-WHERE {chosen} AND p.created_at >= %(start)s AND p.created_at < %(end)s
-GROUP BY {groups}
-"""
-_DAY = "(p.created_at AT TIME ZONE 'UTC')::date"
-# (keys, groups): per item, vault and day; per vault and day; per item of a window.
-_GROWTH_ALL = (f"p.item_id, p.vault_id, {_DAY}",
-               f"GROUPING SETS ((p.item_id), (p.vault_id), ({_DAY}))")  # fmt: skip
-_GROWTH_VAULTS = (f"NULL::bigint, p.vault_id, {_DAY}", f"GROUPING SETS ((p.vault_id), ({_DAY}))")
-_GROWTH_WINDOW = ("p.item_id, NULL::bigint, NULL::date", "p.item_id")
-
-
-_CHOSEN_SQL = "{column} IN (SELECT v.id FROM vaults_vault v WHERE {where})"
-
-
 def check_period(start: datetime, end: datetime) -> None:
     """Refuse a period the report cannot answer for: ValueError with the sentence to show."""
     if start.tzinfo is None or end.tzinfo is None:
@@ -353,9 +247,9 @@ def compliance(
     days = _days(start, end)
     index = {day: n for n, day in enumerate(days)}
     chosen = _chosen("p.vault_id", where)
-    keys, groups = _GROWTH_ALL if window is None else _GROWTH_VAULTS
-    growth_sql = _GROWTH_SQL.format(keys=keys, chosen=chosen, groups=groups)
-    daily_sql = _DAILY_SQL.format(chosen=_chosen("j.vault_id", where))
+    keys, groups = GROWTH_ALL if window is None else GROWTH_VAULTS
+    growth_sql = GROWTH_SQL.format(keys=keys, chosen=chosen, groups=groups)
+    daily_sql = DAILY_SQL.format(chosen=_chosen("j.vault_id", where))
 
     def beside(cursor: Any) -> tuple[list[Any], list[Any]]:
         cursor.execute(growth_sql, named)
@@ -372,9 +266,9 @@ def compliance(
         daily_growth = {tier: [0] * len(days) for tier in TIERS}
         if listed:
             named["listed"] = listed
-            window_keys, window_groups = _GROWTH_WINDOW
+            window_keys, window_groups = GROWTH_WINDOW
             cursor.execute(
-                _GROWTH_SQL.format(
+                GROWTH_SQL.format(
                     keys=window_keys, chosen="p.item_id = ANY(%(listed)s)", groups=window_groups
                 ),
                 named,
@@ -419,13 +313,13 @@ def _item_figures(
 ) -> list[tuple[VaultRow, ItemRow]]:
     """Every item's row; or, with ``window``, each vault's figures summed in SQL into
     ``rows`` and the rows of the window's items only."""
-    every_item = _FIGURES_SQL.format(
+    every_item = FIGURES_SQL.format(
         window=RPO_WINDOW_SQL, where=where, drilled=chosen, window_of_items=""
     )
     if window is None:
-        cursor.execute(every_item + _ITEMS_SELECT, named)
+        cursor.execute(every_item + ITEMS_SELECT, named)
         return [(rows[found[1]], _item_row(found)) for found in cursor.fetchall()]
-    cursor.execute(every_item + _VAULTS_SELECT, named)
+    cursor.execute(every_item + VAULTS_SELECT, named)
     for vault_id, count, ok, bad, covered, judged, drilled, drill_us, seconds in cursor.fetchall():
         row = rows[vault_id]
         row.item_count, row.succeeded, row.failed = count, ok, bad
@@ -435,13 +329,13 @@ def _item_figures(
     count = sum(row.item_count for row in rows.values())
     named["offset"] = first
     named["limit"] = max(0, (count if stop is None else stop) - first)
-    in_window = _FIGURES_SQL.format(
+    in_window = FIGURES_SQL.format(
         window=RPO_WINDOW_SQL,
         where=where,
         drilled="p.item_id IN (SELECT id FROM items)",
-        window_of_items=_WINDOW_OF_ITEMS,
+        window_of_items=WINDOW_OF_ITEMS,
     )
-    cursor.execute(in_window + _ITEMS_SELECT, named)
+    cursor.execute(in_window + ITEMS_SELECT, named)
     return [(rows[found[1]], _item_row(found)) for found in cursor.fetchall()]
 
 
@@ -589,7 +483,7 @@ def _add_changes(
 def _chosen(column: str, where: str) -> str:
     """``column`` is one of the chosen vaults: no condition at all for every vault (a join
     to the vaults costs a quarter of a second over a million rows)."""
-    return "TRUE" if where == "TRUE" else _CHOSEN_SQL.format(column=column, where=where)
+    return "TRUE" if where == "TRUE" else CHOSEN_SQL.format(column=column, where=where)
 
 
 def _named(where: str, filter_params: list[Any], params: dict[str, Any]) -> tuple[str, Any]:

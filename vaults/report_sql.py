@@ -1,0 +1,123 @@
+"""The compliance report's SQL (vaults/reports.py; what each figure means: docs/reports.md).
+
+Each statement aggregates in PostgreSQL so the report runs the same few queries for two vaults
+or ten thousand. ``{where}`` is the vault filter on ``v`` (vaults/reports.py `_vault_filter`),
+``%(start)s``/``%(end)s`` the period, ``%(since)s`` the start less the longest RPO.
+"""
+
+# Every per-item figure of the chosen vaults (or of one window of their items, in report
+# order), each a grouped CTE joined once; the SELECTs below read ``figures``.
+FIGURES_SQL = """
+WITH items AS (
+    SELECT i.id, i.vault_id, v.name AS vault_name, i.name, i.protection_state,
+           p.name AS policy, GREATEST(%(start)s::timestamptz, i.created_at) AS lower,
+           {window} AS rpo
+    FROM vaults_protecteditem i
+    JOIN vaults_vault v ON v.id = i.vault_id
+    JOIN policies_policy p ON p.id = i.policy_id
+    WHERE {where}
+    {window_of_items}
+),
+runs AS (
+    -- Each backup that ended, and for a success the next success: read in that order from
+    -- job_item_backup_end_idx and merged with the items in id order, so the million jobs of
+    -- a large fleet are neither sorted nor hashed.
+    SELECT j.item_id, j.status, j.ended_at AS done, items.rpo, items.lower,
+           LEAD(j.ended_at) OVER (PARTITION BY j.item_id, j.status ORDER BY j.ended_at)
+               AS next_done
+    FROM vaults_job j JOIN items ON items.id = j.item_id
+    WHERE j.kind = 'backup' AND j.status IN ('completed', 'failed')
+      AND j.ended_at >= %(since)s AND j.ended_at < %(end)s
+),
+jobs AS (
+    -- Covered time summed as intervals (exact to the microsecond), converted once per item.
+    SELECT r.item_id,
+           COUNT(*) FILTER (WHERE r.status = 'completed' AND r.done >= %(start)s) AS succeeded,
+           COUNT(*) FILTER (WHERE r.status = 'failed' AND r.done >= %(start)s) AS failed,
+           1000000 * EXTRACT(EPOCH FROM SUM(GREATEST(INTERVAL '0',
+               LEAST(COALESCE(r.next_done, 'infinity'), r.done + r.rpo, %(end)s::timestamptz)
+               - GREATEST(r.done, r.lower))) FILTER (WHERE r.status = 'completed'))
+               AS covered
+    FROM runs r
+    GROUP BY r.item_id
+),
+drills AS (
+    -- Only drilled points, from point_item_drill_idx in item order (a point's vault is its
+    -- item's vault).
+    SELECT DISTINCT ON (d.item_id) d.item_id, d.at, d.seconds FROM (
+        SELECT p.item_id, (p.drill->>'at')::timestamptz AS at,
+               (p.drill->>'seconds')::float AS seconds
+        FROM vaults_recoverypoint p
+        WHERE {drilled} AND p.drill IS NOT NULL AND p.drill->>'status' = 'passed'
+    ) d WHERE d.at <= %(end)s
+    ORDER BY d.item_id, d.at DESC, d.seconds DESC  -- two at once: the answer is the same
+),
+figures AS (
+    SELECT items.id, items.vault_id, items.vault_name, items.name, items.policy,
+           items.protection_state,
+           COALESCE(jobs.succeeded, 0) AS succeeded, COALESCE(jobs.failed, 0) AS failed,
+           COALESCE(jobs.covered, 0)::bigint AS covered,
+           GREATEST(0, 1000000 * EXTRACT(EPOCH FROM (%(end)s::timestamptz - items.lower)))::bigint
+               AS judged,
+           (1000000 * EXTRACT(EPOCH FROM drills.at))::bigint AS drill_us,
+           drills.seconds AS drill_seconds
+    FROM items
+    LEFT JOIN jobs ON jobs.item_id = items.id
+    LEFT JOIN drills ON drills.item_id = items.id
+)
+"""
+
+# One row per item (every item, or the window's).
+ITEMS_SELECT = """
+SELECT id, vault_id, name, policy, protection_state, succeeded, failed, covered, judged,
+       drill_us, drill_seconds
+FROM figures ORDER BY vault_name, name, id
+"""
+
+# One row per vault with items: its items' figures summed in PostgreSQL, so a fleet's
+# 100,000 items never reach Python (the page lists one window of them). Of two drills at
+# the same moment, the first item's by name, as _roll_up picks.
+VAULTS_SELECT = """
+SELECT vault_id, COUNT(*), SUM(succeeded)::bigint, SUM(failed)::bigint,
+       SUM(covered)::bigint, SUM(judged)::bigint, COUNT(drill_us),
+       (ARRAY_AGG(drill_us ORDER BY drill_us DESC, name, id)
+            FILTER (WHERE drill_us IS NOT NULL))[1],
+       (ARRAY_AGG(drill_seconds ORDER BY drill_us DESC, name, id)
+            FILTER (WHERE drill_us IS NOT NULL))[1]
+FROM figures GROUP BY vault_id
+"""
+
+WINDOW_OF_ITEMS = "ORDER BY v.name, i.name, i.id LIMIT %(limit)s OFFSET %(offset)s"
+
+# Per day (UTC) of the chosen vaults: backups by outcome.
+DAILY_SQL = """
+SELECT (j.ended_at AT TIME ZONE 'UTC')::date, j.status, COUNT(*)
+FROM vaults_job j
+WHERE {chosen} AND j.kind = 'backup' AND j.status IN ('completed', 'failed')
+  AND j.ended_at >= %(start)s AND j.ended_at < %(end)s
+GROUP BY 1, 2
+"""
+
+# Storage growth by tier (stored bytes of the points created in the period) per item, per
+# vault and per UTC day, in one scan of the points: a point's vault is its item's vault
+# (a replica's point belongs to the replica's own item), so the chosen vaults' points are
+# exactly their items' points.
+GROWTH_SQL = """
+SELECT {keys},
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'snapshot'), 0)::bigint,
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier NOT IN ('snapshot', 'vault_archive')),
+                0)::bigint,
+       COALESCE(SUM(p.stored_bytes) FILTER (WHERE p.tier = 'vault_archive'), 0)::bigint
+FROM vaults_recoverypoint p
+WHERE {chosen} AND p.created_at >= %(start)s AND p.created_at < %(end)s
+GROUP BY {groups}
+"""
+DAY = "(p.created_at AT TIME ZONE 'UTC')::date"
+# (keys, groups): per item, vault and day; per vault and day; per item of a window.
+GROWTH_ALL = (f"p.item_id, p.vault_id, {DAY}",
+               f"GROUPING SETS ((p.item_id), (p.vault_id), ({DAY}))")  # fmt: skip
+GROWTH_VAULTS = (f"NULL::bigint, p.vault_id, {DAY}", f"GROUPING SETS ((p.vault_id), ({DAY}))")
+GROWTH_WINDOW = ("p.item_id, NULL::bigint, NULL::date", "p.item_id")
+
+
+CHOSEN_SQL = "{column} IN (SELECT v.id FROM vaults_vault v WHERE {where})"
