@@ -40,7 +40,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from django.db import connection, transaction
-from psycopg.types.string import TextLoader
 
 from . import audit_link, clock
 from .alerts import raise_alert
@@ -103,7 +102,7 @@ def canonical_bytes(record: Any) -> bytes:
 
 def record_hash(record: Any) -> str:
     """The hash ``record`` (saved or not) should have, by its ``version``."""
-    if getattr(record, "version", 1) == 2:
+    if getattr(record, "version", 1) == 2 and connection.vendor == "postgresql":
         return hashlib.sha256((record.prev_hash + body_v2(record)).encode()).hexdigest()
     digest = hashlib.sha256()
     digest.update(record.prev_hash.encode("ascii"))
@@ -113,15 +112,15 @@ def record_hash(record: Any) -> str:
 
 def body_v2(record: Any) -> str:
     """A version 2 record's body as the linker renders it (one query; PostgreSQL only)."""
-    casts = ["timestamptz", "bigint"] + ["text"] * 8 + ["jsonb"] * 3
+    casts = ["timestamptz", "integer"] + ["text"] * 8 + ["jsonb"] * 3
     values = [getattr(record, name) for name in audit_link.CONTENT_COLUMNS]
     values[-3:] = [json.dumps(value) for value in values[-3:]]
     placeholders = ", ".join(f"%s::{cast}" for cast in casts)
-    select = audit_link.body_sql()
     columns = ", ".join(f'"{name}"' for name in audit_link.CONTENT_COLUMNS)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        audit_link.set_local_session(cursor)
         cursor.execute(
-            f"SELECT {select} FROM (VALUES ({placeholders})) AS v({columns})",  # noqa: S608
+            f"SELECT {audit_link.body_sql()} FROM (VALUES ({placeholders})) AS v({columns})",  # noqa: S608
             values,
         )
         return str(cursor.fetchone()[0])
@@ -290,38 +289,42 @@ def _check_links(
             return
         expected_prev = digest
         status.head = digest
-    if progress is not None:
-        progress(status.checked, total)
+    if progress is not None and status.checked >= PROGRESS_EVERY:
+        progress(status.checked, total)  # the last line, for a log long enough to report on
 
 
-Row = tuple[int, int, str, str, str | None, Callable[[], Any]]
 V1_COLUMNS = ("id", "version", "prev_hash", "hash", *HASHED_FIELDS)
 
 
 def _stream(first_id: int | None) -> Any:
-    """The log's rows from ``first_id`` on, in id order, through a server-side cursor: a
-    version 2 row with its body rendered by PostgreSQL, a version 1 row with its fields (the
-    JSON columns as text, parsed only for those)."""
-    columns = ", ".join(f'"{name}"' for name in V1_COLUMNS[4:])
+    """The log's rows from ``first_id`` on, in id order, through a server-side cursor, each
+    field as the text PostgreSQL prints: a version 2 row's body is rebuilt from them with one
+    join; a version 1 row's fields are parsed back for Python's canonical JSON."""
+    texts = ", ".join(f'"{name}"::text' for name in audit_link.CONTENT_COLUMNS)
     query = (
-        f"SELECT id, version, prev_hash, hash, CASE WHEN version = 2 THEN "  # noqa: S608
-        f"{audit_link.body_sql()} END, {columns} FROM {AuditRecord._meta.db_table} "
+        f"SELECT id, version, prev_hash, hash, {texts} FROM {AuditRecord._meta.db_table} "  # noqa: S608
         "WHERE id >= %s ORDER BY id"
     )
+    body_of = audit_link.body_of
     with transaction.atomic():
-        connection.ensure_connection()
+        with connection.cursor() as setup:
+            audit_link.set_local_session(setup)
         raw = connection.connection
         with raw.cursor(name="holdfast_audit_walk") as cursor:
-            cursor.adapters.register_loader("jsonb", TextLoader)
             cursor.itersize = FETCH_ROWS
             cursor.execute(query, [first_id or 0])
             for row in cursor:
-                yield (*row[:5], _v1_record(row))
+                if row[1] == 2:
+                    yield (*row[:4], body_of(row[4:]), None)
+                else:
+                    yield (*row[:4], None, _v1_record(row))
 
 
 def _v1_record(row: tuple[Any, ...]) -> Callable[[], Any]:
     def build() -> Any:
-        values = dict(zip(V1_COLUMNS, row[:4] + row[5:], strict=True))
+        values = dict(zip(V1_COLUMNS, row, strict=True))
+        values["at"] = datetime.fromisoformat(values["at"])
+        values["actor_id"] = None if values["actor_id"] is None else int(values["actor_id"])
         for name in ("before", "after", "details"):
             values[name] = json.loads(values[name])
         return SimpleNamespace(**values)
@@ -423,7 +426,8 @@ def verify(
     ``last`` checks only the links of the most recent records (the Audit page's quick
     check), starting from the hash of the record just before them; anchors are checked
     either way (a lookup and a count each). ``remote=False`` reads only local anchor stores.
-    ``progress(checked, total)`` is called every :data:`PROGRESS_EVERY` records and at the end.
+    ``progress(checked, total)`` is called every :data:`PROGRESS_EVERY` records and at the
+    end (if it was called before).
     Records committed but not linked yet (``portal/audit_link.py``) are a warning: whoever
     verifies links them first (``audit_verify``, anchoring).
     """

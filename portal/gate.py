@@ -172,7 +172,8 @@ def _audit(
         details=details,
     )
     if audit_link.deferred():
-        audit_link.append(record)
+        audit_link.pending(record).save(force_insert=True)
+        audit_link.link_after_commit()
     else:
         seal(record)
         record.save(force_insert=True)
