@@ -489,6 +489,7 @@ def anchor() -> AnchorResult:
     if not stores:
         return AnchorResult(refused="No anchor store is configured: nowhere to write the anchor.")
     audit_link.link_pending()  # what is committed is anchored, pending or not
+    audit_link.make_durable()  # and no anchor names a link a crash could still undo
     readings = [read_latest(store) for store in stores]
     with transaction.atomic():
         _advisory_lock(ANCHOR_LOCK_KEY)

@@ -146,12 +146,31 @@ def link_after_commit() -> None:
 
 def link_pending() -> int:
     """Link every committed pending record into the chain; how many were linked. Outside a
-    transaction this is its own short one; inside one, the lock is held until it ends."""
+    transaction this is one short statement of its own, committed without waiting for the WAL
+    flush (``synchronous_commit`` off for it alone): the lock is held only while the function
+    runs. That loses nothing: the decisions were committed durably as pending rows, and WAL
+    is replayed in order, so a crash can only undo the latest linking runs as a whole, whose
+    rows are then pending again and linked by the next run (:func:`make_durable` before
+    anything is written outside the database). Inside a transaction the lock is held until it
+    ends, and the transaction commits as it would have."""
     if not deferred():
         return 0
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {LINK_FUNCTION}()")
+        if connection.in_atomic_block:
+            cursor.execute(f"SELECT {LINK_FUNCTION}()")
+        else:
+            cursor.execute(
+                f"SELECT {LINK_FUNCTION}(), set_config('synchronous_commit', 'off', true)"
+            )
         return int(cursor.fetchone()[0])
+
+
+def make_durable() -> None:
+    """Wait until every linking run so far is flushed to disk (a transaction with an id
+    commits with the WAL flush, and WAL is flushed in order): before anchoring a head."""
+    if deferred() and not connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()")
 
 
 def pending_count() -> int:
