@@ -224,7 +224,7 @@ class ChainStatus:
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 100_000
-FETCH_ROWS = 20_000
+FETCH_ROWS = 5_000
 BLANK = "its hash is blank: the log was blanked, or the record was written around the chain"
 UNLINKED = (
     "its prev_hash does not match the hash of the record before it: a record "
