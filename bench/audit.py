@@ -1,8 +1,8 @@
 """Benchmark the audit hash chain (issue 20, deliverable 4): gate throughput with 8 concurrent
 writers, and ``audit_verify`` over 1,000,000 records.
 
-    make bench-audit          # or: .venv/bin/python bench/audit.py [--seconds 20]
-    .venv/bin/python bench/audit.py --baseline db4f7fb   # also measure that commit's gate
+    make bench-audit          # BASELINE=<ref> to compare with another commit than db4f7fb
+    .venv/bin/python bench/audit.py --baseline db4f7fb [--seconds 20] [--records 1000000]
 
 Throughput: ``--writers`` processes (8), each with its own database connection and its own
 vault, run real gate operations for ``--seconds`` and count them. Two workloads:
@@ -10,21 +10,25 @@ vault, run real gate operations for ``--seconds`` and count them. Two workloads:
 - ``op``: one gate operation per transaction (``job_alerts_mute`` toggled on the writer's
   vault: role check, vault row lock, rules, the change, the audit record, commit), as an API
   call does it;
-- ``txn``: two gate operations in one transaction (the mute, then ``item_change``-like work:
-  a second ``job_alerts_mute`` on the same vault), as services that compose gate calls do
-  (a replica following its source, the sweeps' batches): before issue 20 the chain's lock
-  was taken at the first record and held to the commit, across the second operation.
+- ``txn``: two gate operations in one transaction (the mute and the unmute of the same
+  vault), as services that compose gate calls do (a replica following its source, the
+  sweeps' batches): before issue 20 the chain's lock was taken at the first record and held
+  to the commit, across the second operation.
 
 ``--baseline REF`` runs the same workers from a ``git worktree`` of REF (say, the commit before
 the change) on a database of its own, so "before" and "after" are measured on the same
-machine in one run. Without it, ``--before`` gives the figure measured earlier (printed as is).
+machine in one run (``make bench-audit`` passes db4f7fb, main before issue 20's chain).
 
 Verification: ``--records`` (1,000,000) synthetic audit records are inserted set-based
 (one ``INSERT ... SELECT generate_series``) and then chained by the chain's own linker, then
-``manage.py audit_verify --local-only`` is run in a child process, timed, with its peak RSS.
+``manage.py audit_verify --local-only`` is run in a child process, timed, with its own CPU
+time and peak RSS (``wait4``); then the server's CPU for the same stream is read from its
+backend's ``/proc`` entry (the server must be this machine), giving what two idle cores would
+do with the verifier and its server running side by side.
 
 Every database lives on the server of BENCH_POSTGRES (or DATABASE_URL), named
-``--database`` (``holdfast_bench_audit``), ``..._before`` for the baseline, and is dropped
+``--database`` (``holdfast_bench_audit``), ``..._before`` for the baseline and ``..._verify``
+for the records, and is dropped
 and created afresh each run. The machine is shared: the load average is printed.
 """
 
