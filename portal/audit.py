@@ -311,13 +311,13 @@ def _stream(first_id: int | None) -> Any:
             audit_link.set_local_session(setup)
         raw = connection.connection
         with raw.cursor(name="holdfast_audit_walk") as cursor:
-            cursor.itersize = FETCH_ROWS
             cursor.execute(query, [first_id or 0])
-            for row in cursor:
-                if row[1] == 2:
-                    yield (*row[:4], body_of(row[4:]), None)
-                else:
-                    yield (*row[:4], None, _v1_record(row))
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                for row in batch:
+                    if row[1] == 2:
+                        yield (*row[:4], body_of(row[4:]), None)
+                    else:
+                        yield (*row[:4], None, _v1_record(row))
 
 
 def _v1_record(row: tuple[Any, ...]) -> Callable[[], Any]:
