@@ -15,25 +15,33 @@ the latest anchor of every store. Records after the latest anchor are *unanchore
 attacker who may only INSERT (the application's database role) can append forged records
 there, but cannot change or remove anything an anchor covers.
 
-Appends are serialised so the chain stays linear: on PostgreSQL a transaction-scoped advisory
-lock is taken before the last hash is read and held until the appending transaction commits,
-so the next appender reads the committed record (Django runs at READ COMMITTED), and record
-ids grow in chain order. On SQLite the ``IMMEDIATE`` transaction mode of the settings already
-makes writers take turns; on other databases the last row is locked with ``SELECT ... FOR
-UPDATE``.
+Appends are serialised so the chain stays linear. On PostgreSQL the gate's records are linked
+right after their transaction commits, in short batches under a transaction-scoped advisory
+lock (``portal/audit_link.py``: version 2 records, hashed over a body PostgreSQL renders), so
+writers no longer hold the lock for their whole transaction; record ids still grow in chain
+order. :func:`seal` (version 1, Python's canonical JSON) takes the same lock and holds it
+until the sealing transaction commits: SQLite's gate and bulk seeding use it. On SQLite the
+``IMMEDIATE`` transaction mode of the settings already makes writers take turns; on other
+databases the last row is locked with ``SELECT ... FOR UPDATE``.
+
+:func:`verify` streams the log through a server-side cursor on PostgreSQL (version 2 bodies
+come ready-made, so a record costs one SHA-256), reporting progress as it goes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from django.db import connection, transaction
 
-from . import clock
+from . import audit_link, clock
 from .alerts import raise_alert
 from .anchors import (
     Anchor,
@@ -47,7 +55,7 @@ from .models import AuditRecord
 
 # Arbitrary, fixed 63-bit keys for pg_advisory_xact_lock: "holdfast audit chain" and the
 # anchoring run's own, so anchoring never waits for appends (nor the other way round).
-ADVISORY_LOCK_KEY = 0x486F6C6446617374 & 0x7FFFFFFFFFFFFFFF
+ADVISORY_LOCK_KEY = audit_link.CHAIN_LOCK_KEY
 ANCHOR_LOCK_KEY = 0x486F6C64416E6368 & 0x7FFFFFFFFFFFFFFF
 CHAIN_VERSION = 1
 # The first record's prev_hash. Empty, as it always was, so chains written before anchors
@@ -93,10 +101,29 @@ def canonical_bytes(record: Any) -> bytes:
 
 
 def record_hash(record: Any) -> str:
+    """The hash ``record`` (saved or not) should have, by its ``version``."""
+    if getattr(record, "version", 1) == 2 and connection.vendor == "postgresql":
+        return hashlib.sha256((record.prev_hash + body_v2(record)).encode()).hexdigest()
     digest = hashlib.sha256()
     digest.update(record.prev_hash.encode("ascii"))
     digest.update(canonical_bytes(record))
     return digest.hexdigest()
+
+
+def body_v2(record: Any) -> str:
+    """A version 2 record's body as the linker renders it (one query; PostgreSQL only)."""
+    casts = ["timestamptz", "integer"] + ["text"] * 8 + ["jsonb"] * 3
+    values = [getattr(record, name) for name in audit_link.CONTENT_COLUMNS]
+    values[-3:] = [json.dumps(value) for value in values[-3:]]
+    placeholders = ", ".join(f"%s::{cast}" for cast in casts)
+    columns = ", ".join(f'"{name}"' for name in audit_link.CONTENT_COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        audit_link.set_local_session(cursor)
+        cursor.execute(
+            f"SELECT {audit_link.body_sql()} FROM (VALUES ({placeholders})) AS v({columns})",  # noqa: S608
+            values,
+        )
+        return str(cursor.fetchone()[0])
 
 
 def _advisory_lock(key: int) -> None:
@@ -195,19 +222,36 @@ class ChainStatus:
         return max(matching, key=lambda check: check.anchor.record_id, default=None)
 
 
-def _walk(status: ChainStatus, *, last: int | None, start: Anchor | None) -> None:
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 100_000
+FETCH_ROWS = 5_000
+BLANK = "its hash is blank: the log was blanked, or the record was written around the chain"
+UNLINKED = (
+    "its prev_hash does not match the hash of the record before it: a record "
+    "before it was removed, inserted or rewritten"
+)
+ALTERED = "its contents do not match its hash: the record was altered"
+
+
+def _walk(
+    status: ChainStatus,
+    *,
+    last: int | None,
+    start: Anchor | None,
+    progress: Progress | None = None,
+) -> None:
     """Check every link in id order from the chain's start, from ``start`` (an anchor the
     log has been checked against), or for the ``last`` records; stop at the first break."""
-    records = AuditRecord.objects.order_by("id")
+    first_id: int | None = None
     expected_prev = GENESIS
     if start is not None:
-        records = records.filter(id__gt=start.record_id)
+        first_id = start.record_id + 1
         expected_prev = start.hash
     elif last is not None:
         window = list(AuditRecord.objects.order_by("-id").values_list("id", flat=True)[:last])
         if not window:
             return
-        records = records.filter(id__gte=window[-1])
+        first_id = window[-1]
         before = (
             AuditRecord.objects.filter(id__lt=window[-1])
             .order_by("-id")
@@ -215,27 +259,90 @@ def _walk(status: ChainStatus, *, last: int | None, start: Anchor | None) -> Non
             .first()
         )
         expected_prev = GENESIS if before is None else before
-    for record in records.iterator(chunk_size=2000):
+    total = 0
+    if progress is not None:
+        total = AuditRecord.objects.filter(id__gte=first_id or 0).count()
+    rows = _stream(first_id) if connection.vendor == "postgresql" else _orm_rows(first_id)
+    with contextlib.closing(rows):
+        _check_links(status, rows, expected_prev, progress, total)
+
+
+def _check_links(
+    status: ChainStatus, rows: Any, expected_prev: str, progress: Progress | None, total: int
+) -> None:
+    for pk, version, prev_hash, digest, body, record in rows:
         status.checked += 1
-        if not record.hash:
-            status.broken_id = record.pk
-            status.reason = (
-                "its hash is blank: the log was blanked, or the record was written around the chain"
-            )
+        if progress is not None and status.checked % PROGRESS_EVERY == 0:
+            progress(status.checked, total)
+        reason = ""
+        if not digest:
+            reason = BLANK
+        elif prev_hash != expected_prev:
+            reason = UNLINKED
+        elif version == 2 and body is not None:
+            if digest != hashlib.sha256((prev_hash + body).encode()).hexdigest():
+                reason = ALTERED
+        elif digest != record_hash(record()):
+            reason = ALTERED
+        if reason:
+            status.broken_id, status.reason = pk, reason
             return
-        if record.prev_hash != expected_prev:
-            status.broken_id = record.pk
-            status.reason = (
-                "its prev_hash does not match the hash of the record before it: a record "
-                "before it was removed, inserted or rewritten"
-            )
-            return
-        if record.hash != record_hash(record):
-            status.broken_id = record.pk
-            status.reason = "its contents do not match its hash: the record was altered"
-            return
-        expected_prev = record.hash
-        status.head = record.hash
+        expected_prev = digest
+        status.head = digest
+    if progress is not None and status.checked >= PROGRESS_EVERY:
+        progress(status.checked, total)  # the last line, for a log long enough to report on
+
+
+V1_COLUMNS = ("id", "version", "prev_hash", "hash", *HASHED_FIELDS)
+
+
+def _stream(first_id: int | None) -> Any:
+    """The log's rows from ``first_id`` on, in id order, through a server-side cursor, each
+    field as the text PostgreSQL prints: a version 2 row's body is rebuilt from them with one
+    join; a version 1 row's fields are parsed back for Python's canonical JSON."""
+    texts = ", ".join(f'"{name}"::text' for name in audit_link.CONTENT_COLUMNS)
+    query = (
+        f"SELECT id, version, prev_hash, hash, {texts} FROM {AuditRecord._meta.db_table} "  # noqa: S608
+        "WHERE id >= %s ORDER BY id"
+    )
+    body_of = audit_link.body_of
+    with transaction.atomic():
+        with connection.cursor() as setup:
+            audit_link.set_local_session(setup)
+        raw = connection.connection
+        with raw.cursor(name="holdfast_audit_walk") as cursor:
+            cursor.execute(query, [first_id or 0])
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                for row in batch:
+                    if row[1] == 2:
+                        yield (*row[:4], body_of(row[4:]), None)
+                    else:
+                        yield (*row[:4], None, _v1_record(row))
+
+
+def _v1_record(row: tuple[Any, ...]) -> Callable[[], Any]:
+    def build() -> Any:
+        values = dict(zip(V1_COLUMNS, row, strict=True))
+        values["at"] = datetime.fromisoformat(values["at"])
+        values["actor_id"] = None if values["actor_id"] is None else int(values["actor_id"])
+        for name in ("before", "after", "details"):
+            values[name] = json.loads(values[name])
+        return SimpleNamespace(**values)
+
+    return build
+
+
+def _orm_rows(first_id: int | None) -> Any:
+    records = AuditRecord.objects.order_by("id").filter(id__gte=first_id or 0)
+    for record in records.iterator(chunk_size=2000):
+        yield (
+            record.pk,
+            record.version,
+            record.prev_hash,
+            record.hash,
+            None,
+            lambda record=record: record,
+        )
 
 
 def _anchor_problem(anchor: Anchor, counts: dict[int, tuple[str | None, int]]) -> str:
@@ -312,18 +419,30 @@ def verify(
     remote: bool = True,
     readings: list[StoreReading] | None = None,
     start: Anchor | None = None,
+    progress: Progress | None = None,
 ) -> ChainStatus:
     """Check the chain's links, then the log against the latest anchor of every store.
 
     ``last`` checks only the links of the most recent records (the Audit page's quick
     check), starting from the hash of the record just before them; anchors are checked
     either way (a lookup and a count each). ``remote=False`` reads only local anchor stores.
+    ``progress(checked, total)`` is called every :data:`PROGRESS_EVERY` records and at the
+    end (if it was called before).
+    Records committed but not linked yet (``portal/audit_link.py``) are a warning: whoever
+    verifies links them first (``audit_verify``, anchoring).
     """
     if readings is None:
         readings = [read_latest(store) for store in anchor_stores(remote=remote)]
     status = ChainStatus(partial=last is not None or start is not None, remote_checked=remote)
-    _walk(status, last=last, start=start)
+    _walk(status, last=last, start=start, progress=progress)
     _check_anchors(status, readings)
+    pending = audit_link.pending_count()
+    if pending:
+        status.warnings.append(
+            f"{pending} audit record(s) are committed but not linked into the chain yet (a "
+            "process stopped between its commit and the linker): the next gate decision, "
+            "manage.py audit_verify or the anchoring task links them."
+        )
     return status
 
 
@@ -369,6 +488,8 @@ def anchor() -> AnchorResult:
     stores = anchor_stores()
     if not stores:
         return AnchorResult(refused="No anchor store is configured: nowhere to write the anchor.")
+    audit_link.link_pending()  # what is committed is anchored, pending or not
+    audit_link.make_durable()  # and no anchor names a link a crash could still undo
     readings = [read_latest(store) for store in stores]
     with transaction.atomic():
         _advisory_lock(ANCHOR_LOCK_KEY)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import transaction
 
-from . import clock
+from . import audit_link, clock
 from .alerts import raise_alert
 from .audit import seal
 from .errors import HTTP_STATUS, DomainError
@@ -154,7 +154,8 @@ def _audit(
     after: dict[str, Any],
     details: dict[str, Any],
 ) -> AuditRecord:
-    """Append the record to the audit hash chain (``portal/audit.py``), in this transaction."""
+    """Write the record in this transaction: on PostgreSQL pending, linked into the audit hash
+    chain right after the commit (``portal/audit_link.py``); elsewhere sealed and saved."""
     record = AuditRecord(
         at=now,
         actor=actor,
@@ -170,8 +171,12 @@ def _audit(
         after=after,
         details=details,
     )
-    seal(record)
-    record.save(force_insert=True)
+    if audit_link.deferred():
+        audit_link.pending(record).save(force_insert=True)
+        audit_link.link_after_commit()
+    else:
+        seal(record)
+        record.save(force_insert=True)
     return record
 
 

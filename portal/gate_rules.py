@@ -19,6 +19,7 @@ from django.db.models import Q
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from . import audit_link
 from .errors import DomainError
 from .models import Approval, AuditRecord
 from .roles import has_capability
@@ -187,16 +188,12 @@ def not_own_request(check: Check) -> DomainError | None:
         )
     requester = approval.requested_by.get_username()
     approver = check.actor.get_username()
-    administered = (
-        AuditRecord.objects.filter(
-            outcome=AuditRecord.Outcome.ALLOWED, operation__in=ACCOUNT_ADMINISTRATION
-        )
-        .filter(
+    administered = audit_link.newest_actor(
+        Q(outcome=AuditRecord.Outcome.ALLOWED, operation__in=ACCOUNT_ADMINISTRATION)
+        & (
             Q(actor_id=check.actor.pk, target=f"user:{requester}")
             | Q(actor_id=approval.requested_by_id, target=f"user:{approver}")
         )
-        .values_list("actor_id", flat=True)
-        .first()
     )
     if administered == check.actor.pk:
         return DomainError(
@@ -227,16 +224,14 @@ def password_setter(username: str) -> int | None:
     it changed its own, the superuser who created or reset it on a page or in the API, or
     ``None`` for the server's shell (``adduser``, the bootstrap, trusted as the installation's
     root)."""
-    record = (
-        AuditRecord.objects.filter(
+    record: int | None = audit_link.newest_actor(
+        Q(
             outcome=AuditRecord.Outcome.ALLOWED,
             target=f"user:{username}",
             operation__in=("user_create", "user_update", "password_change"),
         )
-        .filter(~Q(operation="user_update") | Q(after__password="changed"))
-        .order_by("-id")
-        .values_list("actor_id", flat=True)
-        .first()
+        & (~Q(operation="user_update") | Q(after__password="changed")),
+        order=("-id",),
     )
     return record
 

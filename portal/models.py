@@ -46,6 +46,10 @@ class AuditRecord(models.Model):
     # a deletion or an insertion anywhere but at the end breaks every later link.
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)
+    # How ``hash`` is computed: 1, canonical JSON in Python (seal()); 2, a body PostgreSQL
+    # renders, as holdfast_audit_link() writes them (portal/audit_link.py), also the default
+    # of a raw INSERT. Records from before version 2 keep 1.
+    version = models.PositiveSmallIntegerField(default=1, db_default=2)
 
     objects = AuditQuerySet.as_manager()
 
@@ -72,6 +76,31 @@ class AuditRecord(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
         raise AppendOnlyError("audit records cannot be deleted")
+
+
+class AuditPending(models.Model):
+    """A gate decision committed but not linked into the chain yet (PostgreSQL only): the
+    linker (portal/audit_link.py) moves it into AuditRecord right after the commit. The
+    application role may only insert and read these rows, like the log's."""
+
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150)
+    operation = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=10, choices=AuditRecord.Outcome.choices)
+    code = models.CharField(max_length=64, blank=True)
+    reason = models.TextField(blank=True)
+    vault_name = models.CharField(max_length=50, blank=True)
+    target = models.CharField(max_length=255, blank=True)
+    source = models.CharField(max_length=16, blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.operation} (pending)"
 
 
 class ApprovalQuerySet(models.QuerySet["Approval"]):

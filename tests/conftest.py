@@ -123,6 +123,19 @@ def drill_root(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def audit_link_timing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """The gate links its audit records into the chain right after its commit
+    (portal/audit_link.py). A test whose transaction is rolled back never commits, so there
+    the records are linked inside the transaction instead; transactional tests commit, and
+    use the production path."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    settings.HOLDFAST_AUDIT_LINK_IN_TRANSACTION = not transactional
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     # Personas are created per test; a deliberately slow hash only slows the suite down.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, time, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
+from django.db.models import Q
 
-from portal import clock, gate
+from portal import audit_link, clock, gate
 from portal.models import AuditRecord
 
 from . import report_files, reports
@@ -58,10 +59,10 @@ def _claim_and_send(key: str, start: datetime, end: datetime, recipients: list[s
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
-        sent = AuditRecord.objects.filter(
-            operation=OPERATION, outcome=AuditRecord.Outcome.ALLOWED, target=key
-        )
-        if sent.exists():
+        # Pending records too: a claim committed but not linked into the chain yet.
+        if audit_link.exists(
+            Q(operation=OPERATION, outcome=AuditRecord.Outcome.ALLOWED, target=key)
+        ):
             return "sent already"
         report = reports.compliance(start=start, end=end)
 

@@ -30,11 +30,13 @@ def chain_old_records(apps: Any, schema_editor: Any) -> None:
     records = Record._default_manager.using(schema_editor.connection.alias)
     if not records.filter(hash="").exists():
         return
+    versions = _versions(schema_editor, Record._meta.db_table)
     changed: list[Any] = []
     in_prefix = True
     old_expected = GENESIS  # the existing chain's first link points at nothing
     new_prev = GENESIS
     for record in records.order_by("id").iterator(chunk_size=BATCH):
+        record.version = versions.get(record.pk, 1)
         if in_prefix and not record.hash and not record.prev_hash:
             pass  # written before the chain: gets its first hash below
         else:
@@ -55,6 +57,18 @@ def chain_old_records(apps: Any, schema_editor: Any) -> None:
             _save(records, changed, schema_editor)
             changed = []
     _save(records, changed, schema_editor)
+
+
+def _versions(schema_editor: Any, table: str) -> dict[int, int]:
+    """Each record's chain version, when the log has the column (0007_audit_pending added
+    it: this function is also run over a newer log, whose records may be version 2)."""
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        columns = connection.introspection.get_table_description(cursor, table)
+        if not any(column.name == "version" for column in columns):
+            return {}
+        cursor.execute(f"SELECT id, version FROM {table} WHERE version <> 1")
+        return dict(cursor.fetchall())
 
 
 def _save(records: Any, changed: list[Any], schema_editor: Any) -> None:

@@ -5,15 +5,20 @@ store (local disk and S3; docs/security.md, "Audit anchors"). Exits 0 when every
 and the log matches every anchor, printing the head and the anchor it matches; otherwise
 names the first broken record and each anchor the log no longer matches, and exits non-zero.
 What cannot be checked (no anchor yet, an unreadable store) is printed as a warning.
+
+Records committed but not linked into the chain yet (a process stopped between its commit and
+the linker, ``portal/audit_link.py``) are linked first, so every committed decision is checked.
+Progress goes to stderr every 100,000 records (``--quiet`` for none).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal import audit
+from portal import audit, audit_link
 
 
 class Command(BaseCommand):
@@ -38,12 +43,27 @@ class Command(BaseCommand):
             default="",
             help="Fail unless the chain contains this hash (a head kept elsewhere by hand).",
         )
+        parser.add_argument("--quiet", action="store_true", help="No progress on stderr.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         last = options["last"]
         if last is not None and last < 1:
             raise CommandError("--last needs a positive number of records.")
-        status = audit.verify(last=last, remote=not options["local_only"])
+        linked = audit_link.link_pending()
+        if linked:
+            self.stderr.write(f"Linked {linked} committed record(s) that were not linked yet.")
+        started = time.monotonic()
+
+        def progress(checked: int, total: int) -> None:
+            share = f" of {total:,} ({checked * 100 // max(total, 1)}%)" if total else ""
+            rate = checked / max(time.monotonic() - started, 1e-9)
+            self.stderr.write(f"Verified {checked:,}{share} record(s), {rate:,.0f}/s")
+
+        status = audit.verify(
+            last=last,
+            remote=not options["local_only"],
+            progress=None if options["quiet"] else progress,
+        )
         for warning in status.warnings:
             self.stderr.write(f"Warning: {warning}")
         if not status.chain_ok:

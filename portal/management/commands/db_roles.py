@@ -21,7 +21,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from psycopg import sql
 
-from portal.models import AuditRecord
+from portal.models import AuditPending, AuditRecord
 
 SCHEMA = "public"
 DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -63,6 +63,8 @@ def restricted_tables() -> dict[str, tuple[str, ...]]:
     that installs a trigger), and only `migrate`, as the owner, writes there."""
     return {
         AuditRecord._meta.db_table: ("SELECT", "INSERT"),
+        # Decisions waiting to be linked into the chain: only the linker (as owner) moves them.
+        AuditPending._meta.db_table: ("SELECT", "INSERT"),
         MigrationRecorder.Migration._meta.db_table: ("SELECT",),
     }
 
