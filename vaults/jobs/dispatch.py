@@ -1,0 +1,188 @@
+"""The backup dispatcher (beat, every minute): every protected item's slots due in
+(now - lookback, now] get their backup job, once, in a number of statements that does not
+grow with the items.
+
+1. One read of the schedules of the policies that have items to back up; each distinct
+   schedule (a fleet has a few dozen among thousands of policies) is evaluated once in
+   Python by ``policies.rules``, the same tz-aware, DST-correct code as every other
+   schedule question, giving (policy, slot, tier) rows.
+2. Through the gate (``backup_dispatch``, one transaction): the vaults of the items due are
+   locked ``FOR KEY SHARE`` in id order, so a service changing an item (stop protection,
+   soft delete: the gate locks its vault ``FOR UPDATE``) is decided wholly before or after
+   this tick; then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` re-checks
+   each item under those locks (protected, not a replica, its vault there) and creates the
+   jobs on the (item, slot) unique key. Racing dispatchers agree through that key: each
+   creates only the jobs the other has not.
+3. One audit record per tick, naming every job it created (job, vault, item, slot, tier); a
+   tick that created nothing writes none: the log says what was done, not what was found.
+4. After commit, each job is sent by ``requests.enqueue_many`` (one message per job, by the
+   same send path as every job).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Exists, OuterRef
+
+from policies import rules as policy_rules
+from policies.models import SCHEDULE_FIELDS, Policy, schedule_of
+from portal import clock, gate
+from portal.gate import Check
+
+from ..models import Job, ProtectedItem, RecoveryPoint, Vault
+from .requests import enqueue_many
+
+# A slot missed for up to this long (beat down, a deploy) still runs once; older ones don't.
+DISPATCH_LOOKBACK = timedelta(hours=1)
+# What the tick's audit record lists for each job it created (``after["jobs"]``).
+AUDIT_COLUMNS = ["job", "vault", "item", "slot", "tier"]
+
+State = ProtectedItem.State
+Tier = RecoveryPoint.Tier
+Due = tuple[int, datetime, str]  # (policy id, slot, tier)
+
+
+def _backup_tier(schedule: policy_rules.Schedule, slot: datetime) -> str:
+    """Enhanced intra-day runs are operational snapshots; the day's last run and every
+    standard-policy run also land in the vault tier (SPEC 3.6)."""
+    if policy_rules.is_vault_tier_run(schedule, slot):
+        return Tier.SNAPSHOT_AND_VAULT
+    return Tier.SNAPSHOT
+
+
+def _backed_up() -> Any:
+    """Items the schedule backs up: protected, and not a replica (whose points arrive by copy
+    jobs, SPEC 3.10). The insert says the same in SQL (``_ITEM_RULES``)."""
+    return ProtectedItem.objects.filter(protection_state=State.PROTECTED).exclude(
+        source_kind=ProtectedItem.SourceKind.REPLICA
+    )
+
+
+def due_slots(now: datetime) -> list[Due]:
+    """(policy, slot, tier) for every policy with items to back up and a slot in
+    (now - lookback, now]; each distinct schedule is evaluated once."""
+    start = now - DISPATCH_LOOKBACK + timedelta(microseconds=1)
+    end = now + timedelta(microseconds=1)
+    rows = (
+        Policy.objects.filter(Exists(_backed_up().filter(policy=OuterRef("pk"))))
+        .order_by()
+        .values_list("pk", *SCHEDULE_FIELDS)
+    )
+    policies: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for pk, *fields in rows:
+        fields[3] = tuple(fields[3] or ())  # weekdays: a JSON list, hashable as a tuple
+        policies[tuple(fields)].append(pk)
+    due: list[Due] = []
+    for fields, policy_ids in policies.items():
+        schedule = schedule_of(*fields[:3], list(fields[3]), *fields[4:])
+        for slot in policy_rules.scheduled_slots(schedule, start, end):
+            tier = _backup_tier(schedule, slot)
+            due.extend((pk, slot, tier) for pk in policy_ids)
+    return due
+
+
+# --- the statements --------------------------------------------------------------------------
+
+_JOB, _ITEM, _VAULT = Job._meta.db_table, ProtectedItem._meta.db_table, Vault._meta.db_table
+# The rules an item is backed up under, re-checked by the insert under the vaults' locks.
+_ITEM_RULES = (
+    f"i.protection_state = '{State.PROTECTED.value}' "
+    f"AND i.source_kind <> '{ProtectedItem.SourceKind.REPLICA.value}'"
+)
+_COLUMNS = (
+    "kind, status, vault_id, item_id, slot, params, created_at, heartbeat_at, bytes_done, "
+    "bytes_total, files_done, files_total, error, worker"
+)
+# The (item, slot) key of scheduled backups (Job.Meta: job_one_backup_per_item_slot).
+_ON_CONFLICT = "ON CONFLICT (item_id, slot) WHERE kind = 'backup' AND slot IS NOT NULL DO NOTHING"
+
+# PostgreSQL: the due rows as three arrays.
+_PG_DUE = "unnest(%s::bigint[], %s::timestamptz[], %s::text[]) AS d(policy_id, slot, tier)"
+_PG_LOCK = (
+    f"SELECT count(*) FROM (SELECT v.id FROM {_VAULT} v WHERE v.id IN (SELECT i.vault_id "  # noqa: S608
+    f"FROM {_PG_DUE} JOIN {_ITEM} i ON i.policy_id = d.policy_id WHERE {_ITEM_RULES}) "
+    "ORDER BY v.id FOR KEY SHARE OF v) AS locked"
+)
+_PG_INSERT = (
+    f"INSERT INTO {_JOB} ({_COLUMNS}) SELECT 'backup', 'queued', i.vault_id, i.id, d.slot, "  # noqa: S608
+    "jsonb_build_object('tier', d.tier, 'on_demand', false), %s, %s, 0, 0, 0, 0, '', '' "
+    f"FROM {_PG_DUE} JOIN {_ITEM} i ON i.policy_id = d.policy_id "
+    f"JOIN {_VAULT} v ON v.id = i.vault_id WHERE {_ITEM_RULES} "
+    f"ORDER BY i.vault_id, i.id, d.slot {_ON_CONFLICT} RETURNING id"
+)
+# SQLite (the embedded default): the due rows as one JSON array; writers are serialised by
+# the database itself, so there is nothing to lock.
+_SQLITE_INSERT = (
+    f"INSERT INTO {_JOB} ({_COLUMNS}) SELECT 'backup', 'queued', i.vault_id, i.id, "  # noqa: S608
+    "json_extract(d.value, '$[1]'), json_object('tier', json_extract(d.value, '$[2]'), "
+    "'on_demand', json('false')), %s, %s, 0, 0, 0, 0, '', '' "
+    f"FROM json_each(%s) AS d JOIN {_ITEM} i ON i.policy_id = json_extract(d.value, '$[0]') "
+    f"JOIN {_VAULT} v ON v.id = i.vault_id WHERE {_ITEM_RULES} "
+    f"ORDER BY i.vault_id, i.id, json_extract(d.value, '$[1]') {_ON_CONFLICT} RETURNING id"
+)
+
+
+def _insert(due: list[Due], now: datetime) -> list[int]:
+    """Lock the vaults of the due items, then create the jobs still missing; their ids."""
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = [list(column) for column in zip(*due, strict=True)]
+            cursor.execute(_PG_LOCK, arrays)
+            cursor.execute(_PG_INSERT, [stamp, stamp, *arrays])
+        else:
+            rows = [
+                [pk, connection.ops.adapt_datetimefield_value(slot), tier] for pk, slot, tier in due
+            ]
+            cursor.execute(_SQLITE_INSERT, [stamp, stamp, json.dumps(rows)])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _audit_after(jobs: list[Job]) -> dict[str, Any]:
+    return {
+        "created": len(jobs),
+        "columns": AUDIT_COLUMNS,
+        "jobs": [
+            [
+                job.pk,
+                job.vault.name if job.vault else None,
+                job.item.name if job.item else None,
+                job.slot.isoformat() if job.slot else None,
+                job.params.get("tier"),
+            ]
+            for job in jobs
+        ],
+    }
+
+
+def backups_dispatch(*, now: datetime | None = None) -> list[Job]:
+    """Create (once) and enqueue the backup of every protected item's slots due in
+    (now - lookback, now]; the jobs this call created. Safe to run any number of times,
+    concurrently."""
+    now = now or clock.now()
+    due = due_slots(now)
+    if not due:
+        return []
+
+    def change(check: Check) -> list[Job]:
+        ids = _insert(due, check.now)
+        if not ids:
+            return []
+        jobs = list(Job.objects.filter(pk__in=ids).select_related("vault", "item").order_by("pk"))
+        enqueue_many(jobs)
+        return jobs
+
+    return gate.execute(
+        "backup_dispatch",
+        actor=None,
+        target=f"tick:{now.isoformat(timespec='seconds')}",
+        before={},
+        change=change,
+        after=_audit_after,
+        audit_when=bool,
+    )
