@@ -78,8 +78,8 @@ def due_slots(now: datetime) -> list[Due]:
         fields[3] = tuple(fields[3] or ())  # weekdays: a JSON list, hashable as a tuple
         policies[tuple(fields)].append(pk)
     due: list[Due] = []
-    for fields, policy_ids in policies.items():
-        schedule = schedule_of(*fields[:3], list(fields[3]), *fields[4:])
+    for (frequency, zone, at, weekdays, interval, window, hours), policy_ids in policies.items():
+        schedule = schedule_of(frequency, zone, at, list(weekdays), interval, window, hours)
         for slot in policy_rules.scheduled_slots(schedule, start, end):
             tier = _backup_tier(schedule, slot)
             due.extend((pk, slot, tier) for pk in policy_ids)
