@@ -6,6 +6,7 @@ each periodic task at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -208,11 +209,12 @@ def test_only_protected_items_get_jobs(
     assert Job.objects.count() == 1
 
 
-def _waiting_on_a_lock(timeout: float = 30.0) -> None:
-    """Bounded polling until another backend of this database waits on a row lock."""
+def _waiting_on_a_lock(thread: threading.Thread, timeout: float = 60.0) -> None:
+    """Bounded polling until another backend of this database waits on a row lock (or the
+    tick ended without waiting, which the caller's asserts then explain)."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(**tcp_settings(), user=connection.settings_dict["USER"]) as watcher:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and thread.is_alive():
             waiting = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND wait_event_type = 'Lock'"
@@ -263,9 +265,11 @@ def test_an_item_changed_while_a_tick_waits_for_its_vault_gets_no_job(
             service.execute(statement, {"vault": changing.pk})
         thread = threading.Thread(target=tick)
         thread.start()
-        _waiting_on_a_lock()  # the tick read the item as protected, and waits
-        service.commit()
-    thread.join(timeout=60)
+        try:
+            _waiting_on_a_lock(thread)  # the tick read the items as protected, and waits
+        finally:
+            service.commit()
+            thread.join(timeout=60)
     assert "error" not in result, result.get("error")
     assert [job.item_id for job in result["jobs"]] == [kept.pk]
     assert list(Job.objects.values_list("item_id", flat=True)) == [kept.pk]
@@ -354,23 +358,24 @@ PERIODIC = {
 }
 
 
-def _held_elsewhere(name: str) -> psycopg.Connection:
-    """Another session (another worker's run) holding the task's lock."""
-    other = psycopg.connect(
-        **tcp_settings(), user=connection.settings_dict["USER"], autocommit=True
-    )
-    other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, lock_key(name)])
-    return other
+@contextlib.contextmanager
+def _held_elsewhere(name: str) -> Iterator[None]:
+    """Another session (another worker's run) holding the task's lock for the block."""
+    user = connection.settings_dict["USER"]
+    with psycopg.connect(**tcp_settings(), user=user, autocommit=True) as other:
+        assert other.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, lock_key(name)]
+        ).fetchone() == (True,)
+        yield
+        # Let go before closing: a closed session's locks end only once its server exits.
+        other.execute("SELECT pg_advisory_unlock_all()")
 
 
 @postgres_only
 @pytest.mark.parametrize("task", sorted(PERIODIC))
 def test_a_periodic_task_skips_while_another_run_holds_its_lock(db: None, task: str) -> None:
-    other = _held_elsewhere(f"holdfast.{task}")
-    try:
+    with _held_elsewhere(f"holdfast.{task}"):
         assert getattr(tasks, task).apply().get() == PERIODIC[task]
-    finally:
-        other.close()
 
 
 @postgres_only
@@ -378,13 +383,10 @@ def test_an_overlapping_dispatch_skips_and_the_next_one_does_the_work(
     admin: Any, tmp_path: Path, queue: str, at_slot: None
 ) -> None:
     _scheduled(admin, tmp_path, vaults=1, per_vault=2)
-    other = _held_elsewhere("holdfast.dispatch_backups")
-    try:
+    with _held_elsewhere("holdfast.dispatch_backups"):
         assert tasks.dispatch_backups.apply().get() == 0
         assert not Job.objects.exists()
-    finally:
-        other.close()
     assert tasks.dispatch_backups.apply().get() == 2
     # The run let its lock go: another session takes it at once.
-    again = _held_elsewhere("holdfast.dispatch_backups")
-    again.close()
+    with _held_elsewhere("holdfast.dispatch_backups"):
+        pass

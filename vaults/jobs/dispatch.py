@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Model, OuterRef
+from django.db.models.expressions import RawSQL
 
 from policies import rules as policy_rules
 from policies.models import SCHEDULE_FIELDS, Policy, schedule_of
@@ -45,6 +46,7 @@ AUDIT_COLUMNS = ["job", "vault", "item", "slot", "tier"]
 State = ProtectedItem.State
 Tier = RecoveryPoint.Tier
 Due = tuple[int, datetime, str]  # (policy id, slot, tier)
+M = TypeVar("M", bound=Model)
 
 
 def _backup_tier(schedule: policy_rules.Schedule, slot: datetime) -> str:
@@ -113,7 +115,8 @@ _PG_INSERT = (
     "jsonb_build_object('tier', d.tier, 'on_demand', false), %s, %s, 0, 0, 0, 0, '', '' "
     f"FROM {_PG_DUE} JOIN {_ITEM} i ON i.policy_id = d.policy_id "
     f"JOIN {_VAULT} v ON v.id = i.vault_id WHERE {_ITEM_RULES} "
-    f"ORDER BY i.vault_id, i.id, d.slot {_ON_CONFLICT} RETURNING id"
+    f"ORDER BY i.vault_id, i.id, d.slot {_ON_CONFLICT} "
+    "RETURNING id, vault_id, item_id, slot, params->>'tier'"
 )
 # SQLite (the embedded default): the due rows as one JSON array; writers are serialised by
 # the database itself, so there is nothing to lock.
@@ -123,24 +126,62 @@ _SQLITE_INSERT = (
     "'on_demand', json('false')), %s, %s, 0, 0, 0, 0, '', '' "
     f"FROM json_each(%s) AS d JOIN {_ITEM} i ON i.policy_id = json_extract(d.value, '$[0]') "
     f"JOIN {_VAULT} v ON v.id = i.vault_id WHERE {_ITEM_RULES} "
-    f"ORDER BY i.vault_id, i.id, json_extract(d.value, '$[1]') {_ON_CONFLICT} RETURNING id"
+    f"ORDER BY i.vault_id, i.id, json_extract(d.value, '$[1]') {_ON_CONFLICT} "
+    "RETURNING id, vault_id, item_id, slot, json_extract(params, '$.tier')"
 )
 
 
-def _insert(due: list[Due], now: datetime) -> list[int]:
-    """Lock the vaults of the due items, then create the jobs still missing; their ids."""
-    stamp = connection.ops.adapt_datetimefield_value(now)
+# The item fields loaded with the created jobs (the audit record's name, the send path's
+# routing): a field read on the send path belongs here, or it costs a query per job.
+SENT_ITEM_FIELDS = ("vault_id", "name", "source_kind", "source_path")
+
+
+def _by_id(model: type[M], ids: set[int], *fields: str) -> dict[int, M]:
+    """Rows by id in one statement whatever their number (an array or JSON parameter, not a
+    placeholder per id)."""
+    if connection.vendor == "postgresql":
+        chosen = RawSQL("SELECT unnest(%s::bigint[])", [sorted(ids)])
+    else:
+        chosen = RawSQL("SELECT value FROM json_each(%s)", [json.dumps(sorted(ids))])
+    rows = model._default_manager.filter(pk__in=chosen).only(*fields).order_by()
+    return {row.pk: row for row in rows}
+
+
+def _insert(due: list[Due], now: datetime) -> list[Job]:
+    """Lock the vaults of the due items, then create the jobs still missing; those jobs,
+    built from the inserted values (no read back), with their items and vaults."""
+    adapt = connection.ops.adapt_datetimefield_value
+    stamp = adapt(now)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             arrays = [list(column) for column in zip(*due, strict=True)]
             cursor.execute(_PG_LOCK, arrays)
             cursor.execute(_PG_INSERT, [stamp, stamp, *arrays])
         else:
-            rows = [
-                [pk, connection.ops.adapt_datetimefield_value(slot), tier] for pk, slot, tier in due
-            ]
+            rows = [[pk, adapt(slot), tier] for pk, slot, tier in due]
             cursor.execute(_SQLITE_INSERT, [stamp, stamp, json.dumps(rows)])
-        return [row[0] for row in cursor.fetchall()]
+        created = cursor.fetchall()
+    if not created:
+        return []
+    slots = {adapt(slot): slot for _, slot, _ in due}  # SQLite answers its text form
+    # What the audit record and the send path read of them; any other field loads on use.
+    items = _by_id(ProtectedItem, {row[2] for row in created}, *SENT_ITEM_FIELDS)
+    vaults = _by_id(Vault, {row[1] for row in created}, "name")
+    # Each job as Django would load it (positional values, the fast path), from what was
+    # inserted; every other column is its default.
+    fields = [field.attname for field in Job._meta.concrete_fields]
+    row = {name: None for name in fields}
+    row.update(kind=Job.Kind.BACKUP, status=Job.Status.QUEUED, created_at=now, heartbeat_at=now)
+    row.update(bytes_done=0, bytes_total=0, files_done=0, files_total=0, error="", worker="")
+    jobs = []
+    for pk, vault_id, item_id, slot, tier in sorted(created):
+        row.update(id=pk, vault_id=vault_id, item_id=item_id, slot=slots.get(slot, slot))
+        row["params"] = {"tier": tier, "on_demand": False}
+        job = Job.from_db(connection.alias, None, [row[name] for name in fields])
+        job.vault, job.item = vaults[vault_id], items[item_id]
+        job.item.vault = job.vault
+        jobs.append(job)
+    return jobs
 
 
 def _audit_after(jobs: list[Job]) -> dict[str, Any]:
@@ -170,10 +211,7 @@ def backups_dispatch(*, now: datetime | None = None) -> list[Job]:
         return []
 
     def change(check: Check) -> list[Job]:
-        ids = _insert(due, check.now)
-        if not ids:
-            return []
-        jobs = list(Job.objects.filter(pk__in=ids).select_related("vault", "item").order_by("pk"))
+        jobs = _insert(due, check.now)
         enqueue_many(jobs)
         return jobs
 
