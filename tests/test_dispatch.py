@@ -213,7 +213,9 @@ def _waiting_on_a_lock(thread: threading.Thread, timeout: float = 60.0) -> None:
     """Bounded polling until another backend of this database waits on a row lock (or the
     tick ended without waiting, which the caller's asserts then explain)."""
     deadline = time.monotonic() + timeout
-    with psycopg.connect(**tcp_settings(), user=connection.settings_dict["USER"]) as watcher:
+    user = connection.settings_dict["USER"]
+    # Autocommit: inside one transaction pg_stat_activity answers the same snapshot each time.
+    with psycopg.connect(**tcp_settings(), user=user, autocommit=True) as watcher:
         while time.monotonic() < deadline and thread.is_alive():
             waiting = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -222,7 +224,8 @@ def _waiting_on_a_lock(thread: threading.Thread, timeout: float = 60.0) -> None:
             if waiting and waiting[0]:
                 return
             time.sleep(0.05)
-    raise AssertionError("the dispatcher never waited for the vault's lock")
+    if thread.is_alive():
+        raise AssertionError("the dispatcher never waited for the vault's lock")
 
 
 # What the gate's services do to an item or a vault, under the vault's row lock: run here as
