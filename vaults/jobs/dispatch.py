@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -147,6 +147,13 @@ def _by_id(model: type[M], ids: set[int], *fields: str) -> dict[int, M]:
     return {row.pk: row for row in rows}
 
 
+def _utc(value: datetime | str) -> datetime:
+    """A returned slot as an aware datetime (SQLite answers a naive one, or its text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _insert(due: list[Due], now: datetime) -> list[Job]:
     """Lock the vaults of the due items, then create the jobs still missing; those jobs,
     built from the inserted values (no read back), with their items and vaults."""
@@ -163,21 +170,20 @@ def _insert(due: list[Due], now: datetime) -> list[Job]:
         created = cursor.fetchall()
     if not created:
         return []
-    slots = {adapt(slot): slot for _, slot, _ in due}  # SQLite answers its text form
     # What the audit record and the send path read of them; any other field loads on use.
     items = _by_id(ProtectedItem, {row[2] for row in created}, *SENT_ITEM_FIELDS)
     vaults = _by_id(Vault, {row[1] for row in created}, "name")
     # Each job as Django would load it (positional values, the fast path), from what was
     # inserted; every other column is its default.
     fields = [field.attname for field in Job._meta.concrete_fields]
-    row = {name: None for name in fields}
+    row: dict[str, Any] = dict.fromkeys(fields)
     row.update(kind=Job.Kind.BACKUP, status=Job.Status.QUEUED, created_at=now, heartbeat_at=now)
     row.update(bytes_done=0, bytes_total=0, files_done=0, files_total=0, error="", worker="")
     jobs = []
     for pk, vault_id, item_id, slot, tier in sorted(created):
-        row.update(id=pk, vault_id=vault_id, item_id=item_id, slot=slots.get(slot, slot))
+        row.update(id=pk, vault_id=vault_id, item_id=item_id, slot=_utc(slot))
         row["params"] = {"tier": tier, "on_demand": False}
-        job = Job.from_db(connection.alias, None, [row[name] for name in fields])
+        job = Job.from_db(connection.alias, fields, [row[name] for name in fields])
         job.vault, job.item = vaults[vault_id], items[item_id]
         job.item.vault = job.vault
         jobs.append(job)
