@@ -20,7 +20,7 @@ export PATH := $(BIN):$(PATH)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv run test lint format bench bench-s3 bench-replica bench-portfolio bench-reports bench-audit bench-load fuzz clean distclean
+.PHONY: help venv run test lint format bench bench-s3 bench-replica bench-portfolio bench-reports bench-audit bench-scale bench-load fuzz clean distclean
 
 help:
 	@echo "make venv    create/refresh .venv (pip install -e '.[dev]') when pyproject.toml changes"
@@ -34,6 +34,7 @@ help:
 	@echo "make bench-portfolio  portfolio page and vault API at 100 and 10,000 vaults"
 	@echo "make bench-reports  compliance report (page, JSON, CSV, PDF) at 100 and 10,000 vaults over 90 days"
 	@echo "make bench-audit  gate throughput with 8 writers (before/after the linker) and audit_verify of 1,000,000 records"
+	@echo "make bench-scale  periodic tasks at 10,000 vaults / 100,000 items / 1,000,000 points (dispatch of 10,000 due items)"
 	@echo "make bench-load  50 users browsing and operating for 2 min (locust; LOAD_RUN_TIME=20s)"
 	@echo "make fuzz    longer schemathesis and stateful gate runs"
 	@echo "make clean   remove caches and build output (keeps .venv and var/)"
@@ -120,6 +121,14 @@ bench-audit: venv
 	@set -e; \
 	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
 	BENCH_POSTGRES="$$db_url" $(PY) bench/audit.py --baseline "$${BASELINE:-db4f7fb}"
+
+# Background work at fleet scale (seed_scale, 10,000 vaults, kept between runs): the dispatch
+# of 10,000 due items in one tick, with time, queries and peak memory (SCALE_ARGS=--baseline
+# times main's dispatcher too). Its own Redis database (/13) for the messages, emptied after.
+bench-scale: venv
+	@set -e; \
+	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
+	BENCH_POSTGRES="$$db_url" $(PY) bench/scale.py $(SCALE_ARGS)
 
 # Load test: 50 locust users browsing and running operations for 2 minutes against gunicorn
 # and a worker on loopback, with its own database and Redis database (/14); p50/p95/p99.

@@ -17,6 +17,33 @@ DRILL_DAYS = (1, 365)
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
+# The columns a schedule is made of, in schedule_of's order (the dispatcher reads only these).
+SCHEDULE_FIELDS = (
+    "frequency", "timezone", "time", "weekdays", "interval_hours", "window_start", "window_hours"
+)  # fmt: skip
+
+
+def schedule_of(
+    frequency: str,
+    timezone: str,
+    time: dt.time,
+    weekdays: list[str],
+    interval_hours: int | None,
+    window_start: dt.time | None,
+    window_hours: int | None,
+) -> rules.Schedule:
+    """A policy's schedule from its columns (``SCHEDULE_FIELDS``)."""
+    return rules.Schedule(
+        frequency=frequency,
+        timezone=timezone,
+        time=time,
+        weekdays=tuple(WEEKDAYS.index(d) for d in weekdays if d in WEEKDAYS),
+        interval_hours=interval_hours,
+        window_start=window_start,
+        window_hours=window_hours,
+    )
+
+
 class Policy(models.Model):
     class Kind(models.TextChoices):
         STANDARD = "standard", "Standard"
@@ -78,15 +105,7 @@ class Policy(models.Model):
         return self.name
 
     def schedule(self) -> rules.Schedule:
-        return rules.Schedule(
-            frequency=self.frequency,
-            timezone=self.timezone,
-            time=self.time,
-            weekdays=tuple(WEEKDAYS.index(d) for d in self.weekdays if d in WEEKDAYS),
-            interval_hours=self.interval_hours,
-            window_start=self.window_start,
-            window_hours=self.window_hours,
-        )
+        return schedule_of(*(getattr(self, name) for name in SCHEDULE_FIELDS))
 
     def retention(self) -> rules.Retention:
         return rules.Retention(

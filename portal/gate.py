@@ -193,6 +193,7 @@ def execute(
     after: Callable[[T], dict[str, Any]] | None = None,
     precheck: Callable[[Check], None] | None = None,
     refresh: Callable[[dict[str, Any]], None] | None = None,
+    audit_when: Callable[[T], bool] | None = None,
 ) -> T:
     """Check ``op_name`` for ``actor`` on ``vault``, then run ``change`` and audit it.
 
@@ -201,6 +202,8 @@ def execute(
     ``refresh`` re-reads (and locks) the facts inside the transaction, after the vault row, so
     two callers racing on the same row are decided one after the other; ``before`` may then be
     a function of those refreshed facts, so the audit record shows the row as it was judged.
+    ``audit_when`` lets an allowed batch that turned out to change nothing (a dispatch tick
+    that found every due job already there) leave no record: the log says what was done.
     """
     facts = dict(facts or {})
     error: DomainError | None = None
@@ -256,6 +259,8 @@ def execute(
                     target=target,
                     message=f"{op.label} by {who} ({target}).",
                 )
+            if audit_when is not None and not audit_when(result):
+                return result
             if after is not None:
                 after_state = after(result)
             elif check.vault is not None and check.vault.pk is not None:

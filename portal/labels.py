@@ -46,6 +46,7 @@ OPERATION_LABELS: dict[str, str] = {
     "approval_cancel": "Cancel a request",
     "approval_expire": "Expire a request",
     "backup_run": "Back up now",
+    "backup_dispatch": "Scheduled backups",
     "backup_schedule": "Scheduled backup",
     "guard_update": "Add protection to a Resource Guard",
     "item_undelete": "Undelete an item",

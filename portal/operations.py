@@ -321,7 +321,10 @@ OPERATIONS: dict[str, Operation] = {
         # Jobs (SPEC 3.8): backups, restores, verification, tier moves and rehydration.
         # Backups and restores are always allowed under immutability (SPEC 3.2).
         Operation("backup_run", "operate", label="Run an on-demand backup"),
+        # Records before the set-based dispatcher: one per (item, slot). Now one per tick,
+        # naming every job it created (vaults/jobs/dispatch.py).
         Operation("backup_schedule", "system", label="Schedule a backup"),
+        Operation("backup_dispatch", "system", label="Schedule the due backups"),
         Operation("restore_start", "operate", label="Start a restore"),
         # Reading a point's files out through the browser is a restore by another road.
         Operation("point_download", "operate", label="Download files from a recovery point"),

@@ -5,7 +5,9 @@ run twice (Redis redelivers unacknowledged messages after the visibility timeout
 beat fires every periodic task twice): a job is claimed with a compare-and-set and a
 scheduled backup's (item, slot) is unique. So ``acks_late`` is on: a worker killed mid-task
 leaves its message to be redelivered, and the redelivery finds the job no longer queued.
-The periodic schedule is ``portal/schedule.py``.
+The periodic schedule is ``portal/schedule.py``; each periodic task runs once at a time
+(``portal.periodic.single_run``): a run that overlaps the last one skips, returning 0 or
+"skipped", instead of doubling its work.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from celery.signals import worker_ready, worker_shutdown
 from django.db import InterfaceError, OperationalError
 
 from portal.gate import entry_point
+from portal.periodic import single_run
 
 from . import report_mail
 from .jobs import beacon, drill_schedule, replication, runner, schedules, sweeps
@@ -57,37 +60,49 @@ def run_job(job_id: int) -> str:
 
 @shared_task(name="holdfast.dispatch_backups", **RETRY, **SHORT)
 def dispatch_backups() -> int:
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.dispatch_backups") as mine:
+        if not mine:
+            return 0
         return len(schedules.backups_dispatch())
 
 
 @shared_task(name="holdfast.sweep_jobs", **RETRY, **SHORT)
 def sweep_jobs() -> int:
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.sweep_jobs") as mine:
+        if not mine:
+            return 0
         return sweeps.jobs_fail_stale()
 
 
 @shared_task(name="holdfast.sweep_points", **RETRY, **SHORT)
 def sweep_points() -> str:
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.sweep_points") as mine:
+        if not mine:
+            return "skipped"
         return runner.sweep_run(sweep="points").status
 
 
 @shared_task(name="holdfast.sweep_storage", **RETRY, **LONG)
 def sweep_storage() -> str:
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.sweep_storage") as mine:
+        if not mine:
+            return "skipped"
         return runner.sweep_run(sweep="storage").status
 
 
 @shared_task(name="holdfast.schedule_tier_moves", **RETRY, **SHORT)
 def schedule_tier_moves() -> int:
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.schedule_tier_moves") as mine:
+        if not mine:
+            return 0
         return len(schedules.tier_moves_schedule())
 
 
 @shared_task(name="holdfast.schedule_verifications", **RETRY, **SHORT)
 def schedule_verifications() -> int:
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.schedule_verifications") as mine:
+        if not mine:
+            return 0
         checks = schedules.verifications_schedule()
         return len(checks) + len(schedules.lock_verifications_schedule())
 
@@ -95,19 +110,25 @@ def schedule_verifications() -> int:
 @shared_task(name="holdfast.schedule_drills", **RETRY, **SHORT)
 def schedule_drills() -> int:
     """Queue each item's restore drill of the current period once its moment has passed."""
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.schedule_drills") as mine:
+        if not mine:
+            return 0
         return len(drill_schedule.drills_dispatch())
 
 
 @shared_task(name="holdfast.replicate", **RETRY, **SHORT)
 def replicate() -> int:
     """Queue the copies replica vaults still lack (after a backoff) and raise lag alerts."""
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.replicate") as mine:
+        if not mine:
+            return 0
         return replication.replication_sweep()["copies_queued"]
 
 
 @shared_task(name="holdfast.report_email", **RETRY, **SHORT)
 def report_email() -> str:
     """Last ISO week's compliance report to HOLDFAST_REPORT_EMAILS, once per week."""
-    with entry_point("task"):
+    with entry_point("task"), single_run("holdfast.report_email") as mine:
+        if not mine:
+            return "skipped"
         return report_mail.send_weekly()

@@ -20,6 +20,8 @@ The rooms, lowest first (each imports only those above it, so there is no import
   change that grows locks. Jobs are sent to the workers by task name.
 - ``kinds``: one runner per job kind (``kinds/backup.py``, ...) and the table of them.
 - ``runner``: claim a queued job and run it to completed or failed; run a sweep now.
+- ``dispatch``: the backup dispatcher, set-based (due slots per distinct schedule, one
+  insert of the missing jobs, one audit record per tick).
 - ``schedules``: what beat dispatches (due backups, tier moves, verifications, lock checks).
 - ``sweeps``: expiry, snapshot lapse, rehydration end, soft-delete purges, stale jobs,
   orphans and the storage garbage collection.

@@ -79,6 +79,19 @@ def enqueue_on_commit(job: Job) -> None:
     transaction.on_commit(lambda: _send(job))
 
 
+def enqueue_many(jobs: list[Job]) -> None:
+    """Send each of ``jobs`` once the rows are committed: one message per job, each by
+    :func:`_send` (a batch of scheduled backups, vaults/jobs/dispatch.py)."""
+    if not jobs:
+        return
+
+    def send_all() -> None:
+        for job in jobs:
+            _send(job)
+
+    transaction.on_commit(send_all)
+
+
 def _send(job: Job) -> None:
     """Send ``job`` to the queue; if the broker is down, keep it queued and say so.
 

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from policies import rules as policy_rules
-from portal import clock, gate
-from portal.gate import Check
+from portal import clock
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
+from .dispatch import DISPATCH_LOOKBACK, backups_dispatch
 from .requests import enqueue_on_commit, lock_verify_request, verify_request
-from .state import job_state, new_job
+from .state import new_job
 
-# A slot missed for up to this long (beat down, a deploy) still runs once; older ones don't.
-DISPATCH_LOOKBACK = timedelta(hours=1)
+# The backup dispatcher is vaults/jobs/dispatch.py (set-based); named here as before.
+__all__ = [
+    "DISPATCH_LOOKBACK",
+    "backups_dispatch",
+    "lock_verifications_schedule",
+    "tier_moves_schedule",
+    "verifications_schedule",
+]
+
 VERIFY_EVERY = timedelta(days=7)
 # SPEC 3.6 archive eligibility: monthly and yearly points, 90 days in the standard tier,
 # at least 180 days of retention left.
@@ -25,75 +31,6 @@ ARCHIVE_TAGS = {"monthly", "yearly"}
 Status = Job.Status
 Kind = Job.Kind
 Tier = RecoveryPoint.Tier
-
-
-def _backup_tier(item: ProtectedItem, slot: datetime) -> str:
-    """Enhanced intra-day runs are operational snapshots; the day's last run and every
-    standard-policy run also land in the vault tier (SPEC 3.6)."""
-    if policy_rules.is_vault_tier_run(item.policy.schedule(), slot):
-        return Tier.SNAPSHOT_AND_VAULT
-    return Tier.SNAPSHOT
-
-
-def _backup_schedule(item: ProtectedItem, slot: datetime) -> Job | None:
-    """Create the backup job of (item, slot) unless it exists; the unique constraint on
-    (item, slot) and the vault row lock of the gate make racing dispatchers agree."""
-
-    def change(check: Check) -> tuple[Job, bool]:
-        job, created = Job.objects.get_or_create(
-            kind=Kind.BACKUP,
-            item=item,
-            slot=slot,
-            defaults={
-                "vault": check.vault,
-                "created_at": check.now,
-                "heartbeat_at": check.now,
-                "params": {"tier": _backup_tier(item, slot), "on_demand": False},
-            },
-        )
-        if created:
-            enqueue_on_commit(job)
-        return job, created
-
-    job, created = gate.execute(
-        "backup_schedule",
-        actor=None,
-        vault=item.vault,
-        target=f"item:{item.name}",
-        change=change,
-        after=lambda result: {**job_state(result[0]), "created": result[1]},
-    )
-    return job if created else None
-
-
-def backups_dispatch(*, now: datetime | None = None) -> list[Job]:
-    """Create (once) and enqueue the backup of every protected item's slots due in
-    (now - lookback, now]. Safe to run any number of times, concurrently."""
-    now = now or clock.now()
-    start = now - DISPATCH_LOOKBACK + timedelta(microseconds=1)
-    end = now + timedelta(microseconds=1)
-    created: list[Job] = []
-    # A replica item's points arrive by copy jobs (SPEC 3.10): it is never backed up.
-    items = (
-        ProtectedItem.objects.filter(protection_state=ProtectedItem.State.PROTECTED)
-        .exclude(source_kind=ProtectedItem.SourceKind.REPLICA)
-        .select_related("policy", "vault")
-    )
-    for item in items:
-        slots = policy_rules.scheduled_slots(item.policy.schedule(), start, end)
-        if not slots:
-            continue
-        existing = set(
-            Job.objects.filter(kind=Kind.BACKUP, item=item, slot__in=slots).values_list(
-                "slot", flat=True
-            )
-        )
-        for slot in slots:
-            if slot not in existing:
-                job = _backup_schedule(item, slot)
-                if job is not None:
-                    created.append(job)
-    return created
 
 
 def tier_moves_schedule(*, now: datetime | None = None) -> list[Job]:
