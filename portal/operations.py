@@ -198,6 +198,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation("point_record", "system", label="Record a recovery point"),
         # Expiry is always allowed: immutability never keeps data past its expiry.
         Operation("point_expire", "system", rules=(point_has_expired,), label="Expire a point"),
+        # The expiry sweep's batch (issue 20): one decision and one record for many points.
+        Operation("points_expire", "system", rules=(point_has_expired,), label="Expire points"),
         Operation(
             "soft_delete_enable",
             "manage",

@@ -7,6 +7,7 @@ through the operation gate (``portal.gate``).
 - ``mua``: the vault's Resource Guard (Multi-user authorization blade)
 - ``items``: protecting a directory, stopping and resuming protection (Backup items blade)
 - ``points``: recovery points; ``downloads``: reading a point's files out as a download
+- ``expiry``: the sweeps' batches of points (expiry, snapshot lapse, rehydration end)
 - ``replication``: pairing with a replica vault, its points (Replication blade)
 - ``common``: what they share (the locked vault row, irreversible lock requests)
 
@@ -17,6 +18,7 @@ service goes in the module of its blade and into ``__all__`` below.
 from __future__ import annotations
 
 from .downloads import Download, point_download
+from .expiry import points_expire_batch
 from .immutability import immutability_lock, immutability_lock_request, immutability_set
 from .items import item_protect, protection_resume, protection_stop
 from .mua import vault_guard_remove, vault_guard_set
@@ -60,6 +62,7 @@ __all__ = [
     "point_flag",
     "point_record",
     "point_retain_until",
+    "points_expire_batch",
     "protection_resume",
     "protection_stop",
     "replica_point_record",
