@@ -341,3 +341,35 @@ def test_the_data_step_is_idempotent_and_creates_no_store(
     sweeps._data_delete(deleted, at_slot.now())  # a retried sweep: nothing left, no error
     assert not any(key.startswith("manifests/") for key in stored(vault))
     assert not (storage / "storage" / "vaults" / "bare").exists(), "no store made to look"
+
+
+# --- the tier sweeps take the same shape ------------------------------------------------------
+
+
+def test_snapshot_lapse_and_rehydration_end_in_batches_with_one_record_each(
+    admin: Any, tmp_path: Path, clock: Any
+) -> None:
+    item = _item(admin, make_vault(admin, name="tiers"), tmp_path)
+    snap = RecoveryPoint.Tier.SNAPSHOT_AND_VAULT
+    lapsed = [_point(item, DAY * 30, tier=snap, snapshot_expires_at=clock.now() - DAY)]
+    lapsed.append(_point(item, DAY * 30, tier=snap, snapshot_expires_at=clock.now() - 2 * DAY))
+    instant = _point(item, DAY * 30, tier=snap, snapshot_expires_at=clock.now() + DAY)
+    archive = RecoveryPoint.Tier.VAULT_ARCHIVE
+    ended = _point(item, DAY * 30, tier=archive, rehydrated_until=clock.now() - DAY)
+    reading = _point(item, DAY * 30, tier=archive, rehydrated_until=clock.now() - DAY)
+    _running_restore(reading)
+
+    assert sweeps.snapshots_lapse(batch=1) == 2
+    assert sweeps.rehydrations_end(batch=10) == 1
+
+    tiers = dict(RecoveryPoint.objects.values_list("pk", "tier"))
+    assert [tiers[p.pk] for p in lapsed] == ["vault_standard", "vault_standard"]
+    assert tiers[instant.pk] == snap
+    assert RecoveryPoint.objects.get(pk=ended.pk).rehydrated_until is None
+    assert RecoveryPoint.objects.get(pk=reading.pk).rehydrated_until is not None
+    records = AuditRecord.objects.filter(operation="points_snapshot_lapse").order_by("pk")
+    assert [r.before["points"][0]["point"] for r in records] == [lapsed[1].pk, lapsed[0].pk]
+    (record,) = AuditRecord.objects.filter(operation="points_rehydration_end")
+    assert [entry["point"] for entry in record.before["points"]] == [ended.pk]
+    assert record.before["points"][0]["rehydrated_until"]
+    assert sweeps.snapshots_lapse() == 0 and sweeps.rehydrations_end() == 0

@@ -28,6 +28,7 @@ from .. import services
 from ..keyring import stored_key_backend
 from ..locations import archive_store, has_store, vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
+from ..services.expiry import DuePoint
 from ..storage import ArchiveStore, PointNotFound, StorageError, VaultStore
 from ..storage.backends import LocalBackend
 from ..storage.crypto import KeyUnavailable, SealedBackend
@@ -126,20 +127,20 @@ def due_pages(due: QuerySet[RecoveryPoint], field: str, *, size: int) -> Iterato
         after = rows[-1]
 
 
-def _data_delete(points: list[RecoveryPoint], now: datetime, *, archive: bool = True) -> None:
-    """After the batch's commit: the deleted points' data, each vault's stores opened once.
-    A vault with no store holds no data, and none is created just to look."""
+def _data_delete(points: list[DuePoint], now: datetime, *, archive: bool = True) -> None:
+    """After the batch's commit: the deleted points' data, each vault's stores opened once
+    (its row read in full, one query for the page). A vault with no store holds no data, and
+    none is created just to look."""
+    stored = {p.vault_id for p in points if p.storage_key and has_store(p.vault)}
+    vaults = Vault.objects.in_bulk(stored) if stored else {}
     stores: dict[int, _Stores] = {}
     for point in points:
-        vault = point.vault
-        if point.storage_key and vault.pk not in stores:
-            stores[vault.pk] = (
-                ((vault_store(vault), archive_store(vault)) if archive else (vault_store(vault),))
-                if has_store(vault)
-                else ()
-            )
-        if stores.get(vault.pk):
-            _delete_point_data(vault, point.storage_key, now, stores[vault.pk])
+        vault = vaults.get(point.vault_id)
+        if vault is None or not point.storage_key:
+            continue
+        if vault.pk not in stores:
+            stores[vault.pk] = (vault_store(vault), archive_store(vault))[: 2 if archive else 1]
+        _delete_point_data(vault, point.storage_key, now, stores[vault.pk])
 
 
 def points_expire(*, now: datetime | None = None, batch: int = BATCH) -> int:
@@ -158,34 +159,36 @@ def points_expire(*, now: datetime | None = None, batch: int = BATCH) -> int:
     return count
 
 
-def snapshots_lapse(*, now: datetime | None = None) -> int:
-    """A snapshot_and_vault point whose instant-restore days are over is vault-standard."""
-    now = now or clock.now()
-    points = RecoveryPoint.objects.filter(
-        tier=Tier.SNAPSHOT_AND_VAULT, snapshot_expires_at__lte=now
-    ).select_related("vault", "item")
-    for point in points:
-        services.point_flag("point_snapshot_lapse", point, tier=Tier.VAULT_STANDARD)
-    return len(points)
-
-
-def rehydrations_end(*, now: datetime | None = None) -> int:
-    """Drop standard-tier copies of archived points whose rehydration period is over."""
+def snapshots_lapse(*, now: datetime | None = None, batch: int = BATCH) -> int:
+    """A snapshot_and_vault point whose instant-restore days are over is vault-standard:
+    ``batch`` at a time, one transaction and audit record each."""
     now = now or clock.now()
     count = 0
-    points = RecoveryPoint.objects.filter(
-        tier=Tier.VAULT_ARCHIVE, rehydrated_until__lte=now
-    ).select_related("vault", "item")
-    for point in points:
-        if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
-            continue
-        services.point_flag("point_rehydration_end", point, rehydrated_until=None)
-        # Only while the archive holds its copy: the storage keeps the point otherwise.
-        with contextlib.suppress(PointNotFound, ObjectLocked, PointRetained):
-            vault_store(point.vault).delete_point(
-                point.storage_key, now=now, copy_in=archive_store(point.vault)
-            )
-        count += 1
+    due = RecoveryPoint.objects.filter(tier=Tier.SNAPSHOT_AND_VAULT, snapshot_expires_at__lte=now)
+    for ids in due_pages(due, "snapshot_expires_at", size=batch):
+        count += len(services.snapshots_lapse_batch(ids, now=now))
+    return count
+
+
+def rehydrations_end(*, now: datetime | None = None, batch: int = BATCH) -> int:
+    """Drop standard-tier copies of archived points whose rehydration period is over: the
+    rows ``batch`` at a time (skipping points a running job reads), then, after each commit,
+    the copies."""
+    now = now or clock.now()
+    count = 0
+    due = RecoveryPoint.objects.filter(tier=Tier.VAULT_ARCHIVE, rehydrated_until__lte=now)
+    for ids in due_pages(due, "rehydrated_until", size=batch):
+        points = services.rehydrations_end_batch(ids, now=now)
+        vaults = Vault.objects.in_bulk({p.vault_id for p in points if has_store(p.vault)})
+        for point in points:
+            vault = vaults.get(point.vault_id)
+            # Only while the archive holds its copy: the storage keeps the point otherwise.
+            with contextlib.suppress(PointNotFound, ObjectLocked, PointRetained):
+                if vault is not None and point.storage_key:
+                    vault_store(vault).delete_point(
+                        point.storage_key, now=now, copy_in=archive_store(vault)
+                    )
+        count += len(points)
     return count
 
 

@@ -18,7 +18,7 @@ service goes in the module of its blade and into ``__all__`` below.
 from __future__ import annotations
 
 from .downloads import Download, point_download
-from .expiry import points_expire_batch
+from .expiry import points_expire_batch, rehydrations_end_batch, snapshots_lapse_batch
 from .immutability import immutability_lock, immutability_lock_request, immutability_set
 from .items import item_protect, protection_resume, protection_stop
 from .mua import vault_guard_remove, vault_guard_set
@@ -65,9 +65,11 @@ __all__ = [
     "points_expire_batch",
     "protection_resume",
     "protection_stop",
+    "rehydrations_end_batch",
     "replica_point_record",
     "replica_remove",
     "replica_set",
+    "snapshots_lapse_batch",
     "soft_delete_always_on",
     "soft_delete_always_on_request",
     "soft_delete_set",
