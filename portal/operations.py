@@ -335,6 +335,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation("verify_start", "operate", label="Verify a recovery point"),
         Operation("verify_schedule", "system", label="Schedule a verification"),
+        Operation("verifications_schedule", "system", label="Schedule verifications"),
         # Restore drills (SPEC 3.12): a point restored to scratch and re-hashed, then removed.
         Operation("drill_start", "operate", label="Run a restore drill of a recovery point"),
         Operation("drill_schedule", "system", label="Schedule a restore drill"),

@@ -74,7 +74,7 @@ def schedule_tier_moves() -> int:
 def schedule_verifications() -> int:
     with entry_point("task"):
         checks = schedules.verifications_schedule()
-        return len(checks) + len(schedules.lock_verifications_schedule())
+        return checks + len(schedules.lock_verifications_schedule())
 
 
 @shared_task(name="holdfast.schedule_drills", **RETRY, **SHORT)

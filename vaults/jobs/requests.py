@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from portal import clock, gate
@@ -332,6 +333,61 @@ def verify_request(*, actor: Any, point: RecoveryPoint) -> Job:
         item=point.item,
         recovery_point=point,
     )
+
+
+def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list[Job]:
+    """Queue a verification of each point of ``ids`` still due under its lock (not verified
+    after ``since``, no verification queued or running; a point locked by another
+    scheduler is skipped): one INSERT of the jobs, one ``verifications_schedule`` record naming
+    every point, each job sent on commit. Returns the jobs ([] and no record when none)."""
+    verifying = Job.objects.filter(
+        recovery_point=OuterRef("pk"), kind=Kind.VERIFY, status__in=[Status.QUEUED, Status.RUNNING]
+    )
+
+    def refresh(facts: dict[str, Any]) -> None:
+        rows = (
+            RecoveryPoint.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=list(ids))
+            .filter(Q(verified_at__isnull=True) | Q(verified_at__lte=since))
+            .exclude(Exists(verifying))
+            .order_by("pk")
+            .values_list("pk", "vault_id", "item_id", "vault__name", "item__name")
+        )
+        facts["points"] = list(rows)
+        if not facts["points"]:
+            raise _NoneDue
+
+    def change(check: Check) -> list[Job]:
+        jobs = Job.objects.bulk_create(
+            Job(kind=Kind.VERIFY, created_at=check.now, heartbeat_at=check.now, vault_id=vault,
+                item_id=item, recovery_point_id=pk)
+            for pk, vault, item, _, _ in check.facts["points"]
+        )  # fmt: skip
+        for job in jobs:
+            enqueue_on_commit(job)
+        return jobs
+
+    try:
+        return gate.execute(
+            "verifications_schedule",
+            actor=None,
+            target="verifications_schedule",
+            refresh=refresh,
+            before=lambda facts: {
+                "points": [
+                    {"point": pk, "vault": vault, "item": item}
+                    for pk, _, _, vault, item in facts["points"]
+                ]
+            },
+            change=change,
+            after=lambda jobs: {"jobs": [job.pk for job in jobs]},
+        )
+    except _NoneDue:
+        return []
+
+
+class _NoneDue(Exception):
+    """Every point of the page was skipped under lock: nothing to queue, nothing to audit."""
 
 
 def drill_request(

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db import connection
+from django.db.models import OuterRef, Subquery
+
 from policies import rules as policy_rules
 from portal import clock, gate
 from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
-from .requests import enqueue_on_commit, lock_verify_request, verify_request
+from .requests import (
+    enqueue_on_commit,
+    lock_verify_request,
+    verifications_schedule_batch,
+)
 from .state import job_state, new_job
 
 # A slot missed for up to this long (beat down, a deploy) still runs once; older ones don't.
@@ -135,23 +142,47 @@ def tier_moves_schedule(*, now: datetime | None = None) -> list[Job]:
     return jobs
 
 
-def verifications_schedule(*, now: datetime | None = None) -> list[Job]:
-    """Weekly per vault: verify each item's newest standard-tier point not verified lately."""
+def verifications_schedule(*, now: datetime | None = None, batch: int = 1000) -> int:
+    """Weekly: verify each item's newest point outside the archive tier, not corrupt, not
+    verified lately. Items in pages of ``batch`` (keyset over their ids); per page, the newest
+    point of every item in one query (``DISTINCT ON`` on PostgreSQL), then the due ones queued
+    by one gate decision (``verifications_schedule_batch``). Returns how many were queued."""
     now = now or clock.now()
-    jobs = []
-    for item in ProtectedItem.objects.select_related("vault"):
-        point = (
-            item.recovery_points.exclude(tier=Tier.VAULT_ARCHIVE)
-            .filter(corrupted_at__isnull=True)
-            .order_by("-created_at")
-            .first()
+    since = now - VERIFY_EVERY
+    queued, after = 0, 0
+    while True:
+        items = list(
+            ProtectedItem.objects.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch]
         )
-        if point is None or (point.verified_at and point.verified_at > now - VERIFY_EVERY):
-            continue
-        if point.jobs.filter(kind=Kind.VERIFY, status__in=[Status.QUEUED, Status.RUNNING]).exists():
-            continue
-        jobs.append(verify_request(actor=None, point=point))
-    return jobs
+        if not items:
+            return queued
+        after = items[-1]
+        ids = [
+            pk
+            for pk, verified_at in _newest_points(items)
+            if verified_at is None or verified_at <= since
+        ]
+        if ids:
+            queued += len(verifications_schedule_batch(ids, since=since))
+
+
+def _newest_points(items: list[int]) -> list[tuple[int, datetime | None]]:
+    """(id, verified_at) of the newest verifiable point of each of ``items``."""
+    points = RecoveryPoint.objects.exclude(tier=Tier.VAULT_ARCHIVE).filter(
+        corrupted_at__isnull=True
+    )
+    if connection.vendor == "postgresql":
+        newest = (
+            points.filter(item_id__in=items)
+            .order_by("item_id", "-created_at", "-id")
+            .distinct("item_id")
+        )
+    else:  # SQLite has no DISTINCT ON: the newest per item by a correlated subquery
+        first = points.filter(item=OuterRef("item")).order_by("-created_at", "-id")
+        newest = points.filter(item_id__in=items, pk=Subquery(first.values("pk")[:1]))
+    return list(newest.values_list("pk", "verified_at"))
 
 
 def lock_verifications_schedule(*, now: datetime | None = None) -> list[Job]:
