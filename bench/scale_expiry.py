@@ -16,6 +16,9 @@ migrates it, and measures:
   on the first ``--before`` points, to state its cost per point;
 - ``batch``: ``sweeps.points_expire()``, 1,000 points per transaction, on the rest.
 
+With ``--verify``, then the weekly verification schedule (issue 20, deliverable 3) of every
+item on the same copy, its broker sends left out (see ``measure_worker``).
+
 Each prints its time, statements (every connection's, through an execute wrapper) and the
 process's peak resident memory (``ru_maxrss``) before and after. ``measure_expiry()`` is the
 function ``bench/scale.py`` calls; the stores of the seeded vaults were never written, so the
@@ -91,7 +94,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_worker(before: int) -> dict[str, Any]:
+def measure_worker(before: int, verify: bool = False) -> dict[str, Any]:
     """In this process's database (DATABASE_URL): migrate, then both sweeps."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
@@ -161,6 +164,25 @@ def measure_worker(before: int) -> dict[str, Any]:
             "peak_rss_mb": round(_rss_mb(), 1),
         }
     result["left_due"] = due.count()
+    if verify:
+        # Deliverable 3 on the same copy: the weekly verification schedule of every item. The
+        # broker sends (one per job, after each page's commit) are left out (``enqueue_job``
+        # a no-op): they are the dispatcher's concern and cost ~5 ms each on this machine.
+        from vaults.jobs import requests, schedules
+
+        requests.enqueue_job = lambda job_id: None
+        statements[0] = 0
+        started = time.perf_counter()
+        queued = schedules.verifications_schedule()
+        elapsed = time.perf_counter() - started
+        result["verify"] = {
+            "points": queued,
+            "seconds": round(elapsed, 2),
+            "statements": statements[0],
+            "per_point_ms": round(elapsed * 1000 / max(queued, 1), 3),
+            "statements_per_point": round(statements[0] / max(queued, 1), 3),
+            "peak_rss_mb": round(_rss_mb(), 1),
+        }
     result["audit_records"] = {
         op: n
         for op, n in (
@@ -184,6 +206,7 @@ def measure_expiry(
     server: str = SERVER,
     template: str = TEMPLATE,
     database: str = DATABASE,
+    verify: bool = False,
 ) -> dict[str, Any]:
     """Copy the template, expire ``before + points`` points, measure in a process of its own;
     the figures (also printed). ``bench/scale.py`` may call this after seeding ``template``."""
@@ -200,6 +223,7 @@ def measure_expiry(
             "PYTHONPATH": str(ROOT),
         }
         command = [sys.executable, __file__, "--measure-worker", "--before", str(before)]
+        command += ["--verify"] if verify else []
         done = subprocess.run(command, env=env, stdout=subprocess.PIPE, check=True, text=True)
     result: dict[str, Any] = {"made_expired": expired, **json.loads(done.stdout.splitlines()[-1])}
     _print(result)
@@ -209,7 +233,7 @@ def measure_expiry(
 def _print(result: dict[str, Any]) -> None:
     print(f"load average (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"points made expired: {result['made_expired']}, due at start: {result['due']}")
-    for label in ("before", "batch"):
+    for label in ("before", "batch", "verify"):
         if label in result:
             r = result[label]
             print(
@@ -230,10 +254,11 @@ def main() -> int:
     parser.add_argument("--server", default=SERVER)
     parser.add_argument("--template", default=TEMPLATE)
     parser.add_argument("--database", default=DATABASE)
+    parser.add_argument("--verify", action="store_true", help="then the verification schedule")
     parser.add_argument("--measure-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_worker:
-        print(json.dumps(measure_worker(args.before)))
+        print(json.dumps(measure_worker(args.before, args.verify)))
         return 0
     result = measure_expiry(
         points=args.points,
@@ -241,6 +266,7 @@ def main() -> int:
         server=args.server,
         template=args.template,
         database=args.database,
+        verify=args.verify,
     )
     batch = result.get("batch", {})
     return 0 if batch.get("seconds", 1e9) < GOAL_SECONDS else 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
@@ -345,10 +345,13 @@ def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list
     )
 
     def refresh(facts: dict[str, Any]) -> None:
+        points = RecoveryPoint.objects.select_for_update(skip_locked=True, of=("self",))
+        if connection.vendor == "postgresql":  # one array parameter, not a thousand
+            points = points.extra(where=["vaults_recoverypoint.id = ANY(%s)"], params=[list(ids)])
+        else:
+            points = points.filter(pk__in=list(ids))
         rows = (
-            RecoveryPoint.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk__in=list(ids))
-            .filter(Q(verified_at__isnull=True) | Q(verified_at__lte=since))
+            points.filter(Q(verified_at__isnull=True) | Q(verified_at__lte=since))
             .exclude(Exists(verifying))
             .order_by("pk")
             .values_list("pk", "vault_id", "item_id", "vault__name", "item__name")
