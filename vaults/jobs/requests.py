@@ -19,7 +19,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from portal import clock, gate
@@ -345,7 +345,9 @@ def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list
     )
 
     def refresh(facts: dict[str, Any]) -> None:
-        points = RecoveryPoint.objects.select_for_update(skip_locked=True, of=("self",))
+        points: QuerySet[RecoveryPoint] = RecoveryPoint.objects.select_for_update(
+            skip_locked=True, of=("self",)
+        )
         if connection.vendor == "postgresql":  # one array parameter, not a thousand
             points = points.extra(where=["vaults_recoverypoint.id = ANY(%s)"], params=[list(ids)])
         else:
