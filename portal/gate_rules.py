@@ -465,17 +465,15 @@ def expiry_not_shortened(check: Check) -> DomainError | None:
 
 
 def point_has_expired(check: Check) -> DomainError | None:
-    point = check.facts["point"]
-    if not point.is_expired(check.now):
-        return DomainError(
-            "point_not_expired", f"Recovery point {point.pk} has not reached its expiry yet."
-        )
-    if point.is_soft_deleted(check.now):
-        return DomainError(
-            "point_not_expired",
-            f"Recovery point {point.pk} is soft-deleted until "
-            f"{point.soft_deleted_until:%Y-%m-%d %H:%M} UTC: it is purged only then.",
-        )
+    for point in check.facts.get("points") or [check.facts["point"]]:  # one, or a sweep's batch
+        if not point.is_expired(check.now):
+            return DomainError("point_not_expired", f"Recovery point {point.pk} has not expired.")
+        if point.is_soft_deleted(check.now):
+            return DomainError(
+                "point_not_expired",
+                f"Recovery point {point.pk} is soft-deleted until "
+                f"{point.soft_deleted_until:%Y-%m-%d %H:%M} UTC: it is purged only then.",
+            )
     return None
 
 

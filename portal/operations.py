@@ -201,6 +201,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation("point_record", "system", label="Record a recovery point"),
         # Expiry is always allowed: immutability never keeps data past its expiry.
         Operation("point_expire", "system", rules=(point_has_expired,), label="Expire a point"),
+        # The expiry sweep's batch (issue 20): one decision and one record for many points.
+        Operation("points_expire", "system", rules=(point_has_expired,), label="Expire points"),
         Operation(
             "soft_delete_enable",
             "manage",
@@ -339,6 +341,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation("verify_start", "operate", label="Verify a recovery point"),
         Operation("verify_schedule", "system", label="Schedule a verification"),
+        Operation("verifications_schedule", "system", label="Schedule verifications"),
         # Restore drills (SPEC 3.12): a point restored to scratch and re-hashed, then removed.
         Operation("drill_start", "operate", label="Run a restore drill of a recovery point"),
         Operation("drill_schedule", "system", label="Schedule a restore drill"),
@@ -348,6 +351,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation("point_tier_move", "system", label="Move a point to the archive tier"),
         Operation("point_snapshot_lapse", "system", label="End a point's instant restore"),
         Operation("point_rehydration_end", "system", label="End a point's rehydration"),
+        Operation("points_snapshot_lapse", "system", label="End points' instant restore"),
+        Operation("points_rehydration_end", "system", label="End points' rehydration"),
         Operation("point_mark_corrupt", "system", label="Mark a point corrupt"),
         Operation("point_mark_verified", "system", label="Record a point's verification"),
         Operation("storage_lock_apply", "system", label="Lock a vault's objects in storage"),

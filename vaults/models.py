@@ -307,8 +307,7 @@ class RecoveryPoint(models.Model):
     logical_bytes = models.BigIntegerField(default=0)
     stored_bytes = models.BigIntegerField(default=0)
     digest = models.CharField(max_length=128, blank=True)
-    # The point's id in the vault's store (vaults/storage); the row exists only once the
-    # store's manifest does, so a point never names data that is not there.
+    # Its id in the vault's store: the row exists only once the store's manifest does.
     storage_key = models.CharField(max_length=128, blank=True)
     # When the instant-restore copy of a snapshot_and_vault point lapses (SPEC 3.7).
     snapshot_expires_at = models.DateTimeField(null=True, blank=True)
@@ -340,6 +339,7 @@ class RecoveryPoint(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
+            models.Index(fields=["expires_at", "id"], name="point_expiry_idx"),  # the sweep
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
             models.Index(fields=["item"], include=["drill"], name="point_item_drill_idx",
                          condition=models.Q(drill__isnull=False)),  # the report's last drill

@@ -104,7 +104,7 @@ def schedule_verifications() -> int:
         if not mine:
             return 0
         checks = schedules.verifications_schedule()
-        return len(checks) + len(schedules.lock_verifications_schedule())
+        return checks + len(schedules.lock_verifications_schedule())
 
 
 @shared_task(name="holdfast.schedule_drills", **RETRY, **SHORT)

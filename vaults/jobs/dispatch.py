@@ -98,7 +98,7 @@ _ITEM_RULES = (
 )
 _COLUMNS = (
     "kind, status, vault_id, item_id, slot, params, created_at, heartbeat_at, bytes_done, "
-    "bytes_total, files_done, files_total, error, worker"
+    "bytes_total, files_done, files_total, error, worker, host"
 )
 # The (item, slot) key of scheduled backups (Job.Meta: job_one_backup_per_item_slot).
 _ON_CONFLICT = "ON CONFLICT (item_id, slot) WHERE kind = 'backup' AND slot IS NOT NULL DO NOTHING"
@@ -112,28 +112,28 @@ _PG_LOCK = (
 )
 _PG_INSERT = (
     f"INSERT INTO {_JOB} ({_COLUMNS}) SELECT 'backup', 'queued', i.vault_id, i.id, d.slot, "  # noqa: S608
-    "jsonb_build_object('tier', d.tier, 'on_demand', false), %s, %s, 0, 0, 0, 0, '', '' "
-    f"FROM {_PG_DUE} JOIN {_ITEM} i ON i.policy_id = d.policy_id "
+    "jsonb_build_object('tier', d.tier, 'on_demand', false), %s, %s, 0, 0, 0, 0, '', '', "
+    f"i.source_host FROM {_PG_DUE} JOIN {_ITEM} i ON i.policy_id = d.policy_id "
     f"JOIN {_VAULT} v ON v.id = i.vault_id WHERE {_ITEM_RULES} "
     f"ORDER BY i.vault_id, i.id, d.slot {_ON_CONFLICT} "
-    "RETURNING id, vault_id, item_id, slot, params->>'tier'"
+    "RETURNING id, vault_id, item_id, slot, params->>'tier', host"
 )
 # SQLite (the embedded default): the due rows as one JSON array; writers are serialised by
 # the database itself, so there is nothing to lock.
 _SQLITE_INSERT = (
     f"INSERT INTO {_JOB} ({_COLUMNS}) SELECT 'backup', 'queued', i.vault_id, i.id, "  # noqa: S608
     "json_extract(d.value, '$[1]'), json_object('tier', json_extract(d.value, '$[2]'), "
-    "'on_demand', json('false')), %s, %s, 0, 0, 0, 0, '', '' "
+    "'on_demand', json('false')), %s, %s, 0, 0, 0, 0, '', '', i.source_host "
     f"FROM json_each(%s) AS d JOIN {_ITEM} i ON i.policy_id = json_extract(d.value, '$[0]') "
     f"JOIN {_VAULT} v ON v.id = i.vault_id WHERE {_ITEM_RULES} "
     f"ORDER BY i.vault_id, i.id, json_extract(d.value, '$[1]') {_ON_CONFLICT} "
-    "RETURNING id, vault_id, item_id, slot, json_extract(params, '$.tier')"
+    "RETURNING id, vault_id, item_id, slot, json_extract(params, '$.tier'), host"
 )
 
 
 # The item fields loaded with the created jobs (the audit record's name, the send path's
 # routing): a field read on the send path belongs here, or it costs a query per job.
-SENT_ITEM_FIELDS = ("vault_id", "name", "source_kind", "source_path")
+SENT_ITEM_FIELDS = ("vault_id", "name", "source_kind", "source_path", "source_host")
 
 
 def _by_id(model: type[M], ids: set[int], *fields: str) -> dict[int, M]:
@@ -180,8 +180,9 @@ def _insert(due: list[Due], now: datetime) -> list[Job]:
     row.update(kind=Job.Kind.BACKUP, status=Job.Status.QUEUED, created_at=now, heartbeat_at=now)
     row.update(bytes_done=0, bytes_total=0, files_done=0, files_total=0, error="", worker="")
     jobs = []
-    for pk, vault_id, item_id, slot, tier in sorted(created):
-        row.update(id=pk, vault_id=vault_id, item_id=item_id, slot=_utc(slot))
+    for pk, vault_id, item_id, slot, tier, host in sorted(created):
+        # The job names its item's host as inserted (SPEC 3.13): the send path routes by it.
+        row.update(id=pk, vault_id=vault_id, item_id=item_id, slot=_utc(slot), host=host)
         row["params"] = {"tier": tier, "on_demand": False}
         job = Job.from_db(connection.alias, fields, [row[name] for name in fields])
         job.vault, job.item = vaults[vault_id], items[item_id]

@@ -51,12 +51,13 @@ Kind = Job.Kind
 Tier = RecoveryPoint.Tier
 
 
-def enqueue_job(job_id: int, host: str = "") -> None:
+def enqueue_job(job_id: int, host: str = "", producer: Any = None) -> None:
     """Send a job to a worker, by task name; called once the job's row is committed. A job
-    for a host goes to that host's queue (SPEC 3.13), any other to the shared one."""
+    for a host goes to that host's queue (SPEC 3.13), any other to the shared one. With
+    ``producer``, over that producer's broker connection (:func:`enqueue_many`)."""
     queue = host_queue(host) if host else getattr(settings, "HOLDFAST_TASK_QUEUE", None)
     options: dict[str, Any] = {"queue": queue} if queue else {}
-    current_app.send_task(RUN_JOB_TASK, args=(job_id,), **options)
+    current_app.send_task(RUN_JOB_TASK, args=(job_id,), producer=producer, **options)
 
 
 def job_route(job: Job) -> str:
@@ -80,19 +81,29 @@ def enqueue_on_commit(job: Job) -> None:
 
 
 def enqueue_many(jobs: list[Job]) -> None:
-    """Send each of ``jobs`` once the rows are committed: one message per job, each by
-    :func:`_send` (a batch of scheduled backups, vaults/jobs/dispatch.py)."""
-    if not jobs:
-        return
+    """Send each of ``jobs`` once the rows are committed (a dispatch tick's scheduled
+    backups, a page of verifications): one message per job, each by :func:`_send`, all over
+    one broker connection (taking one from the pool per message costs milliseconds each,
+    a minute for 10,000 jobs)."""
+    if jobs:
+        transaction.on_commit(lambda: send_many(jobs))
 
-    def send_all() -> None:
-        for job in jobs:
+
+def send_many(jobs: list[Job]) -> None:
+    """:func:`_send` each job over one producer; if the broker cannot be reached for the
+    producer itself, each job left goes by :func:`_send` alone (queued, with the reason)."""
+    sent = 0
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for job in jobs:
+                _send(job, producer)
+                sent += 1
+    except (BrokerUnavailable, OSError):
+        for job in jobs[sent:]:
             _send(job)
 
-    transaction.on_commit(send_all)
 
-
-def _send(job: Job) -> None:
+def _send(job: Job, producer: Any = None) -> None:
     """Send ``job`` to the queue; if the broker is down, keep it queued and say so.
 
     The row and its audit record are already committed, so the request is not lost: the
@@ -106,7 +117,7 @@ def _send(job: Job) -> None:
         Job.objects.filter(pk=job.pk).update(host=host)
         job.host = host
     try:
-        enqueue_job(job.pk, host)
+        enqueue_job(job.pk, host, producer)
         logger.info("%s job %s sent to host %s", job.kind, job.pk, host or "(any)")
     except (BrokerUnavailable, OSError) as exc:
         logger.warning("job %s not sent, the broker is unreachable: %s", job.pk, exc)

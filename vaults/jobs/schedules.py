@@ -3,13 +3,19 @@ and storage lock checks. Each is safe to run any number of times, concurrently."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from portal import clock
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+
+from portal import clock, gate
+from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from .dispatch import DISPATCH_LOOKBACK, backups_dispatch
-from .requests import enqueue_on_commit, lock_verify_request, verify_request
+from .requests import enqueue_many, enqueue_on_commit, lock_verify_request
 from .state import new_job
 
 # The backup dispatcher is vaults/jobs/dispatch.py (set-based); named here as before.
@@ -72,23 +78,47 @@ def tier_moves_schedule(*, now: datetime | None = None) -> list[Job]:
     return jobs
 
 
-def verifications_schedule(*, now: datetime | None = None) -> list[Job]:
-    """Weekly per vault: verify each item's newest standard-tier point not verified lately."""
+def verifications_schedule(*, now: datetime | None = None, batch: int = 1000) -> int:
+    """Weekly: verify each item's newest point outside the archive tier, not corrupt, not
+    verified lately. Items in pages of ``batch`` (keyset over their ids); per page, the newest
+    point of every item in one query (``DISTINCT ON`` on PostgreSQL), then the due ones queued
+    by one gate decision (``verifications_schedule_batch``). Returns how many were queued."""
     now = now or clock.now()
-    jobs = []
-    for item in ProtectedItem.objects.select_related("vault"):
-        point = (
-            item.recovery_points.exclude(tier=Tier.VAULT_ARCHIVE)
-            .filter(corrupted_at__isnull=True)
-            .order_by("-created_at")
-            .first()
+    since = now - VERIFY_EVERY
+    queued, after = 0, 0
+    while True:
+        items = list(
+            ProtectedItem.objects.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch]
         )
-        if point is None or (point.verified_at and point.verified_at > now - VERIFY_EVERY):
-            continue
-        if point.jobs.filter(kind=Kind.VERIFY, status__in=[Status.QUEUED, Status.RUNNING]).exists():
-            continue
-        jobs.append(verify_request(actor=None, point=point))
-    return jobs
+        if not items:
+            return queued
+        after = items[-1]
+        ids = [
+            pk
+            for pk, verified_at in _newest_points(items)
+            if verified_at is None or verified_at <= since
+        ]
+        if ids:
+            queued += len(verifications_schedule_batch(ids, since=since))
+
+
+def _newest_points(items: list[int]) -> list[tuple[int, datetime | None]]:
+    """(id, verified_at) of the newest verifiable point of each of ``items``."""
+    points = RecoveryPoint.objects.exclude(tier=Tier.VAULT_ARCHIVE).filter(
+        corrupted_at__isnull=True
+    )
+    if connection.vendor == "postgresql":
+        newest = (
+            points.filter(item_id__in=items)
+            .order_by("item_id", "-created_at", "-id")
+            .distinct("item_id")
+        )
+    else:  # SQLite has no DISTINCT ON: the newest per item by a correlated subquery
+        first = points.filter(item=OuterRef("item")).order_by("-created_at", "-id")
+        newest = points.filter(item_id__in=items, pk=Subquery(first.values("pk")[:1]))
+    return list(newest.values_list("pk", "verified_at"))
 
 
 def lock_verifications_schedule(*, now: datetime | None = None) -> list[Job]:
@@ -102,3 +132,65 @@ def lock_verifications_schedule(*, now: datetime | None = None) -> list[Job]:
         if not recent.exists():
             jobs.append(lock_verify_request(actor=None, vault=vault))
     return jobs
+
+
+def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list[Job]:
+    """Queue a verification of each point of ``ids`` still due under its lock (not verified
+    after ``since``, no verification queued or running; a point locked by another
+    scheduler is skipped): one INSERT of the jobs, one ``verifications_schedule`` record naming
+    every point, each job sent on commit. Returns the jobs ([] and no record when none)."""
+    verifying = Job.objects.filter(
+        recovery_point=OuterRef("pk"), kind=Kind.VERIFY, status__in=[Status.QUEUED, Status.RUNNING]
+    )
+
+    def refresh(facts: dict[str, Any]) -> None:
+        points: QuerySet[RecoveryPoint] = RecoveryPoint.objects.select_for_update(
+            skip_locked=True, of=("self",)
+        )
+        if connection.vendor == "postgresql":  # one array parameter, not a thousand
+            points = points.extra(where=["vaults_recoverypoint.id = ANY(%s)"], params=[list(ids)])
+        else:
+            points = points.filter(pk__in=list(ids))
+        rows = (
+            points.filter(Q(verified_at__isnull=True) | Q(verified_at__lte=since))
+            .exclude(Exists(verifying))
+            .order_by("pk")
+            .values_list(
+                "pk", "vault_id", "item_id", "vault__name", "item__name", "item__source_host"
+            )
+        )
+        facts["points"] = list(rows)
+        if not facts["points"]:
+            raise _NoneDue
+
+    def change(check: Check) -> list[Job]:
+        # Each job names its item's host (SPEC 3.13), so sending it updates nothing.
+        jobs = Job.objects.bulk_create(
+            Job(kind=Kind.VERIFY, created_at=check.now, heartbeat_at=check.now, vault_id=vault,
+                item_id=item, recovery_point_id=pk, host=host)
+            for pk, vault, item, _, _, host in check.facts["points"]
+        )  # fmt: skip
+        enqueue_many(jobs)
+        return jobs
+
+    try:
+        return gate.execute(
+            "verifications_schedule",
+            actor=None,
+            target="verifications_schedule",
+            refresh=refresh,
+            before=lambda facts: {
+                "points": [
+                    {"point": pk, "vault": vault, "item": item}
+                    for pk, _, _, vault, item, _ in facts["points"]
+                ]
+            },
+            change=change,
+            after=lambda jobs: {"jobs": [job.pk for job in jobs]},
+        )
+    except _NoneDue:
+        return []
+
+
+class _NoneDue(Exception):
+    """Every point of the page was skipped under lock: nothing to queue, nothing to audit."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -25,8 +27,9 @@ from portal.services import approvals_expire
 from .. import services
 from ..hosts import offline_hosts, wait_limit, waiting_sentence
 from ..keyring import stored_key_backend
-from ..locations import archive_store, vault_store
+from ..locations import archive_store, has_store, vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
+from ..services.expiry import DuePoint
 from ..storage import ArchiveStore, PointNotFound, StorageError, VaultStore
 from ..storage.backends import LocalBackend
 from ..storage.crypto import KeyUnavailable, SealedBackend
@@ -39,11 +42,15 @@ from .state import alert_failure
 
 logger = logging.getLogger(__name__)
 
+# Points per transaction (and per audit record) of the expiry and tier sweeps (issue 20).
+BATCH = 1000
+
 # A queued job whose message seems lost is sent again after this long (the claim is a CAS).
 REQUEUE_AFTER = timedelta(minutes=10)
 
 Status = Job.Status
 Tier = RecoveryPoint.Tier
+_Stores = tuple[VaultStore | ArchiveStore, ...]
 
 
 def _stale_after() -> timedelta:
@@ -124,14 +131,16 @@ def host_waits_expire(*, now: datetime) -> int:
     return failed
 
 
-def _delete_point_data(vault: Vault, key: str, now: datetime) -> None:
+def _delete_point_data(
+    vault: Vault, key: str, now: datetime, stores: _Stores | None = None
+) -> None:
     """Remove a point's data from both tiers. An object the storage still locks (its clock
     is behind ours, or a legal hold) is left and logged; the orphan sweep retries it once
     its lock has ended. A point the storage itself was told to keep longer than the row
     says (the row was changed outside Holdfast) stays too: the orphan sweep reports it."""
     if not key:
         return
-    for store in (vault_store(vault), archive_store(vault)):
+    for store in stores or (vault_store(vault), archive_store(vault)):
         try:
             store.delete_point(key, now=now)
         except PointNotFound:
@@ -140,55 +149,90 @@ def _delete_point_data(vault: Vault, key: str, now: datetime) -> None:
             logger.warning("point data %s of vault %s kept: %s", key, vault.name, exc)
 
 
-def points_expire(*, now: datetime | None = None) -> int:
-    """Remove points past their expiry, rows through the gate (which always allows it, even
-    in an immutable vault) and then their data; GC then frees the unreferenced chunks."""
+def due_pages(due: QuerySet[RecoveryPoint], field: str, *, size: int) -> Iterator[list[int]]:
+    """The ids of the points ``due``, ``size`` at a time in (``field``, id) order: keyset pages
+    over the index on ``field``, so each page is one indexed read and memory stays flat."""
+    after: tuple[Any, int] | None = None
+    while True:
+        page = due
+        if after is not None:
+            value, pk = after
+            page = page.filter(Q(**{f"{field}__gt": value}) | Q(**{field: value, "pk__gt": pk}))
+            page = page.filter(**{f"{field}__gte": value})  # the index's range
+        rows = list(page.order_by(field, "pk").values_list(field, "pk")[:size])
+        if rows:
+            yield [pk for _, pk in rows]
+        if len(rows) < size:
+            return
+        after = rows[-1]
+
+
+def _data_delete(points: list[DuePoint], now: datetime, *, archive: bool = True) -> None:
+    """After the batch's commit: the deleted points' data, each vault's stores opened once
+    (its row read in full, one query for the page). A vault with no store holds no data, and
+    none is created just to look."""
+    stored = {p.vault_id for p in points if p.storage_key and has_store(p.vault)}
+    vaults = Vault.objects.in_bulk(stored) if stored else {}
+    stores: dict[int, _Stores] = {}
+    for point in points:
+        vault = vaults.get(point.vault_id)
+        if vault is None or not point.storage_key:
+            continue
+        if vault.pk not in stores:
+            stores[vault.pk] = (vault_store(vault), archive_store(vault))[: 2 if archive else 1]
+        _delete_point_data(vault, point.storage_key, now, stores[vault.pk])
+
+
+def points_expire(*, now: datetime | None = None, batch: int = BATCH) -> int:
+    """Remove points past their expiry, ``batch`` at a time: each page of what is due is
+    decided by the gate under its rows' locks and deleted in one transaction with one audit
+    record (``services.points_expire_batch``: always allowed, even in an immutable vault), then
+    its data goes, after the commit; GC then frees the unreferenced chunks."""
     now = now or clock.now()
     count = 0
     # Soft-deleted points (SPEC 3.3) wait for the end of their soft-delete period.
-    expired = RecoveryPoint.objects.filter(expires_at__lte=now).exclude(soft_deleted_until__gt=now)
-    for point in expired.select_related("vault", "item"):
-        vault, key = point.vault, point.storage_key
-        if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
-            continue  # a restore is reading it; next sweep
+    due = RecoveryPoint.objects.filter(expires_at__lte=now).exclude(soft_deleted_until__gt=now)
+    for ids in due_pages(due, "expires_at", size=batch):
         try:
-            services.point_expire(point=point)
-        except DomainError as exc:
-            logger.warning("point %s not expired: %s", point.pk, exc.detail)
+            points = services.points_expire_batch(ids, now=now)
+        except DomainError as exc:  # refused and audited: the page waits for the next sweep
+            logger.warning("%d point(s) not expired: %s", len(ids), exc.detail)
             continue
-        _delete_point_data(vault, key, now)
-        count += 1
+        _data_delete(points, now)
+        count += len(points)
     return count
 
 
-def snapshots_lapse(*, now: datetime | None = None) -> int:
-    """A snapshot_and_vault point whose instant-restore days are over is vault-standard."""
-    now = now or clock.now()
-    points = RecoveryPoint.objects.filter(
-        tier=Tier.SNAPSHOT_AND_VAULT, snapshot_expires_at__lte=now
-    ).select_related("vault", "item")
-    for point in points:
-        services.point_flag("point_snapshot_lapse", point, tier=Tier.VAULT_STANDARD)
-    return len(points)
-
-
-def rehydrations_end(*, now: datetime | None = None) -> int:
-    """Drop standard-tier copies of archived points whose rehydration period is over."""
+def snapshots_lapse(*, now: datetime | None = None, batch: int = BATCH) -> int:
+    """A snapshot_and_vault point whose instant-restore days are over is vault-standard:
+    ``batch`` at a time, one transaction and audit record each."""
     now = now or clock.now()
     count = 0
-    points = RecoveryPoint.objects.filter(
-        tier=Tier.VAULT_ARCHIVE, rehydrated_until__lte=now
-    ).select_related("vault", "item")
-    for point in points:
-        if Job.objects.filter(recovery_point=point, status=Status.RUNNING).exists():
-            continue
-        services.point_flag("point_rehydration_end", point, rehydrated_until=None)
-        # Only while the archive holds its copy: the storage keeps the point otherwise.
-        with contextlib.suppress(PointNotFound, ObjectLocked, PointRetained):
-            vault_store(point.vault).delete_point(
-                point.storage_key, now=now, copy_in=archive_store(point.vault)
-            )
-        count += 1
+    due = RecoveryPoint.objects.filter(tier=Tier.SNAPSHOT_AND_VAULT, snapshot_expires_at__lte=now)
+    for ids in due_pages(due, "snapshot_expires_at", size=batch):
+        count += len(services.snapshots_lapse_batch(ids, now=now))
+    return count
+
+
+def rehydrations_end(*, now: datetime | None = None, batch: int = BATCH) -> int:
+    """Drop standard-tier copies of archived points whose rehydration period is over: the
+    rows ``batch`` at a time (skipping points a running job reads), then, after each commit,
+    the copies."""
+    now = now or clock.now()
+    count = 0
+    due = RecoveryPoint.objects.filter(tier=Tier.VAULT_ARCHIVE, rehydrated_until__lte=now)
+    for ids in due_pages(due, "rehydrated_until", size=batch):
+        points = services.rehydrations_end_batch(ids, now=now)
+        vaults = Vault.objects.in_bulk({p.vault_id for p in points if has_store(p.vault)})
+        for point in points:
+            vault = vaults.get(point.vault_id)
+            # Only while the archive holds its copy: the storage keeps the point otherwise.
+            with contextlib.suppress(PointNotFound, ObjectLocked, PointRetained):
+                if vault is not None and point.storage_key:
+                    vault_store(vault).delete_point(
+                        point.storage_key, now=now, copy_in=archive_store(vault)
+                    )
+        count += len(points)
     return count
 
 

@@ -8,6 +8,7 @@ through the operation gate (``portal.gate``).
 - ``hosts``: a worker's host announcing itself, the host an item is read on (SPEC 3.13)
 - ``items``: protecting a directory, stopping and resuming protection (Backup items blade)
 - ``points``: recovery points; ``downloads``: reading a point's files out as a download
+- ``expiry``: the sweeps' batches of points (expiry, snapshot lapse, rehydration end)
 - ``replication``: pairing with a replica vault, its points (Replication blade)
 - ``common``: what they share (the locked vault row, irreversible lock requests)
 
@@ -18,6 +19,7 @@ service goes in the module of its blade and into ``__all__`` below.
 from __future__ import annotations
 
 from .downloads import Download, point_download
+from .expiry import points_expire_batch, rehydrations_end_batch, snapshots_lapse_batch
 from .hosts import host_announce, item_host_set, known_host
 from .immutability import immutability_lock, immutability_lock_request, immutability_set
 from .items import item_protect, protection_resume, protection_stop
@@ -65,11 +67,14 @@ __all__ = [
     "point_flag",
     "point_record",
     "point_retain_until",
+    "points_expire_batch",
     "protection_resume",
     "protection_stop",
+    "rehydrations_end_batch",
     "replica_point_record",
     "replica_remove",
     "replica_set",
+    "snapshots_lapse_batch",
     "soft_delete_always_on",
     "soft_delete_always_on_request",
     "soft_delete_set",
