@@ -26,6 +26,10 @@ Measured so far (issue 20 deliverable 6 grows the list):
   main:vaults/jobs/schedules.py``, one gate transaction per (item, slot)), for comparison.
   It takes minutes and leaves one audit record per job.
 
+- The due items are read on ``--hosts`` worker hosts (100 by default; announced, round robin
+  by item id; issue 19), so each job goes to its host's queue: a host's many jobs as batches
+  a worker there fans out (vaults/jobs/sending.py). The tick's time includes handing them over.
+
 Goal: the dispatch of 10,000 due items under 10 s, peak memory under 300 MB.
 """
 
@@ -110,16 +114,64 @@ def _make_due(target: int) -> int:
     return due
 
 
-def _clear(broker: Any) -> None:
+def _host_names(hosts: int) -> list[str]:
+    return [f"bench-host-{n:03d}" for n in range(hosts)]
+
+
+def _spread_over_hosts(hosts: int) -> None:
+    """Announce ``hosts`` worker hosts (SPEC 3.13) and read every protected item on one of
+    them, round robin by item id; with 0, every item is read on any host (the shared queue)."""
+    from django.db import connection
+
+    from portal import clock
+    from portal.celery import host_queue
+    from portal.gate import entry_point
+    from vaults import services
+
+    names = _host_names(hosts)
+    now = clock.now()
+    with entry_point("command"):
+        _announce(services, names, now, host_queue)
+    with connection.cursor() as cursor:
+        if names:
+            cursor.execute(
+                "UPDATE vaults_protecteditem SET source_host = (%s::text[])[1 + id %% %s] "
+                "WHERE source_kind <> 'replica'",
+                [names, len(names)],
+            )
+        else:
+            cursor.execute("UPDATE vaults_protecteditem SET source_host = ''")
+
+
+def _announce(services: Any, names: list[str], now: Any, host_queue: Any) -> None:
+    for name in names:
+        services.host_announce(
+            name=name, version="bench", queues=["celery", host_queue(name)], started_at=now
+        )
+
+
+def _queued(broker: Any, hosts: int) -> dict[str, int]:
+    """Messages waiting after a tick: on the shared bench queue and on the hosts' queues."""
+    from portal.celery import host_queue
+
+    return {
+        "shared": broker.llen(QUEUE),
+        "hosts": sum(broker.llen(host_queue(name)) for name in _host_names(hosts)),
+    }
+
+
+def _clear(broker: Any, hosts: int = 0) -> None:
     """Delete the tick's jobs (a later run creates them again) and its queued messages."""
     from django.db import connection
+
+    from portal.celery import host_queue
 
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM vaults_job WHERE kind = 'backup' AND slot > %s AND slot <= %s",
             [TICK - dt.timedelta(hours=1), TICK],
         )
-    broker.delete(QUEUE)
+    broker.delete(QUEUE, *[host_queue(name) for name in _host_names(hosts)])
 
 
 def _baseline() -> Any:
@@ -139,17 +191,25 @@ def _tick(dispatch: Any, *, trace: bool = False) -> dict[str, Any]:
     from django.db import connection
 
     from portal.gate import entry_point
-    from vaults.jobs import requests
+    from vaults.jobs import dispatch as dispatch_module
+    from vaults.jobs import requests, sending
 
-    sending = {"seconds": 0.0}
-    send = requests.enqueue_job
+    spent = {"seconds": 0.0}
+    send, send_many = requests.enqueue_job, sending.send_many
 
-    def timed_send(job_id: int) -> None:  # how long the tick spends handing messages over
+    def timed_send(*args: Any) -> None:  # how long the tick spends handing messages over
         started = time.perf_counter()
-        send(job_id)
-        sending["seconds"] += time.perf_counter() - started
+        send(*args)
+        spent["seconds"] += time.perf_counter() - started
+
+    def timed_send_many(jobs: Any) -> None:
+        started = time.perf_counter()
+        send_many(jobs)
+        spent["seconds"] += time.perf_counter() - started
 
     requests.enqueue_job = timed_send  # type: ignore[assignment]
+    sending.send_many = timed_send_many  # type: ignore[assignment]
+    assert dispatch_module.enqueue_many is sending.enqueue_many
     if trace:
         tracemalloc.start()
     try:
@@ -168,17 +228,18 @@ def _tick(dispatch: Any, *, trace: bool = False) -> dict[str, Any]:
     finally:
         tracemalloc.stop()
         requests.enqueue_job = send  # type: ignore[assignment]
+        sending.send_many = send_many  # type: ignore[assignment]
     return {
         "jobs": len(jobs),
         "seconds": seconds,
-        "sending": sending["seconds"],
+        "sending": spent["seconds"],
         "queries": queries,
         "rss_mb": _rss_mb(),
         "python_peak_mb": peak,
     }
 
 
-def measure_worker(due: int, baseline: bool) -> dict[str, Any]:
+def measure_worker(due: int, baseline: bool, hosts: int) -> dict[str, Any]:
     _setup_django()
     import redis
     from django.conf import settings
@@ -192,32 +253,43 @@ def measure_worker(due: int, baseline: bool) -> dict[str, Any]:
     settings.HOLDFAST_TASK_QUEUE = QUEUE
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     due = _make_due(due)
-    _clear(broker)
+    _spread_over_hosts(hosts)
+    _clear(broker, hosts)
     with connection.cursor() as cursor:
         for table in VACUUMED:
             cursor.execute(f'VACUUM ANALYZE "{table}"')
-    result: dict[str, Any] = {"due": due, "baseline_rss_mb": _rss_mb()}
+    result: dict[str, Any] = {"due": due, "hosts": hosts, "baseline_rss_mb": _rss_mb()}
     records = AuditRecord.objects.filter(operation="backup_dispatch").count()
     result["dispatch"] = _tick(backups_dispatch)
     result["dispatch"]["audit_records"] = (
         AuditRecord.objects.filter(operation="backup_dispatch").count() - records
     )
-    _clear(broker)
+    result["dispatch"]["messages"] = _queued(broker, hosts)
+    _clear(broker, hosts)
     result["dispatch"]["python_peak_mb"] = _tick(backups_dispatch, trace=True)["python_peak_mb"]
-    _clear(broker)
+    _clear(broker, hosts)
     if baseline:
         records = AuditRecord.objects.filter(operation="backup_schedule").count()
         result["main"] = _tick(_baseline())
         result["main"]["audit_records"] = (
             AuditRecord.objects.filter(operation="backup_schedule").count() - records
         )
-        _clear(broker)
+        _clear(broker, hosts)
     return result
 
 
 def _report(result: dict[str, Any]) -> bool:
     print(f"load average (1, 5, 15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"due items at {TICK:%Y-%m-%d %H:%M:%S} UTC: {result['due']:,}")
+    print(
+        f"due items at {TICK:%Y-%m-%d %H:%M:%S} UTC: {result['due']:,}, read on "
+        f"{result['hosts'] or 'any'} host(s)"
+    )
+    messages = result["dispatch"].get("messages")
+    if messages:
+        print(
+            f"messages the tick left: {messages['hosts']:,} on the hosts' queues (batches a "
+            f"worker there fans out, or jobs), {messages['shared']:,} on the shared queue"
+        )
     print(f"process RSS before the ticks: {result['baseline_rss_mb']:.0f} MB\n")
     print(f"{'':28} {'jobs':>7} {'time':>9} {'sending':>9} {'queries':>8} {'audit':>6} "
           f"{'peak RSS':>9} {'py peak':>8}")  # fmt: skip
@@ -254,6 +326,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--due", type=int, default=DUE, help="items due in the tick")
     parser.add_argument("--baseline", action="store_true", help="time main's dispatcher too")
+    parser.add_argument(
+        "--hosts", type=int, default=100, help="worker hosts the items are read on (0: any)"
+    )
     parser.add_argument("--reseed", action="store_true", help="seed again even if kept")
     parser.add_argument("--seed-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure-worker", action="store_true", help=argparse.SUPPRESS)
@@ -262,11 +337,12 @@ def main() -> int:
         seed_worker(args.seed_worker, args.seed)
         return 0
     if args.measure_worker:
-        print(json.dumps(measure_worker(args.due, args.baseline)))
+        print(json.dumps(measure_worker(args.due, args.baseline, args.hosts)))
         return 0
     env = seeded(args, __file__, args.database, _marker(SIZE, args.seed), SIZE)
     env.update(CELERY_BROKER_URL=args.broker, CELERY_TASK_ALWAYS_EAGER="0")
     command = [sys.executable, __file__, "--measure-worker", "--due", str(args.due)]
+    command += ["--hosts", str(args.hosts)]
     done = subprocess.run(
         command + (["--baseline"] if args.baseline else []),
         env=env, stdout=subprocess.PIPE, check=True, text=True,

@@ -359,7 +359,7 @@ def test_every_job_of_an_item_is_routed_to_its_host(
     verify = requests.verify_request(actor=operator, point=point)
     # A job made without a host (the dispatcher's kind) is stamped with it as it is sent.
     bare = Job.objects.create(kind="tier_move", vault=vault, item=item, created_at=NOW)
-    requests._send(bare)
+    requests.send(bare)
     (scheduled,) = schedules.backups_dispatch(now=datetime(2026, 3, 1, 22, 0, 30, tzinfo=UTC))
     assert scheduled.item == item and scheduled.slot is not None
     routed = [Job.objects.get(pk=j.pk).host for j in (backup, restore, verify, bare, scheduled)]

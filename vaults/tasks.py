@@ -22,7 +22,7 @@ from portal.gate import entry_point
 from portal.periodic import single_run
 
 from . import report_mail
-from .jobs import beacon, drill_schedule, replication, runner, schedules, sweeps
+from .jobs import beacon, drill_schedule, replication, runner, schedules, sending, sweeps
 
 
 @worker_ready.connect
@@ -56,6 +56,13 @@ def run_job(job_id: int) -> str:
     with entry_point("task"):
         job = runner.job_run(job_id=job_id)
     return "skipped" if job is None else job.status
+
+
+# A batch of jobs a beat tick handed to this host's queue (requests.SEND_JOBS_TASK): one
+# message per job, from here. Sent by name, not imported.
+@shared_task(name="holdfast.send_jobs", **RETRY, **SHORT)
+def send_jobs(job_ids: list[int]) -> int:
+    return sending.jobs_send(job_ids)
 
 
 @shared_task(name="holdfast.dispatch_backups", **RETRY, **SHORT)

@@ -15,8 +15,8 @@ grow with the items.
    creates only the jobs the other has not.
 3. One audit record per tick, naming every job it created (job, vault, item, slot, tier); a
    tick that created nothing writes none: the log says what was done, not what was found.
-4. After commit, each job is sent by ``requests.enqueue_many`` (one message per job, by the
-   same send path as every job).
+4. After commit, the jobs are sent by ``sending.enqueue_many`` (each host's many jobs as
+   batches its workers fan out, one message per job, by the same send path as every job).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from portal import clock, gate
 from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
-from .requests import enqueue_many
+from .sending import enqueue_many
 
 # A slot missed for up to this long (beat down, a deploy) still runs once; older ones don't.
 DISPATCH_LOOKBACK = timedelta(hours=1)

@@ -54,7 +54,7 @@ Tier = RecoveryPoint.Tier
 def enqueue_job(job_id: int, host: str = "", producer: Any = None) -> None:
     """Send a job to a worker, by task name; called once the job's row is committed. A job
     for a host goes to that host's queue (SPEC 3.13), any other to the shared one. With
-    ``producer``, over that producer's broker connection (:func:`enqueue_many`)."""
+    ``producer``, over that producer's broker connection (vaults/jobs/sending.py)."""
     queue = host_queue(host) if host else getattr(settings, "HOLDFAST_TASK_QUEUE", None)
     options: dict[str, Any] = {"queue": queue} if queue else {}
     current_app.send_task(RUN_JOB_TASK, args=(job_id,), producer=producer, **options)
@@ -77,33 +77,19 @@ QUEUE_DOWN = (
 
 def enqueue_on_commit(job: Job) -> None:
     """Send the job's id to a worker once the row is committed (never before)."""
-    transaction.on_commit(lambda: _send(job))
+    transaction.on_commit(lambda: send(job))
 
 
-def enqueue_many(jobs: list[Job]) -> None:
-    """Send each of ``jobs`` once the rows are committed (a dispatch tick's scheduled
-    backups, a page of verifications): one message per job, each by :func:`_send`, all over
-    one broker connection (taking one from the pool per message costs milliseconds each,
-    a minute for 10,000 jobs)."""
-    if jobs:
-        transaction.on_commit(lambda: send_many(jobs))
+def routed(job: Job) -> str:
+    """The job's host, written to its row if it was created without it."""
+    host = job_route(job)
+    if host != job.host:  # created without it: the worker checks it
+        Job.objects.filter(pk=job.pk).update(host=host)
+        job.host = host
+    return host
 
 
-def send_many(jobs: list[Job]) -> None:
-    """:func:`_send` each job over one producer; if the broker cannot be reached for the
-    producer itself, each job left goes by :func:`_send` alone (queued, with the reason)."""
-    sent = 0
-    try:
-        with current_app.producer_or_acquire() as producer:
-            for job in jobs:
-                _send(job, producer)
-                sent += 1
-    except (BrokerUnavailable, OSError):
-        for job in jobs[sent:]:
-            _send(job)
-
-
-def _send(job: Job, producer: Any = None) -> None:
+def send(job: Job, producer: Any = None) -> None:
     """Send ``job`` to the queue; if the broker is down, keep it queued and say so.
 
     The row and its audit record are already committed, so the request is not lost: the
@@ -112,10 +98,7 @@ def _send(job: Job, producer: Any = None) -> None:
     sweep re-sends every queued job with such an error until a worker claims it (the
     claim is a compare-and-set, so a message that did get through runs once anyway).
     """
-    host = job_route(job)
-    if host != job.host:  # created without it (the dispatcher): the worker checks it
-        Job.objects.filter(pk=job.pk).update(host=host)
-        job.host = host
+    host = routed(job)
     try:
         enqueue_job(job.pk, host, producer)
         logger.info("%s job %s sent to host %s", job.kind, job.pk, host or "(any)")

@@ -15,7 +15,8 @@ from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from .dispatch import DISPATCH_LOOKBACK, backups_dispatch
-from .requests import enqueue_many, enqueue_on_commit, lock_verify_request
+from .requests import enqueue_on_commit, lock_verify_request
+from .sending import enqueue_many
 from .state import new_job
 
 # The backup dispatcher is vaults/jobs/dispatch.py (set-based); named here as before.
