@@ -50,7 +50,7 @@ def test_hosts_page_shows_both_hosts_and_the_item_form_protects_a_directory_on_o
         _axe(page, "hosts")
 
         page.goto("/vaults/files/items/new/")
-        page.get_by_label("Name").fill("projects")
+        page.get_by_label("Name", exact=True).fill("projects")
         page.get_by_label("Directory path").fill(str(source))
         page.get_by_label("Host").select_option(second.name)
         page.get_by_role("button", name="Protect").click()

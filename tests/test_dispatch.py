@@ -330,8 +330,8 @@ def test_the_app_role_cannot_insert_or_rename_a_second_job_for_an_item_slot(
     assert len(backups_dispatch()) == 1
     insert = (
         "INSERT INTO vaults_job (kind, status, vault_id, item_id, slot, params, created_at, "
-        "heartbeat_at, bytes_done, bytes_total, files_done, files_total, error, worker) VALUES "
-        "('backup', 'queued', %s, %s, %s, '{}', now(), now(), 0, 0, 0, 0, '', '')"
+        "heartbeat_at, bytes_done, bytes_total, files_done, files_total, error, worker, host) "
+        "VALUES ('backup', 'queued', %s, %s, %s, '{}', now(), now(), 0, 0, 0, 0, '', '', '')"
     )
     with pytest.raises(psycopg.errors.UniqueViolation):
         as_app.execute(insert, [item.vault_id, item.pk, SLOT])

@@ -552,7 +552,7 @@ def test_protect_an_item_answers_201_with_the_item_shape(
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["name"] == "docs"
-    assert body["source"] == {"kind": "directory", "path": str(tmp_path)}
+    assert body["source"] == {"kind": "directory", "path": str(tmp_path), "host": ""}
     assert body["policy"] == "daily-30"
     assert body["protection_state"] == "protected"
     assert body["purge_at"] is None
