@@ -493,6 +493,7 @@ def test_the_restore_page_of_a_database_point_asks_for_a_new_database_and_refuse
     page = client.get(url).content.decode()
     source = db_point.workload["database"] if db_point.workload else ""
     assert 'name="target_database"' in page and 'name="root"' not in page
+    assert 'name="target_host"' in page  # restored on the item's host, or one named here
     assert f"A dump of PostgreSQL database <code>{source}</code>" in page
 
     refused = client.post(url, {"target_database": source})

@@ -54,6 +54,7 @@ def test_the_restore_page_lists_the_allowed_roots_with_a_picker_and_a_primary_bu
     assert f'<option value="{stores["other"]}"' in page
     assert 'class="check"' in page and 'name="overwrite"' in page
     assert 'class="primary" id="restore-submit"' in page
+    assert 'name="target_host"' in page and "Restore on host" in page  # SPEC 3.13
 
 
 def test_a_selected_file_restores_under_the_chosen_root_and_folder(
