@@ -128,6 +128,27 @@ def _mark(server: str, name: str, marker: str) -> None:
         conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{marker}'")
 
 
+class Statements:
+    """Counts the SQL statements of every connection of this process, those opened later
+    too (a thread's own, as the compliance report's side-by-side scans use): ``count``."""
+
+    def __init__(self) -> None:
+        from django.db import connection
+        from django.db.backends.signals import connection_created
+
+        self.count = 0
+        connection_created.connect(self._attach, weak=False)
+        self._attach(None, connection)
+
+    def __call__(self, execute: Any, sql: Any, params: Any, many: Any, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+    def _attach(self, sender: Any, connection: Any, **kwargs: Any) -> None:
+        if self not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self)
+
+
 def seeded(
     args: argparse.Namespace, script: str, name: str, marker: str, size: int
 ) -> dict[str, str]:

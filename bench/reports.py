@@ -48,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.portfolio import _setup_django, seeded  # noqa: E402
+from bench.portfolio import Statements, _setup_django, seeded  # noqa: E402
 
 DAYS, HISTORY = 90, 9
 GOAL_SECONDS = 2.0
@@ -102,7 +102,6 @@ def measure_worker(requests: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
-    from django.db.backends.signals import connection_created
     from django.db.models import Count
     from django.test import Client
 
@@ -128,23 +127,12 @@ def measure_worker(requests: int) -> dict[str, Any]:
     result: dict[str, Any] = {"vaults": Vault.objects.count(), "one vault": biggest.n}
     # Statements on every connection: the report's second one (its side-by-side scans, a
     # thread's own connection) counts too.
-    statements = [0]
-
-    def count(execute: Any, sql: Any, params: Any, many: Any, context: Any) -> Any:
-        statements[0] += 1
-        return execute(sql, params, many, context)
-
-    def counted(sender: Any, connection: Any, **kwargs: Any) -> None:
-        if count not in connection.execute_wrappers:
-            connection.execute_wrappers.append(count)
-
-    connection_created.connect(counted)
-    connection.execute_wrappers.append(count)
+    statements = Statements()
     for label, url in _urls(biggest.name, clock.now().date()):
         _timed(client, url)  # warm-up
-        statements[0] = 0
+        statements.count = 0
         _timed(client, url)
-        queries = statements[0]
+        queries = statements.count
         times = [_timed(client, url) for _ in range(requests)]
         result[label] = {"queries": queries, "median": statistics.median(times),
                          "max": max(times)}  # fmt: skip

@@ -45,6 +45,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.portfolio import Statements  # noqa: E402
+
 SERVER = os.environ.get("BENCH_POSTGRES", "postgres://root@127.0.0.1:5432/postgres")
 TEMPLATE, DATABASE = "holdfast_bench_reports", "holdfast_bench_expiry"
 GOAL_SECONDS, GOAL_MB = 60.0, 300.0
@@ -102,7 +104,6 @@ def measure_worker(before: int, verify: bool = False) -> dict[str, Any]:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
-    from django.db.backends.signals import connection_created
 
     from portal import clock
     from portal.gate import DomainError
@@ -111,19 +112,8 @@ def measure_worker(before: int, verify: bool = False) -> dict[str, Any]:
     from vaults.models import Job, RecoveryPoint
 
     call_command("migrate", verbosity=0)
-    statements = [0]
-
-    def count(execute: Any, sql: Any, params: Any, many: Any, context: Any) -> Any:
-        statements[0] += 1
-        return execute(sql, params, many, context)
-
-    def counted(sender: Any, connection: Any, **kwargs: Any) -> None:
-        if count not in connection.execute_wrappers:
-            connection.execute_wrappers.append(count)
-
-    connection_created.connect(counted)
     connection.ensure_connection()
-    counted(None, connection)
+    statements = Statements()
 
     def one_by_one(now: Any, limit: int) -> int:
         """The sweep before issue 20, verbatim but for the limit (and no data step)."""
@@ -151,16 +141,16 @@ def measure_worker(before: int, verify: bool = False) -> dict[str, Any]:
     ):
         if label == "before" and not before:
             continue
-        statements[0] = 0
+        statements.count = 0
         started = time.perf_counter()
         done = run()
         elapsed = time.perf_counter() - started
         result[label] = {
             "points": done,
             "seconds": round(elapsed, 2),
-            "statements": statements[0],
+            "statements": statements.count,
             "per_point_ms": round(elapsed * 1000 / max(done, 1), 3),
-            "statements_per_point": round(statements[0] / max(done, 1), 3),
+            "statements_per_point": round(statements.count / max(done, 1), 3),
             "peak_rss_mb": round(_rss_mb(), 1),
         }
     result["left_due"] = due.count()
@@ -171,16 +161,16 @@ def measure_worker(before: int, verify: bool = False) -> dict[str, Any]:
         from vaults.jobs import requests, schedules
 
         requests.enqueue_job = lambda job_id: None
-        statements[0] = 0
+        statements.count = 0
         started = time.perf_counter()
         queued = schedules.verifications_schedule()
         elapsed = time.perf_counter() - started
         result["verify"] = {
             "points": queued,
             "seconds": round(elapsed, 2),
-            "statements": statements[0],
+            "statements": statements.count,
             "per_point_ms": round(elapsed * 1000 / max(queued, 1), 3),
-            "statements_per_point": round(statements[0] / max(queued, 1), 3),
+            "statements_per_point": round(statements.count / max(queued, 1), 3),
             "peak_rss_mb": round(_rss_mb(), 1),
         }
     result["audit_records"] = {
