@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models.functions import Upper
 
 from .hosts import Host  # noqa: F401  # the hosts workers announce (SPEC 3.13)
+from .report_sql import next_success_triggers
 from .tallies import (
     JOB_TALLY_TRIGGERS,
     LAST_BACKUP_TRIGGERS,
@@ -459,15 +460,15 @@ class Job(models.Model):
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    next_success_at = models.DateTimeField(null=True, editable=False)  # kept by triggers
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     # Which worker ran it ("host:pid", or HOLDFAST_WORKER_NAME): workers may run on many hosts.
     worker = models.CharField(max_length=255, blank=True)
     host = models.CharField(max_length=100, blank=True)  # only its workers run it ("": any)
     waiting_for_host = ""  # not a column: "waiting for host ..." (vaults.hosts.job_waits)
-    # Asked to stop (job_cancel): a queued job ends at once; a running one at its next file
-    # or chunk boundary, as failed with the canceller named in its error (SPEC 5 has no
-    # "cancelled" status).
+    # Asked to stop (job_cancel): a queued job ends at once; a running one at its next file or
+    # chunk boundary, as failed with the canceller named in its error (no "cancelled" status).
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -494,7 +495,7 @@ class Job(models.Model):
             models.Index(fields=["item", "status", "ended_at"], name="job_item_backup_end_idx",
                          condition=models.Q(kind="backup")),  # the report's backups, in order
         ]  # fmt: skip
-        triggers = [*LAST_BACKUP_TRIGGERS, *JOB_TALLY_TRIGGERS]
+        triggers = [*LAST_BACKUP_TRIGGERS, *JOB_TALLY_TRIGGERS, *next_success_triggers()]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
