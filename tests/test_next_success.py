@@ -5,12 +5,14 @@ writer: the services, bulk loads, deletes, two workers at once, and the app role
 
 from __future__ import annotations
 
+import io
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from tests.factories import make_vault
@@ -159,3 +161,21 @@ def test_two_workers_completing_backups_of_one_item_at_once_see_each_other(admin
     assert _kept() == _expected()
     assert _kept()[first.id] == T0 + timedelta(hours=24)
     assert _kept()[early.id] == T0 + timedelta(hours=48)
+
+
+def test_a_bulk_load_of_more_items_than_the_per_item_locks_gets_the_same_values(
+    db: None,
+) -> None:
+    """seed_scale loads a fleet's history in one COPY: the trigger then takes the table's
+    lock alone (no lock per item) and probes the index once a row."""
+    from vaults.report_sql import BULK_ITEMS
+
+    call_command(
+        "seed_scale", vaults=30, items=BULK_ITEMS + 200, points=BULK_ITEMS + 200, days=30,
+        history=3,
+        stdout=io.StringIO(),
+    )  # fmt: skip
+    kept, expected = _kept(), _expected()
+    assert len({j.item_id for j in Job.objects.filter(kind="backup")}) > BULK_ITEMS
+    assert kept == expected
+    assert sum(1 for value in kept.values() if value is not None) > BULK_ITEMS
