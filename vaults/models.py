@@ -89,11 +89,7 @@ class Vault(models.Model):
     # Where every point is copied (SPEC 3.10): same kind, another region; no chains, no
     # cycles; PostgreSQL keeps a locked vault's pairing in place.
     replica = models.OneToOneField(
-        "self",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="replica_source",
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replica_source"
     )
     replica_paired_at = models.DateTimeField(null=True, blank=True)
     # The data key wrapped by the master key (SPEC 3.11, vaults/keyring.py); its id is fixed
@@ -342,6 +338,8 @@ class RecoveryPoint(models.Model):
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
             models.Index(fields=["expires_at", "id"], name="point_expiry_idx"),  # the sweep
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
+            models.Index(fields=["created_at"], include=["vault", "item", "tier", "stored_bytes"],
+                         name="point_growth_idx"),  # the report's growth, from the index alone
             models.Index(fields=["item"], include=["drill"], name="point_item_drill_idx",
                          condition=models.Q(drill__isnull=False)),  # the report's last drill
         ]  # fmt: skip
@@ -492,8 +490,8 @@ class Job(models.Model):
             ),
             models.Index("item", models.F("ended_at").desc(), name="job_item_drill_passed_idx",
                          condition=models.Q(kind="drill", status="completed")),  # drill overdue
-            models.Index(fields=["item", "status", "ended_at"], name="job_item_backup_end_idx",
-                         condition=models.Q(kind="backup")),  # the report's backups, in order
+            models.Index(fields=["item", "status", "ended_at"], include=["next_success_at"],
+                         name="job_item_backup_next_idx", condition=models.Q(kind="backup")),
         ]  # fmt: skip
         triggers = [*LAST_BACKUP_TRIGGERS, *JOB_TALLY_TRIGGERS, *next_success_triggers()]
 

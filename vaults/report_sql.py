@@ -163,7 +163,7 @@ def _next_success_func(affected: str) -> str:
         f"PERFORM pg_advisory_xact_lock_shared({NEXT_SUCCESS_LOCK}, -1); "
         f"PERFORM pg_advisory_xact_lock({NEXT_SUCCESS_LOCK}, (i % 2147483647)::int) "
         "FROM unnest(items) AS i ORDER BY i; END IF; "
-        # One index probe a row (job_item_backup_end_idx), not a join to a window: no plan
+        # One index probe a row (job_item_backup_next_idx), not a join to a window: no plan
         # can turn a bulk load's statement quadratic, whatever the statistics say.
         f"UPDATE public.vaults_job j SET next_success_at = {_NEXT} WHERE j.item_id = ANY(items) "
         "AND j.kind = 'backup' AND j.status = 'completed' AND j.ended_at IS NOT NULL "
