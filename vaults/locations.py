@@ -175,6 +175,21 @@ def check_location(location: str) -> None:
     S3Backend(s3_client(where.endpoint), where).check_bucket()
 
 
+def swept_stores(vault: Vault) -> tuple[VaultStore, ArchiveStore] | None:
+    """The vault's two stores as they are, for a sweep: None for a local vault with neither
+    tier's directory (nothing was ever stored, so there is nothing to collect), and nothing
+    is created to look. A local tier that is missing reads as empty; it is made only if
+    something is written to it. An S3 vault's stores, always."""
+    if is_s3(vault.storage_location):
+        return vault_store(vault), archive_store(vault)
+    roots = _local_root(vault, "vaults"), _local_root(vault, "archive")
+    if not any(root.is_dir() for root in roots):
+        return None
+    standard = keyring.sealed(vault, lambda: LocalBackend(roots[0], create=False))
+    archive = keyring.sealed(vault, lambda: LocalBackend(roots[1], create=False))
+    return VaultStore(standard), ArchiveStore(archive, holds=Holds(standard))
+
+
 def has_store(vault: Vault) -> bool:
     """Whether anything was ever written for the vault; a local store that does not exist
     holds nothing to keep (and is not created just to say so)."""

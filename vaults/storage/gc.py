@@ -51,54 +51,57 @@ def collect(store: VaultStore, now: float | None = None) -> GcResult:
     lock_now = datetime.fromtimestamp(now, UTC) if now is not None else datetime.now(UTC)
     completed = True
     try:
-        candidates = list(store.backend.list("chunks/"))
-        protected, expired = read_leases(
-            store.backend, time.time() if now is None else now, store.lease_timeout
-        )
-        referenced: set[str] = set()
-        for key in store.backend.list("manifests/"):
-            try:
-                referenced |= chunk_ids_of(store.backend.get(key))
-            except ObjectNotFound:  # deleted since listed: its chunks are fair game
-                continue
-        for key in candidates:
-            digest = key.rpartition("/")[2]
-            if digest in referenced:
-                continue
-            if digest in protected:
-                leased += 1
-                continue
-            if time.monotonic() - last_beat > GC_HEARTBEAT:
-                last_beat = marker.beat()
-            if (
-                time.monotonic() - started > store.gc_timeout * SAFETY
-                or time.monotonic() - last_beat > store.gc_stale * SAFETY
-            ):
-                # Stalled long enough that a writer may take our marker for dead: stop.
-                completed = False
-                break
-            try:
-                size = store.backend.size(key)
-                lock = store.backend.lock_of(key)
-            except ObjectNotFound:
-                continue
-            if lock is not None and lock.active(lock_now):
-                retained += 1  # its retention has not passed: a later run deletes it
-                continue
-            try:
-                store.backend.delete(key)
-            except ObjectLocked:
-                refused += 1  # the storage's clock or a legal hold says no: reported
-                continue
-            deleted += 1
-            freed += size
-        if completed:
-            for prefix in expired:
-                for key in list(store.backend.list(prefix)):
+        # Each delete is visible at once; their directories are synced once, at the end
+        # of the block, before the marker goes (docs/storage.md, "Garbage collection").
+        with store.backend.deletes_batched():
+            candidates = list(store.backend.list("chunks/"))
+            protected, expired = read_leases(
+                store.backend, time.time() if now is None else now, store.lease_timeout
+            )
+            referenced: set[str] = set()
+            for key in store.backend.list("manifests/"):
+                try:
+                    referenced |= chunk_ids_of(store.backend.get(key))
+                except ObjectNotFound:  # deleted since listed: its chunks are fair game
+                    continue
+            for key in candidates:
+                digest = key.rpartition("/")[2]
+                if digest in referenced:
+                    continue
+                if digest in protected:
+                    leased += 1
+                    continue
+                if time.monotonic() - last_beat > GC_HEARTBEAT:
+                    last_beat = marker.beat()
+                if (
+                    time.monotonic() - started > store.gc_timeout * SAFETY
+                    or time.monotonic() - last_beat > store.gc_stale * SAFETY
+                ):
+                    # Stalled long enough that a writer may take our marker for dead: stop.
+                    completed = False
+                    break
+                try:
+                    size = store.backend.size(key)
+                    lock = store.backend.lock_of(key)
+                except ObjectNotFound:
+                    continue
+                if lock is not None and lock.active(lock_now):
+                    retained += 1  # its retention has not passed: a later run deletes it
+                    continue
+                try:
                     store.backend.delete(key)
-        sweep = getattr(store.backend, "sweep_temporaries", None)
-        if completed and callable(sweep):
-            sweep(older_than=store.lease_timeout)
+                except ObjectLocked:
+                    refused += 1  # the storage's clock or a legal hold says no: reported
+                    continue
+                deleted += 1
+                freed += size
+            if completed:
+                for prefix in expired:
+                    for key in list(store.backend.list(prefix)):
+                        store.backend.delete(key)
+            sweep = getattr(store.backend, "sweep_temporaries", None)
+            if completed and callable(sweep):
+                sweep(older_than=store.lease_timeout)
     finally:
         marker.remove()
     return GcResult(
