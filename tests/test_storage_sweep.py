@@ -64,7 +64,9 @@ def directories(root: Path) -> set[str]:
 
 
 def test_sweeping_vaults_without_a_store_creates_no_directory(
-    people: dict[str, Any], storage: Path, frozen: Any
+    people: dict[str, Any],
+    storage: Path,  # noqa: F811
+    frozen: Any,
 ) -> None:
     admin = people["admin"]
     vaults = [make_vault(admin, name=f"empty-{i}") for i in range(3)]
@@ -175,7 +177,9 @@ def state(vault: Vault) -> dict[str, Any]:
 
 
 def test_the_page_sweep_removes_exactly_what_the_one_by_one_sweep_did(
-    people: dict[str, Any], storage: Path, frozen: Any
+    people: dict[str, Any],
+    storage: Path,  # noqa: F811
+    frozen: Any,
 ) -> None:
     admin, operator = people["admin"], people["operator"]
     one_by_one = orphan_fixture(admin, operator, "one", storage / "src")
@@ -217,7 +221,9 @@ def stored_orphans(admin: Any, count: int, prefix: str, sources: Path) -> list[V
 
 
 def test_the_sweep_queries_per_page_of_vaults_not_per_vault(
-    people: dict[str, Any], storage: Path, frozen: Any
+    people: dict[str, Any],
+    storage: Path,  # noqa: F811
+    frozen: Any,
 ) -> None:
     admin = people["admin"]
     few = stored_orphans(admin, 3, "few", storage / "src")
@@ -243,7 +249,10 @@ def test_the_sweep_queries_per_page_of_vaults_not_per_vault(
 
 
 def test_gc_syncs_each_directory_it_deleted_from_once(
-    people: dict[str, Any], storage: Path, frozen: Any, monkeypatch: pytest.MonkeyPatch
+    people: dict[str, Any],
+    storage: Path,  # noqa: F811
+    frozen: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     vault = make_vault(people["admin"], name="gc-sync")
     store = locations.vault_store(vault)
