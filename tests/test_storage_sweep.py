@@ -281,4 +281,6 @@ def test_gc_syncs_each_directory_it_deleted_from_once(
     assert synced[-1] == "gc" and synced.index(chunk_dirs[-1]) < len(synced) - 1
     assert set(store.backend.list("chunks/")) == kept
     assert store.verify("rp-kept").ok
+    synced.clear()
     assert store.gc().deleted_chunks == 0  # idempotent
+    assert synced == []  # and a store with nothing to collect is only read: no marker

@@ -32,6 +32,26 @@ class GcResult:
     refused_deletes: int = 0
 
 
+def _at_rest(store: VaultStore, now: float | None) -> int | None:
+    """None when a chunk no manifest and no live lease names, or an expired lease, is
+    there now; else how many unreferenced chunks live leases protect. Read without a
+    marker, and only to decide whether to run the protocol at all."""
+    unreferenced = {key.rpartition("/")[2] for key in store.backend.list("chunks/")}
+    protected, expired = read_leases(
+        store.backend, time.time() if now is None else now, store.lease_timeout
+    )
+    if expired:
+        return None
+    for key in store.backend.list("manifests/"):
+        if not unreferenced:
+            break
+        try:
+            unreferenced -= chunk_ids_of(store.backend.get(key))
+        except ObjectNotFound:
+            continue
+    return None if unreferenced - protected else len(unreferenced)
+
+
 def collect(store: VaultStore, now: float | None = None) -> GcResult:
     """Delete chunks that no manifest and no live lease references.
 
@@ -43,7 +63,16 @@ def collect(store: VaultStore, now: float | None = None) -> GcResult:
     writer's re-check notices the chunk is gone. `now` only sets the clock used to
     expire the leases of crashed writers and to judge whether an object lock has
     ended (the storage has the last word: a delete it refuses is counted, not retried).
+    A store with nothing to delete is only read: no marker is written (`_at_rest`).
     """
+    leased_only = _at_rest(store, now)
+    if leased_only is not None:
+        # Nothing to delete: no marker either (a GC that deletes nothing cannot race a
+        # writer), so a store at rest costs its listings and no write.
+        sweep = getattr(store.backend, "sweep_temporaries", None)
+        if callable(sweep):
+            sweep(older_than=store.lease_timeout)
+        return GcResult(deleted_chunks=0, freed_bytes=0, leased_chunks=leased_only)
     marker = GcMarker(store.backend)
     started = time.monotonic()
     last_beat = marker.beat()
