@@ -226,26 +226,33 @@ def test_the_sweep_queries_per_page_of_vaults_not_per_vault(
     frozen: Any,
 ) -> None:
     admin = people["admin"]
-    few = stored_orphans(admin, 3, "few", storage / "src")
+    groups = {
+        "few": stored_orphans(admin, 3, "few", storage / "src"),
+        "many": stored_orphans(admin, 30, "many", storage / "src"),
+    }
+    names = locations.local_store_names()
+    assert {v.name for group in groups.values() for v in group} <= names
     queries = {}
-    for label, vaults in (("few", few), ("many", stored_orphans(admin, 30, "many", storage))):
+    for label, vaults in groups.items():
         ids = [v.pk for v in vaults]
         with CaptureQueriesContext(connection) as captured:
-            for page in sweep_module.vault_pages():
-                page = [v for v in page if v.pk in ids]  # this group only
+            for rows in sweep_module.vault_pages():
+                page = sweep_module.with_store([r for r in rows if r[0] in ids], {"x"})
+                assert page == []  # their names are not in the storage root given
+                page = sweep_module.with_store([r for r in rows if r[0] in ids], names)
                 removed = sweep_module.orphans_remove_page(page, now=NOW)
                 assert sorted(removed) == sorted(ids) and set(removed.values()) == {1}
         queries[label] = len(captured)
-    # The vault page, the page's running jobs, its rows: three, for 3 vaults as for 30.
-    assert queries["few"] == queries["many"] == 3
+    # The page, its vaults with a store, their running jobs, their rows: 4, for 3 as for 30.
+    assert queries["few"] == queries["many"] == 4
     with CaptureQueriesContext(connection) as whole:
         report = sweeps.storage_sweep(now=NOW)
     assert report["vaults_failed"] == 0 and report["deleted_chunks"] >= 33
-    # Page, jobs (rows: no key left to look up), and the vault names of stores_without_vault.
-    assert len(whole) == 3
+    # Page, vaults, jobs (rows: no key left to look up), the names of stores_without_vault.
+    assert len(whole) == 4
     with CaptureQueriesContext(connection) as paged:
         sweeps.storage_sweep(now=NOW, page=10)
-    assert len(paged) == 4 * 2 + 1  # 33 vaults in pages of 10: four pages
+    assert len(paged) == 4 * 3 + 1  # 33 vaults in pages of 10: four pages
 
 
 def test_gc_syncs_each_directory_it_deleted_from_once(

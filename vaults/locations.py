@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,21 @@ def check_location(location: str) -> None:
         return
     where = parse_location(location)
     S3Backend(s3_client(where.endpoint), where).check_bucket()
+
+
+def local_store_names() -> set[str]:
+    """The names under the local storage root's tiers (``vaults/``, ``archive/``), read once:
+    a local vault whose name is not among them has no store. A superset (whatever the entry
+    is): `swept_stores` looks again before opening one."""
+    names: set[str] = set()
+    root = Path(settings.HOLDFAST_STORAGE_ROOT)
+    for tier in ("vaults", "archive"):
+        try:
+            with os.scandir(root / tier) as entries:
+                names.update(entry.name for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return names
 
 
 def swept_stores(vault: Vault) -> tuple[VaultStore, ArchiveStore] | None:

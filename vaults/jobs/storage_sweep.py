@@ -1,12 +1,14 @@
 """The storage sweep: orphan points the storage no longer keeps, then each store's garbage
 collection, over every vault in pages of ``PAGE`` (issue 20).
 
-Per page of vaults (keyset over the vault id): one query reads the page; a local vault with
-no store (neither tier's directory exists) has nothing to collect and is passed over, and no
-directory is made to look; the others' storage is listed (notes, then points of each tier),
-then one query reads the running jobs that write into any of them and one the point rows
-that name any key listed. Each vault's orphans are then decided as before (``orphans_remove``
-has the rules), and its store collected (`VaultStore.gc`: each touched directory synced once).
+Per page of vaults (keyset over the vault id): one query reads the page's ids, names and
+locations; a local vault with no store (its name is in neither tier's directory, listed once
+a sweep) has nothing to collect and is passed over, and no directory is made to look. For
+the others, if any: one query reads their rows; their storage is listed (notes, then points
+of each tier); then one query reads the running jobs that write into any of them and one
+the point rows that name any key listed. Each vault's orphans are then decided as before
+(``orphans_remove`` has the rules), and its store collected (`VaultStore.gc`: each directory
+it deleted from synced once; a store with nothing to delete only read).
 
 Run by the periodic sweep job (``runner.sweep_run``) or ``manage.py sweep``; docs/jobs.md,
 "Storage sweep", has the queries and their plans.
@@ -31,7 +33,7 @@ from portal.alerts import raise_alert
 from portal.gate import DomainError
 
 from ..keyring import stored_key_backend
-from ..locations import has_store, swept_stores
+from ..locations import has_store, is_s3, local_store_names, swept_stores
 from ..models import Job, RecoveryPoint, Vault
 from ..storage import ArchiveStore, PointNotFound, StorageError, VaultStore
 from ..storage.backends import LocalBackend
@@ -83,7 +85,7 @@ def _busy(vaults: Sequence[Vault]) -> dict[int, set[str | None]]:
     by_name = {vault.name: vault.pk for vault in vaults}
     busy: dict[int, set[str | None]] = {vault.pk: set() for vault in vaults}
     writing = Q(vault_id__in=list(busy)) | Q(kind=Job.Kind.COPY, params__replica__in=list(by_name))
-    jobs = Job.objects.filter(writing, status__in=[Status.QUEUED, Status.RUNNING])
+    jobs = Job.objects.filter(writing, status__in=[Status.QUEUED, Status.RUNNING]).order_by()
     for vault_id, kind, params in jobs.values_list("vault_id", "kind", "params"):
         params = params if isinstance(params, dict) else {}
         key = params.get("storage_key")
@@ -321,16 +323,25 @@ def stores_without_vault(*, now: datetime | None = None) -> int:
     return found
 
 
-def vault_pages(size: int = PAGE) -> Iterator[list[Vault]]:
-    """Every vault, ``size`` at a time in id order: keyset pages, one query each."""
+def vault_pages(size: int = PAGE) -> Iterator[list[tuple[int, str, str]]]:
+    """Every vault's (id, name, storage location), ``size`` at a time in id order: keyset
+    pages over the primary key, one query each."""
     after = 0
+    rows = Vault.objects.order_by("pk").values_list("pk", "name", "storage_location")
     while True:
-        page = list(Vault.objects.filter(pk__gt=after).order_by("pk")[:size])
+        page = list(rows.filter(pk__gt=after)[:size])
         if page:
             yield page
         if len(page) < size:
             return
-        after = page[-1].pk
+        after = page[-1][0]
+
+
+def with_store(page: Sequence[tuple[int, str, str]], local: set[str]) -> list[Vault]:
+    """The page's vaults that may have a store (an S3 vault, or a local one whose name the
+    storage root holds), their rows in full, in one query; none when none has one."""
+    ids = [pk for pk, name, location in page if is_s3(location) or name in local]
+    return list(Vault.objects.filter(pk__in=ids).order_by("pk")) if ids else []
 
 
 def storage_sweep(
@@ -363,7 +374,9 @@ def storage_sweep(
         if failures is not None:
             failures.append(f"vault {vault.name}: {reason}")
 
-    for vaults in vault_pages(page):
+    local = local_store_names()  # one listing: a vault created since has nothing yet
+    for rows in vault_pages(page):
+        vaults = with_store(rows, local)
         removed = orphans_remove_page(vaults, report, now=now, failed=failed)
         for vault in vaults:
             # Swept (a failed vault is left out), and a standard tier to collect exists.
