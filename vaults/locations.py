@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,36 @@ def check_location(location: str) -> None:
         return
     where = parse_location(location)
     S3Backend(s3_client(where.endpoint), where).check_bucket()
+
+
+def local_store_names() -> set[str]:
+    """The names under the local storage root's tiers (``vaults/``, ``archive/``), read once:
+    a local vault whose name is not among them has no store. A superset (whatever the entry
+    is): `swept_stores` looks again before opening one."""
+    names: set[str] = set()
+    root = Path(settings.HOLDFAST_STORAGE_ROOT)
+    for tier in ("vaults", "archive"):
+        try:
+            with os.scandir(root / tier) as entries:
+                names.update(entry.name for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return names
+
+
+def swept_stores(vault: Vault) -> tuple[VaultStore, ArchiveStore] | None:
+    """The vault's two stores as they are, for a sweep: None for a local vault with neither
+    tier's directory (nothing was ever stored, so there is nothing to collect), and nothing
+    is created to look. A local tier that is missing reads as empty; it is made only if
+    something is written to it. An S3 vault's stores, always."""
+    if is_s3(vault.storage_location):
+        return vault_store(vault), archive_store(vault)
+    roots = _local_root(vault, "vaults"), _local_root(vault, "archive")
+    if not any(root.is_dir() for root in roots):
+        return None
+    standard = keyring.sealed(vault, lambda: LocalBackend(roots[0], create=False))
+    archive = keyring.sealed(vault, lambda: LocalBackend(roots[1], create=False))
+    return VaultStore(standard), ArchiveStore(archive, holds=Holds(standard))
 
 
 def has_store(vault: Vault) -> bool:

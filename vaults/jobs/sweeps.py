@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from portal import clock, gate
+from portal import clock
 from portal.alerts import raise_alert
 from portal.gate import DomainError
 from portal.models import Alert
@@ -26,19 +24,19 @@ from portal.services import approvals_expire
 
 from .. import services
 from ..hosts import offline_hosts, wait_limit, waiting_sentence
-from ..keyring import stored_key_backend
 from ..locations import archive_store, has_store, vault_store
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from ..services.expiry import DuePoint
-from ..storage import ArchiveStore, PointNotFound, StorageError, VaultStore
-from ..storage.backends import LocalBackend
-from ..storage.crypto import KeyUnavailable, SealedBackend
+from ..storage import ArchiveStore, PointNotFound, VaultStore
 from ..storage.errors import ObjectLocked, PointRetained
-from ..storage.holds import Holds
-from ..storage_notes import storage_note
 from .drills import scratch_sweep
 from .requests import enqueue_on_commit
 from .state import alert_failure
+
+# The storage sweep has its own module; its entry points are still reached from here.
+from .storage_sweep import orphans_remove as orphans_remove
+from .storage_sweep import storage_sweep as storage_sweep
+from .storage_sweep import stores_without_vault as stores_without_vault
 
 logger = logging.getLogger(__name__)
 
@@ -236,173 +234,6 @@ def rehydrations_end(*, now: datetime | None = None, batch: int = BATCH) -> int:
     return count
 
 
-def orphans_remove(
-    vault: Vault, report: dict[str, int] | None = None, *, now: datetime | None = None
-) -> int:
-    """Delete points of either tier that no point row names and no running job is writing,
-    once the storage itself no longer keeps them (SPEC 8.3): the retain-until their manifest
-    records, raised by later notes, has passed, or a release was noted (a point deleted by a
-    person, or purged). That covers a backup that crashed between its manifest and its row
-    (once its expiry has passed) and data whose deletion the storage refused while its lock
-    lasted. A point the storage must still keep is kept whatever the database says: counted
-    (``kept_unknown``), audited and raised as one ``point_missing`` security alert per vault.
-    A manifest or note that cannot be read stops the vault's sweep with a `StorageError`,
-    as a damaged manifest stops GC: nothing is deleted on a guess.
-
-    Returns how many standard-tier manifests went; ``report`` also counts archive copies,
-    refusals and kept points."""
-    now = now or clock.now()
-    store, archive = vault_store(vault), archive_store(vault)
-    # Order matters. Notes first: a note is written only for a point whose manifest exists,
-    # so a noted point in neither listing below is gone for good (a tier move writes the
-    # archive copy before it removes the standard one, and standard is listed first). Then
-    # keys, running jobs, rows: a backup commits its row while its job is running, so this
-    # order never misses a point being published.
-    noted = store.holds.noted_points()
-    keys = set(store.points())
-    archived = set(archive.points())
-    # A copy job is the source vault's and writes into its replica (SPEC 3.10).
-    writing = Q(vault=vault) | Q(kind=Job.Kind.COPY, params__replica=vault.name)
-    busy = {
-        job.params.get("storage_key")
-        for job in Job.objects.filter(writing, status__in=[Status.QUEUED, Status.RUNNING])
-    }
-    rows = RecoveryPoint.objects.filter(vault=vault).exclude(storage_key="")
-    known = set(rows.values_list("storage_key", flat=True))
-    counts = {"standard": 0, "archive": 0, "locked": 0}
-    kept: set[str] = set()
-    for tier, tier_store, orphans in (
-        ("standard", store, keys - busy - known),
-        ("archive", archive, archived - busy - known),
-    ):
-        for key in sorted(orphans):
-            try:
-                tier_store.delete_point(key, now=now)
-            except PointNotFound:
-                continue
-            except PointRetained:
-                kept.add(key)
-                continue
-            except ObjectLocked as exc:  # reported; deleted by a sweep once the lock ended
-                logger.info("orphan %s point %s of vault %s kept: %s", tier, key, vault.name, exc)
-                counts["locked"] += 1
-                continue
-            counts[tier] += 1
-    for key in sorted(noted - keys - archived):
-        store.holds.forget(key)
-    _terms_stamp(vault, store, archive, rows.exclude(storage_key__in=noted), keys, archived)
-    if kept:
-        _point_missing(vault, sorted(kept))
-    if report is not None:
-        report["orphan_archive_points"] = report.get("orphan_archive_points", 0) + counts["archive"]
-        report["locked_orphans"] = report.get("locked_orphans", 0) + counts["locked"]
-        report["kept_unknown"] = report.get("kept_unknown", 0) + len(kept)
-    return counts["standard"]
-
-
-def _terms_stamp(
-    vault: Vault,
-    store: VaultStore,
-    archive: ArchiveStore,
-    unnoted: QuerySet[RecoveryPoint],
-    keys: set[str],
-    archived: set[str],
-) -> int:
-    """Once per vault: note the expiry of every point whose manifest predates recorded terms
-    (docs/storage.md), from its row, so the storage keeps older points as it keeps new ones.
-    This trusts the database once, at the first storage sweep after the upgrade; from then
-    on the vault's store says it was done. Also records a locked vault's lock if its store
-    lacks it (a vault locked before its first backup, or before the upgrade)."""
-    if store.holds.stamped():
-        storage_note(vault=vault)
-        return 0
-    old = []
-    for point in unnoted.select_related("vault"):
-        key = point.storage_key
-        source = store if key in keys else archive if key in archived else None
-        with contextlib.suppress(PointNotFound):  # gone since listed: nothing to stamp
-            if source is not None and source.terms(key) is None:
-                old.append(point)
-    storage_note(old, vault=vault)
-    store.holds.mark_stamped(clock.now())
-    return len(old)
-
-
-def _point_missing(vault: Vault | None, kept: list[str], *, name: str = "") -> None:
-    """Audit the discovery and raise (or count again) the vault's ``point_missing`` alert;
-    ``vault`` None: the store of a vault named ``name`` whose row is gone."""
-    name = vault.name if vault is not None else name
-    shown = ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
-    whose = "that the database no longer names" if vault else "and the database has no such vault"
-    message = (
-        f"The storage of vault {name} holds {len(kept)} recovery point(s) {whose} ({shown}). "
-        "Their data is kept until the storage's own retain-until date and restores from the "
-        "store as it is. Rows deleted outside Holdfast leave this (so does a backup that "
-        "crashed before recording its point): check the audit log and who can write to "
-        "the database."
-    )
-    target = f"vault:{name}"
-    gate.execute(
-        "point_missing_found",
-        actor=None,
-        vault=vault,
-        vault_name=name,
-        target=target,
-        change=lambda check: raise_alert(
-            "point_missing", vault_name=name, target=target, message=message
-        ),
-        after=lambda _: {"kept": len(kept), "storage_keys": kept[:100]},
-    )
-
-
-def stores_without_vault(*, now: datetime | None = None) -> int:
-    """Local vault stores whose vault row is gone. No sweep visits them, so nothing deletes
-    their data; but one still holding points its storage keeps means the database forgot a
-    whole vault: the same ``point_missing`` alert, under the store's vault name. (An S3
-    vault's location lives only in its row, so its store cannot be found this way.)
-    Returns how many such stores keep points."""
-    now = now or clock.now()
-    root = Path(settings.HOLDFAST_STORAGE_ROOT)
-    names = {
-        entry.name
-        for tier in ("vaults", "archive")
-        if (root / tier).is_dir()
-        for entry in os.scandir(root / tier)
-        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
-    }
-    found = 0
-    for name in sorted(names - set(Vault.objects.values_list("name", flat=True))):
-        # Opened with the data key kept beside the data: no row holds it any more.
-        try:
-            standard = stored_key_backend(LocalBackend(root / "vaults" / name))
-        except KeyUnavailable as exc:
-            # Unreadable without its key: what it keeps cannot be judged, so it is reported.
-            _point_missing(None, [f"keys/ ({exc})"], name=name)
-            found += 1
-            continue
-        holds = Holds(standard)
-        archive = SealedBackend(
-            LocalBackend(root / "archive" / name),
-            standard.key,
-            legacy_plaintext=standard.legacy_plaintext,
-        )
-        kept: set[str] = set()
-        for store in (VaultStore(standard), ArchiveStore(archive, holds=holds)):
-            for key in store.points():
-                try:
-                    if not store.keep(key).allows_delete(now):
-                        kept.add(key)
-                except PointNotFound:
-                    continue
-                except StorageError as exc:
-                    # Unreadable (its keys removed, a planted object): reported as kept.
-                    kept.add(f"{key} ({exc})")
-        if kept:
-            _point_missing(None, sorted(kept), name=name)
-            found += 1
-    return found
-
-
 def soft_delete_sweep() -> dict[str, int]:
     """Warn two days before each soft-deleted item's purge, then purge it when its time comes.
 
@@ -443,51 +274,3 @@ def points_sweep(*, now: datetime | None = None) -> dict[str, int]:
         "expired_approvals": approvals_expire(now=now),
         **{f"soft_delete_{key}": n for key, n in soft_delete_sweep().items()},
     }
-
-
-def storage_sweep(
-    *, now: datetime | None = None, failures: list[str] | None = None
-) -> dict[str, int]:
-    """Remove orphan manifests the storage no longer keeps, then collect unreferenced chunks
-    in every vault's store. One vault whose storage fails does not stop the others; its
-    sentence goes to ``failures``.
-
-    The store's GC is lease-based and never deletes a chunk a running backup is about to
-    reference, nor one a kept manifest names (docs/storage.md), so this may run at any time."""
-    now = now or clock.now()
-    report = {
-        "orphan_manifests": 0,
-        "orphan_archive_points": 0,
-        "locked_orphans": 0,
-        "kept_unknown": 0,
-        "deleted_chunks": 0,
-        "freed_bytes": 0,
-        "retained_chunks": 0,
-        "refused_deletes": 0,
-        "vaults_failed": 0,
-        "stores_without_vault": 0,
-    }
-    for vault in Vault.objects.all():
-        try:
-            report["orphan_manifests"] += orphans_remove(vault, report, now=now)
-            result = vault_store(vault).gc()
-        # One unreachable store must not stop the others (OSError: a local store that
-        # cannot be opened at all, e.g. its directory replaced or unmounted).
-        except (StorageError, DomainError, OSError) as exc:
-            reason = getattr(exc, "detail", None) or str(exc)
-            logger.warning("storage sweep of vault %s failed: %s", vault.name, reason)
-            report["vaults_failed"] += 1
-            if failures is not None:
-                failures.append(f"vault {vault.name}: {reason}")
-            continue
-        report["deleted_chunks"] += result.deleted_chunks
-        report["freed_bytes"] += result.freed_bytes
-        report["retained_chunks"] += result.retained_chunks
-        report["refused_deletes"] += result.refused_deletes
-    try:
-        report["stores_without_vault"] = stores_without_vault(now=now)
-    except (StorageError, OSError) as exc:
-        logger.warning("looking for stores without a vault failed: %s", exc)
-        if failures is not None:
-            failures.append(f"stores without a vault row: {exc}")
-    return report

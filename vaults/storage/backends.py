@@ -169,6 +169,13 @@ class Backend(abc.ABC):
         `ObjectNotFound` for a missing object."""
         return False
 
+    @contextlib.contextmanager
+    def deletes_batched(self) -> Iterator[None]:
+        """Deletes inside are durable together when it ends (a local store syncs each
+        directory they touched once, not once a delete); each is visible as soon as it
+        returns, as always. Where deletes are durable on return (S3), nothing changes."""
+        yield
+
 
 # Write failures that mean the storage itself is unusable (not a bug in the caller): turned
 # into a `StorageError` with a sentence, so the job fails saying what to fix.
@@ -201,11 +208,17 @@ def fsync_dir(path: Path) -> None:
 
 
 class LocalBackend(Backend):
-    """Objects as files under `root`; a key's slashes are directories."""
+    """Objects as files under `root`; a key's slashes are directories.
 
-    def __init__(self, root: Path | str) -> None:
+    `create` False opens a store that may not exist without making its directory: reading
+    finds nothing, and the first write makes it (a sweep looks without creating)."""
+
+    def __init__(self, root: Path | str, *, create: bool = True) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Directories whose deletes wait for one sync (`deletes_batched`); None: sync each.
+        self._unsynced: set[Path] | None = None
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
         return f"LocalBackend({str(self.root)!r})"
@@ -276,7 +289,28 @@ class LocalBackend(Backend):
                 path.unlink()
             except (FileNotFoundError, NotADirectoryError):
                 return
+            if self._unsynced is not None:
+                self._unsynced.add(path.parent)
+                return
             fsync_dir(path.parent)
+
+    @contextlib.contextmanager
+    def deletes_batched(self) -> Iterator[None]:
+        """Unlink now, sync each touched directory once at the end (also when the block
+        fails: what was unlinked is made durable). A crash before the sync may bring an
+        unlinked file back; every delete here is idempotent, so the next run removes it."""
+        if self._unsynced is not None:  # nested: the outer block syncs
+            yield
+            return
+        self._unsynced = set()
+        try:
+            yield
+        finally:
+            directories, self._unsynced = sorted(self._unsynced), None
+            with self._writing():
+                for directory in directories:
+                    with contextlib.suppress(FileNotFoundError):
+                        fsync_dir(directory)
 
     def list(self, prefix: str) -> Iterator[str]:
         directory, _, _ = prefix.rpartition("/")

@@ -20,6 +20,7 @@ sizes, locks) passes through. Stores accept nothing else, so no path writes plai
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import stat
@@ -497,6 +498,11 @@ class SealedBackend(Backend):
         changed = self.inner.extend_retention(key, retention)
         self._lock_key_object(key, retention)
         return changed
+
+    @contextlib.contextmanager
+    def deletes_batched(self) -> Iterator[None]:
+        with self.inner.deletes_batched():
+            yield
 
 
 def require_sealed(backend: Backend) -> SealedBackend:

@@ -32,6 +32,26 @@ class GcResult:
     refused_deletes: int = 0
 
 
+def _at_rest(store: VaultStore, now: float | None) -> int | None:
+    """None when a chunk no manifest and no live lease names, or an expired lease, is
+    there now; else how many unreferenced chunks live leases protect. Read without a
+    marker, and only to decide whether to run the protocol at all."""
+    unreferenced = {key.rpartition("/")[2] for key in store.backend.list("chunks/")}
+    protected, expired = read_leases(
+        store.backend, time.time() if now is None else now, store.lease_timeout
+    )
+    if expired:
+        return None
+    for key in store.backend.list("manifests/"):
+        if not unreferenced:
+            break
+        try:
+            unreferenced -= chunk_ids_of(store.backend.get(key))
+        except ObjectNotFound:
+            continue
+    return None if unreferenced - protected else len(unreferenced)
+
+
 def collect(store: VaultStore, now: float | None = None) -> GcResult:
     """Delete chunks that no manifest and no live lease references.
 
@@ -43,7 +63,16 @@ def collect(store: VaultStore, now: float | None = None) -> GcResult:
     writer's re-check notices the chunk is gone. `now` only sets the clock used to
     expire the leases of crashed writers and to judge whether an object lock has
     ended (the storage has the last word: a delete it refuses is counted, not retried).
+    A store with nothing to delete is only read: no marker is written (`_at_rest`).
     """
+    leased_only = _at_rest(store, now)
+    if leased_only is not None:
+        # Nothing to delete: no marker either (a GC that deletes nothing cannot race a
+        # writer), so a store at rest costs its listings and no write.
+        sweep = getattr(store.backend, "sweep_temporaries", None)
+        if callable(sweep):
+            sweep(older_than=store.lease_timeout)
+        return GcResult(deleted_chunks=0, freed_bytes=0, leased_chunks=leased_only)
     marker = GcMarker(store.backend)
     started = time.monotonic()
     last_beat = marker.beat()
@@ -51,54 +80,57 @@ def collect(store: VaultStore, now: float | None = None) -> GcResult:
     lock_now = datetime.fromtimestamp(now, UTC) if now is not None else datetime.now(UTC)
     completed = True
     try:
-        candidates = list(store.backend.list("chunks/"))
-        protected, expired = read_leases(
-            store.backend, time.time() if now is None else now, store.lease_timeout
-        )
-        referenced: set[str] = set()
-        for key in store.backend.list("manifests/"):
-            try:
-                referenced |= chunk_ids_of(store.backend.get(key))
-            except ObjectNotFound:  # deleted since listed: its chunks are fair game
-                continue
-        for key in candidates:
-            digest = key.rpartition("/")[2]
-            if digest in referenced:
-                continue
-            if digest in protected:
-                leased += 1
-                continue
-            if time.monotonic() - last_beat > GC_HEARTBEAT:
-                last_beat = marker.beat()
-            if (
-                time.monotonic() - started > store.gc_timeout * SAFETY
-                or time.monotonic() - last_beat > store.gc_stale * SAFETY
-            ):
-                # Stalled long enough that a writer may take our marker for dead: stop.
-                completed = False
-                break
-            try:
-                size = store.backend.size(key)
-                lock = store.backend.lock_of(key)
-            except ObjectNotFound:
-                continue
-            if lock is not None and lock.active(lock_now):
-                retained += 1  # its retention has not passed: a later run deletes it
-                continue
-            try:
-                store.backend.delete(key)
-            except ObjectLocked:
-                refused += 1  # the storage's clock or a legal hold says no: reported
-                continue
-            deleted += 1
-            freed += size
-        if completed:
-            for prefix in expired:
-                for key in list(store.backend.list(prefix)):
+        # Each delete is visible at once; their directories are synced once, at the end
+        # of the block, before the marker goes (docs/storage.md, "Garbage collection").
+        with store.backend.deletes_batched():
+            candidates = list(store.backend.list("chunks/"))
+            protected, expired = read_leases(
+                store.backend, time.time() if now is None else now, store.lease_timeout
+            )
+            referenced: set[str] = set()
+            for key in store.backend.list("manifests/"):
+                try:
+                    referenced |= chunk_ids_of(store.backend.get(key))
+                except ObjectNotFound:  # deleted since listed: its chunks are fair game
+                    continue
+            for key in candidates:
+                digest = key.rpartition("/")[2]
+                if digest in referenced:
+                    continue
+                if digest in protected:
+                    leased += 1
+                    continue
+                if time.monotonic() - last_beat > GC_HEARTBEAT:
+                    last_beat = marker.beat()
+                if (
+                    time.monotonic() - started > store.gc_timeout * SAFETY
+                    or time.monotonic() - last_beat > store.gc_stale * SAFETY
+                ):
+                    # Stalled long enough that a writer may take our marker for dead: stop.
+                    completed = False
+                    break
+                try:
+                    size = store.backend.size(key)
+                    lock = store.backend.lock_of(key)
+                except ObjectNotFound:
+                    continue
+                if lock is not None and lock.active(lock_now):
+                    retained += 1  # its retention has not passed: a later run deletes it
+                    continue
+                try:
                     store.backend.delete(key)
-        sweep = getattr(store.backend, "sweep_temporaries", None)
-        if completed and callable(sweep):
-            sweep(older_than=store.lease_timeout)
+                except ObjectLocked:
+                    refused += 1  # the storage's clock or a legal hold says no: reported
+                    continue
+                deleted += 1
+                freed += size
+            if completed:
+                for prefix in expired:
+                    for key in list(store.backend.list(prefix)):
+                        store.backend.delete(key)
+            sweep = getattr(store.backend, "sweep_temporaries", None)
+            if completed and callable(sweep):
+                sweep(older_than=store.lease_timeout)
     finally:
         marker.remove()
     return GcResult(
