@@ -15,7 +15,7 @@ from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from .dispatch import DISPATCH_LOOKBACK, backups_dispatch
-from .requests import enqueue_on_commit, lock_verify_request
+from .requests import ROUTE_KNOWN, enqueue_on_commit, lock_verify_request
 from .sending import enqueue_many
 from .state import new_job
 
@@ -168,9 +168,11 @@ def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list
         # Each job names its item's host (SPEC 3.13), so sending it updates nothing.
         jobs = Job.objects.bulk_create(
             Job(kind=Kind.VERIFY, created_at=check.now, heartbeat_at=check.now, vault_id=vault,
-                item_id=item, recovery_point_id=pk, host=host)
+                item_id=item, recovery_point_id=pk, host=host or "")
             for pk, vault, item, _, _, host in check.facts["points"]
         )  # fmt: skip
+        for job in jobs:
+            setattr(job, ROUTE_KNOWN, True)  # its host is its item's: routing reads nothing
         enqueue_many(jobs)
         return jobs
 
