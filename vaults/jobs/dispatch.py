@@ -136,7 +136,7 @@ _SQLITE_INSERT = (
 SENT_ITEM_FIELDS = ("vault_id", "name", "source_kind", "source_path", "source_host")
 
 
-def _by_id(model: type[M], ids: set[int], *fields: str) -> dict[int, M]:
+def rows_by_id(model: type[M], ids: set[int], *fields: str) -> dict[int, M]:
     """Rows by id in one statement whatever their number (an array or JSON parameter, not a
     placeholder per id)."""
     if connection.vendor == "postgresql":
@@ -171,8 +171,8 @@ def _insert(due: list[Due], now: datetime) -> list[Job]:
     if not created:
         return []
     # What the audit record and the send path read of them; any other field loads on use.
-    items = _by_id(ProtectedItem, {row[2] for row in created}, *SENT_ITEM_FIELDS)
-    vaults = _by_id(Vault, {row[1] for row in created}, "name")
+    items = rows_by_id(ProtectedItem, {row[2] for row in created}, *SENT_ITEM_FIELDS)
+    vaults = rows_by_id(Vault, {row[1] for row in created}, "name")
     # Each job as Django would load it (positional values, the fast path), from what was
     # inserted; every other column is its default.
     fields = [field.attname for field in Job._meta.concrete_fields]

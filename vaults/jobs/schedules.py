@@ -14,7 +14,7 @@ from portal import clock, gate
 from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
-from .dispatch import DISPATCH_LOOKBACK, backups_dispatch
+from .dispatch import DISPATCH_LOOKBACK, backups_dispatch, rows_by_id
 from .requests import ROUTE_KNOWN, enqueue_on_commit, lock_verify_request
 from .sending import enqueue_many
 from .state import new_job
@@ -156,13 +156,19 @@ def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list
             points.filter(Q(verified_at__isnull=True) | Q(verified_at__lte=since))
             .exclude(Exists(verifying))
             .order_by("pk")
-            .values_list(
-                "pk", "vault_id", "item_id", "vault__name", "item__name", "item__source_host"
-            )
+            .values_list("pk", "vault_id", "item_id")
         )
-        facts["points"] = list(rows)
-        if not facts["points"]:
+        locked = list(rows)
+        if not locked:
             raise _NoneDue
+        # Names and hosts by id, apart: joined to the locked points, the planner would hash
+        # every item and vault of the fleet for each page of 1,000 points.
+        vaults = rows_by_id(Vault, {vault for _, vault, _ in locked}, "name")
+        items = rows_by_id(ProtectedItem, {item for _, _, item in locked}, "name", "source_host")
+        facts["points"] = [
+            (pk, vault, item, vaults[vault].name, items[item].name, items[item].source_host)
+            for pk, vault, item in locked
+        ]
 
     def change(check: Check) -> list[Job]:
         # Each job names its item's host (SPEC 3.13), so sending it updates nothing.
