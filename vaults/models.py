@@ -253,6 +253,11 @@ class ProtectedItem(models.Model):
                 fields=["rpo_due_at"], name="item_rpo_due_idx",
                 condition=models.Q(protection_state="protected"),
             ),
+            # The soft-delete sweep's warnings and purges (issue 20): soft-deleted items only.
+            models.Index(
+                fields=["purge_at"], name="item_purge_idx",
+                condition=models.Q(protection_state="soft_deleted"),
+            ),
         ]  # fmt: skip
 
     def __str__(self) -> str:
@@ -337,6 +342,12 @@ class RecoveryPoint(models.Model):
         indexes = [
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
             models.Index(fields=["expires_at", "id"], name="point_expiry_idx"),  # the sweep
+            # The snapshot-lapse and rehydration-end sweeps' keyset pages (issue 20): partial,
+            # so they hold only the points those sweeps will visit.
+            models.Index(fields=["snapshot_expires_at", "id"], name="point_snapshot_lapse_idx",
+                         condition=models.Q(tier="snapshot_and_vault")),
+            models.Index(fields=["rehydrated_until", "id"], name="point_rehydrated_idx",
+                         condition=models.Q(rehydrated_until__isnull=False)),
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
             models.Index(fields=["created_at"], include=["vault", "item", "tier", "stored_bytes"],
                          name="point_growth_idx"),  # the report's growth, from the index alone
