@@ -163,12 +163,14 @@ def drop(name: str) -> None:
 # --- child processes -------------------------------------------------------------------------
 
 
-def child(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+def child(
+    command: list[str], env: dict[str, str], cwd: str | None = None
+) -> tuple[str, float, float]:
     """Run ``command``; its stdout, wall seconds and peak RSS in MB (``wait4``: the largest of
     it and the processes it waited for)."""
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, env=env, stdout=out, text=True)
+        proc = subprocess.Popen(command, env=env, stdout=out, text=True, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
@@ -315,7 +317,11 @@ def _number(value: Any) -> float | None:
 def _audit(extra: list[str], args: argparse.Namespace) -> tuple[str, float, float]:
     command = [sys.executable, str(ROOT / "bench" / "audit.py"), *extra]
     command += ["--database", f"{args.prefix}_audit"]
-    said, wall, peak = child(command, {**os.environ, "BENCH_POSTGRES": SERVER})
+    # Run from elsewhere than this tree, without PYTHONPATH: the baseline's workers must import
+    # the baseline's packages, and Celery puts the working directory first on sys.path.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-audit-") as cwd:
+        said, wall, peak = child(command, {**env, "BENCH_POSTGRES": SERVER}, cwd=cwd)
     sys.stdout.write("".join(f"  | {line}\n" for line in said.strip().splitlines()))
     return said, wall, peak
 

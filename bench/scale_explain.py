@@ -107,6 +107,36 @@ def _short(text: str) -> str:
     return re.sub(r"'\{([\d,]{60,})\}'", lambda m: f"'{{<{m.group(1).count(',') + 1} ids>}}'", text)
 
 
+# The portfolio's sorts (bench/portfolio.py's): the page's key query is ORDER BY <sort>, name
+# LIMIT 50 over every vault (``portal.center.views._page``).
+SORTS = ["name", "kind", "region", "immutability", "soft_delete", "security_level", "-items",
+         "last_backup", "-storage"]  # fmt: skip
+
+
+def _portfolio() -> list[tuple[str, Callable[[], Any]]]:
+    import secrets
+
+    from django.conf import settings
+    from django.test import Client
+
+    from portal import services as portal_services
+    from portal.gate import entry_point
+
+    settings.ALLOWED_HOSTS = ["*"]
+    with entry_point("command"):
+        user = portal_services.user_create(
+            actor=None, username="bench-explain", role="reader",
+            password=secrets.token_urlsafe(24),
+        )  # fmt: skip
+    client = Client()
+    client.force_login(user)
+
+    def page(sort: str) -> None:
+        assert client.get(f"/backup-center/?sort={sort}").status_code == 200
+
+    return [(f"portfolio sort={sort}", lambda sort=sort: page(sort)) for sort in SORTS]
+
+
 def explain_worker(migrate_to: str) -> None:
     from bench import scale_tasks
 
@@ -126,7 +156,9 @@ def explain_worker(migrate_to: str) -> None:
             cursor.execute(sql)
     scale_tasks._make_due(10_000)
     now = clock.now()
-    for name, run in _sweeps(now):
+    for name, run in [*_sweeps(now), *_portfolio()]:
+        portfolio = name.startswith("portfolio")
+        connection.queries_log.clear()  # a sweep of many statements must not fill it
         captured = CaptureQueriesContext(connection)
         with entry_point("task"), transaction.atomic():
             with captured:
@@ -139,6 +171,8 @@ def explain_worker(migrate_to: str) -> None:
             shape = re.sub(r"'[^']*'|\b\d+\b", "?", sql)
             if SKIPPED.search(sql) or shape in seen:
                 continue
+            if portfolio and not ("LIMIT 50" in sql and "ORDER BY" in sql):
+                continue  # of the page, only its key query
             seen.add(shape)
             print(f"\n-- {_short(sql)}")
             with transaction.atomic():
@@ -171,6 +205,7 @@ def main() -> int:
             env = {
                 **os.environ,
                 "DATABASE_URL": url,
+                "DJANGO_DEBUG": "1",  # the portfolio page as bench/portfolio.py renders it
                 "HOLDFAST_STORAGE_ROOT": str(Path(var) / "storage"),
                 "HOLDFAST_KEY_FILE": str(Path(var) / "keys" / "master.key"),
                 "HOLDFAST_AUDIT_ANCHOR_DIR": str(Path(var) / "anchors"),
