@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("policies", "0004_restore_drill"),
-        ("vaults", "0024_point_expiry_index"),
+        ("vaults", "0025_job_next_success"),
     ]
 
     operations = [
