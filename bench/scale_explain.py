@@ -18,6 +18,7 @@ statement is explained, also rolled back: a DELETE's plan includes its triggers'
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import subprocess
@@ -137,7 +138,7 @@ def _portfolio() -> list[tuple[str, Callable[[], Any]]]:
     return [(f"portfolio sort={sort}", lambda sort=sort: page(sort)) for sort in SORTS]
 
 
-def explain_worker(migrate_to: str) -> None:
+def explain_worker(migrate_to: str, only: str = "") -> None:
     from bench import scale_tasks
 
     scale_tasks._prepare([])
@@ -157,8 +158,12 @@ def explain_worker(migrate_to: str) -> None:
     scale_tasks._make_due(10_000)
     now = clock.now()
     for name, run in [*_sweeps(now), *_portfolio()]:
+        if only not in name:
+            continue
         portfolio = name.startswith("portfolio")
-        connection.queries_log.clear()  # a sweep of many statements must not fill it
+        # Every statement of a sweep, however many (the log keeps 9,000 by default).
+        connection.queries_limit = 1_000_000
+        connection.queries_log = collections.deque(maxlen=connection.queries_limit)
         captured = CaptureQueriesContext(connection)
         with entry_point("task"), transaction.atomic():
             with captured:
@@ -188,13 +193,14 @@ def main() -> int:
     parser.add_argument("--database", default="holdfast_bench_explain")
     parser.add_argument("--points", type=int, default=100_000, help="points made expired")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--only", default="", help="sections whose name contains this")
     parser.add_argument(
         "--migrate-to", default="", help="app:migration to migrate back to first (plans before)"
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        explain_worker(args.migrate_to)
+        explain_worker(args.migrate_to, args.only)
         return 0
     from bench import scale, scale_expiry
 
@@ -213,6 +219,7 @@ def main() -> int:
                 "PYTHONPATH": str(ROOT),
             }
             command = [sys.executable, __file__, "--worker", "--migrate-to", args.migrate_to]
+            command += ["--only", args.only]
             subprocess.run(command, env=env, check=True)
     finally:
         if not args.keep:
