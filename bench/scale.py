@@ -27,7 +27,9 @@ here the same way (bench/reports.py's seed worker) only if it does not exist; on
 differs (being seeded right now, or other parameters) is waited for (``--wait`` minutes), never
 dropped. A task that changes data works on a copy of its own (``CREATE DATABASE <--prefix>_<task>
 TEMPLATE holdfast_bench_reports``; PostgreSQL refuses while anyone is connected to the template,
-so the copy is retried), dropped afterwards (``--keep`` keeps it). In the copy the task's process
+so the copy is retried; with more than one such task, the template is copied once to
+``<--prefix>_base`` and the tasks copy that, so another bench may use the template meanwhile),
+dropped afterwards (``--keep`` keeps them). In the copy the task's process
 migrates (a new index is measured without seeding again), analyses what it reads, then times one
 call, counting every connection's SQL statements (``bench.portfolio.Statements``).
 
@@ -231,7 +233,7 @@ def task_main(task: str, var: Path, due: int, hosts: int) -> dict[str, Any]:
 def _on_copy(task: str, args: argparse.Namespace, row: Row, prepare: Any = None) -> dict[str, Any]:
     name = f"{args.prefix}_{task}"
     started = time.perf_counter()
-    url = copy(args.template, name)
+    url = copy(args.source, name)
     made = prepare(url) if prepare else None
     print(f"  copy {name} ready in {time.perf_counter() - started:.0f} s", flush=True)
     try:
@@ -462,7 +464,14 @@ def main() -> int:
         raise SystemExit(f"unknown task(s) {', '.join(sorted(unknown))}; known: {', '.join(TASKS)}")
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
     print(f"load average (1, 5, 15 min): {_load()}", flush=True)
-    if COPIED & set(chosen):
+    args.source = args.template
+    if len(COPIED & set(chosen)) > 1:
+        template_ready(args)
+        # One copy first, the tasks' copies from it: others may use the template meanwhile.
+        print(f"copying {args.template} to {args.prefix}_base", flush=True)
+        copy(args.template, f"{args.prefix}_base")
+        args.source = f"{args.prefix}_base"
+    elif COPIED & set(chosen):
         template_ready(args)
     rows = []
     for name in chosen:
@@ -476,6 +485,8 @@ def main() -> int:
         row.load = _load()
         rows.append(row)
         print(table([row]), f"\n  {row.result}", flush=True)
+    if args.source != args.template and not args.keep:
+        drop(args.source)
     print("\n" + table(rows))
     path = args.results or (
         RESULTS / f"scale-all-{dt.date.today().isoformat()}.md" if chosen == list(TASKS) else None
