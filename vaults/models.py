@@ -118,8 +118,13 @@ class Vault(models.Model):
             ("manage", "Create and change vaults, policies, protection and security settings"),
         ]
         indexes = [
-            models.Index(fields=["immutability"], name="vault_immutability_idx"),
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
+            # The portfolio's sorts (ORDER BY <column>, name LIMIT 50): a page is the index's
+            # first 50 entries, not a sort of every vault (issue 20). The immutability one also
+            # serves its filter (it replaced an index on immutability alone).
+            models.Index(fields=["immutability", "name"], name="vault_immutability_name_idx"),
+            models.Index(fields=["kind", "name"], name="vault_kind_name_idx"),
+            models.Index(fields=["region", "name"], name="vault_region_sort_idx"),
             models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
             models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
             models.Index(fields=["last_backup_status", "name"], name="vault_last_backup_idx"),
