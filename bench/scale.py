@@ -58,9 +58,11 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,18 +168,29 @@ def drop(name: str) -> None:
 
 
 def child(
-    command: list[str], env: dict[str, str], cwd: str | None = None
+    command: list[str], env: dict[str, str], cwd: str | None = None, timeout: float = 0
 ) -> tuple[str, float, float]:
     """Run ``command``; its stdout, wall seconds and peak RSS in MB (``wait4``: the largest of
-    it and the processes it waited for)."""
+    it and the processes it waited for). Past ``timeout`` seconds (0: none) its process group
+    is stopped and the task reported as too slow."""
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, env=env, stdout=out, text=True, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(
+            command, env=env, stdout=out, text=True, cwd=cwd, start_new_session=True
+        )
+        timer = threading.Timer(timeout, os.killpg, [proc.pid, signal.SIGTERM])
+        if timeout:
+            timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
         out.seek(0)
         said = out.read()
+    if timeout and wall >= timeout:
+        raise RuntimeError(f"stopped after {wall:.0f} s (--timeout)")
     if proc.returncode:
         tail = "\n".join(said.strip().splitlines()[-5:])
         raise RuntimeError(f"{' '.join(command[1:3])} exited {proc.returncode}: {tail}")
@@ -199,7 +212,7 @@ def _task_child(task: str, url: str, args: argparse.Namespace, var: Path) -> dic
     }
     command = [sys.executable, __file__, "--task", task, "--var", str(var)]
     command += ["--due", str(args.due), "--hosts", str(args.hosts)]
-    said, _, peak = child(command, env)
+    said, _, peak = child(command, env, timeout=args.timeout)
     result: dict[str, Any] = json.loads(said.strip().splitlines()[-1])
     result["peak_rss_mb"] = round(max(peak, result.get("peak_rss_mb") or 0), 1)
     return result
@@ -323,7 +336,9 @@ def _audit(extra: list[str], args: argparse.Namespace) -> tuple[str, float, floa
     # the baseline's packages, and Celery puts the working directory first on sys.path.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     with tempfile.TemporaryDirectory(prefix="bench-scale-audit-") as cwd:
-        said, wall, peak = child(command, {**env, "BENCH_POSTGRES": SERVER}, cwd=cwd)
+        said, wall, peak = child(
+            command, {**env, "BENCH_POSTGRES": SERVER}, cwd=cwd, timeout=args.timeout
+        )
     sys.stdout.write("".join(f"  | {line}\n" for line in said.strip().splitlines()))
     return said, wall, peak
 
@@ -450,6 +465,9 @@ def main() -> int:
     parser.add_argument("--baseline", default="db4f7fb", help="the gate's commit to beat 4x")
     parser.add_argument("--gate-seconds", type=float, default=20.0)
     parser.add_argument("--keep", action="store_true", help="keep the copies")
+    parser.add_argument(
+        "--timeout", type=float, default=1200, help="seconds a task may take (0: no limit)"
+    )
     parser.add_argument("--results", type=Path, help="markdown file (default: when all ran)")
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--var", type=Path, help=argparse.SUPPRESS)
