@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models.functions import Upper
 
 from .hosts import Host  # noqa: F401  # the hosts workers announce (SPEC 3.13)
+from .indexes import ITEM_SWEEP_INDEXES, POINT_SWEEP_INDEXES, VAULT_SORT_INDEXES
 from .report_sql import next_success_triggers
 from .tallies import (
     JOB_TALLY_TRIGGERS,
@@ -119,16 +120,7 @@ class Vault(models.Model):
         ]
         indexes = [
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
-            # The portfolio's sorts (ORDER BY <column>, name LIMIT 50): a page is the index's
-            # first 50 entries, not a sort of every vault (issue 20). The immutability one also
-            # serves its filter (it replaced an index on immutability alone).
-            models.Index(fields=["immutability", "name"], name="vault_immutability_name_idx"),
-            models.Index(fields=["kind", "name"], name="vault_kind_name_idx"),
-            models.Index(fields=["region", "name"], name="vault_region_sort_idx"),
-            models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
-            models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
-            models.Index(fields=["last_backup_status", "name"], name="vault_last_backup_idx"),
-            models.Index(fields=["soft_delete_state", "name"], name="vault_soft_delete_idx"),
+            *VAULT_SORT_INDEXES,  # the portfolio's sorts (vaults/indexes.py)
             # The region filter (iexact) with the page's order; the tag filter's GIN index on
             # PostgreSQL is in migration 0011.
             models.Index(Upper("region"), "name", name="vault_region_name_idx"),
@@ -258,11 +250,7 @@ class ProtectedItem(models.Model):
                 fields=["rpo_due_at"], name="item_rpo_due_idx",
                 condition=models.Q(protection_state="protected"),
             ),
-            # The soft-delete sweep's warnings and purges (issue 20): soft-deleted items only.
-            models.Index(
-                fields=["purge_at"], name="item_purge_idx",
-                condition=models.Q(protection_state="soft_deleted"),
-            ),
+            *ITEM_SWEEP_INDEXES,  # the soft-delete sweep's (vaults/indexes.py)
         ]  # fmt: skip
 
     def __str__(self) -> str:
@@ -347,12 +335,7 @@ class RecoveryPoint(models.Model):
         indexes = [
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
             models.Index(fields=["expires_at", "id"], name="point_expiry_idx"),  # the sweep
-            # The snapshot-lapse and rehydration-end sweeps' keyset pages (issue 20): partial,
-            # so they hold only the points those sweeps will visit.
-            models.Index(fields=["snapshot_expires_at", "id"], name="point_snapshot_lapse_idx",
-                         condition=models.Q(tier="snapshot_and_vault")),
-            models.Index(fields=["rehydrated_until", "id"], name="point_rehydrated_idx",
-                         condition=models.Q(rehydrated_until__isnull=False)),
+            *POINT_SWEEP_INDEXES,  # the tier sweeps' pages (vaults/indexes.py)
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
             models.Index(fields=["created_at"], include=["vault", "item", "tier", "stored_bytes"],
                          name="point_growth_idx"),  # the report's growth, from the index alone
