@@ -305,9 +305,10 @@ def verify(args: argparse.Namespace, row: Row) -> None:
 
 def storage(args: argparse.Namespace, row: Row) -> None:
     r = _on_copy("storage", args, row)
+    dirs = r.get("dirs_created")
     row.result = (
-        f"{r.get('vaults', 0):,} vaults, {r.get('dirs_created', '?')} directories created"
-        f" ({r.get('measured_by', 'bench/scale_storage.py')})"
+        f"{r.get('vaults', 0):,} vaults, {'?' if dirs is None else f'{dirs:,}'} directories "
+        f"created ({r.get('measured_by', 'bench/scale_storage.py')})"
     )
     row.met = _timely(row, 5) and r.get("vaults") == args.vaults
 
