@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("guards", "0002_guard_names"),
         ("policies", "0004_restore_drill"),
-        ("vaults", "0025_job_next_success"),
+        ("vaults", "0026_report_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
