@@ -34,7 +34,7 @@ help:
 	@echo "make bench-portfolio  portfolio page and vault API at 100 and 10,000 vaults"
 	@echo "make bench-reports  compliance report (page, JSON, CSV, PDF) at 100 and 10,000 vaults over 90 days"
 	@echo "make bench-audit  gate throughput with 8 writers (before/after the linker) and audit_verify of 1,000,000 records"
-	@echo "make bench-scale  periodic tasks at 10,000 vaults / 100,000 items / 1,000,000 points (dispatch of 10,000 due items)"
+	@echo "make bench-scale  issue 20 at 10,000 vaults / 100,000 items / 1,000,000 points: expiry, dispatch, verification schedule, storage sweep, audit_verify, gate throughput (SCALE_ARGS=--only expiry,dispatch)"
 	@echo "make bench-load  50 users browsing and operating for 2 min (locust; LOAD_RUN_TIME=20s)"
 	@echo "make fuzz    longer schemathesis and stateful gate runs"
 	@echo "make clean   remove caches and build output (keeps .venv and var/)"
@@ -122,13 +122,17 @@ bench-audit: venv
 	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
 	BENCH_POSTGRES="$$db_url" $(PY) bench/audit.py --baseline "$${BASELINE:-db4f7fb}"
 
-# Background work at fleet scale (seed_scale, 10,000 vaults, kept between runs): the dispatch
-# of 10,000 due items in one tick, with time, queries and peak memory (SCALE_ARGS=--baseline
-# times main's dispatcher too). Its own Redis database (/13) for the messages, emptied after.
+# Background work at fleet scale (issue 20): on copies of bench-reports' seed_scale database
+# (10,000 vaults, kept between runs; seeded here if missing), the expiry sweep of 100,000 points,
+# a dispatch tick of 10,000 due items, the verification schedule, the storage sweep, then
+# bench/audit.py's audit_verify of 1,000,000 records and gate throughput with 8 writers against
+# BASELINE: time, SQL statements and peak memory of each against its goal, a table written to
+# bench/results/scale-all-<date>.md. SCALE_ARGS=--only expiry,dispatch runs a subset. Messages
+# go to their own Redis database (SCALE_BROKER_URL, default /13), emptied after.
 bench-scale: venv
 	@set -e; \
 	db_url="$$(PGUSER='$(PGUSER)' TEST_BROKER_URL='$(TEST_BROKER_URL)' scripts/ensure-services.sh)"; \
-	BENCH_POSTGRES="$$db_url" $(PY) bench/scale.py $(SCALE_ARGS)
+	BENCH_POSTGRES="$$db_url" $(PY) bench/scale.py --baseline "$${BASELINE:-db4f7fb}" $(SCALE_ARGS)
 
 # Load test: 50 locust users browsing and running operations for 2 minutes against gunicorn
 # and a worker on loopback, with its own database and Redis database (/14); p50/p95/p99.

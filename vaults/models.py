@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models.functions import Upper
 
 from .hosts import Host  # noqa: F401  # the hosts workers announce (SPEC 3.13)
+from .indexes import ITEM_SWEEP_INDEXES, POINT_SWEEP_INDEXES, VAULT_SORT_INDEXES
 from .report_sql import next_success_triggers
 from .tallies import (
     JOB_TALLY_TRIGGERS,
@@ -118,12 +119,8 @@ class Vault(models.Model):
             ("manage", "Create and change vaults, policies, protection and security settings"),
         ]
         indexes = [
-            models.Index(fields=["immutability"], name="vault_immutability_idx"),
             models.Index(fields=["kind", "region"], name="vault_kind_region_idx"),
-            models.Index(fields=["stored_standard_bytes", "name"], name="vault_storage_idx"),
-            models.Index(fields=["stored_item_count", "name"], name="vault_item_count_idx"),
-            models.Index(fields=["last_backup_status", "name"], name="vault_last_backup_idx"),
-            models.Index(fields=["soft_delete_state", "name"], name="vault_soft_delete_idx"),
+            *VAULT_SORT_INDEXES,  # the portfolio's sorts (vaults/indexes.py)
             # The region filter (iexact) with the page's order; the tag filter's GIN index on
             # PostgreSQL is in migration 0011.
             models.Index(Upper("region"), "name", name="vault_region_name_idx"),
@@ -253,6 +250,7 @@ class ProtectedItem(models.Model):
                 fields=["rpo_due_at"], name="item_rpo_due_idx",
                 condition=models.Q(protection_state="protected"),
             ),
+            *ITEM_SWEEP_INDEXES,  # the soft-delete sweep's (vaults/indexes.py)
         ]  # fmt: skip
 
     def __str__(self) -> str:
@@ -337,6 +335,7 @@ class RecoveryPoint(models.Model):
         indexes = [
             models.Index(fields=["vault", "expires_at"], name="point_vault_expiry_idx"),
             models.Index(fields=["expires_at", "id"], name="point_expiry_idx"),  # the sweep
+            *POINT_SWEEP_INDEXES,  # the tier sweeps' pages (vaults/indexes.py)
             models.Index(fields=["item", "-created_at"], name="point_item_created_idx"),
             models.Index(fields=["created_at"], include=["vault", "item", "tier", "stored_bytes"],
                          name="point_growth_idx"),  # the report's growth, from the index alone
