@@ -14,7 +14,7 @@ from portal import clock, gate
 from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
-from .dispatch import DISPATCH_LOOKBACK, backups_dispatch, rows_by_id
+from .dispatch import DISPATCH_LOOKBACK, backups_dispatch, values_by_id
 from .requests import ROUTE_KNOWN, enqueue_on_commit, lock_verify_request
 from .sending import enqueue_many
 from .state import new_job
@@ -173,20 +173,15 @@ def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list
             raise _NoneDue
         # Names and hosts by id, apart: joined to the locked points, the planner would hash
         # every item and vault of the fleet for each page of 1,000 points.
-        vaults = rows_by_id(Vault, {vault for _, vault, _ in locked}, "name")
-        items = rows_by_id(ProtectedItem, {item for _, _, item in locked}, "name", "source_host")
+        vaults = values_by_id(Vault, {vault for _, vault, _ in locked}, "name")
+        items = values_by_id(ProtectedItem, {item for _, _, item in locked}, "name", "source_host")
         facts["points"] = [
-            (pk, vault, item, vaults[vault].name, items[item].name, items[item].source_host)
-            for pk, vault, item in locked
+            (pk, vault, item, vaults[vault][0], *items[item]) for pk, vault, item in locked
         ]
 
     def change(check: Check) -> list[Job]:
         # Each job names its item's host (SPEC 3.13), so sending it updates nothing.
-        jobs = Job.objects.bulk_create(
-            Job(kind=Kind.VERIFY, created_at=check.now, heartbeat_at=check.now, vault_id=vault,
-                item_id=item, recovery_point_id=pk, host=host or "")
-            for pk, vault, item, _, _, host in check.facts["points"]
-        )  # fmt: skip
+        jobs = _insert_verifications(check.facts["points"], check.now)
         for job in jobs:
             setattr(job, ROUTE_KNOWN, True)  # its host is its item's: routing reads nothing
         enqueue_many(jobs)
@@ -209,6 +204,36 @@ def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list
         )
     except _NoneDue:
         return []
+
+
+# PostgreSQL: a page's jobs in one INSERT from arrays (bulk_create spends more time in the
+# ORM than the database does), built back from what it returns.
+_PG_INSERT = (
+    "INSERT INTO vaults_job (kind, status, vault_id, item_id, recovery_point_id, params, "
+    "created_at, heartbeat_at, bytes_done, bytes_total, files_done, files_total, error, worker, "
+    "host) SELECT 'verify', 'queued', d.vault_id, d.item_id, d.point_id, '{}'::jsonb, %s, %s, "
+    "0, 0, 0, 0, '', '', d.host FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
+    "%s::text[]) AS d(point_id, vault_id, item_id, host) ORDER BY d.point_id "
+    "RETURNING id, vault_id, item_id, recovery_point_id, host"
+)
+
+
+def _insert_verifications(points: list[tuple[Any, ...]], now: datetime) -> list[Job]:
+    if connection.vendor != "postgresql":
+        return Job.objects.bulk_create(
+            Job(kind=Kind.VERIFY, created_at=now, heartbeat_at=now, vault_id=vault,
+                item_id=item, recovery_point_id=pk, host=host)
+            for pk, vault, item, _, _, host in points
+        )  # fmt: skip
+    columns = [[p[n] for p in points] for n in (0, 1, 2, 5)]  # point, vault, item, host
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_INSERT, [now, now, *columns])
+        created = cursor.fetchall()
+    return [
+        Job(id=pk, kind=Kind.VERIFY, status=Status.QUEUED, vault_id=vault, item_id=item,
+            recovery_point_id=point, host=host, created_at=now, heartbeat_at=now)
+        for pk, vault, item, point, host in created
+    ]  # fmt: skip
 
 
 class _NoneDue(Exception):
