@@ -160,6 +160,8 @@ def _throughput_child(url: str, code: Path, args: argparse.Namespace) -> dict[st
         [sys.executable, __file__, "--throughput-worker", url, str(code),
          str(args.writers), str(args.seconds)],
         check=True, capture_output=True, text=True,
+        # That commit's packages, not ours: Celery puts the working directory first on sys.path.
+        cwd=str(code), env={**os.environ, "PYTHONPATH": str(code)},
     )  # fmt: skip
     figures = {}
     for line in out.stdout.splitlines():
