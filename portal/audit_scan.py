@@ -259,13 +259,15 @@ def _check_range(job: tuple[dict[str, Any], str, int, int, Callable[[Any], str]]
     import psycopg
 
     params, snapshot, first_id, end_id, record_hash = job
-    with psycopg.connect(**params, autocommit=True) as raw:
+    raw = psycopg.connect(**params, autocommit=True)
+    try:
         raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         raw.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         for name, value in audit_link.SESSION:
             raw.execute(f"SET LOCAL {name} TO '{value}'")
-        # Read-only: closing the connection (mid-COPY, after a break) ends the transaction.
         return check_lines(_own_copy_lines(raw, first_id, end_id), None, record_hash)
+    finally:
+        raw.close()  # read-only: closing (mid-COPY, after a break) ends the transaction
 
 
 def _connect_params() -> dict[str, Any]:
