@@ -211,7 +211,8 @@ def _count(server: str, name: str) -> int | None:
 
     try:
         with psycopg.connect(_url(server, name), autocommit=True) as conn:
-            return int(conn.execute("SELECT count(*) FROM portal_auditrecord").fetchone()[0])
+            row = conn.execute("SELECT count(*) FROM portal_auditrecord").fetchone()
+            return None if row is None else int(row[0])
     except psycopg.Error:
         return None
 
@@ -265,7 +266,7 @@ def server_cpu(url: str, records: int) -> float:
     texts = ", ".join(f'"{name}"::text' for name in audit_link.CONTENT_COLUMNS)
     query = f"SELECT id, version, prev_hash, hash, {texts} FROM portal_auditrecord ORDER BY id"
     with psycopg.connect(url, autocommit=True) as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         conn.execute("SET TimeZone TO 'UTC'")
 
         def ticks() -> int:
@@ -359,10 +360,11 @@ def main() -> None:
             flush=True,
         )
         _django(url, ROOT)
-        server = server_cpu(url, args.records)
-        per_record = max(cpu, server) / args.records
+        server_s = server_cpu(url, args.records)
+        per_record = max(cpu, server_s) / args.records
         print(
-            f"server CPU for the stream: {server:.1f} s ({server / args.records * 1e6:.1f} us a "
+            f"server CPU for the stream: {server_s:.1f} s "
+            f"({server_s / args.records * 1e6:.1f} us a "
             f"record); on two idle cores (verifier and server in parallel): about "
             f"{1 / per_record:,.0f} records/s",
             flush=True,

@@ -24,8 +24,8 @@ until the sealing transaction commits: SQLite's gate and bulk seeding use it. On
 ``IMMEDIATE`` transaction mode of the settings already makes writers take turns; on other
 databases the last row is locked with ``SELECT ... FOR UPDATE``.
 
-:func:`verify` streams the log through a server-side cursor on PostgreSQL (version 2 bodies
-come ready-made, so a record costs one SHA-256), reporting progress as it goes.
+:func:`verify` reads the log as COPY text on PostgreSQL, in id ranges checked by worker
+processes when it is long (``portal/audit_scan.py``), reporting progress as it goes.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ import hashlib
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,7 +190,7 @@ def v1_record(row: tuple[Any, ...]) -> Any:
     return SimpleNamespace(**values)
 
 
-def copy_lines(raw: Any, first_id: int, end_id: int | None) -> Iterator[Any]:
+def copy_lines(raw: Any, first_id: int, end_id: int | None) -> Generator[Any, None, None]:
     """The COPY lines of a range, on ``raw`` (a psycopg connection in a transaction whose
     TimeZone and DateStyle are the linker's)."""
     with raw.cursor() as cursor, cursor.copy(query(first_id, end_id)) as copy:
