@@ -160,6 +160,8 @@ def _throughput_child(url: str, code: Path, args: argparse.Namespace) -> dict[st
         [sys.executable, __file__, "--throughput-worker", url, str(code),
          str(args.writers), str(args.seconds)],
         check=True, capture_output=True, text=True,
+        # That commit's packages, not ours: Celery puts the working directory first on sys.path.
+        cwd=str(code), env={**os.environ, "PYTHONPATH": str(code)},
     )  # fmt: skip
     figures = {}
     for line in out.stdout.splitlines():
@@ -201,6 +203,18 @@ SELECT timestamptz '2026-01-01 00:00:00+00' + n * interval '31 seconds', NULL, '
     '{}'::jsonb
 FROM generate_series(1, %s) AS n
 """
+
+
+def _count(server: str, name: str) -> int | None:
+    """How many audit records database ``name`` holds; None when it has no log."""
+    import psycopg
+
+    try:
+        with psycopg.connect(_url(server, name), autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM portal_auditrecord").fetchone()
+            return None if row is None else int(row[0])
+    except psycopg.Error:
+        return None
 
 
 def seed_records(url: str, records: int) -> float:
@@ -252,7 +266,7 @@ def server_cpu(url: str, records: int) -> float:
     texts = ", ".join(f'"{name}"::text' for name in audit_link.CONTENT_COLUMNS)
     query = f"SELECT id, version, prev_hash, hash, {texts} FROM portal_auditrecord ORDER BY id"
     with psycopg.connect(url, autocommit=True) as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         conn.execute("SET TimeZone TO 'UTC'")
 
         def ticks() -> int:
@@ -270,9 +284,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--database", default="holdfast_bench_audit")
-    parser.add_argument("--baseline", default="", help="a git ref whose gate to measure too")
+    parser.add_argument(
+        "--baseline", default="db4f7fb", help="a git ref whose gate to measure too ('' for none)"
+    )
     parser.add_argument("--skip-verify", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the records of the last run if they are --records",
+    )
     parser.add_argument("--throughput-worker", nargs=4, metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.throughput_worker:
@@ -283,6 +304,8 @@ def main() -> None:
     if not server.startswith("postgres"):
         raise SystemExit("Set BENCH_POSTGRES (or DATABASE_URL) to a loopback PostgreSQL URL.")
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    results = []
+    before: dict[str, float] = {}
     if not args.skip_throughput:
         if args.baseline:
             with tempfile.TemporaryDirectory() as tmp:
@@ -305,15 +328,30 @@ def main() -> None:
         after = _throughput_child(url, ROOT, args)
         for name, rate in after.items():
             print(f"now {name}: {rate:.1f} gate ops/s", flush=True)
+        ops = after.get("op", 0.0)
+        base = before.get("op", float("nan")) if args.baseline else float("nan")
+        results.append(
+            f"RESULT gate_throughput ops={ops:.1f} baseline_ops={base:.1f} "
+            f"ratio={ops / base if base else float('nan'):.2f}"
+        )
     if not args.skip_verify:
-        url = _recreate(server, args.database + "_verify")
-        subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"],
-            env={**os.environ, "DATABASE_URL": url}, check=True,
-        )  # fmt: skip
-        seeded = seed_records(url, args.records)
-        print(f"seeded {args.records:,} records set-based and linked them in {seeded:.1f} s")
+        name = args.database + "_verify"
+        if args.reuse and _count(server, name) == args.records:
+            url = _url(server, name)
+            print(f"reusing the {args.records:,} records of {name}")
+        else:
+            url = _recreate(server, name)
+            subprocess.run(
+                [sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"],
+                env={**os.environ, "DATABASE_URL": url}, check=True,
+            )  # fmt: skip
+            seeded = seed_records(url, args.records)
+            print(f"seeded {args.records:,} records set-based and linked them in {seeded:.1f} s")
         elapsed, cpu, peak, said = verify_child(url)
+        results.append(
+            f"RESULT audit_verify seconds={elapsed:.2f} records={args.records} "
+            f"rate={args.records / elapsed:.0f} peak_rss_mb={peak:.0f}"
+        )
         print(
             f"audit_verify: {args.records:,} records in {elapsed:.1f} s (whole command, "
             f"Django start-up included), {args.records / elapsed:,.0f} records/s; its own CPU "
@@ -322,16 +360,20 @@ def main() -> None:
             flush=True,
         )
         _django(url, ROOT)
-        server = server_cpu(url, args.records)
-        per_record = max(cpu, server) / args.records
+        server_s = server_cpu(url, args.records)
+        per_record = max(cpu, server_s) / args.records
         print(
-            f"server CPU for the stream: {server:.1f} s ({server / args.records * 1e6:.1f} us a "
+            f"server CPU for the stream: {server_s:.1f} s "
+            f"({server_s / args.records * 1e6:.1f} us a "
             f"record); on two idle cores (verifier and server in parallel): about "
             f"{1 / per_record:,.0f} records/s",
             flush=True,
         )
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"peak RSS of this process: {peak_self} MB")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for line in results:
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

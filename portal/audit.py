@@ -24,8 +24,8 @@ until the sealing transaction commits: SQLite's gate and bulk seeding use it. On
 ``IMMEDIATE`` transaction mode of the settings already makes writers take turns; on other
 databases the last row is locked with ``SELECT ... FOR UPDATE``.
 
-:func:`verify` streams the log through a server-side cursor on PostgreSQL (version 2 bodies
-come ready-made, so a record costs one SHA-256), reporting progress as it goes.
+:func:`verify` reads the log as COPY text on PostgreSQL, in id ranges checked by worker
+processes when it is long (``portal/audit_scan.py``), reporting progress as it goes.
 """
 
 from __future__ import annotations
@@ -36,12 +36,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 from django.db import connection, transaction
 
-from . import audit_link, clock
+from . import audit_link, audit_scan, clock
 from .alerts import raise_alert
 from .anchors import (
     Anchor,
@@ -224,13 +223,7 @@ class ChainStatus:
 
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 100_000
-FETCH_ROWS = 5_000
-BLANK = "its hash is blank: the log was blanked, or the record was written around the chain"
-UNLINKED = (
-    "its prev_hash does not match the hash of the record before it: a record "
-    "before it was removed, inserted or rewritten"
-)
-ALTERED = "its contents do not match its hash: the record was altered"
+BLANK, UNLINKED, ALTERED = audit_scan.BLANK, audit_scan.UNLINKED, audit_scan.ALTERED
 
 
 def _walk(
@@ -259,12 +252,50 @@ def _walk(
             .first()
         )
         expected_prev = GENESIS if before is None else before
+    if connection.vendor == "postgresql":
+        _scan(status, first_id or 0, expected_prev, progress)
+        return
     total = 0
     if progress is not None:
         total = AuditRecord.objects.filter(id__gte=first_id or 0).count()
-    rows = _stream(first_id) if connection.vendor == "postgresql" else _orm_rows(first_id)
+    rows = _orm_rows(first_id)
     with contextlib.closing(rows):
         _check_links(status, rows, expected_prev, progress, total)
+
+
+def _scan(status: ChainStatus, first_id: int, expected: str, progress: Progress | None) -> None:
+    """PostgreSQL: the log as COPY text, checked in id ranges by worker processes when it is
+    long, in this process otherwise (``portal/audit_scan.py``), in one snapshot."""
+    with transaction.atomic(savepoint=False):
+        planned = audit_scan.plan(first_id)
+        total = 0
+        if planned is not None:
+            snapshot, low, high, total = planned
+        elif progress is not None:
+            total = AuditRecord.objects.filter(id__gte=first_id).count()
+
+        def tick(checked: int) -> None:
+            if progress is not None:
+                progress(checked, total)
+
+        if planned is not None and audit_scan.workers() > 1:
+            outcome = audit_scan.check_parallel(
+                snapshot, low, high, expected.encode(), record_hash, tick
+            )
+        else:
+            with connection.cursor() as setup:
+                audit_link.set_local_session(setup)
+            lines = audit_scan.copy_lines(connection.connection, first_id, None)
+            with contextlib.closing(lines):
+                outcome = audit_scan.check_lines(
+                    lines, expected.encode(), record_hash, tick, PROGRESS_EVERY
+                )
+    status.checked += outcome.checked
+    status.head = outcome.head.decode() if outcome.head else status.head
+    if outcome.broken_id is not None:
+        status.broken_id, status.reason = outcome.broken_id, outcome.reason
+    elif progress is not None and status.checked >= PROGRESS_EVERY:
+        progress(status.checked, total)  # the last line, for a log long enough to report on
 
 
 def _check_links(
@@ -291,45 +322,6 @@ def _check_links(
         status.head = digest
     if progress is not None and status.checked >= PROGRESS_EVERY:
         progress(status.checked, total)  # the last line, for a log long enough to report on
-
-
-V1_COLUMNS = ("id", "version", "prev_hash", "hash", *HASHED_FIELDS)
-
-
-def _stream(first_id: int | None) -> Any:
-    """The log's rows from ``first_id`` on, in id order, through a server-side cursor, each
-    field as the text PostgreSQL prints: a version 2 row's body is rebuilt from them with one
-    join; a version 1 row's fields are parsed back for Python's canonical JSON."""
-    texts = ", ".join(f'"{name}"::text' for name in audit_link.CONTENT_COLUMNS)
-    query = (
-        f"SELECT id, version, prev_hash, hash, {texts} FROM {AuditRecord._meta.db_table} "  # noqa: S608
-        "WHERE id >= %s ORDER BY id"
-    )
-    body_of = audit_link.body_of
-    with transaction.atomic():
-        with connection.cursor() as setup:
-            audit_link.set_local_session(setup)
-        raw = connection.connection
-        with raw.cursor(name="holdfast_audit_walk") as cursor:
-            cursor.execute(query, [first_id or 0])
-            while batch := cursor.fetchmany(FETCH_ROWS):
-                for row in batch:
-                    if row[1] == 2:
-                        yield (*row[:4], body_of(row[4:]), None)
-                    else:
-                        yield (*row[:4], None, _v1_record(row))
-
-
-def _v1_record(row: tuple[Any, ...]) -> Callable[[], Any]:
-    def build() -> Any:
-        values = dict(zip(V1_COLUMNS, row, strict=True))
-        values["at"] = datetime.fromisoformat(values["at"])
-        values["actor_id"] = None if values["actor_id"] is None else int(values["actor_id"])
-        for name in ("before", "after", "details"):
-            values[name] = json.loads(values[name])
-        return SimpleNamespace(**values)
-
-    return build
 
 
 def _orm_rows(first_id: int | None) -> Any:

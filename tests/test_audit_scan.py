@@ -1,0 +1,181 @@
+"""audit_verify's fast walk (portal/audit_scan.py): COPY text, id ranges in worker processes.
+
+Whatever the walk, the verdict is the one-process walk's: the same first broken record, the
+same reason, the same count and head, for records tampered with in the middle of a range and
+at the boundary between two, and for fields COPY escapes (tabs, newlines, backslashes) or
+that are not ASCII. Transactional tests: the workers have connections of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+
+from portal import audit, audit_scan
+from portal.models import AuditRecord
+from tests.dbroles import postgres_only
+from tests.test_audit_chain import TABLE, tamper
+
+pytestmark = [postgres_only, pytest.mark.django_db(transaction=True)]
+
+RANGE = 4  # ids a range spans: records 0-3, 4-7, 8-11... of the log are checked apart
+AWKWARD = "tab\there, new\nline, cr\r, back\\slash \\N \\t, ünïcode € \u2603, \b\f\v"
+
+SEED = """
+INSERT INTO portal_auditpending (at, actor_id, actor_name, operation, outcome, code, reason,
+    vault_name, target, source, before, after, details)
+SELECT timestamptz '2026-01-01 00:00:00+00' + n * interval '31.5 seconds', NULL, 'scan',
+    'job_alerts_mute', 'allowed', '', CASE WHEN n %% 3 = 0 THEN %s ELSE '' END,
+    'vault-' || n, 'vault:vault-' || n, 'api',
+    jsonb_build_object('mute_job_alerts', n %% 2 = 0),
+    jsonb_build_object('mute_job_alerts', n %% 2 = 1, 'note', CASE WHEN n %% 4 = 0 THEN %s END),
+    CASE WHEN n %% 5 = 0 THEN jsonb_build_object('why', %s) ELSE '{}'::jsonb END
+FROM generate_series(1, %s) AS n
+"""
+
+
+def _seed(count: int) -> list[AuditRecord]:
+    with connection.cursor() as cursor:
+        cursor.execute(SEED, [AWKWARD, AWKWARD, AWKWARD, count])
+        cursor.execute("SELECT holdfast_audit_link()")
+    return list(AuditRecord.objects.order_by("id"))
+
+
+def _walks(settings: Any) -> tuple[audit.ChainStatus, audit.ChainStatus]:
+    """The log verified by worker processes over ranges of RANGE ids, and in one process."""
+    settings.HOLDFAST_AUDIT_VERIFY_RANGE = RANGE
+    settings.HOLDFAST_AUDIT_VERIFY_WORKERS = 2
+    with transaction.atomic():
+        assert audit_scan.plan(0) is not None  # the parallel walk runs
+    parallel = audit.verify(readings=[])
+    settings.HOLDFAST_AUDIT_VERIFY_WORKERS = 1
+    alone = audit.verify(readings=[])
+    return parallel, alone
+
+
+def _same(parallel: audit.ChainStatus, alone: audit.ChainStatus) -> None:
+    assert (parallel.broken_id, parallel.reason, parallel.checked, parallel.head) == (
+        alone.broken_id,
+        alone.reason,
+        alone.checked,
+        alone.head,
+    )
+
+
+def test_an_intact_log_with_escaped_and_non_ascii_fields_verifies_in_ranges(settings: Any) -> None:
+    records = _seed(22)
+    assert any("\t" in r.reason and "\\" in r.reason for r in records)
+    assert any("€" in str(r.after.get("note")) for r in records)
+    for record in records:  # the rebuilt body is the linker's, byte for byte
+        assert audit.record_hash(record) == record.hash
+    parallel, alone = _walks(settings)
+    _same(parallel, alone)
+    assert parallel.ok and parallel.checked == len(records)
+    assert parallel.head == records[-1].hash
+
+
+def _edit(records: list[AuditRecord], at: int) -> tuple[int, str]:
+    victim = records[at]
+    tamper(f"UPDATE {TABLE} SET reason = %s WHERE id = %s", [AWKWARD + "!", victim.pk])
+    return victim.pk, audit.ALTERED
+
+
+def _edit_escaped(records: list[AuditRecord], at: int) -> tuple[int, str]:
+    """A tab becomes a space: the same text but for one escaped character."""
+    victim = records[at]
+    tamper(
+        f"UPDATE {TABLE} SET reason = %s, details = %s::jsonb WHERE id = %s",
+        [AWKWARD, '{"why": "tab here"}', victim.pk],
+    )
+    tamper(f"UPDATE {TABLE} SET reason = replace(reason, E'\\t', ' ') WHERE id = %s", [victim.pk])
+    return victim.pk, audit.ALTERED
+
+
+def _delete(records: list[AuditRecord], at: int) -> tuple[int, str]:
+    tamper(f"DELETE FROM {TABLE} WHERE id = %s", [records[at].pk])
+    return records[at + 1].pk, audit.UNLINKED
+
+
+def _insert(records: list[AuditRecord], at: int) -> tuple[int, str]:
+    """A forged record, correctly hashed on its predecessor, slid in before ``at``: the ids
+    from ``at`` on move up by one."""
+    victim = records[at]
+    forged = AuditRecord.objects.get(pk=victim.pk)
+    forged.actor_name = "mallory"
+    forged.hash = audit.record_hash(forged)
+    tamper(f"UPDATE {TABLE} SET id = -id WHERE id >= %s", [victim.pk])
+    tamper(f"UPDATE {TABLE} SET id = 1 - id WHERE id < 0")
+    tamper(
+        f"INSERT INTO {TABLE} (id, version, at, actor_name, operation, outcome, code, reason, "
+        "vault_name, target, source, before, after, details, prev_hash, hash) SELECT %s, "
+        "version, at, 'mallory', operation, outcome, code, reason, vault_name, target, source, "
+        f"before, after, details, prev_hash, %s FROM {TABLE} WHERE id = %s",
+        [victim.pk, forged.hash, victim.pk + 1],
+    )
+    return victim.pk + 1, audit.UNLINKED
+
+
+def _blank(records: list[AuditRecord], at: int) -> tuple[int, str]:
+    tamper(f"UPDATE {TABLE} SET hash = '', prev_hash = '' WHERE id = %s", [records[at].pk])
+    return records[at].pk, audit.BLANK
+
+
+def _blank_from(records: list[AuditRecord], at: int) -> tuple[int, str]:
+    tamper(f"UPDATE {TABLE} SET hash = '', prev_hash = '' WHERE id >= %s", [records[at].pk])
+    return records[at].pk, audit.BLANK
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [_edit, _edit_escaped, _delete, _insert, _blank, _blank_from],
+    ids=lambda f: f.__name__[1:],
+)
+@pytest.mark.parametrize(
+    "at", [5, RANGE * 2 - 1, RANGE * 2], ids=["mid-range", "range-end", "range-start"]
+)
+def test_tampering_is_found_at_the_same_record_in_ranges_as_in_one_walk(
+    settings: Any, attack: Any, at: int
+) -> None:
+    records = _seed(15)
+    with transaction.atomic():
+        broken, reason = attack(records, at)
+    parallel, alone = _walks(settings)
+    _same(parallel, alone)
+    assert (parallel.broken_id, parallel.reason) == (broken, reason)
+
+
+def test_two_breaks_report_the_first_in_id_order(settings: Any) -> None:
+    records = _seed(15)
+    with transaction.atomic():
+        _edit(records, 10)  # in the third range: checked first by the other worker, maybe
+        _delete(records, 2)
+    parallel, alone = _walks(settings)
+    _same(parallel, alone)
+    assert parallel.broken_id == records[3].pk
+
+
+def test_version_1_records_and_gaps_in_the_ids_verify_in_ranges(settings: Any) -> None:
+    """Records sealed the version 1 way (Python's canonical JSON: bulk seeding) and ids the
+    sequence skipped (rolled-back inserts) between ranges."""
+    _seed(5)
+    with transaction.atomic():
+        old = AuditRecord(
+            at=audit.clock.now(), actor_name="seed", operation="vault_create",
+            outcome="allowed", reason=AWKWARD, details={"why": AWKWARD},
+        )  # fmt: skip
+        audit.seal(old)
+        old.save()
+    assert old.version == 1
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), %s)", [old.pk + 9])
+    records = _seed(6)
+    parallel, alone = _walks(settings)
+    _same(parallel, alone)
+    assert parallel.ok and parallel.checked == len(records)
+    with transaction.atomic():
+        tamper(f"UPDATE {TABLE} SET reason = 'x' WHERE id = %s", [old.pk])
+    parallel, alone = _walks(settings)
+    _same(parallel, alone)
+    assert (parallel.broken_id, parallel.reason) == (old.pk, audit.ALTERED)
