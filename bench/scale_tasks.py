@@ -154,8 +154,6 @@ def run_dispatch(due: int, hosts: int) -> dict[str, Any]:
     broker = _prepare([])
     from django.db import connection
 
-    from portal.gate import entry_point
-    from portal.models import AuditRecord
     from vaults.jobs.dispatch import backups_dispatch
 
     due = _make_due(due)
@@ -164,28 +162,37 @@ def run_dispatch(due: int, hosts: int) -> dict[str, Any]:
         for table in ("vaults_vault", "vaults_protecteditem", "policies_policy", "vaults_job"):
             cursor.execute(f'VACUUM ANALYZE "{table}"')
     _empty_queues(broker)
-    records = AuditRecord.objects.filter(operation="backup_dispatch").count()
+    result = _timed_task(backups_dispatch, "backup_dispatch", broker, now=TICK)
+    jobs = result.pop("result")
+    return {**result, "due": due, "jobs": len(jobs), "hosts": hosts}
+
+
+def _timed_task(run: Any, operation: str, broker: str, **kwargs: Any) -> dict[str, Any]:
+    """``run(**kwargs)`` as the beat task would run it, timed: its statements on every
+    connection, its peak RSS, the time spent sending and the ``operation`` records it wrote."""
+    from portal.gate import entry_point
+    from portal.models import AuditRecord
+
+    records = AuditRecord.objects.filter(operation=operation).count()
     rss_before = rss_mb()
     statements = Statements()
     spent, undo = _timed_sends()
     try:
         with entry_point("task"):
             started = time.perf_counter()
-            jobs = backups_dispatch(now=TICK)
+            result = run(**kwargs)
             seconds = time.perf_counter() - started
     finally:
         undo()
     counted = statements.count
     return {
+        "result": result,
         "seconds": round(seconds, 2),
         "statements": counted,
         "peak_rss_mb": rss_mb(),
         "rss_before_mb": rss_before,
-        "due": due,
-        "jobs": len(jobs),
-        "hosts": hosts,
         "sending_seconds": round(spent["seconds"], 2),
-        "audit_records": AuditRecord.objects.filter(operation="backup_dispatch").count() - records,
+        "audit_records": AuditRecord.objects.filter(operation=operation).count() - records,
         "messages": _empty_queues(broker),
     }
 
@@ -195,35 +202,11 @@ def run_dispatch(due: int, hosts: int) -> dict[str, Any]:
 
 def run_verify() -> dict[str, Any]:
     broker = _prepare(["vaults_protecteditem", "vaults_recoverypoint", "vaults_job"])
-    from portal.gate import entry_point
-    from portal.models import AuditRecord
     from vaults.jobs import schedules
     from vaults.models import ProtectedItem
 
     _empty_queues(broker)
     items = ProtectedItem.objects.count()
-    records = AuditRecord.objects.filter(operation="verifications_schedule").count()
-    rss_before = rss_mb()
-    statements = Statements()
-    spent, undo = _timed_sends()
-    try:
-        with entry_point("task"):
-            started = time.perf_counter()
-            queued = schedules.verifications_schedule()
-            seconds = time.perf_counter() - started
-    finally:
-        undo()
-    counted = statements.count
-    return {
-        "seconds": round(seconds, 2),
-        "statements": counted,
-        "peak_rss_mb": rss_mb(),
-        "rss_before_mb": rss_before,
-        "items": items,
-        "jobs": queued,
-        "sending_seconds": round(spent["seconds"], 2),
-        "audit_records": (
-            AuditRecord.objects.filter(operation="verifications_schedule").count() - records
-        ),
-        "messages": _empty_queues(broker),
-    }
+    result = _timed_task(schedules.verifications_schedule, "verifications_schedule", broker)
+    queued = result.pop("result")
+    return {**result, "items": items, "jobs": queued}
