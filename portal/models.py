@@ -22,7 +22,11 @@ class AuditQuerySet(models.QuerySet["AuditRecord"]):
         raise AppendOnlyError("audit records cannot be deleted")
 
 
-class AuditRecord(models.Model):
+class AuditContent(models.Model):
+    """A gate decision's fields, as the log (AuditRecord) and the decisions waiting to be
+    linked into it (AuditPending) both hold them; the chain hashes exactly these
+    (portal/audit_link.py, CONTENT_COLUMNS)."""
+
     class Outcome(models.TextChoices):
         ALLOWED = "allowed", "Allowed"
         REFUSED = "refused", "Refused"
@@ -42,6 +46,12 @@ class AuditRecord(models.Model):
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
     details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class AuditRecord(AuditContent):
     # The hash chain (portal/audit.py): each record seals its predecessor's hash, so an edit,
     # a deletion or an insertion anywhere but at the end breaks every later link.
     prev_hash = models.CharField(max_length=64, blank=True)
@@ -78,26 +88,10 @@ class AuditRecord(models.Model):
         raise AppendOnlyError("audit records cannot be deleted")
 
 
-class AuditPending(models.Model):
+class AuditPending(AuditContent):
     """A gate decision committed but not linked into the chain yet (PostgreSQL only): the
     linker (portal/audit_link.py) moves it into AuditRecord right after the commit. The
     application role may only insert and read these rows, like the log's."""
-
-    at = models.DateTimeField()
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
-    )
-    actor_name = models.CharField(max_length=150)
-    operation = models.CharField(max_length=64)
-    outcome = models.CharField(max_length=10, choices=AuditRecord.Outcome.choices)
-    code = models.CharField(max_length=64, blank=True)
-    reason = models.TextField(blank=True)
-    vault_name = models.CharField(max_length=50, blank=True)
-    target = models.CharField(max_length=255, blank=True)
-    source = models.CharField(max_length=16, blank=True)
-    before = models.JSONField(default=dict, blank=True)
-    after = models.JSONField(default=dict, blank=True)
-    details = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.operation} (pending)"

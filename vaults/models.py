@@ -464,6 +464,7 @@ class Job(models.Model):
     worker = models.CharField(max_length=255, blank=True)
     host = models.CharField(max_length=100, blank=True)  # only its workers run it ("": any)
     waiting_for_host = ""  # not a column: "waiting for host ..." (vaults.hosts.job_waits)
+    route_known = False  # not a column: built with its item's host, routing reads no item
     # Asked to stop (job_cancel): a queued job ends at once; a running one at its next file or
     # chunk boundary, as failed with the canceller named in its error (no "cancelled" status).
     cancel_requested_at = models.DateTimeField(null=True, blank=True)

@@ -220,11 +220,8 @@ def next_success_triggers() -> list[Any]:
     ]
 
 
-# The migration's backfill: the same values for every completed backup.
-BACKFILL_NEXT_SUCCESS_SQL = """
-UPDATE vaults_job j SET next_success_at = d.nxt FROM (
-    SELECT s.id, LEAD(s.ended_at) OVER (PARTITION BY s.item_id ORDER BY s.ended_at, s.id) AS nxt
-    FROM vaults_job s WHERE s.kind = 'backup' AND s.status = 'completed'
-      AND s.item_id IS NOT NULL AND s.ended_at IS NOT NULL
-) d WHERE j.id = d.id AND d.nxt IS NOT NULL
-"""
+# The migration's backfill: the same values for every completed backup, by the same probe.
+BACKFILL_NEXT_SUCCESS_SQL = (
+    f"UPDATE public.vaults_job j SET next_success_at = {_NEXT} WHERE j.kind = 'backup' "
+    "AND j.status = 'completed' AND j.item_id IS NOT NULL AND j.ended_at IS NOT NULL"
+)

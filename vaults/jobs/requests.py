@@ -60,15 +60,12 @@ def enqueue_job(job_id: int, host: str = "", producer: Any = None) -> None:
     current_app.send_task(RUN_JOB_TASK, args=(job_id,), producer=producer, **options)
 
 
-# Set on a job built with its item's source host already in ``host`` ("" for any host), so
-# routing it reads no item: a bulk creator's 100,000 jobs would otherwise cost a query each.
-ROUTE_KNOWN = "route_known"
-
-
 def job_route(job: Job) -> str:
     """The host whose workers alone may run ``job`` ("" for any): the one it names, else its
-    item's source host. Every job kind, requested or dispatched, is routed by this."""
-    if job.host or not job.item_id or job.__dict__.get(ROUTE_KNOWN):
+    item's source host. Every job kind, requested or dispatched, is routed by this. A job a
+    bulk creator built with its item's host (``route_known``) reads no item: 100,000 jobs
+    would otherwise cost a query each."""
+    if job.host or not job.item_id or job.route_known:
         return job.host
     return job.item.source_host if job.item is not None else ""
 

@@ -15,7 +15,7 @@ from portal.gate import Check
 
 from ..models import Job, ProtectedItem, RecoveryPoint, Vault
 from .dispatch import DISPATCH_LOOKBACK, backups_dispatch, values_by_id
-from .requests import ROUTE_KNOWN, enqueue_on_commit, lock_verify_request
+from .requests import enqueue_on_commit, lock_verify_request
 from .sending import enqueue_many
 from .state import new_job
 
@@ -183,7 +183,7 @@ def verifications_schedule_batch(ids: Sequence[int], *, since: datetime) -> list
         # Each job names its item's host (SPEC 3.13), so sending it updates nothing.
         jobs = _insert_verifications(check.facts["points"], check.now)
         for job in jobs:
-            setattr(job, ROUTE_KNOWN, True)  # its host is its item's: routing reads nothing
+            job.route_known = True  # its host is its item's: routing reads nothing
         enqueue_many(jobs)
         return jobs
 
