@@ -256,25 +256,24 @@ def verify_child(url: str) -> tuple[float, float, int, str]:
 
 
 def server_cpu(url: str, records: int) -> float:
-    """The database server's CPU seconds to produce audit_verify's stream (its query, to
-    /dev/null on the server), read from the backend's /proc entry: with the verifier's own
-    CPU, what an idle machine's two processes would each spend."""
+    """The database server's CPU seconds to produce audit_verify's stream (its query, every
+    version 2 hash recomputed, to /dev/null on the server), read from the backend's /proc
+    entry: with the verifier's own CPU, what an idle machine's two processes would each spend."""
     import psycopg
 
-    from portal import audit_link
+    from portal import audit_scan
 
-    texts = ", ".join(f'"{name}"::text' for name in audit_link.CONTENT_COLUMNS)
-    query = f"SELECT id, version, prev_hash, hash, {texts} FROM portal_auditrecord ORDER BY id"
-    with psycopg.connect(url, autocommit=True) as conn:
+    query = audit_scan.query(0, None).replace(" TO STDOUT", " TO '/dev/null'")
+    with psycopg.connect(url) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
-        conn.execute("SET TimeZone TO 'UTC'")
+        audit_scan.set_session(conn.execute)
 
         def ticks() -> int:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             return int(fields[11]) + int(fields[12])  # utime, stime
 
         before = ticks()
-        conn.execute(f"COPY ({query}) TO '/dev/null'")
+        conn.execute(query)
         return (ticks() - before) / os.sysconf("SC_CLK_TCK")
 
 

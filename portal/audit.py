@@ -117,12 +117,14 @@ def body_v2(record: Any) -> str:
     placeholders = ", ".join(f"%s::{cast}" for cast in casts)
     columns = ", ".join(f'"{name}"' for name in audit_link.CONTENT_COLUMNS)
     with transaction.atomic(), connection.cursor() as cursor:
-        audit_link.set_local_session(cursor)
+        audit_scan.set_session(cursor.execute)
         cursor.execute(
             f"SELECT {audit_link.body_sql()} FROM (VALUES ({placeholders})) AS v({columns})",  # noqa: S608
             values,
         )
-        return str(cursor.fetchone()[0])
+        body = str(cursor.fetchone()[0])
+        transaction.set_rollback(True)  # a savepoint's SET LOCALs end with it
+        return body
 
 
 def _advisory_lock(key: int) -> None:
@@ -283,13 +285,16 @@ def _scan(status: ChainStatus, first_id: int, expected: str, progress: Progress 
                 snapshot, low, high, expected.encode(), record_hash, tick
             )
         else:
-            with connection.cursor() as setup:
-                audit_link.set_local_session(setup)
-            lines = audit_scan.copy_lines(connection.connection, first_id, None)
-            with contextlib.closing(lines):
-                outcome = audit_scan.check_lines(
-                    lines, expected.encode(), record_hash, tick, PROGRESS_EVERY
-                )
+            # In a savepoint rolled back after: its SET LOCALs (the pinned search path) end
+            # with it, not with a caller's transaction that goes on reading.
+            with transaction.atomic(), connection.cursor() as setup:
+                audit_scan.set_session(setup.execute)
+                lines = audit_scan.copy_lines(connection.connection, first_id, None)
+                with contextlib.closing(lines):
+                    outcome = audit_scan.check_lines(
+                        lines, expected.encode(), record_hash, tick, PROGRESS_EVERY
+                    )
+                transaction.set_rollback(True)
     status.checked += outcome.checked
     status.head = outcome.head.decode() if outcome.head else status.head
     if outcome.broken_id is not None:

@@ -48,9 +48,9 @@ def body_sql(alias: str = "") -> str:
     """Version 2's canonical body of a row (columns qualified with ``alias``): ``2``, then for
     every field ``|`` and its text as PostgreSQL prints it, prefixed with its length
     (``13:bench-audit``; ``N`` for NULL). The time prints in UTC (TimeZone UTC, DateStyle ISO:
-    :data:`SESSION`), the JSON columns as normalised jsonb text. Cheap on both sides: the
-    linker hashes without Python, and verification fetches each field's text and rebuilds the
-    body with one join (:func:`body_of`)."""
+    :data:`SESSION`), the JSON columns as normalised jsonb text. Computed in PostgreSQL on
+    both sides: the linker hashes it without Python, and verification recomputes it in the
+    query that reads the log (portal/audit_scan.py)."""
     p = f"{alias}." if alias else ""
     fields = [
         f"coalesce(length({p}\"{c}\"::text) || ':' || {p}\"{c}\"::text, 'N')"
@@ -59,35 +59,9 @@ def body_sql(alias: str = "") -> str:
     return "'2|' || " + " || '|' || ".join(fields)
 
 
-def body_of(texts: Any) -> str:
-    """The body :func:`body_sql` renders, from the fields' texts (``None`` for NULL)."""
-    try:
-        return _body_of_row(*texts)
-    except TypeError:  # a NULL where the schema has none (a column altered): the slow way
-        return "2|" + "|".join("N" if text is None else f"{len(text)}:{text}" for text in texts)
-
-
-def _body_of_row(
-    at: str, actor: str | None, name: str, op: str, out: str, code: str, reason: str,
-    vault: str, target: str, source: str, before: str, after: str, details: str,
-) -> str:  # fmt: skip
-    # One f-string for the 13 fields of CONTENT_COLUMNS: audit_verify's inner loop.
-    who = "N" if actor is None else f"{len(actor)}:{actor}"
-    return (
-        f"2|{len(at)}:{at}|{who}|{len(name)}:{name}|{len(op)}:{op}|{len(out)}:{out}|"
-        f"{len(code)}:{code}|{len(reason)}:{reason}|{len(vault)}:{vault}|"
-        f"{len(target)}:{target}|{len(source)}:{source}|{len(before)}:{before}|"
-        f"{len(after)}:{after}|{len(details)}:{details}"
-    )
-
-
-# How a timestamptz prints in the body: the linker's SET clauses, and verification's SET LOCAL.
+# How a timestamptz prints in the body: the linker's SET clauses, and verification's SET LOCAL
+# (portal/audit_scan.py `set_session`).
 SESSION = (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"))
-
-
-def set_local_session(cursor: Any) -> None:
-    for name, value in SESSION:
-        cursor.execute(f"SET LOCAL {name} TO '{value}'")
 
 
 # Runs as its owner (SECURITY DEFINER), the role migrations run as: the application role may

@@ -179,3 +179,46 @@ def test_version_1_records_and_gaps_in_the_ids_verify_in_ranges(settings: Any) -
     parallel, alone = _walks(settings)
     _same(parallel, alone)
     assert (parallel.broken_id, parallel.reason) == (old.pk, audit.ALTERED)
+
+
+SHADOW = """
+CREATE FUNCTION public.holdfast_always_true(text, text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE AS 'SELECT true';
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text,
+    FUNCTION = public.holdfast_always_true);
+CREATE FUNCTION public.sha256(text) RETURNS bytea LANGUAGE sql IMMUTABLE AS 'SELECT ''''::bytea';
+"""
+UNSHADOW = """
+DROP OPERATOR IF EXISTS public.= (text, text);
+DROP FUNCTION IF EXISTS public.holdfast_always_true(text, text);
+DROP FUNCTION IF EXISTS public.sha256(text);
+"""
+
+
+def test_an_operator_or_function_shadowing_the_servers_check_does_not_pass_an_edit(
+    settings: Any,
+) -> None:
+    """The server recomputes version 2 hashes in the COPY's query: whoever can create objects
+    in the schema and set the database's search path (public first) makes ``=`` always true
+    and ``sha256(text)`` a constant. The verifying transactions pin ``pg_catalog``: the edit
+    is still found, in ranges and in one walk."""
+    records = _seed(15)
+    with transaction.atomic():
+        broken, reason = _edit(records, 6)
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        cursor.execute(SHADOW)
+        cursor.execute(f'ALTER DATABASE "{name}" SET search_path = public, pg_catalog')
+    try:
+        connection.close()  # the next connection starts with the shadowing search path
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 'a'::text = 'b'::text")
+            assert cursor.fetchone()[0] is True  # the shadow works where it is not pinned
+        parallel, alone = _walks(settings)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{name}" RESET search_path')
+            cursor.execute(UNSHADOW)
+        connection.close()
+    _same(parallel, alone)
+    assert (parallel.broken_id, parallel.reason) == (broken, reason)
