@@ -44,18 +44,20 @@ CONTENT_COLUMNS = (
 )  # fmt: skip
 
 
-def body_sql(alias: str = "") -> str:
+def body_sql(alias: str = "", texts: dict[str, str] | None = None) -> str:
     """Version 2's canonical body of a row (columns qualified with ``alias``): ``2``, then for
     every field ``|`` and its text as PostgreSQL prints it, prefixed with its length
     (``13:bench-audit``; ``N`` for NULL). The time prints in UTC (TimeZone UTC, DateStyle ISO:
     :data:`SESSION`), the JSON columns as normalised jsonb text. Computed in PostgreSQL on
     both sides: the linker hashes it without Python, and verification recomputes it in the
-    query that reads the log (portal/audit_scan.py)."""
+    query that reads the log (portal/audit_scan.py). ``texts`` names an expression already
+    holding a column's ``::text`` (rendered once, where the body would render it twice)."""
     p = f"{alias}." if alias else ""
-    fields = [
-        f"coalesce(length({p}\"{c}\"::text) || ':' || {p}\"{c}\"::text, 'N')"
-        for c in CONTENT_COLUMNS
-    ]
+    texts = texts or {}
+    fields = []
+    for c in CONTENT_COLUMNS:
+        text = texts.get(c, f'{p}"{c}"::text')
+        fields.append(f"coalesce(length({text}) || ':' || {text}, 'N')")
     return "'2|' || " + " || '|' || ".join(fields)
 
 
