@@ -8,9 +8,14 @@ that are not ASCII. Transactional tests: the workers have connections of their o
 
 from __future__ import annotations
 
+import io
+import os
+import signal
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from portal import audit, audit_scan
@@ -117,6 +122,17 @@ def _insert(records: list[AuditRecord], at: int) -> tuple[int, str]:
     return victim.pk + 1, audit.UNLINKED
 
 
+def _forge_match(records: list[AuditRecord], at: int) -> tuple[int, str]:
+    """An edit whose hash ends in a tab and "t", as if the line's next field said "matches":
+    COPY escapes the tab, so the line still splits where the server put its fields."""
+    victim = records[at]
+    tamper(
+        f"UPDATE {TABLE} SET reason = 'forged', hash = left(hash, 60) || E'\\tt\\tt' WHERE id = %s",
+        [victim.pk],
+    )
+    return victim.pk, audit.ALTERED
+
+
 def _blank(records: list[AuditRecord], at: int) -> tuple[int, str]:
     tamper(f"UPDATE {TABLE} SET hash = '', prev_hash = '' WHERE id = %s", [records[at].pk])
     return records[at].pk, audit.BLANK
@@ -129,7 +145,7 @@ def _blank_from(records: list[AuditRecord], at: int) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     "attack",
-    [_edit, _edit_escaped, _delete, _insert, _blank, _blank_from],
+    [_edit, _edit_escaped, _forge_match, _delete, _insert, _blank, _blank_from],
     ids=lambda f: f.__name__[1:],
 )
 @pytest.mark.parametrize(
@@ -222,3 +238,34 @@ def test_an_operator_or_function_shadowing_the_servers_check_does_not_pass_an_ed
         connection.close()
     _same(parallel, alone)
     assert (parallel.broken_id, parallel.reason) == (broken, reason)
+
+
+def _dies(job: Any) -> None:
+    """A worker killed mid-range (the OOM killer, say): gone without an answer."""
+    os._exit(9)
+
+
+def test_a_worker_that_dies_makes_the_check_fail_saying_so_not_hang(
+    settings: Any, monkeypatch: Any
+) -> None:
+    """A range's worker that dies is an error with a sentence (the command: a non-zero exit),
+    never a verdict and never a wait for an answer that cannot come. SIGALRM fails the test
+    instead of hanging the suite if it ever waits again."""
+    _seed(15)
+    settings.HOLDFAST_AUDIT_VERIFY_RANGE = RANGE
+    settings.HOLDFAST_AUDIT_VERIFY_WORKERS = 2
+    monkeypatch.setattr(audit_scan, "_check_range", _dies)
+
+    def hung(*_: Any) -> None:
+        raise AssertionError("audit_verify waited for a dead worker")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(audit_scan.RangeLost):
+            audit.verify(readings=[])
+        with pytest.raises(CommandError, match=r"died .* proves nothing either way"):
+            call_command("audit_verify", "--local-only", "--quiet", stdout=io.StringIO())
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portal import audit, audit_link
+from portal import audit, audit_link, audit_scan
 
 
 class Command(BaseCommand):
@@ -59,11 +59,14 @@ class Command(BaseCommand):
             rate = checked / max(time.monotonic() - started, 1e-9)
             self.stderr.write(f"Verified {checked:,}{share} record(s), {rate:,.0f}/s")
 
-        status = audit.verify(
-            last=last,
-            remote=not options["local_only"],
-            progress=None if options["quiet"] else progress,
-        )
+        try:
+            status = audit.verify(
+                last=last,
+                remote=not options["local_only"],
+                progress=None if options["quiet"] else progress,
+            )
+        except audit_scan.RangeLost as error:
+            raise CommandError(f"Audit log not verified: {error}.") from error
         for warning in status.warnings:
             self.stderr.write(f"Warning: {warning}")
         if not status.chain_ok:
