@@ -196,6 +196,8 @@ class ChainStatus:
     # What could not be checked (no anchor yet, an unreadable store): said, not failed.
     warnings: list[str] = field(default_factory=list)
     unanchored: int = 0
+    # Why the check did not finish (a range's worker died): no verdict either way.
+    unfinished: str = ""
 
     @property
     def chain_ok(self) -> bool:
@@ -214,7 +216,7 @@ class ChainStatus:
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.unfinished
 
     @property
     def anchored(self) -> AnchorCheck | None:
@@ -496,7 +498,13 @@ def anchor() -> AnchorResult:
         head_id, head_hash = head
         latest = [r.latest for r in readings if r.latest and r.latest.record_id <= head_id]
         start = min(latest, key=lambda a: a.record_id, default=None)
-        status = verify(readings=readings, start=start)
+        try:
+            status = verify(readings=readings, start=start)
+        except audit_scan.RangeLost as lost:
+            # No verdict, so no anchor, and no alert of a broken chain either.
+            return AnchorResult(
+                refused=f"The audit log was not verified: {lost}. No anchor was written."
+            )
         if not status.ok:
             message = "The audit log does not verify: " + " ".join(status.failures)
             raise_alert("audit_chain_broken", target="audit log", message=message)

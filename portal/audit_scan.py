@@ -247,8 +247,10 @@ def plan(first_id: int) -> tuple[str, int, int, int] | None:
     and the ids from ``first_id`` on (lowest, highest, count); None when the walk must stay
     in this process (this transaction wrote what the workers could not see, or the log is
     short)."""
-    if connection.savepoint_ids:
-        return None  # a subtransaction (a test's) exports no snapshot
+    if any(sid is not None for sid in connection.savepoint_ids):
+        # A savepoint (a test's) exports no snapshot; an atomic block that made none (the
+        # walk's own, inside anchoring's transaction) leaves a None here and is no obstacle.
+        return None
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_export_snapshot(), pg_current_xact_id_if_assigned() IS NULL, "

@@ -28,6 +28,7 @@ from . import clock, services
 from .approval_facts import RETRY_SESSION_KEY, facts_for
 from .audit import ChainStatus
 from .audit import verify as verify_chain
+from .audit_scan import RangeLost
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
 from .forms import DecisionForm, UserCreateForm, UserUpdateForm, add_domain_error
 from .gate import OPERATIONS, DomainError
@@ -311,7 +312,12 @@ def _chain_status(*, full: bool) -> ChainStatus:
     """The most recent links and the local anchors on every view; on request (and in
     ``manage.py audit_verify``) the whole chain and the S3 anchors too, since that reads every
     record and asks every S3 location."""
-    return verify_chain(last=None, remote=True) if full else verify_chain(last=1000, remote=False)
+    try:
+        return (
+            verify_chain(last=None, remote=True) if full else verify_chain(last=1000, remote=False)
+        )
+    except RangeLost as lost:
+        return ChainStatus(partial=not full, remote_checked=full, unfinished=str(lost))
 
 
 def _with_header(rows):  # type: ignore[no-untyped-def]

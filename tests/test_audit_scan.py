@@ -11,15 +11,18 @@ from __future__ import annotations
 import io
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
+from django.urls import reverse
 
 from portal import audit, audit_scan
-from portal.models import AuditRecord
+from portal.models import Alert, AuditRecord
+from tests.conftest import PASSWORD
 from tests.dbroles import postgres_only
 from tests.test_audit_chain import TABLE, tamper
 
@@ -269,3 +272,32 @@ def test_a_worker_that_dies_makes_the_check_fail_saying_so_not_hang(
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_worker_that_dies_leaves_the_page_saying_not_verified_and_no_anchor_written(
+    settings: Any, monkeypatch: Any, client: Any, reader: Any, audit_anchor_dir: Path
+) -> None:
+    """The Audit page's "Verify the whole log" and the anchoring run walk the same ranges: a
+    dead worker there is "not verified" on the page (not an error page, not "Chain broken"),
+    and anchoring refuses without writing an anchor or raising the broken-chain alert."""
+    _seed(15)
+    settings.HOLDFAST_AUDIT_VERIFY_RANGE = RANGE
+    settings.HOLDFAST_AUDIT_VERIFY_WORKERS = 2
+    monkeypatch.setattr(audit_scan, "_check_range", _dies)
+    client.login(username=reader.username, password=PASSWORD)
+    response = client.get(reverse("audit"), {"chain": "full"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Not verified" in page and "proves nothing either way" in page
+    assert "Chain broken" not in page and "Chain intact" not in page
+    assert "Verify the whole log again" in page
+    result = audit.anchor()
+    assert not result.ok and result.anchor is None
+    assert "was not verified" in result.refused and "No anchor was written" in result.refused
+    assert [p.name for p in audit_anchor_dir.iterdir() if p.name != "keys"] == []
+    assert not Alert.objects.filter(kind="audit_chain_broken").exists()
+    with pytest.raises(CommandError, match="No anchor was written"):
+        call_command("audit_anchor", stdout=io.StringIO())
+    monkeypatch.undo()  # the workers answer again: the same log verifies and is anchored
+    assert "Chain intact" in client.get(reverse("audit"), {"chain": "full"}).content.decode()
+    assert audit.anchor().anchor is not None
