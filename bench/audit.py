@@ -155,6 +155,13 @@ def throughput(url: str, code: Path, writers: int, seconds: float, workload: str
     return total / seconds
 
 
+UNITS = {
+    "op": "gate ops/s",
+    "txn": "gate ops/s",
+    "sql": "transactions/s of one op's SQL replayed by pgbench alone (no application)",
+}
+
+
 def _throughput_child(url: str, code: Path, args: argparse.Namespace) -> dict[str, float]:
     """In a child process (``code``'s Django): prepare the database, then both workloads."""
     out = subprocess.run(
@@ -172,6 +179,76 @@ def _throughput_child(url: str, code: Path, args: argparse.Namespace) -> dict[st
     return figures
 
 
+def _capture(url: str, code: str, out: Any) -> None:
+    """The SQL one ``op`` sends, as the writers send it (the second of two, so per-user caches
+    are warm): ``(in_transaction, statement)`` pairs, parameters bound as the client binds
+    them, the writer's vault id written ``:vid``."""
+    _django(url, Path(code))
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from vaults import services
+    from vaults.models import Vault
+
+    user = get_user_model().objects.get(username="bench-admin")
+    vault = Vault.objects.get(name="bench-audit-0")
+    sent: list[tuple[bool, str]] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        text = context["cursor"].cursor.mogrify(sql, params)
+        text = text.replace(f'"vaults_vault"."id" = {vault.pk}', '"vaults_vault"."id" = :vid')
+        sent.append((connection.in_atomic_block, " ".join(text.split())))
+        return execute(sql, params, many, context)
+
+    first = Vault.objects.order_by("pk").values_list("pk", flat=True).first()
+    with transaction.atomic():
+        services.job_alerts_mute(actor=user, vault=vault, muted=True)
+    with connection.execute_wrapper(record), transaction.atomic():
+        services.job_alerts_mute(actor=user, vault=vault, muted=False)
+    out.put((sent, first))
+
+
+def database_alone(url: str, code: Path, writers: int, seconds: float) -> float | None:
+    """Transactions a second when pgbench replays one ``op``'s SQL from ``writers`` clients,
+    with no application at all: the most the database server of this machine can do for
+    the gate's writes, whatever the client. None without pgbench."""
+    import shutil
+
+    if shutil.which("pgbench") is None:
+        return None
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=_capture, args=(url, str(code), out))
+    child.start()
+    sent, first = out.get(timeout=300)
+    child.join()
+    lines = [f"\\set vid :client_id + {first}"]
+    inside = False
+    for in_transaction, text in sent:
+        if in_transaction and not inside:
+            lines.append("BEGIN;")
+        if inside and not in_transaction:
+            lines.append("COMMIT;")
+        inside = in_transaction
+        lines.append(text + ";")
+    if inside:
+        lines.append("COMMIT;")
+    with tempfile.NamedTemporaryFile("w", suffix=".pgbench", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        ran = subprocess.run(
+            ["pgbench", "--no-vacuum", "--protocol=simple", f"--client={writers}",
+             "--jobs=2", f"--time={max(1, round(seconds))}", f"--file={script.name}", url],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    for line in ran.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise SystemExit(f"pgbench printed no rate: {ran.stdout}{ran.stderr}")
+
+
 def throughput_worker(url: str, code: Path, writers: int, seconds: float) -> None:
     setup = multiprocessing.get_context("spawn").Process(
         target=_prepare_writers, args=(url, code, writers)
@@ -183,6 +260,17 @@ def throughput_worker(url: str, code: Path, writers: int, seconds: float) -> Non
     for workload in ("op", "txn"):
         rate = throughput(url, code, writers, seconds, workload)
         print(f"RESULT {workload} {rate:.1f}", flush=True)
+    # The writers' tables as a fresh database has them (a server may run without autovacuum,
+    # and the workloads left a dead row in the pending table for every record).
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM portal_auditrecord, vaults_vault")
+        if conn.execute("SELECT to_regclass('portal_auditpending')").fetchone()[0]:  # type: ignore[index]
+            conn.execute("VACUUM portal_auditpending")
+    alone = database_alone(url, code, writers, seconds)
+    if alone is not None:
+        print(f"RESULT sql {alone:.1f}", flush=True)
 
 
 # --- audit_verify ---------------------------------------------------------------------------
@@ -323,16 +411,18 @@ def main() -> None:
                         check=False,
                     )
             for name, rate in before.items():
-                print(f"before ({args.baseline}) {name}: {rate:.1f} gate ops/s", flush=True)
+                print(f"before ({args.baseline}) {name}: {rate:.1f} {UNITS[name]}", flush=True)
         url = _recreate(server, args.database)
         after = _throughput_child(url, ROOT, args)
         for name, rate in after.items():
-            print(f"now {name}: {rate:.1f} gate ops/s", flush=True)
+            print(f"now {name}: {rate:.1f} {UNITS[name]}", flush=True)
         ops = after.get("op", 0.0)
         base = before.get("op", float("nan")) if args.baseline else float("nan")
+        alone = after.get("sql", float("nan"))
         results.append(
             f"RESULT gate_throughput ops={ops:.1f} baseline_ops={base:.1f} "
-            f"ratio={ops / base if base else float('nan'):.2f}"
+            f"ratio={ops / base if base else float('nan'):.2f} "
+            f"sql_alone={alone:.1f} sql_alone_ratio={alone / base if base else float('nan'):.2f}"
         )
     if not args.skip_verify:
         name = args.database + "_verify"
