@@ -9,7 +9,9 @@ vault, run real gate operations for ``--seconds`` and count them. Two workloads:
 
 - ``op``: one gate operation per transaction (``job_alerts_mute`` toggled on the writer's
   vault: role check, vault row lock, rules, the change, the audit record, commit), as an API
-  call does it;
+  call does it: the gate's own transaction, no enclosing one (Holdfast sets no
+  ATOMIC_REQUESTS). Until 2026-12-01 the bench wrapped it in one, which added a SAVEPOINT and
+  its RELEASE to every op, before and after alike;
 - ``txn``: two gate operations in one transaction (the mute and the unmute of the same
   vault), as services that compose gate calls do (a replica following its source, the
   sweeps' batches): before issue 20 the chain's lock was taken at the first record and held
@@ -119,13 +121,15 @@ def _writer(url: str, code: str, index: int, workload: str, ready: Any, go: Any,
     stop = out.get()
     while time.time() < stop:
         muted = not muted
-        with transaction.atomic():
+        if workload == "op":  # the gate's own transaction, as an API call runs it
             services.job_alerts_mute(actor=user, vault=vault, muted=muted)
             done += 1
-            if workload == "txn":
-                services.job_alerts_mute(actor=user, vault=vault, muted=not muted)
-                done += 1
-                muted = not muted
+            continue
+        with transaction.atomic():
+            services.job_alerts_mute(actor=user, vault=vault, muted=muted)
+            services.job_alerts_mute(actor=user, vault=vault, muted=not muted)
+            done += 2
+            muted = not muted
     connection.close()
     ready.put(done)
 
@@ -185,7 +189,7 @@ def _capture(url: str, code: str, out: Any) -> None:
     them, the writer's vault id written ``:vid``."""
     _django(url, Path(code))
     from django.contrib.auth import get_user_model
-    from django.db import connection, transaction
+    from django.db import connection
 
     from vaults import services
     from vaults.models import Vault
@@ -201,9 +205,8 @@ def _capture(url: str, code: str, out: Any) -> None:
         return execute(sql, params, many, context)
 
     first = Vault.objects.order_by("pk").values_list("pk", flat=True).first()
-    with transaction.atomic():
-        services.job_alerts_mute(actor=user, vault=vault, muted=True)
-    with connection.execute_wrapper(record), transaction.atomic():
+    services.job_alerts_mute(actor=user, vault=vault, muted=True)
+    with connection.execute_wrapper(record):
         services.job_alerts_mute(actor=user, vault=vault, muted=False)
     out.put((sent, first))
 
