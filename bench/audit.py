@@ -17,6 +17,10 @@ vault, run real gate operations for ``--seconds`` and count them. Two workloads:
   sweeps' batches): before issue 20 the chain's lock was taken at the first record and held
   to the commit, across the second operation.
 
+After both workloads, ``sql``: the SQL one ``op`` sends, captured from the gate as the
+writers send it, replayed by ``pgbench`` from ``--writers`` clients with no application at
+all (skipped without pgbench): the ceiling this machine's database puts on any gate.
+
 ``--baseline REF`` runs the same workers from a ``git worktree`` of REF (say, the commit before
 the change) on a database of its own, so "before" and "after" are measured on the same
 machine in one run (``make bench-audit`` passes db4f7fb, main before issue 20's chain).
