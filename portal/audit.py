@@ -44,6 +44,7 @@ from . import audit_link, audit_scan, clock
 from .alerts import raise_alert
 from .anchors import (
     Anchor,
+    AnchorStore,
     StoreReading,
     WriteOutcome,
     anchor_stores,
@@ -501,25 +502,41 @@ def anchor() -> AnchorResult:
         try:
             status = verify(readings=readings, start=start)
         except audit_scan.RangeLost as lost:
-            # No verdict, so no anchor, and no alert of a broken chain either.
-            return AnchorResult(
-                refused=f"The audit log was not verified: {lost}. No anchor was written."
-            )
-        if not status.ok:
-            message = "The audit log does not verify: " + " ".join(status.failures)
-            raise_alert("audit_chain_broken", target="audit log", message=message)
-            return AnchorResult(status=status, refused=message + " No anchor was written.")
-        new = Anchor(
-            record_id=head_id,
-            hash=head_hash,
-            count=AuditRecord.objects.filter(id__lte=head_id).count(),
-            at=clock.now(),
+            unverified = str(lost)  # the walk's transaction is spent: alerted after it
+        else:
+            return _anchor_verified(status, head_id, head_hash, stores)
+    # No verdict, so no anchor and no alert of a broken chain; but a run that keeps losing
+    # its workers (killed on purpose, say) must not keep the log unanchored unseen: the
+    # security admins get the anchor-failed alert, one open alert counting every such run.
+    refused = f"The audit log was not verified: {unverified}. No anchor was written."
+    with transaction.atomic():
+        raise_alert(
+            "audit_anchor_failed",
+            target="audit log",
+            message=refused + " The next anchoring run tries again.",
         )
-        outcome = write_anchor(new, stores)
-        for store, sentence in outcome.failed:
-            raise_alert(
-                "audit_anchor_failed",
-                target=store[:255],
-                message=f"The audit chain's head could not be anchored in {store}: {sentence}",
-            )
-        return AnchorResult(anchor=new, outcome=outcome, status=status)
+    return AnchorResult(refused=refused)
+
+
+def _anchor_verified(
+    status: ChainStatus, head_id: int, head_hash: str, stores: list[AnchorStore]
+) -> AnchorResult:
+    """Anchor ``head`` in every store, the log up to it having been walked: ``status``."""
+    if not status.ok:
+        message = "The audit log does not verify: " + " ".join(status.failures)
+        raise_alert("audit_chain_broken", target="audit log", message=message)
+        return AnchorResult(status=status, refused=message + " No anchor was written.")
+    new = Anchor(
+        record_id=head_id,
+        hash=head_hash,
+        count=AuditRecord.objects.filter(id__lte=head_id).count(),
+        at=clock.now(),
+    )
+    outcome = write_anchor(new, stores)
+    for store, sentence in outcome.failed:
+        raise_alert(
+            "audit_anchor_failed",
+            target=store[:255],
+            message=f"The audit chain's head could not be anchored in {store}: {sentence}",
+        )
+    return AnchorResult(anchor=new, outcome=outcome, status=status)

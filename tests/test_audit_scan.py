@@ -279,7 +279,8 @@ def test_a_worker_that_dies_leaves_the_page_saying_not_verified_and_no_anchor_wr
 ) -> None:
     """The Audit page's "Verify the whole log" and the anchoring run walk the same ranges: a
     dead worker there is "not verified" on the page (not an error page, not "Chain broken"),
-    and anchoring refuses without writing an anchor or raising the broken-chain alert."""
+    and anchoring refuses without writing an anchor or raising the broken-chain alert, but
+    opens the anchor-failed alert: killing the workers cannot keep the log unanchored unseen."""
     _seed(15)
     settings.HOLDFAST_AUDIT_VERIFY_RANGE = RANGE
     settings.HOLDFAST_AUDIT_VERIFY_WORKERS = 2
@@ -296,8 +297,12 @@ def test_a_worker_that_dies_leaves_the_page_saying_not_verified_and_no_anchor_wr
     assert "was not verified" in result.refused and "No anchor was written" in result.refused
     assert [p.name for p in audit_anchor_dir.iterdir() if p.name != "keys"] == []
     assert not Alert.objects.filter(kind="audit_chain_broken").exists()
+    alert = Alert.objects.get(kind="audit_anchor_failed", target="audit log")
+    assert "was not verified" in alert.message and alert.count == 1
     with pytest.raises(CommandError, match="No anchor was written"):
         call_command("audit_anchor", stdout=io.StringIO())
+    # Killing the workers run after run leaves one open alert that counts every refusal.
+    assert Alert.objects.get(kind="audit_anchor_failed", target="audit log").count == 2
     monkeypatch.undo()  # the workers answer again: the same log verifies and is anchored
     assert "Chain intact" in client.get(reverse("audit"), {"chain": "full"}).content.decode()
     assert audit.anchor().anchor is not None
