@@ -321,6 +321,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The periodic schedule lives in one place; DatabaseScheduler copies it in when beat starts.
 CELERY_BEAT_SCHEDULE = schedule.CELERY_BEAT_SCHEDULE
+# /healthz/background/ answers 503 once beat has not sent the every-minute dispatcher for this
+# long (DatabaseScheduler writes what it sent every 3 minutes, so not below about 300).
+HOLDFAST_SCHEDULER_STALE_SECONDS = int(os.environ.get("HOLDFAST_SCHEDULER_STALE_SECONDS", "600"))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- API ----------------------------------------------------------------------------------
@@ -409,7 +412,7 @@ OTP_TOTP_ISSUER = "Holdfast"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/(background/)?$"]
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

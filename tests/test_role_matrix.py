@@ -28,8 +28,18 @@ from vaults import services as vault_services
 from vaults.jobs import requests
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
-# Pages anyone may open: the load balancer's probe, the login form and the API description.
-PUBLIC = {"healthz", "login", "logout", "api-schema", "api-docs", "api-token", "favicon"}
+# Pages anyone may open: the load balancer's and the monitor's probes, the login form and the API
+# description.
+PUBLIC = {
+    "healthz",
+    "healthz-background",
+    "login",
+    "logout",
+    "api-schema",
+    "api-docs",
+    "api-token",
+    "favicon",
+}
 # What every account does for itself, whatever its role (tests/test_users_api.py).
 SELF_SERVICE = {"api-password"}
 LOGIN_URL = reverse(settings.LOGIN_URL) if "/" not in settings.LOGIN_URL else settings.LOGIN_URL

@@ -1,0 +1,101 @@
+"""Is the periodic work running? The answer ``/healthz/background/`` gives a monitor.
+
+Beat sends every periodic task (portal/schedule.py): dispatching backups, the sweeps, the
+verification schedule, anchoring the audit log. If beat stops (its host down, or a shell on
+it that stops it), nothing of that happens and nothing inside Holdfast can say so: the
+alerts about missed work are raised by those same tasks. So the proof of life comes from
+beat's own bookkeeping: django-celery-beat's DatabaseScheduler writes each entry's
+``last_run_at`` when it sends it (in its ``sync``, every few minutes), and the dispatcher's
+entry is sent every minute. An external monitor that polls this answer sees a stopped beat,
+a schedule entry switched off, or one removed, within ``HOLDFAST_SCHEDULER_STALE_SECONDS``;
+and workers that all stopped (none of the shared queue announcing its host) within 5 minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django_celery_beat.models import PeriodicTask
+
+from . import clock
+from .celery import app
+from .schedule import CELERY_BEAT_SCHEDULE
+
+# Sent every 60 s: the heartbeat of the whole schedule.
+HEARTBEAT = "holdfast-dispatch-backups"
+
+
+@dataclass(frozen=True)
+class SchedulerHealth:
+    ok: bool
+    sentence: str
+    last_sent: datetime | None
+
+
+def scheduler_health() -> SchedulerHealth:
+    """Whether beat sends the schedule: every entry present and enabled, the heartbeat's
+    last sending no older than ``HOLDFAST_SCHEDULER_STALE_SECONDS``, and a worker online to
+    run what it sends. Two queries."""
+    now = clock.now()
+    stale_after = timedelta(seconds=settings.HOLDFAST_SCHEDULER_STALE_SECONDS)
+    rows = {
+        name: (enabled, last_run_at)
+        for name, enabled, last_run_at in PeriodicTask.objects.filter(
+            name__in=list(CELERY_BEAT_SCHEDULE)
+        ).values_list("name", "enabled", "last_run_at")
+    }
+    problems = []
+    missing = sorted(set(CELERY_BEAT_SCHEDULE) - set(rows))
+    if len(missing) == len(CELERY_BEAT_SCHEDULE):
+        problems.append("beat has never loaded the schedule (is it running?)")
+    elif missing:
+        problems.append(f"schedule entries missing: {', '.join(missing)}")
+    disabled = sorted(name for name, (enabled, _) in rows.items() if not enabled)
+    if disabled:
+        problems.append(f"schedule entries switched off: {', '.join(disabled)}")
+    last_sent = rows.get(HEARTBEAT, (True, None))[1]
+    if HEARTBEAT in rows:
+        if last_sent is None:
+            problems.append(f"beat has not sent {HEARTBEAT} yet")
+        elif now - last_sent > stale_after:
+            problems.append(
+                f"beat last sent {HEARTBEAT} {_age(now - last_sent)} ago (at "
+                f"{last_sent:%Y-%m-%d %H:%M:%S} UTC), more than "
+                f"{_age(stale_after)}: is beat running?"
+            )
+    problems.extend(_no_worker(now))
+    if problems:
+        return SchedulerHealth(False, "; ".join(problems) + ".", last_sent)
+    assert last_sent is not None
+    age = max(now - last_sent, timedelta(0))
+    return SchedulerHealth(True, f"beat sent {HEARTBEAT} {_age(age)} ago.", last_sent)
+
+
+def _no_worker(now: datetime) -> list[str]:
+    """Beat only sends: the periodic tasks run on workers that consume the shared queue, and
+    each worker's beacon announces its host every minute (vaults/jobs/beacon.py)."""
+    from vaults.hosts import ONLINE_WINDOW, Host  # vaults builds on portal
+
+    shared = app.conf.task_default_queue
+    online = Host.objects.filter(last_seen__gte=now - ONLINE_WINDOW).values_list(
+        "queues", flat=True
+    )
+    if any(shared in queues for queues in online):
+        return []
+    return [
+        f"no worker consuming the shared queue '{shared}' (where the periodic tasks run) has "
+        f"announced its host in the last {_age(ONLINE_WINDOW)}"
+    ]
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
