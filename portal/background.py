@@ -41,10 +41,10 @@ def scheduler_health() -> SchedulerHealth:
     now = clock.now()
     stale_after = timedelta(seconds=settings.HOLDFAST_SCHEDULER_STALE_SECONDS)
     rows = {
-        name: (enabled, last_run_at)
-        for name, enabled, last_run_at in PeriodicTask.objects.filter(
+        name: (enabled, last_run_at, loaded)
+        for name, enabled, last_run_at, loaded in PeriodicTask.objects.filter(
             name__in=list(CELERY_BEAT_SCHEDULE)
-        ).values_list("name", "enabled", "last_run_at")
+        ).values_list("name", "enabled", "last_run_at", "date_changed")
     }
     problems = []
     missing = sorted(set(CELERY_BEAT_SCHEDULE) - set(rows))
@@ -52,23 +52,31 @@ def scheduler_health() -> SchedulerHealth:
         problems.append("beat has never loaded the schedule (is it running?)")
     elif missing:
         problems.append(f"schedule entries missing: {', '.join(missing)}")
-    disabled = sorted(name for name, (enabled, _) in rows.items() if not enabled)
+    disabled = sorted(name for name, (enabled, _, _) in rows.items() if not enabled)
     if disabled:
         problems.append(f"schedule entries switched off: {', '.join(disabled)}")
-    last_sent = rows.get(HEARTBEAT, (True, None))[1]
-    if HEARTBEAT in rows:
-        if last_sent is None:
-            problems.append(f"beat has not sent {HEARTBEAT} yet")
-        elif now - last_sent > stale_after:
-            problems.append(
-                f"beat last sent {HEARTBEAT} {_age(now - last_sent)} ago (at "
-                f"{last_sent:%Y-%m-%d %H:%M:%S} UTC), more than "
-                f"{_age(stale_after)}: is beat running?"
-            )
+    _, last_sent, loaded = rows.get(HEARTBEAT, (True, None, None))
+    # A beat that just started writes what it sent at its first sync, up to 3 minutes on;
+    # until then the entry's date_changed is when it loaded the schedule.
+    since = last_sent or loaded
+    if since is not None and now - since > stale_after:
+        problems.append(
+            f"beat last sent {HEARTBEAT} {_age(now - since)} ago (at "
+            f"{since:%Y-%m-%d %H:%M:%S} UTC), more than {_age(stale_after)}: is beat running?"
+            if last_sent
+            else f"beat loaded the schedule {_age(now - since)} ago and has recorded no "
+            f"sending of {HEARTBEAT} since: is beat running?"
+        )
     problems.extend(_no_worker(now))
     if problems:
-        return SchedulerHealth(False, "; ".join(problems) + ".", last_sent)
-    assert last_sent is not None
+        text = "; ".join(problems)
+        return SchedulerHealth(False, text if text.endswith("?") else text + ".", last_sent)
+    if last_sent is None:
+        assert loaded is not None
+        age = max(now - loaded, timedelta(0))
+        return SchedulerHealth(
+            True, f"beat loaded the schedule {_age(age)} ago; no sending recorded yet.", None
+        )
     age = max(now - last_sent, timedelta(0))
     return SchedulerHealth(True, f"beat sent {HEARTBEAT} {_age(age)} ago.", last_sent)
 
