@@ -19,7 +19,6 @@ from . import views
 urlpatterns = [
     path("", include("portal.center.urls")),
     path("healthz/", views.healthz, name="healthz"),
-    path("healthz/background/", views.healthz_background, name="healthz-background"),
     path("favicon.ico", views.favicon, name="favicon"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

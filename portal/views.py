@@ -29,7 +29,6 @@ from .approval_facts import RETRY_SESSION_KEY, facts_for
 from .audit import ChainStatus
 from .audit import verify as verify_chain
 from .audit_scan import RangeLost
-from .background import scheduler_health
 from .filters import AlertFilter, ApprovalFilter, AuditFilter
 from .forms import DecisionForm, UserCreateForm, UserUpdateForm, add_domain_error
 from .gate import OPERATIONS, DomainError
@@ -50,18 +49,6 @@ def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return HttpResponse("ok", content_type="text/plain")
-
-
-@login_not_required
-def healthz_background(request: HttpRequest) -> HttpResponse:
-    """For a monitor: 200 while beat sends the periodic schedule, 503 with the sentence why
-    not (beat stopped, an entry switched off or removed). Names and ages only."""
-    health = scheduler_health()
-    return HttpResponse(
-        ("ok: " if health.ok else "stale: ") + health.sentence,
-        content_type="text/plain",
-        status=200 if health.ok else 503,
-    )
 
 
 @login_not_required

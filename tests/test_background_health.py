@@ -17,8 +17,8 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from portal import clock
-from portal.background import HEARTBEAT, scheduler_health
 from portal.celery import app
+from portal.center.health import HEARTBEAT, scheduler_health
 from portal.schedule import CELERY_BEAT_SCHEDULE
 from vaults.jobs.beacon import Beacon
 

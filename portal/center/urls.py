@@ -1,9 +1,10 @@
 """The Backup center's pages (no namespace: ``home``, ``portfolio``, ``portfolio-tiles``,
-``portfolio-export``, ``items``, ``dashboard``, ``reports``)."""
+``portfolio-export``, ``items``, ``dashboard``, ``reports``), and the monitor's answer on
+the periodic work (``healthz-background``)."""
 
 from django.urls import path
 
-from . import reports, views
+from . import health, reports, views
 
 urlpatterns = [
     path("", views.portfolio, name="home"),
@@ -13,4 +14,5 @@ urlpatterns = [
     path("items/", views.item_list, name="items"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("reports/", reports.reports_page, name="reports"),
+    path("healthz/background/", health.background, name="healthz-background"),
 ]

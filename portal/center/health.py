@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
 from django_celery_beat.models import PeriodicTask
 
-from . import clock
-from .celery import app
-from .schedule import CELERY_BEAT_SCHEDULE
+from portal import clock
+from portal.celery import app
+from portal.schedule import CELERY_BEAT_SCHEDULE
+from vaults.hosts import ONLINE_WINDOW, Host
 
 # Sent every 60 s: the heartbeat of the whole schedule.
 HEARTBEAT = "holdfast-dispatch-backups"
@@ -84,8 +87,6 @@ def scheduler_health() -> SchedulerHealth:
 def _no_worker(now: datetime) -> list[str]:
     """Beat only sends: the periodic tasks run on workers that consume the shared queue, and
     each worker's beacon announces its host every minute (vaults/jobs/beacon.py)."""
-    from vaults.hosts import ONLINE_WINDOW, Host  # vaults builds on portal
-
     shared = app.conf.task_default_queue
     online = Host.objects.filter(last_seen__gte=now - ONLINE_WINDOW).values_list(
         "queues", flat=True
@@ -107,3 +108,15 @@ def _age(delta: timedelta) -> str:
     if seconds < 2 * 86400:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} days"
+
+
+@login_not_required
+def background(request: HttpRequest) -> HttpResponse:
+    """For a monitor: 200 while beat sends the periodic schedule, 503 with the sentence why
+    not (beat stopped, an entry switched off or removed). Names and ages only."""
+    health = scheduler_health()
+    return HttpResponse(
+        ("ok: " if health.ok else "stale: ") + health.sentence,
+        content_type="text/plain",
+        status=200 if health.ok else 503,
+    )
