@@ -149,7 +149,7 @@ def test_a_schedule_entry_switched_off_or_removed_is_stale_while_the_heartbeat_i
     assert said in answer.content.decode()
 
 
-def test_the_answer_costs_one_query(db: None, django_assert_num_queries: Any) -> None:
+def test_the_answer_costs_two_queries(db: None, django_assert_num_queries: Any) -> None:
     PeriodicTask.objects.all().delete()
     with django_assert_num_queries(2):
         scheduler_health()

@@ -24,6 +24,7 @@ from django_celery_beat.models import PeriodicTask
 from portal import clock
 from portal.celery import app
 from portal.schedule import CELERY_BEAT_SCHEDULE
+from portal.templatetags.holdfast import duration
 from vaults.hosts import ONLINE_WINDOW, Host
 
 # Sent every 60 s: the heartbeat of the whole schedule.
@@ -64,10 +65,10 @@ def scheduler_health() -> SchedulerHealth:
     since = last_sent or loaded
     if since is not None and now - since > stale_after:
         problems.append(
-            f"beat last sent {HEARTBEAT} {_age(now - since)} ago (at "
-            f"{since:%Y-%m-%d %H:%M:%S} UTC), more than {_age(stale_after)}: is beat running?"
+            f"beat last sent {HEARTBEAT} {duration(now - since)} ago (at "
+            f"{since:%Y-%m-%d %H:%M:%S} UTC), more than {duration(stale_after)}: is beat running?"
             if last_sent
-            else f"beat loaded the schedule {_age(now - since)} ago and has recorded no "
+            else f"beat loaded the schedule {duration(now - since)} ago and has recorded no "
             f"sending of {HEARTBEAT} since: is beat running?"
         )
     problems.extend(_no_worker(now))
@@ -78,10 +79,10 @@ def scheduler_health() -> SchedulerHealth:
         assert loaded is not None
         age = max(now - loaded, timedelta(0))
         return SchedulerHealth(
-            True, f"beat loaded the schedule {_age(age)} ago; no sending recorded yet.", None
+            True, f"beat loaded the schedule {duration(age)} ago; no sending recorded yet.", None
         )
     age = max(now - last_sent, timedelta(0))
-    return SchedulerHealth(True, f"beat sent {HEARTBEAT} {_age(age)} ago.", last_sent)
+    return SchedulerHealth(True, f"beat sent {HEARTBEAT} {duration(age)} ago.", last_sent)
 
 
 def _no_worker(now: datetime) -> list[str]:
@@ -95,25 +96,14 @@ def _no_worker(now: datetime) -> list[str]:
         return []
     return [
         f"no worker consuming the shared queue '{shared}' (where the periodic tasks run) has "
-        f"announced its host in the last {_age(ONLINE_WINDOW)}"
+        f"announced its host in the last {duration(ONLINE_WINDOW)}"
     ]
-
-
-def _age(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} days"
 
 
 @login_not_required
 def background(request: HttpRequest) -> HttpResponse:
-    """For a monitor: 200 while beat sends the periodic schedule, 503 with the sentence why
-    not (beat stopped, an entry switched off or removed). Names and ages only."""
+    """For a monitor: 200 while beat sends the periodic schedule and a worker runs it, 503
+    with the sentence why not (:func:`scheduler_health`). Names and ages only."""
     health = scheduler_health()
     return HttpResponse(
         ("ok: " if health.ok else "stale: ") + health.sentence,
